@@ -1,0 +1,144 @@
+"""The review feature group: its definition, record validation and PutRecord ingestion.
+
+The one place the feature list lives. It sits in ``include/jobs`` (standard library only) so the
+prepare job can import it inside a SageMaker container, and the Airflow side re-exports it from
+``include.pipeline.requests.features``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping
+
+RECORD_IDENTIFIER = "review_id"
+EVENT_TIME = "event_time"
+
+# (FeatureName, FeatureType) in record order; types are Feature Store's String/Integral/Fractional.
+FEATURE_DEFINITIONS: tuple[tuple[str, str], ...] = (
+    ("review_id", "String"),
+    ("event_time", "String"),
+    ("sentiment", "Integral"),
+    ("label_id", "Integral"),
+    ("input_ids", "String"),
+    ("review_body", "String"),
+    ("split_type", "String"),
+    ("product_category", "String"),
+)
+FEATURE_NAMES = tuple(name for name, _ in FEATURE_DEFINITIONS)
+FEATURE_TYPES = dict(FEATURE_DEFINITIONS)
+
+# Errors worth another try: throttling and the service's own transient failures.
+RETRYABLE_ERRORS = frozenset(
+    {
+        "ThrottlingException",
+        "Throttling",
+        "ServiceUnavailable",
+        "InternalFailure",
+        "InternalServerError",
+        "RequestTimeout",
+        "RequestTimeoutException",
+    }
+)
+
+
+def check_value(name: str, value: object, *, where: str = "") -> str:
+    """``value`` as Feature Store's ``ValueAsString``; ValueError naming feature and value if the
+    type is wrong (an Integral must be an integer, not a float, bool or text)."""
+    kind = FEATURE_TYPES.get(name)
+    at = f" ({where})" if where else ""
+    if kind is None:
+        raise ValueError(
+            f"unknown feature {name!r}{at}; expected one of {', '.join(FEATURE_NAMES)}"
+        )
+    if value is None:
+        raise ValueError(f"feature {name!r} is missing{at}")
+    if kind == "Integral":
+        if isinstance(value, bool) or not _is_integer(value):
+            raise ValueError(f"feature {name!r} must be Integral, got {value!r}{at}")
+        return str(int(value))
+    if kind == "Fractional":
+        if isinstance(value, bool):
+            raise ValueError(f"feature {name!r} must be Fractional, got {value!r}{at}")
+        try:
+            return repr(float(value))
+        except (TypeError, ValueError):
+            raise ValueError(f"feature {name!r} must be Fractional, got {value!r}{at}") from None
+    if not isinstance(value, str):
+        raise ValueError(f"feature {name!r} must be String, got {value!r}{at}")
+    return value
+
+
+def _is_integer(value: object) -> bool:
+    if isinstance(value, int):
+        return True
+    # numpy integers (no numpy import here: the module stays standard-library only)
+    return type(value).__name__.startswith(("int", "uint")) and hasattr(value, "__index__")
+
+
+def to_record(row: Mapping[str, object], *, where: str = "") -> list[dict[str, str]]:
+    """A row as PutRecord's ``Record`` (every feature, in definition order), validated."""
+    missing = [n for n in FEATURE_NAMES if n not in row]
+    if missing:
+        raise ValueError(
+            f"record is missing features {missing}{' (' + where + ')' if where else ''}"
+        )
+    return [
+        {"FeatureName": name, "ValueAsString": check_value(name, row[name], where=where)}
+        for name in FEATURE_NAMES
+    ]
+
+
+def from_record(record: Iterable[Mapping[str, str]]) -> dict[str, object]:
+    """PutRecord/GetRecord ``Record`` -> ``{name: typed value}``."""
+    out: dict[str, object] = {}
+    for item in record:
+        name, text = item["FeatureName"], item["ValueAsString"]
+        kind = FEATURE_TYPES.get(name, "String")
+        out[name] = (
+            int(text) if kind == "Integral" else float(text) if kind == "Fractional" else text
+        )
+    return out
+
+
+def encode_ids(ids: Iterable[int]) -> str:
+    """Token ids as the feature value: ``"[101, 2023, 102]"`` (JSON, readable by Athena too)."""
+    return "[" + ", ".join(map(str, ids)) + "]"
+
+
+def decode_ids(text: str) -> list[int]:
+    return [int(v) for v in json.loads(text)]
+
+
+def put_records(
+    client,
+    feature_group_name: str,
+    rows: Iterable[Mapping[str, object]],
+    *,
+    max_attempts: int = 5,
+    base_delay: float = 0.2,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """PutRecord every row with bounded retries (exponential backoff + jitter) on transient errors.
+
+    Every row is validated first, so a bad value fails before any record is written. Returns the
+    number of records written; raises the last error once a record has used ``max_attempts``.
+    """
+    records = [to_record(row, where=f"row {i}") for i, row in enumerate(rows)]
+    for record in records:
+        for attempt in range(1, max_attempts + 1):
+            try:
+                client.put_record(FeatureGroupName=feature_group_name, Record=record)
+                break
+            except Exception as exc:  # botocore ClientError / connection errors
+                code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+                transient = code in RETRYABLE_ERRORS or type(exc).__name__ in (
+                    "EndpointConnectionError",
+                    "ConnectionClosedError",
+                    "ReadTimeoutError",
+                )
+                if not transient or attempt == max_attempts:
+                    raise
+                sleep(base_delay * 2 ** (attempt - 1) * (1 + random.random()))
+    return len(records)

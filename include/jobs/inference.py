@@ -1,0 +1,171 @@
+"""Inference handlers for the review sentiment model, as the SageMaker PyTorch container calls them.
+
+``model_fn`` / ``input_fn`` / ``predict_fn`` / ``output_fn`` run unchanged in the SageMaker
+PyTorch serving container, in the local endpoint server and in local batch transform.
+
+Model archive layout (``model.tar.gz``; train.py writes exactly this, ``model_fn`` reads it)::
+
+    transformer/            AutoModelForSequenceClassification.save_pretrained() folder
+                            (config.json + weights) and the tokenizer's save_pretrained() files
+    model.pth               the same weights as a state_dict; read only when transformer/ holds
+                            a config without weights
+    inference_config.json   optional: {"max_seq_length": 128, "labels": [-1, 0, 1]}
+    code/inference.py       this file (plus any sibling modules it imports)
+
+Class index ``i`` of the classifier is sentiment ``labels[i]``; ``labels`` defaults to
+``[-1, 0, 1]`` (label = index - 1). ``max_seq_length`` defaults to 128.
+
+Requests, one review per string of ``features``:
+
+- ``application/json``: ``{"features": ["text", ...]}`` or a list of such objects
+- ``application/jsonlines``: one such object per line
+
+Responses, in the request's format unless ``Accept`` asks for the other one: per review
+``{"predicted_label": -1|0|1, "probability": p}`` (a JSON list, or one object per line).
+All texts of a request go through the model in one forward pass.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+JSON = "application/json"
+JSONLINES = "application/jsonlines"
+_JSONLINES_ALIASES = {JSONLINES, "application/jsonl", "application/x-jsonlines"}
+DEFAULT_LABELS = (-1, 0, 1)
+DEFAULT_MAX_SEQ_LENGTH = 128
+MODEL_FOLDER = "transformer"
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")
+
+
+class UnsupportedContentType(ValueError):
+    """A request or Accept content type this model does not speak (HTTP 415 in the container)."""
+
+
+def _media_type(content_type: str | None) -> str:
+    media = (content_type or "").split(";")[0].strip().lower()
+    return JSONLINES if media in _JSONLINES_ALIASES else media
+
+
+def model_fn(model_dir: str) -> dict:
+    """Load the classifier and tokenizer from an extracted model archive (layout above)."""
+    root = Path(model_dir)
+    folder = root / MODEL_FOLDER
+    if not (folder / "config.json").exists():
+        if (root / "config.json").exists():
+            folder = root
+        else:
+            raise FileNotFoundError(f"{root}: no {MODEL_FOLDER}/config.json in the model archive")
+    config_path = root / "inference_config.json"
+    config = json.loads(config_path.read_text()) if config_path.exists() else {}
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    if any((folder / name).exists() for name in WEIGHT_FILES):
+        model = AutoModelForSequenceClassification.from_pretrained(folder)
+    elif (root / "model.pth").exists():
+        from transformers import AutoConfig
+
+        model = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(folder))
+        state = torch.load(root / "model.pth", map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+    else:
+        raise FileNotFoundError(
+            f"{folder}: no weights ({', '.join(WEIGHT_FILES)}) and no model.pth"
+        )
+    labels = [int(x) for x in config.get("labels", DEFAULT_LABELS)]
+    if len(labels) != model.config.num_labels:
+        raise ValueError(
+            f"{config_path}: labels {labels} do not match the model's "
+            f"num_labels={model.config.num_labels}"
+        )
+    model.to(device).eval()
+    return {
+        "model": model,
+        "tokenizer": tokenizer,
+        "labels": labels,
+        "max_length": int(config.get("max_seq_length", DEFAULT_MAX_SEQ_LENGTH)),
+        "device": device,
+    }
+
+
+def _features(obj, where: str) -> list[str]:
+    if not isinstance(obj, dict) or "features" not in obj:
+        raise ValueError(f'{where}: expected an object with "features", got {json.dumps(obj)[:80]}')
+    features = obj["features"]
+    if not isinstance(features, list) or not features:
+        raise ValueError(f'{where}: "features" must be a non-empty list of review texts')
+    for i, text in enumerate(features):
+        if not isinstance(text, str):
+            raise ValueError(f'{where}: "features"[{i}] is {type(text).__name__}, not a string')
+    return features
+
+
+def input_fn(request_body, request_content_type: str) -> list[str]:
+    """The review texts of a request, in order; a clear ValueError for anything else."""
+    media = _media_type(request_content_type)
+    text = (
+        request_body.decode("utf-8")
+        if isinstance(request_body, bytes | bytearray)
+        else request_body
+    )
+    if media == JSON:
+        try:
+            data = json.loads(text)
+        except ValueError as err:
+            raise ValueError(f"malformed JSON body: {err}") from None
+        if isinstance(data, list):
+            if not data:
+                raise ValueError("empty request: the JSON list holds no objects")
+            return [t for i, obj in enumerate(data) for t in _features(obj, f"item {i}")]
+        return _features(data, "body")
+    if media == JSONLINES:
+        texts: list[str] = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError as err:
+                raise ValueError(f"malformed JSON on line {number}: {err}") from None
+            texts.extend(_features(obj, f"line {number}"))
+        if not texts:
+            raise ValueError("empty request: no JSON lines in the body")
+        return texts
+    raise UnsupportedContentType(
+        f"unsupported content type {request_content_type!r}; use {JSON} or {JSONLINES}"
+    )
+
+
+def predict_fn(input_data: list[str], model: dict) -> list[dict]:
+    """Classify all texts in one forward pass: label and the probability of that label."""
+    encoded = model["tokenizer"](
+        list(input_data),
+        padding=True,
+        truncation=True,
+        max_length=model["max_length"],
+        return_tensors="pt",
+    ).to(model["device"])
+    with torch.inference_mode():
+        probabilities = torch.softmax(model["model"](**encoded).logits, dim=-1)
+    best, index = probabilities.max(dim=-1)
+    labels = model["labels"]
+    return [
+        {"predicted_label": labels[i], "probability": round(float(p), 6)}
+        for p, i in zip(best.tolist(), index.tolist(), strict=True)
+    ]
+
+
+def output_fn(prediction: list[dict], response_content_type: str) -> str:
+    """Serialise predictions as a JSON list or as JSON lines (one review per line)."""
+    media = _media_type(response_content_type)
+    if media in (JSON, "*/*", ""):
+        return json.dumps(prediction)
+    if media == JSONLINES:
+        return "".join(json.dumps(p) + "\n" for p in prediction)
+    raise UnsupportedContentType(
+        f"unsupported accept type {response_content_type!r}; use {JSON} or {JSONLINES}"
+    )

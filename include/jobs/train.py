@@ -1,0 +1,410 @@
+"""Fine-tune a transformer into a 3-class review sentiment classifier (SageMaker script mode).
+
+Runs unchanged in the SageMaker PyTorch container and under the local job runner: data and
+output folders come from the ``SM_*`` environment, hyperparameters arrive as ``--key value``.
+Progress and metrics are printed as ``key=value`` lines; the training request's
+``MetricDefinitions`` (include/pipeline/requests/training.py) parse exactly these lines:
+
+    epoch=1 step=10/169 train_loss=0.912345 samples_per_sec=51.2
+    epoch=1 step=169/169 val_loss=0.701234 val_acc=0.712000
+
+``val_loss`` is the loss on the validation channel (model in eval mode, no gradients), never
+the training loss. A checkpoint is written to the checkpoint folder after every epoch so a
+restarted (e.g. spot-interrupted) job resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import random
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+if __package__:  # imported as include.jobs.train (tests, benchmarks)
+    from .data import LABELS, Split, id2label, load_split
+else:  # run as a script (container, job runner): sibling modules sit on sys.path[0]
+    from data import LABELS, Split, id2label, load_split
+
+SCRIPT_DIR = Path(__file__).resolve().parent
+CHECKPOINT_FILE = "checkpoint.pt"
+# Copied into model.tar.gz as code/ so the serving container finds the handler.
+SERVING_FILES = ("inference.py", "requirements.txt")
+
+
+def _bool(text: str | bool) -> bool:
+    if isinstance(text, bool):
+        return text
+    value = str(text).strip().lower()
+    if value in ("true", "1", "yes", "y"):
+        return True
+    if value in ("false", "0", "no", "n", ""):
+        return False
+    raise argparse.ArgumentTypeError(f"not a boolean: {text!r}")
+
+
+def _default_checkpoint_dir() -> str:
+    # SageMaker mounts CheckpointConfig.LocalPath (default /opt/ml/checkpoints) only when the
+    # request has a CheckpointConfig; the local runner points SM_CHECKPOINT_DIR at its folder.
+    if os.environ.get("SM_CHECKPOINT_DIR"):
+        return os.environ["SM_CHECKPOINT_DIR"]
+    return "/opt/ml/checkpoints" if Path("/opt/ml/checkpoints").is_dir() else ""
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    env = os.environ.get
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--pretrained_model", default="roberta-base")
+    p.add_argument("--max_seq_length", type=int, default=128)
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--learning_rate", type=float, default=5e-5)
+    p.add_argument("--weight_decay", type=float, default=0.01)
+    p.add_argument("--warmup_ratio", type=float, default=0.1)
+    p.add_argument("--train_batch_size", type=int, default=32)
+    p.add_argument("--validation_batch_size", type=int, default=64)
+    p.add_argument("--train_steps_per_epoch", type=int, default=0, help="0: the whole split")
+    p.add_argument("--validation_steps_per_epoch", type=int, default=0, help="0: the whole split")
+    p.add_argument("--freeze_bert_layer", type=_bool, default=False)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--log_interval", type=int, default=10, help="steps per train_loss line")
+    p.add_argument("--eval_interval", type=int, default=0, help="steps; 0: once per epoch")
+    p.add_argument("--train", default=env("SM_CHANNEL_TRAIN", ""))
+    p.add_argument("--validation", default=env("SM_CHANNEL_VALIDATION", ""))
+    p.add_argument("--model_dir", default=env("SM_MODEL_DIR", ""))
+    p.add_argument("--output_data_dir", default=env("SM_OUTPUT_DATA_DIR", ""))
+    p.add_argument("--checkpoint_dir", default=_default_checkpoint_dir())
+    # The container may add hyperparameters of its own; they are not ours to reject.
+    args, unknown = p.parse_known_args(argv)
+    if unknown:
+        log(f"ignoring unknown arguments: {' '.join(unknown)}")
+    for name in ("train", "validation", "model_dir"):
+        if not getattr(args, name):
+            p.error(
+                f"--{name} is required (or set SM_{'CHANNEL_' * (name != 'model_dir')}"
+                f"{name.upper()})"
+            )
+    for name in ("epochs", "train_batch_size", "validation_batch_size", "log_interval"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if not args.learning_rate > 0:
+        p.error(f"--learning_rate must be > 0, got {args.learning_rate}")
+    return args
+
+
+def log(message: str) -> None:
+    """One line to stdout, flushed: the task log shows progress while the job runs."""
+    print(message, flush=True)
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def load_channel(folder: str, name: str, max_seq_length: int) -> Split:
+    split = load_split(folder)
+    if split.seq_length > max_seq_length:
+        raise ValueError(
+            f"channel {name!r} ({folder}): rows are padded to {split.seq_length} tokens but"
+            f" max_seq_length is {max_seq_length}; prepare and train must use the same length"
+        )
+    log(f"channel {name}: {len(split)} rows, sequence length {split.seq_length}")
+    return split
+
+
+def tensors(split: Split) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return (
+        torch.from_numpy(split.input_ids),
+        torch.from_numpy(split.attention_mask),
+        torch.from_numpy(split.label_ids),
+    )
+
+
+def batches(split: Split, batch_size: int, *, shuffle_seed: int | None = None, limit: int = 0):
+    """``(input_ids, attention_mask, labels)`` batches; shuffled by a seed so a resumed epoch
+    sees the same order as an uninterrupted one.
+
+    Trailing columns that are padding in every row of a batch are cut off: attention ignores
+    them anyway, and short batches then cost less than ``max_seq_length`` ones.
+    """
+    ids, mask, labels = tensors(split)
+    order = torch.arange(len(labels))
+    if shuffle_seed is not None:
+        order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(shuffle_seed))
+    out = []
+    for start in range(0, len(labels), batch_size):
+        index = order[start : start + batch_size]
+        batch_mask = mask[index]
+        used = batch_mask.any(dim=0).nonzero()
+        width = int(used.max()) + 1 if len(used) else batch_mask.shape[1]
+        out.append((ids[index][:, :width], batch_mask[:, :width], labels[index]))
+        if limit and len(out) >= limit:
+            break
+    return out
+
+
+def build_model(pretrained: str, freeze_base: bool):
+    from transformers import AutoModelForSequenceClassification
+
+    labels = id2label()
+    model = AutoModelForSequenceClassification.from_pretrained(
+        pretrained,
+        num_labels=len(LABELS),
+        id2label=labels,
+        label2id={v: k for k, v in labels.items()},
+    )
+    if freeze_base:
+        for param in model.base_model.parameters():
+            param.requires_grad = False
+    return model
+
+
+def train_steps(model, batch_list, optimizer, scheduler, loss_fn, dev, *, on_step=None) -> None:
+    """The training loop proper: forward, loss, backward, optimizer and schedule step.
+
+    ``on_step(step, batch_size, loss)`` sees every step (logging, evaluation); kept out of the
+    hot path otherwise so the loop costs what a bare PyTorch loop costs.
+    """
+    model.train()
+    for step, (ids, mask, labels) in enumerate(batch_list, start=1):
+        ids, mask, labels = ids.to(dev), mask.to(dev), labels.to(dev)
+        logits = model(input_ids=ids, attention_mask=mask).logits
+        loss = loss_fn(logits, labels)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        if on_step is not None:
+            on_step(step, len(labels), loss.detach())
+
+
+@torch.no_grad()
+def evaluate(model, batch_list, loss_fn, dev) -> tuple[float, float]:
+    """Mean loss and accuracy of the model on held-out batches (eval mode, no gradients)."""
+    was_training = model.training
+    model.eval()
+    total_loss, correct, count = 0.0, 0, 0
+    for ids, mask, labels in batch_list:
+        ids, mask, labels = ids.to(dev), mask.to(dev), labels.to(dev)
+        logits = model(input_ids=ids, attention_mask=mask).logits
+        total_loss += float(loss_fn(logits, labels)) * len(labels)
+        correct += int((logits.argmax(dim=-1) == labels).sum())
+        count += len(labels)
+    model.train(was_training)
+    return total_loss / count, correct / count
+
+
+def fingerprint(args: argparse.Namespace, train: Split) -> str:
+    """What a checkpoint must match to be resumed: same model, data and schedule."""
+    keys = (
+        "pretrained_model", "max_seq_length", "epochs", "learning_rate", "weight_decay",
+        "warmup_ratio", "train_batch_size", "train_steps_per_epoch", "freeze_bert_layer", "seed",
+    )  # fmt: skip
+    digest = hashlib.sha256(json.dumps({k: getattr(args, k) for k in keys}).encode())
+    digest.update(train.input_ids.tobytes())
+    digest.update(train.label_ids.tobytes())
+    return digest.hexdigest()
+
+
+def save_checkpoint(folder: Path, state: dict) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{CHECKPOINT_FILE}.tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, folder / CHECKPOINT_FILE)
+
+
+def load_checkpoint(folder: Path, expected: str) -> dict | None:
+    path = folder / CHECKPOINT_FILE
+    if not path.exists():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if state.get("fingerprint") != expected:
+        log(f"checkpoint {path} belongs to other hyperparameters or data; starting fresh")
+        return None
+    return state
+
+
+def debugger_hook(model, loss_fn):
+    """SageMaker Debugger's hook when the container has smdebug and a hook config, else None."""
+    if not Path("/opt/ml/input/config/debughookconfig.json").exists():
+        return None
+    try:
+        import smdebug.pytorch as smd
+
+        hook = smd.Hook.create_from_json_file()
+        hook.register_module(model)
+        hook.register_loss(loss_fn)
+        return hook
+    except Exception as err:  # noqa: BLE001 - the hook is optional, training is not
+        log(f"SageMaker Debugger hook not available ({err}); metrics still come from the log")
+        return None
+
+
+def _set_mode(hook, mode: str) -> None:
+    if hook is not None:
+        import smdebug.pytorch as smd
+
+        hook.set_mode(getattr(smd.modes, mode))
+
+
+def save_model(model, tokenizer, model_dir: Path) -> None:
+    """``save_pretrained`` folder + tokenizer + ``model.pth`` + ``code/`` for serving."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    torch.save(model.state_dict(), model_dir / "model.pth")
+    code = model_dir / "code"
+    for name in SERVING_FILES:
+        if (SCRIPT_DIR / name).is_file():
+            code.mkdir(exist_ok=True)
+            shutil.copyfile(SCRIPT_DIR / name, code / name)
+    log(f"saved model to {model_dir}: {sorted(p.name for p in model_dir.iterdir())}")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Train, validate, save; returns the metric history that was also printed."""
+    args = parse_args(argv)
+    log(f"hyperparameters: {json.dumps(vars(args), sort_keys=True)}")
+    from transformers import AutoTokenizer, get_linear_schedule_with_warmup
+
+    set_seed(args.seed)
+    dev = device()
+    train = load_channel(args.train, "train", args.max_seq_length)
+    validation = load_channel(args.validation, "validation", args.max_seq_length)
+    val_batches = batches(
+        validation, args.validation_batch_size, limit=args.validation_steps_per_epoch
+    )
+    steps_per_epoch = math.ceil(len(train) / args.train_batch_size)
+    if args.train_steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, args.train_steps_per_epoch)
+    total_steps = steps_per_epoch * args.epochs
+
+    tokenizer = AutoTokenizer.from_pretrained(args.pretrained_model)
+    model = build_model(args.pretrained_model, args.freeze_bert_layer).to(dev)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad],
+        lr=args.learning_rate,
+        weight_decay=args.weight_decay,
+    )
+    scheduler = get_linear_schedule_with_warmup(
+        optimizer, int(args.warmup_ratio * total_steps), total_steps
+    )
+    history: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "val_acc": []}
+    start_epoch = 0
+    checkpoint_dir = Path(args.checkpoint_dir) if args.checkpoint_dir else None
+    key = fingerprint(args, train)
+    if checkpoint_dir is not None:
+        state = load_checkpoint(checkpoint_dir, key)
+        if state is not None:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            torch.set_rng_state(state["torch_rng"])
+            history = state["history"]
+            start_epoch = state["epoch"]
+            log(f"resumed from {checkpoint_dir / CHECKPOINT_FILE} after epoch {start_epoch}")
+    else:
+        log("no checkpoint folder (SM_CHECKPOINT_DIR or /opt/ml/checkpoints); not checkpointing")
+
+    hook = debugger_hook(model, loss_fn)
+    log(
+        f"training on {dev}: {len(train)} rows, {args.epochs} epoch(s) x {steps_per_epoch} steps"
+        f" of {args.train_batch_size}, {len(validation)} validation rows"
+    )
+    for epoch in range(start_epoch + 1, args.epochs + 1):
+        epoch_batches = batches(
+            train,
+            args.train_batch_size,
+            shuffle_seed=args.seed + epoch,
+            limit=steps_per_epoch,
+        )
+        train_one_epoch(
+            model, epoch_batches, optimizer, scheduler, loss_fn, dev, args,
+            epoch=epoch, val_batches=val_batches, history=history, hook=hook,
+        )  # fmt: skip
+        if checkpoint_dir is not None:
+            save_checkpoint(
+                checkpoint_dir,
+                {
+                    "fingerprint": key,
+                    "epoch": epoch,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "torch_rng": torch.get_rng_state(),
+                    "history": history,
+                },
+            )
+            log(f"checkpoint written after epoch {epoch}")
+
+    model.eval()
+    save_model(model, tokenizer, Path(args.model_dir))
+    if args.output_data_dir:
+        out = Path(args.output_data_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(json.dumps(history, indent=2))
+    return history
+
+
+def train_one_epoch(
+    model, epoch_batches, optimizer, scheduler, loss_fn, dev, args, *,
+    epoch: int, val_batches, history: dict, hook=None,
+) -> None:  # fmt: skip
+    """One epoch of :func:`train_steps` with interval logging and validation."""
+    n_steps = len(epoch_batches)
+    window = {"loss": 0.0, "steps": 0, "samples": 0, "start": time.perf_counter()}
+
+    def flush_train(step: int) -> None:
+        loss = window["loss"] / window["steps"]
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"epoch {epoch} step {step}: training loss is {loss}")
+        rate = window["samples"] / max(time.perf_counter() - window["start"], 1e-9)
+        history["train_loss"].append(round(loss, 6))
+        log(f"epoch={epoch} step={step}/{n_steps} train_loss={loss:.6f} samples_per_sec={rate:.1f}")
+        window.update(loss=0.0, steps=0, samples=0, start=time.perf_counter())
+
+    def validate(step: int) -> None:
+        _set_mode(hook, "EVAL")
+        val_loss, val_acc = evaluate(model, val_batches, loss_fn, dev)
+        _set_mode(hook, "TRAIN")
+        history["val_loss"].append(round(val_loss, 6))
+        history["val_acc"].append(round(val_acc, 6))
+        log(f"epoch={epoch} step={step}/{n_steps} val_loss={val_loss:.6f} val_acc={val_acc:.6f}")
+        window["start"] = time.perf_counter()
+
+    def on_step(step: int, size: int, loss: torch.Tensor) -> None:
+        window["loss"] += float(loss)
+        window["steps"] += 1
+        window["samples"] += size
+        if step % args.log_interval == 0 or step == n_steps:
+            flush_train(step)
+        if (args.eval_interval and step % args.eval_interval == 0) or step == n_steps:
+            validate(step)
+
+    _set_mode(hook, "TRAIN")
+    train_steps(model, epoch_batches, optimizer, scheduler, loss_fn, dev, on_step=on_step)
+
+
+if __name__ == "__main__":
+    try:
+        main(sys.argv[1:])
+    except Exception as err:
+        # SageMaker reports /opt/ml/output/failure as the job's FailureReason.
+        failure = Path(os.environ.get("SM_OUTPUT_DIR", "/opt/ml/output")) / "failure"
+        if failure.parent.is_dir():
+            failure.write_text(f"{type(err).__name__}: {err}")
+        raise

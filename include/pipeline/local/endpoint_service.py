@@ -1,0 +1,438 @@
+"""The local SageMaker hosting service: control-plane operations and invocations, without HTTP.
+
+Control-plane methods take the AWS request dict and return the AWS response dict (they raise
+:class:`SageMakerValidationError` where SageMaker answers ``ValidationException``). ``invoke`` is
+``InvokeEndpoint``: route to a variant, run its model, capture, copy to shadows.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from include.pipeline.local import blue_green, models
+from include.pipeline.local.data_capture import CaptureWriter
+from include.pipeline.local.endpoint_state import EndpointStore
+from include.pipeline.local.models import (
+    HandlerCache,
+    InvocationError,
+    SageMakerValidationError,
+)
+from include.pipeline.local.routing import Fleet, Route, Traffic, Variant
+
+log = logging.getLogger(__name__)
+BUSY = ("Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting")
+SAGEMAKER_MAX_BODY = 6 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """Server limits; environment ``PIPELINE_ENDPOINT_*`` overrides the defaults."""
+
+    max_body_bytes: int = SAGEMAKER_MAX_BODY
+    error_rate_threshold: float = 0.05
+    min_invocations: int = 1
+    shadow_workers: int = 2
+
+    @classmethod
+    def from_env(cls, env: dict | None = None) -> ServiceConfig:
+        env = os.environ if env is None else env
+        return cls(
+            max_body_bytes=int(env.get("PIPELINE_ENDPOINT_MAX_BODY_BYTES", SAGEMAKER_MAX_BODY)),
+            error_rate_threshold=float(env.get("PIPELINE_ENDPOINT_ERROR_RATE", 0.05)),
+            min_invocations=int(env.get("PIPELINE_ENDPOINT_MIN_INVOCATIONS", 1)),
+        )
+
+
+@dataclass
+class Invocation:
+    body: bytes
+    content_type: str
+    variant: str
+
+
+class EndpointService:
+    def __init__(self, lake: Path, region: str = "us-east-1", config: ServiceConfig | None = None):
+        self.lake = Path(lake)
+        self.region = region
+        self.config = config or ServiceConfig()
+        self.store = EndpointStore(self.lake, region)
+        self.handlers = HandlerCache(self.lake)
+        self.capture = CaptureWriter(self.lake)
+        self.traffic: dict[str, Traffic] = {}
+        self._lock = threading.RLock()
+        self._shadow_pool = ThreadPoolExecutor(self.config.shadow_workers, "shadow")
+
+    # -- models and endpoint configs ---------------------------------------------------------
+    def create_model(self, request: dict) -> dict:
+        return models.create_model(request, self.lake, self.region)
+
+    def describe_model(self, request: dict) -> dict:
+        return models.describe_model(request["ModelName"], self.lake)
+
+    def delete_model(self, request: dict) -> dict:
+        models.delete_model(request["ModelName"], self.lake)
+        self._release_unused_models()
+        return {}
+
+    def create_endpoint_config(self, request: dict) -> dict:
+        return self.store.create_config(request)
+
+    def describe_endpoint_config(self, request: dict) -> dict:
+        return self.store.describe_config(request["EndpointConfigName"])
+
+    def delete_endpoint_config(self, request: dict) -> dict:
+        self.store.delete_config(request["EndpointConfigName"])
+        return {}
+
+    # -- endpoints ---------------------------------------------------------------------------
+    def create_endpoint(self, request: dict) -> dict:
+        name, config_name = request["EndpointName"], request["EndpointConfigName"]
+        with self._lock:
+            if self.store.get_endpoint(name) is not None:
+                raise SageMakerValidationError(
+                    f'Cannot create already existing endpoint "{self.store.arn("endpoint", name)}".'
+                )
+            config = self.store.describe_config(config_name)
+            fleet = Fleet.from_config(config)
+            now = time.time()
+            doc = {
+                "EndpointName": name,
+                "EndpointArn": self.store.arn("endpoint", name),
+                "EndpointConfigName": config_name,
+                "EndpointStatus": "Creating",
+                "CreationTime": now,
+                **self._fleet_summary(fleet),
+            }
+            self.store.put_endpoint(doc)
+        threading.Thread(target=self._create, args=(name, fleet), daemon=True).start()
+        return {"EndpointArn": doc["EndpointArn"]}
+
+    def _create(self, name: str, fleet: Fleet) -> None:
+        try:
+            self.health_check(fleet)
+        except Exception as err:
+            self._set_status(name, "Failed", f"Endpoint failed its health check: {err}")
+            return
+        with self._lock:
+            self.traffic[name] = Traffic(fleet)
+        self._set_status(name, "InService", None)
+
+    def update_endpoint(self, request: dict) -> dict:
+        name, config_name = request["EndpointName"], request["EndpointConfigName"]
+        with self._lock:
+            doc = self.store.require_endpoint(name)
+            if doc["EndpointStatus"] != "InService" or name not in self.traffic:
+                raise SageMakerValidationError(
+                    f'Cannot update in-progress endpoint "{doc["EndpointArn"]}" '
+                    f"(status {doc['EndpointStatus']})."
+                )
+            config = self.store.describe_config(config_name)
+            deployment = request.get("DeploymentConfig") or {}
+            blue_green.traffic_steps(deployment.get("BlueGreenUpdatePolicy") or {}, 1)
+            doc["EndpointStatus"] = "Updating"
+            doc.pop("FailureReason", None)
+            doc["PendingDeploymentSummary"] = {
+                "EndpointConfigName": config_name,
+                "ProductionVariants": [v.summary() for v in Fleet.from_config(config).variants],
+                "StartTime": time.time(),
+            }
+            if deployment:
+                doc["LastDeploymentConfig"] = deployment
+            self.store.put_endpoint(doc)
+        retain = bool(request.get("RetainAllVariantProperties"))
+        threading.Thread(
+            target=self._run_update, args=(name, config, deployment, retain), daemon=True
+        ).start()
+        return {"EndpointArn": doc["EndpointArn"]}
+
+    def _run_update(self, name, config, deployment, retain) -> None:
+        try:
+            blue_green.run_update(self, name, config, deployment, retain)
+        except Exception as err:  # never leave an endpoint stuck in Updating
+            log.exception("update of endpoint %s failed", name)
+            traffic = self.traffic.get(name)
+            if traffic is not None:
+                traffic.drop_candidate()
+                self.finish_update(name, None, ok=False, reason=f"Update failed: {err}")
+
+    def finish_update(self, name: str, fleet: Fleet | None, ok: bool, reason: str | None) -> None:
+        """Record the outcome of an update: new config on success, old one with a reason if not."""
+        with self._lock:
+            doc = self.store.get_endpoint(name)
+            traffic = self.traffic.get(name)
+            if doc is None or traffic is None:
+                return
+            doc.pop("PendingDeploymentSummary", None)
+            if ok and fleet is not None:
+                doc["EndpointConfigName"] = fleet.config_name
+                doc.pop("FailureReason", None)
+            else:
+                doc["FailureReason"] = reason
+            doc.update(self._fleet_summary(traffic.live))
+            doc["EndpointStatus"] = "InService"
+            self.store.put_endpoint(doc)
+        self._release_unused_models()
+
+    def update_endpoint_weights_and_capacities(self, request: dict) -> dict:
+        name = request["EndpointName"]
+        with self._lock:
+            doc = self.store.require_endpoint(name)
+            traffic = self.traffic.get(name)
+            if doc["EndpointStatus"] != "InService" or traffic is None:
+                raise SageMakerValidationError(
+                    f'Cannot update in-progress endpoint "{doc["EndpointArn"]}".'
+                )
+            desired = request["DesiredWeightsAndCapacities"]
+            for item in desired:
+                if traffic.live.find(item["VariantName"]) is None:
+                    raise SageMakerValidationError(
+                        f"The variant name(s) [{item['VariantName']}] is/are not present in "
+                        f"the endpoint {name}"
+                    )
+            new_weights = {v.name: v.weight for v in traffic.live.variants}
+            new_weights.update(
+                {
+                    i["VariantName"]: float(i["DesiredWeight"])
+                    for i in desired
+                    if "DesiredWeight" in i
+                }
+            )
+            if sum(new_weights.values()) <= 0:
+                raise SageMakerValidationError("At least one variant must have a positive weight")
+            with traffic.lock:
+                for item in desired:
+                    variant = traffic.live.find(item["VariantName"])
+                    variant.weight = new_weights[variant.name]
+                    if "DesiredInstanceCount" in item:
+                        variant.instance_count = int(item["DesiredInstanceCount"])
+            doc.update(self._fleet_summary(traffic.live))
+            self.store.put_endpoint(doc)
+        return {"EndpointArn": doc["EndpointArn"]}
+
+    def describe_endpoint(self, request: dict) -> dict:
+        return self.store.require_endpoint(request["EndpointName"])
+
+    def delete_endpoint(self, request: dict) -> dict:
+        name = request["EndpointName"]
+        with self._lock:
+            self.store.delete_endpoint(name)
+            self.traffic.pop(name, None)
+        self._release_unused_models()
+        return {}
+
+    def list_endpoints(self, request: dict) -> dict:
+        docs = [self.store.get_endpoint(n) for n in self.store.endpoint_names()]
+        keys = ("EndpointName", "EndpointArn", "CreationTime", "LastModifiedTime", "EndpointStatus")
+        return {"Endpoints": [{k: d[k] for k in keys if k in d} for d in docs if d]}
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _set_status(self, name: str, status: str, reason: str | None) -> None:
+        with self._lock:
+            doc = self.store.get_endpoint(name)
+            if doc is None:
+                return
+            doc["EndpointStatus"] = status
+            if reason:
+                doc["FailureReason"] = reason
+            else:
+                doc.pop("FailureReason", None)
+            self.store.put_endpoint(doc)
+
+    @staticmethod
+    def _fleet_summary(fleet: Fleet) -> dict:
+        summary = {"ProductionVariants": [v.summary() for v in fleet.variants]}
+        summary["ShadowProductionVariants"] = [v.summary() for v in fleet.shadows]
+        capture = fleet.data_capture
+        if capture:
+            summary["DataCaptureConfig"] = {
+                "EnableCapture": capture.get("EnableCapture", True),
+                "CaptureStatus": "Started" if capture.get("EnableCapture", True) else "Stopped",
+                "CurrentSamplingPercentage": capture.get("InitialSamplingPercentage", 0),
+                "DestinationS3Uri": capture["DestinationS3Uri"],
+            }
+        else:
+            summary["DataCaptureConfig"] = None
+        return {k: v for k, v in summary.items() if v}
+
+    def health_check(self, fleet: Fleet) -> None:
+        """Every variant's model loads and answers the warm-up request, or this raises."""
+        for variant in fleet.variants + fleet.shadows:
+            try:
+                handler = self.handlers.get(variant.model_name)
+                handler.predict(models.WARMUP_BODY, models.WARMUP_CONTENT_TYPE)
+            except Exception as err:
+                raise RuntimeError(
+                    f"variant {variant.name} (model {variant.model_name}): {err}"
+                ) from err
+
+    def _release_unused_models(self) -> None:
+        with self._lock:
+            in_use = {
+                v.model_name
+                for t in self.traffic.values()
+                for fleet in (t.live, t.candidate)
+                if fleet
+                for v in fleet.variants + fleet.shadows
+            }
+        self.handlers.retain(in_use)
+
+    # -- data plane --------------------------------------------------------------------------
+    def _run(self, variant: Variant, body: bytes, content_type: str, accept: str | None):
+        try:
+            handler = self.handlers.get(variant.model_name)
+        except Exception as err:
+            raise InvocationError(500, f"the model failed to load: {err}", "model_fn") from err
+        return handler.invoke(body, content_type, accept)
+
+    def invoke(
+        self,
+        name: str,
+        body: bytes,
+        content_type: str,
+        accept: str | None = None,
+        target_variant: str | None = None,
+        inference_id: str | None = None,
+    ) -> Invocation:
+        """InvokeEndpoint; raises SageMakerValidationError (400) or InvocationError (model)."""
+        traffic = self.traffic.get(name)
+        if traffic is None:
+            doc = self.store.get_endpoint(name)
+            if doc is None:
+                raise SageMakerValidationError(
+                    f"Endpoint {name} of account {models.ACCOUNT} not found."
+                )
+            raise SageMakerValidationError(
+                f"Endpoint {name} is not in service (status {doc['EndpointStatus']})."
+            )
+        if not body:
+            raise SageMakerValidationError("The request body is empty.")
+        content_type = content_type or "application/octet-stream"
+        route = traffic.route(target_variant)
+        try:
+            out_body, out_type = self._run(route.variant, body, content_type, accept)
+            traffic.record(route, ok=True)
+        except InvocationError as err:
+            if route.fallback is None:
+                traffic.record(route, ok=err.status < 500)
+                raise
+            served = traffic.route_live()
+            try:
+                out_body, out_type = self._run(served.variant, body, content_type, accept)
+            except InvocationError as again:  # both fleets fail it: not the new fleet's fault
+                traffic.record(route, ok=True)
+                traffic.record(served, ok=again.status < 500)
+                raise
+            traffic.record(route, ok=False)  # the old fleet served it: the new one failed
+            traffic.record(served, ok=True)
+            route = served
+        request = (body, content_type)
+        self.capture.capture(
+            route.fleet.data_capture,
+            name,
+            route.variant.name,
+            request,
+            (out_body, out_type),
+            inference_id,
+        )
+        for shadow in route.fleet.shadows:
+            self._shadow_pool.submit(
+                self._shadow, name, route, shadow, request, accept, out_body, inference_id
+            )
+        return Invocation(out_body, out_type, route.variant.name)
+
+    def _shadow(self, name, route: Route, shadow: Variant, request, accept, prod_out, inference_id):
+        try:
+            out_body, out_type = self._run(shadow, request[0], request[1], accept)
+            error = None
+        except Exception as err:
+            out_body, out_type, error = None, None, str(err)
+        with self._lock:
+            shadow.invocations += 1
+            shadow.errors += 0 if error is None else 1
+        try:
+            self.capture.log_shadow(
+                name, route.variant.name, shadow.name, request, prod_out, out_body, error
+            )
+            if out_body is not None:
+                self.capture.capture(
+                    route.fleet.data_capture,
+                    name,
+                    shadow.name,
+                    request,
+                    (out_body, out_type),
+                    inference_id,
+                )
+        except Exception:
+            log.exception("could not log the shadow answer of %s/%s", name, shadow.name)
+
+    def stats(self, name: str) -> dict:
+        """Invocation and error counts per variant (local only, for tests and benchmarks)."""
+        traffic = self.traffic.get(name)
+        if traffic is None:
+            raise SageMakerValidationError(
+                f"Endpoint {name} of account {models.ACCOUNT} not found."
+            )
+
+        def counts(variants):
+            return {v.name: {"invocations": v.invocations, "errors": v.errors} for v in variants}
+
+        with traffic.lock:
+            return {
+                "live": {
+                    "config": traffic.live.config_name,
+                    "variants": counts(traffic.live.variants),
+                    "shadows": counts(traffic.live.shadows),
+                },
+                "candidate": None
+                if traffic.candidate is None
+                else {
+                    "config": traffic.candidate.config_name,
+                    "share": traffic.share,
+                    "variants": counts(traffic.candidate.variants),
+                },
+            }
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def restore(self) -> None:
+        """Serve again what the lake says was deployed (after a restart)."""
+        for name in self.store.endpoint_names():
+            doc = self.store.get_endpoint(name)
+            if doc is None or doc["EndpointStatus"] == "Failed":
+                continue
+            try:
+                fleet = Fleet.from_config(self.store.describe_config(doc["EndpointConfigName"]))
+            except SageMakerValidationError as err:
+                self._set_status(name, "Failed", str(err))
+                continue
+            weights = {v["VariantName"]: v.get("CurrentWeight") for v in doc["ProductionVariants"]}
+            for variant in fleet.variants:
+                if weights.get(variant.name) is not None:
+                    variant.weight = float(weights[variant.name])
+            if doc["EndpointStatus"] == "Creating":
+                threading.Thread(target=self._create, args=(name, fleet), daemon=True).start()
+                continue
+            with self._lock:
+                self.traffic[name] = Traffic(fleet)
+            if doc["EndpointStatus"] in BUSY:
+                self.finish_update(
+                    name, None, ok=False, reason="Update interrupted by a server restart"
+                )
+            threading.Thread(target=self._warm, args=(fleet,), daemon=True).start()
+
+    def _warm(self, fleet: Fleet) -> None:
+        for variant in fleet.variants + fleet.shadows:
+            try:
+                self.handlers.get(variant.model_name)
+            except Exception:
+                log.exception(
+                    "model %s of variant %s failed to load", variant.model_name, variant.name
+                )
+
+    def close(self) -> None:
+        self._shadow_pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,76 @@
+"""The local S3: ``s3://bucket/key`` is the file ``<lake root>/bucket/key``.
+
+Writes are atomic (temp file + rename) so a reader never sees half a file, and a crashed task
+leaves nothing that looks finished.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from urllib.parse import urlparse
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    """``s3://bucket/a/b`` -> ``("bucket", "a/b")``; a clear error for anything else."""
+    parsed = urlparse(uri)
+    if parsed.scheme != "s3" or not parsed.netloc:
+        raise ValueError(f"not an s3:// URI: {uri!r}")
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+def resolve(uri: str | os.PathLike, lake: Path) -> Path:
+    """The local path of an ``s3://`` URI (inside the lake) or of a plain path / ``file://`` URI."""
+    text = os.fspath(uri)
+    if text.startswith("s3://"):
+        bucket, key = split_s3_uri(text)
+        path = (lake / bucket / key).resolve()
+        if not path.is_relative_to(lake.resolve()):
+            raise ValueError(f"{uri!r} escapes the lake root {lake}")
+        return path
+    if text.startswith("file://"):
+        return Path(urlparse(text).path)
+    return Path(text).expanduser()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_copy(src: Path, dst: Path) -> Path:
+    """Copy a file or a folder tree to ``dst``; each file lands atomically."""
+    if src.is_dir():
+        for f in sorted(p for p in src.rglob("*") if p.is_file()):
+            atomic_copy(f, dst / f.relative_to(src))
+        return dst
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return dst
+
+
+def list_files(uri: str, lake: Path) -> list[Path]:
+    """Every file under an S3 prefix (a file URI lists itself), sorted, temp files left out."""
+    root = resolve(uri, lake)
+    if root.is_file():
+        return [root]
+    if not root.exists():
+        return []
+    return sorted(p for p in root.rglob("*") if p.is_file() and not p.name.endswith(".tmp"))

@@ -1,0 +1,279 @@
+"""The local SageMaker model store, and inference handlers loaded from model.tar.gz.
+
+``CreateModel`` requests are kept as JSON under ``<lake>/_sagemaker/models/<ModelName>.json``.
+:func:`load_handler` turns a stored model into something that answers requests the way the
+SageMaker PyTorch serving container does: it extracts the model archive once (cache keyed by
+the archive's content hash), imports the archive's ``code/inference.py`` (or the container's
+``SAGEMAKER_PROGRAM``) as a fresh module, and runs ``input_fn -> predict_fn -> output_fn``.
+The endpoint server and local batch transform both use it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import itertools
+import json
+import shutil
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from include.pipeline.local.lake import atomic_write_bytes, resolve
+
+STATE_DIR = "_sagemaker"
+ACCOUNT = "000000000000"
+DEFAULT_PROGRAM = "inference.py"
+# The health-check request a new fleet must answer before it gets traffic (the inference contract).
+WARMUP_BODY = b'{"features": ["health check"]}'
+WARMUP_CONTENT_TYPE = "application/json"
+
+_import_lock = threading.Lock()
+_module_counter = itertools.count()
+
+
+class SageMakerValidationError(ValueError):
+    """What SageMaker answers with ``ValidationException``: unknown names, conflicts, bad fields."""
+
+
+@dataclass
+class InvocationError(Exception):
+    """A failed invocation: ``status`` is what the container would answer (4xx input, 5xx model)."""
+
+    status: int
+    message: str
+    stage: str
+
+    def __str__(self) -> str:
+        return f"{self.stage}: {self.message}"
+
+
+def arn(region: str, kind: str, name: str) -> str:
+    return f"arn:aws:sagemaker:{region}:{ACCOUNT}:{kind}/{name.lower()}"
+
+
+def _models_dir(lake: Path) -> Path:
+    return Path(lake) / STATE_DIR / "models"
+
+
+def create_model(request: dict, lake: Path, region: str = "us-east-1") -> dict:
+    """Store a CreateModel request; the same request again is a no-op, a different one an error."""
+    name = request.get("ModelName") or ""
+    if not name:
+        raise SageMakerValidationError("ModelName is required")
+    container = request.get("PrimaryContainer") or next(iter(request.get("Containers") or []), None)
+    if not container or not container.get("ModelDataUrl"):
+        raise SageMakerValidationError(
+            f"model {name}: PrimaryContainer.ModelDataUrl (the model.tar.gz) is required locally"
+        )
+    path = _models_dir(lake) / f"{name}.json"
+    model_arn = arn(region, "model", name)
+    if path.exists():
+        existing = json.loads(path.read_text())
+        if existing["Request"] == request:
+            return {"ModelArn": existing["ModelArn"]}
+        raise SageMakerValidationError(f'Cannot create already existing model "{model_arn}".')
+    doc = {"ModelArn": model_arn, "CreationTime": time.time(), "Request": request}
+    atomic_write_bytes(path, json.dumps(doc, indent=2).encode())
+    return {"ModelArn": model_arn}
+
+
+def describe_model(name: str, lake: Path) -> dict:
+    """DescribeModel's answer for a stored model."""
+    path = _models_dir(lake) / f"{name}.json"
+    if not path.exists():
+        raise SageMakerValidationError(f'Could not find model "{name}".')
+    doc = json.loads(path.read_text())
+    return {**doc["Request"], "ModelArn": doc["ModelArn"], "CreationTime": doc["CreationTime"]}
+
+
+def delete_model(name: str, lake: Path) -> None:
+    path = _models_dir(lake) / f"{name}.json"
+    if not path.exists():
+        raise SageMakerValidationError(f'Could not find model "{name}".')
+    path.unlink()
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def extract_archive(archive: Path, lake: Path) -> Path:
+    """Extract a model.tar.gz once into ``_sagemaker/model-cache/<sha256>``; returns the folder."""
+    if archive.is_dir():
+        return archive
+    if not archive.exists():
+        raise FileNotFoundError(f"model archive {archive} does not exist")
+    target = Path(lake) / STATE_DIR / "model-cache" / _sha256(archive)[:24]
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(tmp, filter="data")
+        tmp.rename(target)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not target.exists():
+            raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def _import_fresh(script: Path):
+    """Import ``script`` as a new module; siblings it imports are found and then forgotten."""
+    name = f"_sagemaker_inference_{next(_module_counter)}"
+    spec = importlib.util.spec_from_file_location(name, script)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {script}")
+    module = importlib.util.module_from_spec(spec)
+    folder = str(script.parent)
+    with _import_lock:
+        before = set(sys.modules)
+        sys.path.insert(0, folder)
+        try:
+            spec.loader.exec_module(module)
+        finally:
+            sys.path.remove(folder)
+            for key in set(sys.modules) - before:
+                origin = getattr(sys.modules[key], "__file__", None) or ""
+                if origin.startswith(folder):
+                    del sys.modules[key]
+    return module
+
+
+def _code_script(model_dir: Path, environment: dict, lake: Path) -> Path:
+    program = environment.get("SAGEMAKER_PROGRAM") or DEFAULT_PROGRAM
+    submit = environment.get("SAGEMAKER_SUBMIT_DIRECTORY")
+    code_dir = model_dir / "code"
+    if submit and not submit.startswith("/opt/ml/"):
+        code_dir = extract_archive(resolve(submit, lake), lake)
+    script = code_dir / program
+    if not script.exists():
+        raise FileNotFoundError(f"{script}: the model archive has no inference script {program}")
+    return script
+
+
+class InferenceHandler:
+    """One loaded model: ``predict(body, content_type, accept) -> (bytes, content_type)``.
+
+    The three stages are also callable on their own (``parse`` / ``infer`` / ``render``) so the
+    endpoint server can merge concurrent requests into one ``predict_fn`` call; each stage raises
+    :class:`InvocationError` with the status the container would return.
+    """
+
+    def __init__(self, model_name: str, model_dir: Path, module, model):
+        self.model_name = model_name
+        self.model_dir = model_dir
+        self.module = module
+        self.model = model
+        self._batcher = None
+        self._batcher_lock = threading.Lock()
+
+    def parse(self, body: bytes, content_type: str):
+        fn = getattr(self.module, "input_fn", None)
+        try:
+            if fn is None:
+                return json.loads(body)
+            return fn(body, content_type)
+        except Exception as err:  # the script's own validation: a client error
+            status = 415 if "unsupported" in type(err).__name__.lower() else 400
+            raise InvocationError(status, str(err) or type(err).__name__, "input_fn") from err
+
+    def infer(self, data):
+        fn = getattr(self.module, "predict_fn", None)
+        try:
+            return fn(data, self.model) if fn else self.model(data)
+        except Exception as err:
+            raise InvocationError(500, f"{type(err).__name__}: {err}", "predict_fn") from err
+
+    def render(self, prediction, accept: str) -> tuple[bytes, str]:
+        fn = getattr(self.module, "output_fn", None)
+        try:
+            result = fn(prediction, accept) if fn else json.dumps(prediction)
+        except Exception as err:
+            status = 406 if "unsupported" in type(err).__name__.lower() else 500
+            raise InvocationError(status, str(err) or type(err).__name__, "output_fn") from err
+        if isinstance(result, tuple):
+            result, accept = result
+        body = result.encode() if isinstance(result, str) else bytes(result)
+        return body, accept
+
+    def predict(self, body: bytes, content_type: str, accept: str | None = None):
+        """input_fn -> predict_fn -> output_fn; the answer's content type follows the request."""
+        accept = content_type if not accept or accept == "*/*" else accept
+        return self.render(self.infer(self.parse(body, content_type)), accept)
+
+    def invoke(self, body: bytes, content_type: str, accept: str | None = None):
+        """Like :meth:`predict`, but concurrent callers share forward passes (micro-batching)."""
+        accept = content_type if not accept or accept == "*/*" else accept
+        data = self.parse(body, content_type)
+        if not isinstance(data, list):
+            return self.render(self.infer(data), accept)
+        with self._batcher_lock:
+            if self._batcher is None:
+                from include.pipeline.local.batching import MicroBatcher
+
+                self._batcher = MicroBatcher(self.infer)
+        return self.render(self._batcher.submit(data), accept)
+
+    def close(self) -> None:
+        if self._batcher is not None:
+            self._batcher.close()
+
+
+def load_handler(model_name: str, lake: Path) -> InferenceHandler:
+    """Load a stored model (CreateModel) into an :class:`InferenceHandler`; clear errors if not."""
+    lake = Path(lake)
+    doc = describe_model(model_name, lake)
+    container = doc.get("PrimaryContainer") or doc["Containers"][0]
+    environment = container.get("Environment") or {}
+    model_dir = extract_archive(resolve(container["ModelDataUrl"], lake), lake)
+    script = _code_script(model_dir, environment, lake)
+    try:
+        module = _import_fresh(script)
+        model = module.model_fn(str(model_dir))
+    except Exception as err:
+        raise RuntimeError(
+            f"model {model_name} ({container['ModelDataUrl']}): loading failed in "
+            f"{script.name}: {type(err).__name__}: {err}"
+        ) from err
+    return InferenceHandler(model_name, model_dir, module, model)
+
+
+class HandlerCache:
+    """Loaded handlers by model name, each loaded once even under concurrent first requests."""
+
+    def __init__(self, lake: Path):
+        self.lake = Path(lake)
+        self._handlers: dict[str, InferenceHandler] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._lock = threading.Lock()
+
+    def get(self, model_name: str) -> InferenceHandler:
+        handler = self._handlers.get(model_name)
+        if handler is not None:
+            return handler
+        with self._lock:
+            lock = self._locks.setdefault(model_name, threading.Lock())
+        with lock:
+            if model_name not in self._handlers:
+                self._handlers[model_name] = load_handler(model_name, self.lake)
+            return self._handlers[model_name]
+
+    def retain(self, model_names: set[str]) -> None:
+        """Unload every handler whose model no fleet uses any more (keeps memory flat)."""
+        with self._lock:
+            for name in set(self._handlers) - model_names:
+                self._handlers.pop(name).close()

@@ -1,0 +1,151 @@
+"""Which variant answers a request: weighted production variants, shadows, and the
+old/new fleet split of a blue/green update.
+
+A :class:`Fleet` is what one endpoint config deploys (production variants with weights, shadow
+variants, data capture). :class:`Traffic` is an endpoint's live fleet plus, while an update
+runs, the candidate fleet and the share of requests it receives.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from dataclasses import dataclass, field
+
+from include.pipeline.local.models import SageMakerValidationError
+
+
+@dataclass
+class Variant:
+    name: str
+    model_name: str
+    weight: float = 1.0
+    instance_count: int = 1
+    instance_type: str = "local"
+    invocations: int = 0
+    errors: int = 0
+
+    def summary(self) -> dict:
+        """A ProductionVariantSummary (DescribeEndpoint)."""
+        return {
+            "VariantName": self.name,
+            "CurrentWeight": self.weight,
+            "DesiredWeight": self.weight,
+            "CurrentInstanceCount": self.instance_count,
+            "DesiredInstanceCount": self.instance_count,
+        }
+
+
+@dataclass
+class Fleet:
+    config_name: str
+    variants: list[Variant]
+    shadows: list[Variant] = field(default_factory=list)
+    data_capture: dict | None = None
+
+    @classmethod
+    def from_config(cls, config: dict, keep_weights: Fleet | None = None) -> Fleet:
+        """Build from a DescribeEndpointConfig; ``keep_weights`` carries current weights over."""
+        current = {v.name: v for v in keep_weights.variants} if keep_weights else {}
+
+        def variant(spec: dict) -> Variant:
+            kept = current.get(spec["VariantName"])
+            return Variant(
+                name=spec["VariantName"],
+                model_name=spec["ModelName"],
+                weight=kept.weight if kept else float(spec.get("InitialVariantWeight", 1.0)),
+                instance_count=int(spec.get("InitialInstanceCount", 1)),
+                instance_type=spec.get("InstanceType", "local"),
+            )
+
+        return cls(
+            config_name=config["EndpointConfigName"],
+            variants=[variant(v) for v in config["ProductionVariants"]],
+            shadows=[variant(v) for v in config.get("ShadowProductionVariants") or []],
+            data_capture=config.get("DataCaptureConfig"),
+        )
+
+    def find(self, name: str) -> Variant | None:
+        return next((v for v in self.variants if v.name == name), None)
+
+    def pick(self, rng: random.Random) -> Variant:
+        """A production variant, chosen with probability weight / sum of weights."""
+        weights = [v.weight for v in self.variants]
+        if sum(weights) <= 0:
+            raise SageMakerValidationError("every production variant has weight 0")
+        return rng.choices(self.variants, weights=weights)[0]
+
+    def instance_count(self) -> int:
+        return sum(v.instance_count for v in self.variants)
+
+
+@dataclass
+class Route:
+    fleet: Fleet
+    variant: Variant
+    fallback: Fleet | None  # the old fleet that answers when a candidate fails
+
+
+class Traffic:
+    """An endpoint's fleets and the candidate's traffic share; safe to use from many threads."""
+
+    def __init__(self, live: Fleet, seed: int | None = None):
+        self.live = live
+        self.candidate: Fleet | None = None
+        self.share = 0.0
+        self.candidate_invocations = 0
+        self.candidate_errors = 0
+        self.lock = threading.Lock()
+        self._rng = random.Random(seed)
+
+    def route(self, target_variant: str | None = None) -> Route:
+        with self.lock:
+            live, candidate = self.live, self.candidate
+            if target_variant:
+                for fleet in (live, candidate):
+                    found = fleet.find(target_variant) if fleet else None
+                    if found:
+                        return Route(fleet, found, live if fleet is candidate else None)
+                names = [v.name for v in live.variants]
+                raise SageMakerValidationError(
+                    f"TargetVariant {target_variant!r} is not a production variant of this "
+                    f"endpoint (variants: {', '.join(names)})"
+                )
+            if candidate is not None and self._rng.random() < self.share:
+                return Route(candidate, candidate.pick(self._rng), live)
+            return Route(live, live.pick(self._rng), None)
+
+    def route_live(self) -> Route:
+        with self.lock:
+            return Route(self.live, self.live.pick(self._rng), None)
+
+    def record(self, route: Route, ok: bool) -> None:
+        """Count an invocation (``ok=False``: the model failed on a request another fleet served)."""
+        with self.lock:
+            route.variant.invocations += 1
+            route.variant.errors += 0 if ok else 1
+            if route.fleet is self.candidate:
+                self.candidate_invocations += 1
+                self.candidate_errors += 0 if ok else 1
+
+    def start_candidate(self, fleet: Fleet) -> None:
+        with self.lock:
+            self.candidate, self.share = fleet, 0.0
+            self.candidate_invocations = self.candidate_errors = 0
+
+    def set_share(self, share: float) -> None:
+        with self.lock:
+            self.share = min(max(share, 0.0), 1.0)
+
+    def promote(self) -> None:
+        with self.lock:
+            if self.candidate is not None:
+                self.live, self.candidate, self.share = self.candidate, None, 0.0
+
+    def drop_candidate(self) -> None:
+        with self.lock:
+            self.candidate, self.share = None, 0.0
+
+    def error_rate(self) -> tuple[int, int]:
+        with self.lock:
+            return self.candidate_errors, self.candidate_invocations

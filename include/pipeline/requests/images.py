@@ -1,0 +1,61 @@
+"""Container image URIs, looked up in the installed SageMaker SDK's tables (never the network).
+
+The SDK import is slow (seconds), so it happens inside the call and results are cached; DAG files
+can import this module freely. Other lookups (Clarify, Debugger) go through :func:`image_uri`.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+# Processing jobs run the framework's training image (what the SDK's framework processors do).
+_PROCESSING_SCOPE = {"pytorch": "training", "sklearn": "training"}
+
+
+@lru_cache(maxsize=64)
+def _retrieve(framework: str, region: str, items: tuple[tuple[str, object], ...]) -> str:
+    from sagemaker.core import image_uris
+
+    return image_uris.retrieve(framework, region=region, **dict(items))
+
+
+def image_uri(framework: str, region: str, **kw) -> str:
+    """``sagemaker.core.image_uris.retrieve(framework, region, **kw)``, cached; a clear error for
+    an unknown framework, version or region."""
+    try:
+        return _retrieve(framework, region, tuple(sorted(kw.items())))
+    except (ValueError, FileNotFoundError) as exc:
+        raise ValueError(f"no {framework!r} image for region {region!r} and {kw}: {exc}") from exc
+
+
+def framework_image_uri(
+    framework: str,
+    region: str,
+    version: str,
+    py_version: str,
+    instance_type: str,
+    image_scope: str,
+) -> str:
+    """The PyTorch / scikit-learn image of a region; ``image_scope="processing"`` gives the image
+    the SDK's framework processors use."""
+    if image_scope == "processing":
+        image_scope = _PROCESSING_SCOPE.get(framework, image_scope)
+    return image_uri(
+        framework,
+        region,
+        version=version,
+        py_version=py_version,
+        instance_type=instance_type,
+        image_scope=image_scope,
+    )
+
+
+def clarify_image_uri(region: str) -> str:
+    """The SageMaker Clarify processing image of a region (``sagemaker-clarify-processing``)."""
+    return image_uri("clarify", region)
+
+
+def debugger_rule_image_uri(region: str) -> str:
+    """The SageMaker Debugger built-in rule image of a region (``sagemaker-debugger-rules``);
+    the same image evaluates the ProfilerReport rule."""
+    return image_uri("debugger", region)

@@ -1,0 +1,260 @@
+"""Model Registry requests: one model package group per model name, one version per registration.
+
+``register_model_version_kwargs`` gives the constructor arguments of the provider's
+``SageMakerRegisterModelVersionOperator``; ``create_model_package_group_request`` and
+``create_model_package_request`` rebuild, from those same arguments, exactly the two requests that
+operator sends (see ``SageMakerRegisterModelVersionOperator.execute`` in the amazon provider), so
+the local registry receives the very dicts AWS would. Everything the registry shows about a
+version -- metrics, lineage, approval -- is fixed here, nowhere else.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from include.pipeline.requests.common import short_hash
+
+APPROVAL_STATUSES = ("Approved", "Rejected", "PendingManualApproval")
+# The statuses a registration may start in (the Param of the main DAG).
+REGISTRATION_STATUSES = ("PendingManualApproval", "Approved")
+CONTENT_TYPE = "application/json"
+INSTANCE_TYPES = ("ml.m5.large", "ml.m5.xlarge", "ml.g4dn.xlarge")
+LINEAGE_PACKAGES = ("torch", "transformers", "apache-airflow", "apache-airflow-providers-amazon")
+
+# AWS limits on CustomerMetadataProperties (botocore's CreateModelPackage input shape).
+_MAX_ENTRIES, _MAX_KEY, _MAX_VALUE = 50, 128, 256
+_METADATA_EXTRA_CHARS = set("_.:/=+-@ ")
+_GROUP_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+_REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+# ---------------------------------------------------------------------------------------- lineage
+def code_version(repo: Path = _REPO_ROOT) -> str:
+    """The git commit the code was built from; ``PIPELINE_CODE_VERSION`` wins (MWAA, images)."""
+    if os.environ.get("PIPELINE_CODE_VERSION"):
+        return os.environ["PIPELINE_CODE_VERSION"]
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    sha = out.stdout.strip()
+    return sha if out.returncode == 0 and re.fullmatch(r"[0-9a-f]{7,64}", sha) else "unknown"
+
+
+def package_versions(names: tuple[str, ...] = LINEAGE_PACKAGES) -> dict[str, str]:
+    """Installed versions, read from package metadata (nothing heavy is imported)."""
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not-installed"
+    return versions
+
+
+def _check_metadata(props: dict[str, str]) -> dict[str, str]:
+    if not props or len(props) > _MAX_ENTRIES:
+        raise ValueError(
+            f"CustomerMetadataProperties holds {len(props)} entries; AWS allows 1 to {_MAX_ENTRIES}"
+        )
+    for key, value in props.items():
+        for what, text, limit in (("key", key, _MAX_KEY), ("value", value, _MAX_VALUE)):
+            if not isinstance(text, str) or not 1 <= len(text) <= limit:
+                raise ValueError(
+                    f"CustomerMetadataProperties {what} {text!r} (key {key!r}) must be a string "
+                    f"of 1 to {limit} characters"
+                )
+            bad = sorted({c for c in text if not (c.isalnum() or c in _METADATA_EXTRA_CHARS)})
+            if bad:
+                raise ValueError(
+                    f"CustomerMetadataProperties {what} {text!r} (key {key!r}) contains "
+                    f"{''.join(bad)!r}; AWS allows letters, digits, spaces and _.:/=+-@"
+                )
+    return props
+
+
+def lineage(
+    *,
+    data_hash: str,
+    hyperparameters: dict[str, Any],
+    image_uris: dict[str, str],
+) -> dict[str, str]:
+    """``CustomerMetadataProperties`` of a version: what data, code, settings and images made it.
+
+    Flat string pairs (AWS allows nothing else): ``data_hash``, ``code_version`` (git sha),
+    ``hp.<name>`` per hyperparameter, ``image.<role>`` per container image, ``pkg.<name>`` per
+    package version. Raises ``ValueError`` naming the entry that breaks an AWS limit.
+    """
+    props = {"data_hash": str(data_hash), "code_version": code_version()}
+    props |= {f"hp.{k}": str(v) for k, v in sorted(hyperparameters.items())}
+    props |= {f"image.{k}": str(v) for k, v in sorted(image_uris.items())}
+    props |= {f"pkg.{k}": v for k, v in package_versions().items()}
+    return _check_metadata(props)
+
+
+# ----------------------------------------------------------------------------------- registration
+def package_group_name(model_name: str) -> str:
+    """The model package group of a model name (one group per model), checked against AWS rules."""
+    name = re.sub(r"[^a-zA-Z0-9]+", "-", model_name).strip("-")
+    if not _GROUP_NAME.fullmatch(name):
+        raise ValueError(
+            f"model name {model_name!r} gives package group {name!r}, which is not 1-63 letters, "
+            "digits and hyphens"
+        )
+    return name
+
+
+def model_metrics(*, evaluation_uri: str, bias_report_uri: str | None) -> dict:
+    """``ModelMetrics``: model quality from evaluation.json, bias from the Clarify report."""
+    metrics: dict = {
+        "ModelQuality": {"Statistics": {"ContentType": CONTENT_TYPE, "S3Uri": evaluation_uri}}
+    }
+    if bias_report_uri:
+        metrics["Bias"] = {"Report": {"ContentType": CONTENT_TYPE, "S3Uri": bias_report_uri}}
+    return metrics
+
+
+def register_model_version_kwargs(
+    *,
+    model_name: str,
+    image_uri: str,
+    model_url: str,
+    evaluation_uri: str,
+    bias_report_uri: str | None,
+    data_hash: str,
+    hyperparameters: dict[str, Any],
+    image_uris: dict[str, str] | None = None,
+    model_approval: str = "PendingManualApproval",
+    description: str = "",
+    environment: dict[str, str] | None = None,
+) -> dict:
+    """Constructor arguments of ``SageMakerRegisterModelVersionOperator`` (besides task_id & co).
+
+    ``model_approval`` is returned as the provider's ``ApprovalStatus`` enum because the operator
+    calls ``.value`` on it. ``extras`` overrides the operator's default text/csv inference
+    specification with JSON content types and adds metrics, lineage, a deterministic ClientToken
+    (a re-run registers nothing new) and the task the model solves.
+    """
+    from airflow.providers.amazon.aws.utils.sagemaker import ApprovalStatus
+
+    if model_approval not in REGISTRATION_STATUSES:
+        raise ValueError(
+            f"model_approval {model_approval!r} is not one of {', '.join(REGISTRATION_STATUSES)}"
+        )
+    if not model_url.endswith(".tar.gz"):
+        raise ValueError(f"model_url {model_url!r} must point at a model.tar.gz archive")
+    images = {"inference": image_uri, **(image_uris or {})}
+    props = lineage(data_hash=data_hash, hyperparameters=hyperparameters, image_uris=images)
+    container: dict = {"Image": image_uri, "ModelDataUrl": model_url}
+    if environment:
+        container["Environment"] = dict(environment)
+    group = package_group_name(model_name)
+    description = description or f"{model_name} sentiment classifier (-1/0/1)"
+    return {
+        "image_uri": image_uri,
+        "model_url": model_url,
+        "package_group_name": group,
+        "package_group_desc": f"Versions of the {model_name} review sentiment model",
+        "package_desc": description,
+        "model_approval": ApprovalStatus(model_approval),
+        "extras": {
+            "InferenceSpecification": {
+                "Containers": [container],
+                "SupportedContentTypes": [CONTENT_TYPE],
+                "SupportedResponseMIMETypes": [CONTENT_TYPE],
+                "SupportedRealtimeInferenceInstanceTypes": list(INSTANCE_TYPES),
+                "SupportedTransformInstanceTypes": list(INSTANCE_TYPES[:2]),
+            },
+            "ModelMetrics": model_metrics(
+                evaluation_uri=evaluation_uri, bias_report_uri=bias_report_uri
+            ),
+            "CustomerMetadataProperties": props,
+            "ClientToken": short_hash(group, model_url, data_hash, length=32),
+            "Domain": "NATURAL_LANGUAGE_PROCESSING",
+            "Task": "CLASSIFICATION",
+        },
+    }
+
+
+def _approval_value(status: Any) -> str:
+    return getattr(status, "value", status)
+
+
+def create_model_package_group_request(kwargs: dict) -> dict:
+    """The CreateModelPackageGroup request the operator sends first.
+
+    Mirrors the provider exactly, including its use of ``package_desc`` (not
+    ``package_group_desc``) as the group description.
+    """
+    return {
+        "ModelPackageGroupName": kwargs["package_group_name"],
+        "ModelPackageGroupDescription": kwargs.get("package_desc", ""),
+    }
+
+
+def create_model_package_request(kwargs: dict) -> dict:
+    """The CreateModelPackage request the operator builds from its arguments: defaults, then
+    ``extras`` merged on top (a shallow ``dict.update``, as in the provider)."""
+    request = {
+        "InferenceSpecification": {
+            "Containers": [{"Image": kwargs["image_uri"], "ModelDataUrl": kwargs["model_url"]}],
+            "SupportedContentTypes": ["text/csv"],
+            "SupportedResponseMIMETypes": ["text/csv"],
+        },
+        "ModelPackageGroupName": kwargs["package_group_name"],
+        "ModelPackageDescription": kwargs.get("package_desc", ""),
+        "ModelApprovalStatus": _approval_value(
+            kwargs.get("model_approval", "PendingManualApproval")
+        ),
+    }
+    if kwargs.get("extras"):
+        request.update(kwargs["extras"])
+    return request
+
+
+# ------------------------------------------------------------------------------ review / approval
+def _check_status(status: str) -> str:
+    if status not in APPROVAL_STATUSES:
+        raise ValueError(f"approval status {status!r} is not one of {', '.join(APPROVAL_STATUSES)}")
+    return status
+
+
+def update_model_package_request(arn: str, status: str, note: str = "") -> dict:
+    """UpdateModelPackage: approve or reject a version, with the reviewer's note."""
+    request = {"ModelPackageArn": arn, "ModelApprovalStatus": _check_status(status)}
+    if note:
+        request["ApprovalDescription"] = note[:1024]
+    return request
+
+
+def list_model_packages_request(group: str, approval_status: str | None = None) -> dict:
+    """ListModelPackages: the versions of one group, oldest first."""
+    request = {
+        "ModelPackageGroupName": group,
+        "ModelPackageType": "Versioned",
+        "SortBy": "CreationTime",
+        "SortOrder": "Ascending",
+    }
+    if approval_status:
+        request["ModelApprovalStatus"] = _check_status(approval_status)
+    return request
+
+
+def describe_model_package_request(arn: str) -> dict:
+    return {"ModelPackageName": arn}
+
+
+def list_model_package_groups_request() -> dict:
+    return {"SortBy": "Name", "SortOrder": "Ascending"}

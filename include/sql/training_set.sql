@@ -1,0 +1,18 @@
+-- One split of the training set from the feature group's offline store: the latest record of
+-- each review_id (re-ingestion appends rows; this keeps one), deleted records left out.
+-- Runs unchanged on Athena (Glue table of the offline store) and locally on DuckDB.
+-- Placeholders: {database}, {table}, {split_type}.
+SELECT review_id, event_time, sentiment, label_id, input_ids, review_body, split_type,
+       product_category
+FROM (
+    SELECT *,
+           row_number() OVER (
+               PARTITION BY review_id
+               ORDER BY event_time DESC, api_invocation_time DESC, write_time DESC
+           ) AS record_rank
+    FROM "{database}"."{table}"
+)
+WHERE record_rank = 1
+  AND NOT is_deleted
+  AND split_type = '{split_type}'
+ORDER BY review_id

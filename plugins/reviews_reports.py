@@ -1,0 +1,488 @@
+"""Airflow 3 UI plugin: the "Reviews pipeline" reports, served by the API server.
+
+A FastAPI app mounted at ``/reviews`` renders plain server-side HTML (no JavaScript framework,
+no CDN: the API server may have no internet) from what the runs wrote to the lake, through
+:mod:`include.pipeline.reports`. A menu entry under Browse embeds it in the Airflow UI.
+
+Routes: ``/`` runs index, ``/runs/{run_id}`` one run, ``/runs/{run_id}/charts/{name}.png``
+server-side charts, ``/artifact?uri=s3://...`` artifacts under the pipeline bucket only,
+``/api/runs`` the index as JSON. A section whose data is missing reads "not yet"; a section
+that fails to read says so, and the page still renders.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+try:
+    import include.pipeline.reports  # noqa: F401
+except ImportError:  # the API server puts plugins/ on sys.path, not the project root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from airflow.plugins_manager import AirflowPlugin
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from include.pipeline import reports
+
+log = logging.getLogger(__name__)
+
+URL_PREFIX = "/reviews"
+TITLE = "Reviews pipeline"
+
+CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1d2733;
+background:#f5f7fa}
+header{background:#017cee;color:#fff;padding:.7rem 1.5rem}header a{color:#fff;text-decoration:none}
+main{padding:1rem 1.5rem;max-width:1200px}
+h1{font-size:1.35rem;margin:.2rem 0}h2{font-size:1.1rem;margin:0 0 .6rem}
+h3{font-size:.95rem;margin:.8rem 0 .4rem}
+section{background:#fff;border:1px solid #dde3ea;border-radius:6px;padding:.8rem 1rem;
+margin:0 0 1rem}
+table{border-collapse:collapse;font-size:.88rem;margin:.3rem 0}
+th,td{border-bottom:1px solid #e6eaef;padding:.3rem .6rem;text-align:left;vertical-align:top}
+th{background:#f0f3f7;font-weight:600}td.num{text-align:right;font-variant-numeric:tabular-nums}
+.kv th{width:14rem}.muted{color:#6b7785}.notyet{color:#8a6d00;font-style:italic}
+.error{color:#b00020}.ok{color:#127a3a}.bad{color:#b00020;font-weight:600}
+.charts{display:flex;flex-wrap:wrap;gap:1rem;align-items:flex-start}.charts figure{margin:0}
+.charts img{max-width:100%;border:1px solid #e6eaef}figcaption{font-size:.8rem;color:#6b7785}
+code{font-size:.82rem;word-break:break-all}tr.this td{background:#eef6ff}
+"""
+
+# Sets data-images on <body> once every image has loaded: what the browser test checks.
+IMAGES_CHECK = """
+window.addEventListener("load", function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  var broken = imgs.filter(function (i) { return !(i.complete && i.naturalWidth > 0); });
+  document.body.setAttribute("data-images", broken.length ? "broken" : "loaded");
+  document.body.setAttribute("data-image-count", String(imgs.length));
+});
+"""
+
+NOT_YET = '<p class="notyet">not yet</p>'
+
+
+# --- small HTML helpers: every value passes through esc() ---------------------------------
+
+
+def esc(value: Any) -> str:
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def fmt(value: Any) -> str:
+    """Numbers to 4 significant decimals, missing values as a dash, all escaped."""
+    if value is None or value == "":
+        return '<span class="muted">—</span>'
+    if isinstance(value, float):
+        return esc(f"{value:.4f}")
+    if isinstance(value, dict | list):
+        return f"<code>{esc(json.dumps(value, sort_keys=True, default=str))}</code>"
+    return esc(value)
+
+
+def table(headers: list[str], rows: list[list[Any]], row_classes: list[str] | None = None) -> str:
+    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
+    body = []
+    for i, row in enumerate(rows):
+        cls = f' class="{esc(row_classes[i])}"' if row_classes and row_classes[i] else ""
+        cells = "".join(
+            f'<td class="num">{fmt(c)}</td>'
+            if isinstance(c, int | float) or c is None
+            else f"<td>{c}</td>"
+            for c in row
+        )
+        body.append(f"<tr{cls}>{cells}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def kv(pairs: list[tuple[str, Any]]) -> str:
+    rows = "".join(f"<tr><th>{esc(k)}</th><td>{fmt(v)}</td></tr>" for k, v in pairs)
+    return f'<table class="kv"><tbody>{rows}</tbody></table>'
+
+
+def page(title: str, body: str, base: str) -> HTMLResponse:
+    return HTMLResponse(
+        "<!doctype html><html lang=en><head><meta charset=utf-8>"
+        '<meta name=viewport content="width=device-width, initial-scale=1">'
+        f'<link rel=icon href="data:,"><title>{esc(title)}</title><style>{CSS}</style></head>'
+        f'<body><header><a href="{esc(base)}/"><b>{esc(TITLE)}</b></a></header>'
+        f"<main>{body}</main><script>{IMAGES_CHECK}</script></body></html>"
+    )
+
+
+def base_of(request: Request) -> str:
+    """The mount path (``/reviews`` under Airflow, plus any proxy prefix)."""
+    return request.scope.get("root_path", "").rstrip("/")
+
+
+def artifact_url(base: str, uri: str) -> str:
+    return f"{base}/artifact?uri={quote(uri, safe='')}"
+
+
+def artifact_link(base: str, uri: Any, label: str | None = None) -> str:
+    if not isinstance(uri, str) or not uri:
+        return '<span class="muted">—</span>'
+    return f'<a href="{esc(artifact_url(base, uri))}">{esc(label or uri)}</a>'
+
+
+def figure(src: str, caption: str) -> str:
+    return (
+        f'<figure><img src="{esc(src)}" alt="{esc(caption)}" loading="eager">'
+        f"<figcaption>{esc(caption)}</figcaption></figure>"
+    )
+
+
+def section(title: str, render: Callable[[], str | None], anchor: str) -> str:
+    """One report section; missing data reads "not yet", a read error is shown, never raised."""
+    try:
+        inner = render()
+    except Exception as exc:
+        log.exception("Reviews report section %r failed", title)
+        inner = f'<p class="error">unavailable: {esc(type(exc).__name__)}: {esc(exc)}</p>'
+    return f'<section id="{esc(anchor)}"><h2>{esc(title)}</h2>{inner or NOT_YET}</section>'
+
+
+# --- run page sections ------------------------------------------------------------------------
+
+
+def run_overview(s: dict) -> str:
+    return kv(
+        [
+            ("Run id", s.get("run_id")),
+            ("DAG", s.get("dag_id")),
+            ("Target", s.get("target")),
+            ("State", s.get("state")),
+            ("Started", s.get("started_at")),
+            ("Finished", s.get("finished_at")),
+        ]
+    )
+
+
+def data_section(s: dict, base: str, run_path: str) -> str | None:
+    ing = s.get("ingestion")
+    if not isinstance(ing, dict):
+        return None
+    charts = [
+        figure(f"{run_path}/charts/{name}.png", f"Reviews by {name}")
+        for name in ("sentiment", "category")
+        if isinstance(ing.get(f"by_{name}"), dict) and ing[f"by_{name}"]
+    ]
+    return kv(
+        [
+            ("Rows", ing.get("rows")),
+            ("Quarantined", ing.get("quarantined")),
+            ("Raw", ing.get("raw_uri")),
+            ("Transformed", ing.get("transformed_uri")),
+            ("Quarantine", ing.get("quarantine_uri")),
+        ]
+    ) + (f'<div class="charts">{"".join(charts)}</div>' if charts else "")
+
+
+def violations_table(violations: Any) -> str:
+    if not isinstance(violations, list):
+        return NOT_YET
+    if not violations:
+        return '<p class="ok">No threshold violations.</p>'
+    rows = [
+        [
+            esc(v.get("facet")),
+            esc(v.get("value")),
+            esc(v.get("metric")),
+            v.get("metric_value"),
+            v.get("threshold"),
+        ]
+        for v in violations
+        if isinstance(v, dict)
+    ]
+    return '<p class="bad">Threshold violations:</p>' + table(
+        ["Facet", "Value", "Metric", "Value of metric", "Threshold"], rows
+    )
+
+
+def bias_section(s: dict, base: str, run_path: str) -> str | None:
+    bias = s.get("bias")
+    if not isinstance(bias, dict):
+        return None
+    parts = [
+        kv([("Mode", bias.get("mode"))]),
+        f"<p>Report: {artifact_link(base, bias.get('report_uri'))} · "
+        f"analysis: {artifact_link(base, bias.get('analysis_uri'))}</p>",
+        violations_table(bias.get("violations")),
+    ]
+    if reports.bias_metrics(s):
+        parts.append(
+            f'<div class="charts">{figure(f"{run_path}/charts/bias.png", "Bias metrics")}</div>'
+        )
+    balanced = bias.get("balanced")
+    if isinstance(balanced, dict):
+        parts.append(
+            "<h3>After balancing</h3>"
+            f"<p>Report: {artifact_link(base, balanced.get('report_uri'))}</p>"
+            + violations_table(balanced.get("violations"))
+        )
+    return "".join(parts)
+
+
+def training_section(s: dict, base: str, run_path: str) -> str | None:
+    tr = s.get("training")
+    if not isinstance(tr, dict):
+        return None
+    metrics = tr.get("metrics") if isinstance(tr.get("metrics"), dict) else {}
+    parts = [
+        kv([("Training job", tr.get("job_name")), ("Model", tr.get("model_uri"))]),
+        "<h3>Final metrics</h3>" + kv(sorted(metrics.items())) if metrics else "",
+    ]
+    rules = [r for r in tr.get("rule_statuses") or [] if isinstance(r, dict)]
+    if rules:
+        rows = []
+        for r in rules:
+            status = r.get("RuleEvaluationStatus")
+            cls = "bad" if status == "IssuesFound" else "ok" if status == "NoIssuesFound" else ""
+            rows.append(
+                [esc(r.get("RuleConfigurationName")), f'<span class="{cls}">{esc(status)}</span>']
+            )
+        parts.append("<h3>Debugger rules</h3>" + table(["Rule", "Status"], rows))
+    if reports.training_series(s):
+        parts.append(
+            f'<div class="charts">{figure(f"{run_path}/charts/curves.png", "Training curves")}</div>'
+        )
+    else:
+        parts.append('<p class="notyet">training curves: not yet</p>')
+    return "".join(parts)
+
+
+def evaluation_section(s: dict, base: str, run_path: str) -> str | None:
+    ev = s.get("evaluation")
+    if not isinstance(ev, dict):
+        return None
+    parts = [
+        kv([("Accuracy", ev.get("accuracy")), ("Macro F1", ev.get("macro_f1"))]),
+        f"<p>evaluation.json: {artifact_link(base, ev.get('uri'))}</p>",
+    ]
+    report = reports.evaluation_report(s) or {}
+    per_class = report.get("per_class") or report.get("classification_report")
+    if isinstance(per_class, dict):
+        rows = [
+            [esc(label)] + [scores.get(k) for k in ("precision", "recall", "f1-score", "support")]
+            for label, scores in per_class.items()
+            if isinstance(scores, dict)
+        ]
+        if rows:
+            parts.append(
+                "<h3>Per class</h3>"
+                + table(["Class", "Precision", "Recall", "F1", "Support"], rows)
+            )
+    scalars = [(k, v) for k, v in sorted(report.items()) if isinstance(v, int | float | str)]
+    if scalars:
+        parts.append("<h3>evaluation.json</h3>" + kv(scalars))
+    if ev.get("confusion_matrix_uri"):
+        img = figure(artifact_url(base, ev["confusion_matrix_uri"]), "Confusion matrix")
+        parts.append(f'<div class="charts">{img}</div>')
+    return "".join(parts)
+
+
+def registry_section(s: dict, base: str) -> str | None:
+    reg = s.get("registration")
+    if not isinstance(reg, dict):
+        return None
+    if reg.get("skipped"):
+        return f'<p class="notyet">registration skipped: {esc(reg["skipped"])}</p>'
+    parts = [
+        kv([("This run's version", reg.get("model_package_arn")), ("Status", reg.get("status"))])
+    ]
+    group = reports.registry_versions(s)
+    if group is None or not group["versions"]:
+        return parts[0] + '<p class="notyet">registry versions: not yet</p>'
+    rows, classes = [], []
+    for v in group["versions"]:
+        metrics = "<br>".join(
+            f"{esc(name)}: {artifact_link(base, uri, 'report')}"
+            for name, uri in v["metrics"].items()
+        )
+        lineage = "<br>".join(f"{esc(k)} = {esc(val)}" for k, val in sorted(v["lineage"].items()))
+        rows.append(
+            [v["version"], esc(v["status"]), esc(v["created"]), metrics or "—", lineage or "—"]
+        )
+        classes.append("this" if v["this_run"] else "")
+    parts.append(f"<h3>Group {esc(group['group'])}</h3>")
+    parts.append(table(["Version", "Status", "Created", "Metrics", "Lineage"], rows, classes))
+    return "".join(parts)
+
+
+def endpoints_section(s: dict, base: str) -> str | None:
+    dep = s.get("deployment")
+    parts = []
+    if isinstance(dep, dict):
+        parts.append(
+            kv(
+                [
+                    ("Endpoint", dep.get("endpoint_name")),
+                    ("URL", dep.get("endpoint_url")),
+                    ("Strategy", dep.get("strategy")),
+                ]
+            )
+        )
+        variants = [v for v in dep.get("variants") or [] if isinstance(v, dict)]
+        if variants:
+            parts.append(
+                "<h3>Deployed variants</h3>"
+                + table(
+                    ["Variant", "Weight", "Instances", "Model"],
+                    [
+                        [
+                            esc(v.get("VariantName")),
+                            v.get("CurrentWeight", v.get("InitialVariantWeight")),
+                            v.get("CurrentInstanceCount", v.get("InitialInstanceCount")),
+                            esc(v.get("ModelName")),
+                        ]
+                        for v in variants
+                    ],
+                )
+            )
+    live = reports.endpoints(s)
+    if live:
+        rows, classes = [], []
+        for ep in live:
+            variants = "<br>".join(
+                f"{esc(v['name'])} ({esc(v['kind'])}): weight {fmt(v['current_weight'])}"
+                + (
+                    f" → {fmt(v['desired_weight'])}"
+                    if v["desired_weight"] not in (None, v["current_weight"])
+                    else ""
+                )
+                for v in ep["variants"]
+            )
+            traffic = "<br>".join(f"{esc(k)}: {esc(n)}" for k, n in ep["traffic"].items())
+            status = esc(ep["status"]) + (
+                f'<br><span class="error">{esc(ep["failure_reason"])}</span>'
+                if ep["failure_reason"]
+                else ""
+            )
+            rows.append(
+                [esc(ep["name"]), status, variants or "—", traffic or "—", esc(ep["updated"])]
+            )
+            classes.append("this" if ep["this_run"] else "")
+        parts.append(
+            "<h3>Endpoints</h3>"
+            + table(["Endpoint", "Status", "Variants", "Recent traffic", "Updated"], rows, classes)
+        )
+    return "".join(parts) or None
+
+
+# --- the app ----------------------------------------------------------------------------------
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(title=TITLE, docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.get("/", response_class=HTMLResponse)
+    def index(request: Request) -> HTMLResponse:
+        base = base_of(request)
+        try:
+            runs = [reports.run_row(s) for s in reports.list_runs()]
+        except Exception as exc:
+            log.exception("Listing runs failed")
+            body = f'<h1>Runs</h1><p class="error">unavailable: {esc(exc)}</p>'
+            return page(TITLE, body, base)
+        if not runs:
+            return page(TITLE, "<h1>Runs</h1>" + NOT_YET.replace("not yet", "no runs yet"), base)
+        rows = [
+            [
+                f'<a href="{esc(base)}/runs/{esc(quote(str(r["run_id"]), safe=""))}">'
+                f"{esc(r['run_id'])}</a>",
+                esc(r["state"]),
+                esc(r["started_at"]),
+                r["rows"],
+                r["bias_violations"],
+                r["validation_accuracy"],
+                r["accuracy"],
+                r["macro_f1"],
+                esc(r["registration"]),
+                esc(r["endpoint"]),
+            ]
+            for r in runs
+        ]
+        headers = ["Run", "State", "Started", "Rows", "Bias violations", "Val. accuracy"]
+        headers += ["Test accuracy", "Macro F1", "Registration", "Endpoint"]
+        return page(TITLE, "<h1>Runs</h1>" + table(headers, rows), base)
+
+    @app.get("/api/runs")
+    def api_runs() -> JSONResponse:
+        return JSONResponse([reports.run_row(s) for s in reports.list_runs()])
+
+    @app.get("/runs/{run_id}", response_class=HTMLResponse)
+    def run_page(run_id: str, request: Request) -> HTMLResponse:
+        base = base_of(request)
+        summary = reports.load_summary(run_id)
+        if summary is None:
+            body = f'<h1>Run {esc(run_id)}</h1><p class="notyet">No summary for this run yet.</p>'
+            return HTMLResponse(page(TITLE, body, base).body, status_code=404)
+        run_path = f"{base}/runs/{quote(run_id, safe='')}"
+        body = "".join(
+            [
+                f"<h1>Run {esc(run_id)}</h1>",
+                section("Overview", lambda: run_overview(summary), "overview"),
+                section("Data", lambda: data_section(summary, base, run_path), "data"),
+                section("Bias", lambda: bias_section(summary, base, run_path), "bias"),
+                section("Training", lambda: training_section(summary, base, run_path), "training"),
+                section(
+                    "Evaluation", lambda: evaluation_section(summary, base, run_path), "evaluation"
+                ),
+                section("Model registry", lambda: registry_section(summary, base), "registry"),
+                section("Endpoints", lambda: endpoints_section(summary, base), "endpoints"),
+            ]
+        )
+        return page(f"{TITLE}: {run_id}", body, base)
+
+    @app.get("/runs/{run_id}/charts/{name}.png")
+    def chart(run_id: str, name: str) -> Response:
+        summary = reports.load_summary(run_id)
+        if summary is None or name not in reports.CHARTS:
+            return Response("no such run or chart", status_code=404, media_type="text/plain")
+        png = reports.chart_png(name, summary)
+        if png is None:
+            return Response(f"{name}: not yet", status_code=404, media_type="text/plain")
+        return Response(png, media_type="image/png", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/artifact")
+    def artifact(uri: str = Query(..., description="s3:// URI under the pipeline bucket")):
+        try:
+            uri = reports.check_artifact_uri(uri)
+            data = reports.read_bytes(uri)
+        except reports.ArtifactNotFound as exc:
+            return Response(str(exc), status_code=404, media_type="text/plain")
+        except ValueError as exc:  # ArtifactRejected, a malformed URI, or one leaving the lake
+            return Response(str(exc), status_code=400, media_type="text/plain")
+        headers = {"X-Content-Type-Options": "nosniff"}
+        media_type = reports.content_type(uri) or "application/octet-stream"
+        if media_type.startswith("text/html") or media_type == "image/svg+xml":
+            headers["Content-Security-Policy"] = "sandbox"  # reports are data, not app code
+        return Response(data, media_type=media_type, headers=headers)
+
+    return app
+
+
+app = create_app()
+
+
+class ReviewsReportsPlugin(AirflowPlugin):
+    """Mounts the reports app at /reviews and adds it to the Browse menu."""
+
+    name = "reviews_reports"
+    fastapi_apps = [{"app": app, "url_prefix": URL_PREFIX, "name": TITLE}]
+    external_views = [
+        {
+            "name": TITLE,
+            "href": f"{URL_PREFIX}/",
+            "destination": "nav",
+            "category": "browse",
+            "url_route": "reviews-pipeline",
+        }
+    ]

@@ -1,0 +1,15 @@
+"""Validate request dicts against botocore's service model: the shape AWS would accept."""
+
+from __future__ import annotations
+
+import botocore.session
+from botocore.validate import ParamValidator
+
+_session = botocore.session.get_session()
+
+
+def assert_valid(service: str, operation: str, params: dict) -> None:
+    """Fail with botocore's own report when ``params`` is not a valid ``operation`` request."""
+    model = _session.get_service_model(service).operation_model(operation)
+    report = ParamValidator().validate(params, model.input_shape)
+    assert not report.has_errors(), f"{service}.{operation}: {report.generate_report()}"

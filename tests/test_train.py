@@ -1,0 +1,262 @@
+"""train.py on a tiny random BERT: learning, metric lines, real validation loss, resume, errors."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from include.jobs import data, train
+from include.pipeline.requests.training import (
+    METRIC_DEFINITIONS,
+    TRAIN_LOSS,
+    VALIDATION_ACCURACY,
+    VALIDATION_LOSS,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+SEQ = 16
+SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+VOCAB = SPECIAL + [f"w{i}" for i in range(120)]
+CLS, SEP = VOCAB.index("[CLS]"), VOCAB.index("[SEP]")
+
+
+def make_tiny_bert(folder: Path) -> Path:
+    """A random 2-layer BERT base model + tokenizer saved like a pretrained checkpoint."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
+    BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(VOCAB),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=64,
+    )
+    BertModel(config).save_pretrained(folder)
+    return folder
+
+
+def make_rows(n: int, seed: int, *, flip: bool = False) -> dict[str, list]:
+    """Rows whose label is told by a marker token (w0/w1/w2) among random filler tokens."""
+    g = torch.Generator().manual_seed(seed)
+    rows: dict[str, list] = {"review_id": [], "input_ids": [], "attention_mask": [], "label_id": []}
+    for i in range(n):
+        label = i % 3
+        length = int(torch.randint(5, SEQ - 1, (1,), generator=g))
+        filler = (torch.randint(8, len(VOCAB), (length - 3,), generator=g)).tolist()
+        marker = VOCAB.index(f"w{label}")
+        ids = [CLS, marker, *filler, SEP]
+        rows["review_id"].append(f"r{seed}-{i}")
+        rows["input_ids"].append(ids + [0] * (SEQ - len(ids)))
+        rows["attention_mask"].append([1] * len(ids) + [0] * (SEQ - len(ids)))
+        rows["label_id"].append((label + 1) % 3 if flip else label)
+    rows["sentiment"] = [data.LABELS[y] for y in rows["label_id"]]
+    rows["review_body"] = ["text"] * n
+    rows["product_category"] = ["Dresses"] * n
+    rows["split_type"] = ["x"] * n
+    return rows
+
+
+def write_split(folder: Path, rows: dict[str, list], name: str = "part-0.parquet") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table(rows), folder / name)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture
+def job(tmp_path, tiny_model, monkeypatch):
+    """SM_* environment of a job with 96 training and 24 validation rows."""
+    env = {
+        "SM_CHANNEL_TRAIN": write_split(tmp_path / "train", make_rows(96, 1)),
+        "SM_CHANNEL_VALIDATION": write_split(tmp_path / "validation", make_rows(24, 2)),
+        "SM_MODEL_DIR": tmp_path / "model",
+        "SM_OUTPUT_DATA_DIR": tmp_path / "output",
+        "SM_CHECKPOINT_DIR": tmp_path / "checkpoints",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, str(value))
+    return env
+
+
+def args(tiny_model: Path, **overrides) -> list[str]:
+    hp = {
+        "pretrained_model": tiny_model,
+        "max_seq_length": SEQ,
+        "epochs": 1,
+        "learning_rate": 3e-3,
+        "warmup_ratio": 0.0,
+        "train_batch_size": 8,
+        "validation_batch_size": 16,
+        "log_interval": 2,
+        "seed": 7,
+    } | overrides
+    return [part for k, v in hp.items() for part in (f"--{k}", str(v))]
+
+
+def parse_metrics(log: str) -> dict[str, list[float]]:
+    """What SageMaker (and the local job runner) extract with the request's regexes."""
+    out: dict[str, list[float]] = {m["Name"]: [] for m in METRIC_DEFINITIONS}
+    for line in log.splitlines():
+        for m in METRIC_DEFINITIONS:
+            found = re.search(m["Regex"], line)
+            if found:
+                out[m["Name"]].append(float(found.group(1)))
+    return out
+
+
+def validation_loss_of(model_dir: Path, split_dir: Path) -> tuple[float, float]:
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    split = data.load_split(split_dir)
+    with torch.no_grad():
+        logits = model(
+            input_ids=torch.from_numpy(split.input_ids),
+            attention_mask=torch.from_numpy(split.attention_mask),
+        ).logits
+    labels = torch.from_numpy(split.label_ids)
+    loss = torch.nn.functional.cross_entropy(logits, labels).item()
+    return loss, (logits.argmax(-1) == labels).float().mean().item()
+
+
+def test_one_epoch_learns_and_logs_parseable_metrics(job, tiny_model, capsys):
+    history = train.main(args(tiny_model))
+    log = capsys.readouterr().out
+    series = parse_metrics(log)
+
+    assert series[TRAIN_LOSS] == history["train_loss"] and len(series[TRAIN_LOSS]) == 6
+    assert series[VALIDATION_LOSS] == history["val_loss"] and len(series[VALIDATION_LOSS]) == 1
+    assert series[VALIDATION_ACCURACY] == history["val_acc"]
+    first, last = series[TRAIN_LOSS][0], series[TRAIN_LOSS][-1]
+    assert last < first * 0.8, f"training loss did not go down: {series[TRAIN_LOSS]}"
+    # The regexes must not read one metric's value as another's.
+    assert not re.search(METRIC_DEFINITIONS[0]["Regex"], "val_loss=0.5 val_acc=0.7")
+
+
+def test_validation_loss_is_the_loss_on_the_validation_channel(job, tiny_model, capsys, tmp_path):
+    # Validation labels are deliberately wrong: a real validation loss is then far above the
+    # training loss, and it equals the saved model's loss on those rows.
+    flipped = write_split(tmp_path / "flipped", make_rows(24, 2, flip=True))
+    history = train.main([*args(tiny_model, epochs=2), "--validation", str(flipped)])
+    val_loss, val_acc = validation_loss_of(job["SM_MODEL_DIR"], flipped)
+    assert history["val_loss"][-1] == pytest.approx(val_loss, abs=1e-4)
+    assert history["val_acc"][-1] == pytest.approx(val_acc, abs=1e-6)
+    assert history["val_loss"][-1] > 2 * history["train_loss"][-1]
+
+
+def test_model_dir_holds_weights_tokenizer_and_serving_code(job, tiny_model, tmp_path, monkeypatch):
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    (scripts / "inference.py").write_text("def model_fn(model_dir):\n    return model_dir\n")
+    (scripts / "requirements.txt").write_text("transformers\n")
+    monkeypatch.setattr(train, "SCRIPT_DIR", scripts)
+    train.main(args(tiny_model))
+    model_dir = job["SM_MODEL_DIR"]
+    for name in ("model.pth", "config.json", "model.safetensors", "tokenizer.json", "vocab.txt"):
+        assert (model_dir / name).is_file(), name
+    assert (model_dir / "code" / "inference.py").read_text().startswith("def model_fn")
+    assert (model_dir / "code" / "requirements.txt").is_file()
+
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(model_dir)
+    assert config.id2label == {0: "-1", 1: "0", 2: "1"}
+    state = torch.load(model_dir / "model.pth", weights_only=True)
+    assert state.keys() >= {"classifier.weight", "classifier.bias"}
+
+
+def test_restarted_job_resumes_from_checkpoint(job, tiny_model, tmp_path, monkeypatch, capsys):
+    # Reference: two epochs without interruption.
+    monkeypatch.setenv("SM_CHECKPOINT_DIR", str(tmp_path / "ref-checkpoints"))
+    monkeypatch.setenv("SM_MODEL_DIR", str(tmp_path / "ref-model"))
+    reference = train.main(args(tiny_model, epochs=2))
+    ref_state = torch.load(tmp_path / "ref-model" / "model.pth", weights_only=True)
+
+    # The same job, killed during epoch 2, then started again.
+    monkeypatch.setenv("SM_CHECKPOINT_DIR", str(job["SM_CHECKPOINT_DIR"]))
+    monkeypatch.setenv("SM_MODEL_DIR", str(job["SM_MODEL_DIR"]))
+    real_epoch = train.train_one_epoch
+
+    def interrupted(*a, epoch, **kw):
+        if epoch == 2:
+            raise KeyboardInterrupt("spot instance reclaimed")
+        return real_epoch(*a, epoch=epoch, **kw)
+
+    monkeypatch.setattr(train, "train_one_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train.main(args(tiny_model, epochs=2))
+    assert (job["SM_CHECKPOINT_DIR"] / train.CHECKPOINT_FILE).is_file()
+    monkeypatch.setattr(train, "train_one_epoch", real_epoch)
+    capsys.readouterr()
+
+    resumed = train.main(args(tiny_model, epochs=2))
+    log = capsys.readouterr().out
+    assert "resumed from" in log and "after epoch 1" in log
+    assert "epoch=1 " not in log  # epoch 1 is not trained again
+    assert resumed == reference
+    state = torch.load(job["SM_MODEL_DIR"] / "model.pth", weights_only=True)
+    for name, tensor in ref_state.items():
+        assert torch.equal(state[name], tensor), name
+
+
+def test_checkpoint_of_other_hyperparameters_is_not_resumed(job, tiny_model, capsys):
+    train.main(args(tiny_model, epochs=1))
+    capsys.readouterr()
+    train.main(args(tiny_model, epochs=1, learning_rate=1e-3))
+    log = capsys.readouterr().out
+    assert "starting fresh" in log and "resumed from" not in log
+
+
+def test_runs_as_a_script_with_sibling_modules(job, tiny_model, tmp_path):
+    """How the container and the job runner start it: ``python train.py --key value``."""
+    env = {**os.environ, **{k: str(v) for k, v in job.items()}}
+    env.pop("PYTHONPATH", None)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "include/jobs/train.py"), *args(tiny_model), "--extra", "x"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert parse_metrics(result.stdout)[VALIDATION_LOSS]
+    assert (job["SM_MODEL_DIR"] / "model.pth").is_file()
+
+
+def test_bad_label_is_reported_with_file_row_column_and_value(job, tiny_model, tmp_path):
+    rows = make_rows(6, 3)
+    rows["label_id"][4] = 7
+    bad = write_split(tmp_path / "bad", rows, "bad.parquet")
+    with pytest.raises(data.SplitDataError, match=r"bad\.parquet: row 4: column 'label_id' has value 7"):
+        train.main([*args(tiny_model), "--train", str(bad)])
+
+
+def test_missing_column_and_too_long_rows_are_clear_errors(job, tiny_model, tmp_path):
+    rows = make_rows(6, 3)
+    del rows["attention_mask"]
+    missing = write_split(tmp_path / "missing", rows)
+    with pytest.raises(data.SplitDataError, match="missing column.*attention_mask"):
+        train.main([*args(tiny_model), "--train", str(missing)])
+    with pytest.raises(ValueError, match="padded to 16 tokens but max_seq_length is 8"):
+        train.main(args(tiny_model, max_seq_length=8))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(data.SplitDataError, match="no .parquet or .jsonl files"):
+        train.main([*args(tiny_model), "--train", str(tmp_path / "empty")])
