@@ -51,9 +51,12 @@ def test_prepare_request_is_valid_and_passes_every_argument():
         "sentiment-validation",
         "sentiment-test",
         "sentiment-features",
+        "sentiment-balanced",
     }
     assert outputs["sentiment-train"]["S3Uri"] == "s3://bucket/runs/r1/prepare/train"
-    dist = {i["InputName"]: i["S3Input"]["S3DataDistributionType"] for i in request["ProcessingInputs"]}
+    dist = {
+        i["InputName"]: i["S3Input"]["S3DataDistributionType"] for i in request["ProcessingInputs"]
+    }
     assert dist == {"code": "FullyReplicated", "reviews": "FullyReplicated"}
 
 

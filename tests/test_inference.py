@@ -20,7 +20,23 @@ from tests.aws_model import assert_valid
 REPO = Path(__file__).resolve().parents[1]
 INFERENCE_SOURCE = (REPO / "include" / "jobs" / "inference.py").read_text()
 REAL_DATA = REPO.parent / "shared" / "data" / "womens_clothing_reviews_dev.csv"
-WORDS = "the dress is great bad fit love hate ok small large color fabric return perfect".split()
+WORDS = [
+    "the",
+    "dress",
+    "is",
+    "great",
+    "bad",
+    "fit",
+    "love",
+    "hate",
+    "ok",
+    "small",
+    "large",
+    "color",
+    "fabric",
+    "return",
+    "perfect",
+]
 
 # inference.py variants for "broken" models: the real contract plus one sabotaged function.
 BROKEN_MODEL_FN = INFERENCE_SOURCE + (
@@ -183,7 +199,10 @@ def test_input_fn_rejects_other_content_types():
 
 
 def test_output_fn_matches_the_requested_format():
-    prediction = [{"predicted_label": 1, "probability": 0.9}, {"predicted_label": -1, "probability": 0.5}]
+    prediction = [
+        {"predicted_label": 1, "probability": 0.9},
+        {"predicted_label": -1, "probability": 0.5},
+    ]
     assert json.loads(inference.output_fn(prediction, "application/json")) == prediction
     lines = inference.output_fn(prediction, "application/jsonlines").splitlines()
     assert [json.loads(line) for line in lines] == prediction
@@ -228,7 +247,9 @@ def test_create_model_request_is_valid_and_stored_idempotently(tmp_path, tiny_mo
 def test_load_handler_runs_the_archived_contract(tmp_path, tiny_model):
     register_model(tmp_path, tiny_model, "tiny-b")
     handler = models.load_handler("tiny-b", tmp_path)
-    body, content_type = handler.predict(b'{"features": ["great dress", "bad fit"]}', "application/json")
+    body, content_type = handler.predict(
+        b'{"features": ["great dress", "bad fit"]}', "application/json"
+    )
     assert content_type == "application/json"
     answers = json.loads(body)
     assert [a["predicted_label"] in (-1, 0, 1) for a in answers] == [True, True]
@@ -325,7 +346,9 @@ def test_real_reviews_through_the_handler(tmp_path, tiny_model):
     if not REAL_DATA.exists():
         pytest.skip(f"real data set not present at {REAL_DATA}")
     with REAL_DATA.open(newline="") as fh:
-        reviews = [row["review_body"] for _, row in zip(range(64), csv.DictReader(fh), strict=False)]
+        reviews = [
+            row["review_body"] for _, row in zip(range(64), csv.DictReader(fh), strict=False)
+        ]
     register_model(tmp_path, tiny_model, "tiny-real")
     handler = models.load_handler("tiny-real", tmp_path)
     body = "".join(json.dumps({"features": [r]}) + "\n" for r in reviews).encode()

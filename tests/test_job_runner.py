@@ -307,7 +307,12 @@ def test_training_job_runs_script_mode_and_packs_the_model(lake: Path):
         model = json.load(tar.extractfile("model.json"))
     assert model["rows"] == ["row 0", "row 1", "row 2", "row 3", "row x"]
     assert model["lr"] == 0.01 and model["layers"] == [1, 2] and model["label"] == "plain text"
-    assert model["hps"] == {"epochs": 3, "learning-rate": 0.01, "layers": [1, 2], "label": "plain text"}
+    assert model["hps"] == {
+        "epochs": 3,
+        "learning-rate": 0.01,
+        "layers": [1, 2],
+        "label": "plain text",
+    }
     assert model["channels"] == ["train"] and model["resumed"] == "none" and model["gpus"] == "0"
     with tarfile.open(resolve("s3://bkt/models/train-job/output/output.tar.gz", lake)) as tar:
         assert tar.extractfile("notes.txt").read() == b"done"

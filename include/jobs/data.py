@@ -8,7 +8,10 @@ numpy and pyarrow.
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,8 +45,25 @@ class Split:
         return int(self.input_ids.shape[1])
 
 
+def ensure_requirements(*modules: str) -> None:
+    """In a container that lacks any of ``modules``, pip-install ``requirements.txt`` from this
+    folder (what the SDK's framework processors do); a no-op where they are all present."""
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        requirements = Path(__file__).with_name("requirements.txt")
+        print(f"missing {missing}: installing {requirements}", flush=True)
+        subprocess.check_call([sys.executable, "-m", "pip", "install", "-r", str(requirements)])
+
+
 def id2label() -> dict[int, str]:
     return {i: str(label) for i, label in enumerate(LABELS)}
+
+
+def used_width(attention_mask) -> int:
+    """Columns up to the last one that is not padding in some row of the batch: attention
+    ignores the rest, so a batch cut to this width costs less and gives the same logits."""
+    used = np.flatnonzero(np.asarray(attention_mask).any(axis=0))
+    return int(used[-1]) + 1 if len(used) else int(np.shape(attention_mask)[1])
 
 
 def split_files(folder: str | Path) -> list[Path]:

@@ -14,6 +14,7 @@ host, columns ``SPLIT_COLUMNS``; ``input_ids``/``attention_mask`` as int lists, 
 from __future__ import annotations
 
 import argparse
+import csv
 import hashlib
 import json
 import os
@@ -28,6 +29,7 @@ except ImportError:  # imported as include.jobs.prepare (tests, benchmarks)
 
 REQUIRED_COLUMNS = ("sentiment", "review_body", "product_category")
 SPLITS = ("train", "validation", "test")
+BALANCED_COLUMNS = ("sentiment", "review_body", "product_category")
 SPLIT_COLUMNS = (
     "review_id",
     "sentiment",
@@ -224,23 +226,64 @@ def load_tokenizer(name: str):
 
 
 def tokenize(tokenizer, texts: list[str], max_seq_length: int, batch_size: int):
-    """``input_ids`` and ``attention_mask`` as int64 arrays [rows, max_seq_length]."""
+    """``input_ids`` and ``attention_mask`` as int64 arrays [rows, max_seq_length], and the ids
+    as feature strings (``encode_ids`` format).
+
+    Calls the Rust tokenizer behind the fast tokenizer with the padding and truncation its
+    ``__call__`` would set (same ids, without building per-row Python dicts); a test checks that
+    both agree.
+    """
     import numpy as np
 
     ids = np.zeros((len(texts), max_seq_length), dtype=np.int64)
     masks = np.zeros((len(texts), max_seq_length), dtype=np.int64)
+    strings: list[str] = []
+    backend = _backend(tokenizer, max_seq_length)
     for start in range(0, len(texts), batch_size):
-        enc = tokenizer(
-            texts[start : start + batch_size],
-            padding="max_length",
-            truncation=True,
-            max_length=max_seq_length,
-            return_attention_mask=True,
-            return_tensors="np",
-        )
-        stop = start + len(enc["input_ids"])
-        ids[start:stop], masks[start:stop] = enc["input_ids"], enc["attention_mask"]
-    return ids, masks
+        batch = texts[start : start + batch_size]
+        stop = start + len(batch)
+        if backend is None:
+            enc = tokenizer(
+                batch,
+                padding="max_length",
+                truncation=True,
+                max_length=max_seq_length,
+                return_attention_mask=True,
+                return_tensors="np",
+            )
+            ids[start:stop], masks[start:stop] = enc["input_ids"], enc["attention_mask"]
+            strings.extend(map(encode_ids, enc["input_ids"].tolist()))
+            continue
+        encodings = backend.encode_batch(batch, add_special_tokens=True)
+        rows = [e.ids for e in encodings]
+        ids[start:stop] = rows
+        masks[start:stop] = [e.attention_mask for e in encodings]
+        strings.extend(map(str, rows))  # str(list) is encode_ids' format, done in C
+    return ids, masks, strings
+
+
+def _backend(tokenizer, max_seq_length: int):
+    """A copy of the Rust tokenizer set to pad/truncate to ``max_seq_length`` on the right, or
+    None when the tokenizer is configured in a way this shortcut does not cover."""
+    import copy
+
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if (
+        backend is None
+        or tokenizer.pad_token_id is None
+        or getattr(tokenizer, "padding_side", "right") != "right"
+        or getattr(tokenizer, "truncation_side", "right") != "right"
+    ):
+        return None
+    backend = copy.deepcopy(backend)
+    backend.enable_truncation(max_length=max_seq_length, strategy="longest_first")
+    backend.enable_padding(
+        length=max_seq_length,
+        pad_id=tokenizer.pad_token_id,
+        pad_token=tokenizer.pad_token,
+        pad_type_id=getattr(tokenizer, "pad_token_type_id", 0),
+    )
+    return backend
 
 
 def _token_lists(matrix):
@@ -290,10 +333,9 @@ def prepare(args: argparse.Namespace, log=print) -> dict:
     }
     df = split(df, fractions, args.seed).reset_index(drop=True)
     df["event_time"] = args.event_time
-    ids, masks = tokenize(
+    ids, masks, df["input_ids"] = tokenize(
         tokenizer, df["review_body"].tolist(), args.max_seq_length, args.batch_size
     )
-    df["input_ids"] = [encode_ids(row) for row in ids.tolist()]
     features = feature_frame(df)  # checked before anything is written
 
     out = Path(args.output_data)
@@ -316,6 +358,11 @@ def prepare(args: argparse.Namespace, log=print) -> dict:
         pq.write_table(table, out / name / f"part-{host}-reviews.parquet")
     (out / "features").mkdir(parents=True, exist_ok=True)
     features.to_parquet(out / "features" / f"part-{host}-features.parquet", index=False)
+    # The balanced rows as CSV: what the bias report reads to compare before vs after balancing.
+    (out / "balanced").mkdir(parents=True, exist_ok=True)
+    df[list(BALANCED_COLUMNS)].to_csv(
+        out / "balanced" / f"part-{host}-balanced.csv", index=False, quoting=csv.QUOTE_NONNUMERIC
+    )
 
     ingested = 0
     if args.feature_store_ingest:
@@ -337,11 +384,27 @@ def prepare(args: argparse.Namespace, log=print) -> dict:
         "event_time": args.event_time,
     }
     log("prepare summary: " + json.dumps(summary, sort_keys=True))
+    # Read back by the orchestrator (output_files_to_xcom) for the run summary.
+    (out / "features" / f"summary-{host}.json").write_text(json.dumps(summary, sort_keys=True))
     return summary
+
+
+def ensure_requirements() -> None:
+    """In a processing container without transformers, install ``requirements.txt`` beside this
+    script (what the SDK's framework processors do); a no-op where the packages exist."""
+    try:
+        import pandas  # noqa: F401
+        import transformers  # noqa: F401
+    except ImportError:
+        import subprocess
+
+        requirements = Path(__file__).with_name("requirements.txt")
+        subprocess.check_call([sys.executable, "-m", "pip", "install", "-r", str(requirements)])
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    ensure_requirements()
     print("prepare arguments: " + json.dumps(vars(args), sort_keys=True), flush=True)
     try:
         prepare(args)

@@ -30,9 +30,9 @@ import numpy as np
 import torch
 
 if __package__:  # imported as include.jobs.train (tests, benchmarks)
-    from .data import LABELS, Split, id2label, load_split
+    from .data import LABELS, Split, id2label, load_split, used_width
 else:  # run as a script (container, job runner): sibling modules sit on sys.path[0]
-    from data import LABELS, Split, id2label, load_split
+    from data import LABELS, Split, id2label, load_split, used_width
 
 SCRIPT_DIR = Path(__file__).resolve().parent
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -61,7 +61,7 @@ def _default_checkpoint_dir() -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     env = os.environ.get
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     p.add_argument("--pretrained_model", default="roberta-base")
     p.add_argument("--max_seq_length", type=int, default=128)
     p.add_argument("--epochs", type=int, default=1)
@@ -73,6 +73,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--train_steps_per_epoch", type=int, default=0, help="0: the whole split")
     p.add_argument("--validation_steps_per_epoch", type=int, default=0, help="0: the whole split")
     p.add_argument("--freeze_bert_layer", type=_bool, default=False)
+    p.add_argument("--group_by_length", type=_bool, default=True, help="batch similar lengths")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--log_interval", type=int, default=10, help="steps per train_loss line")
     p.add_argument("--eval_interval", type=int, default=0, help="steps; 0: once per epoch")
@@ -133,23 +134,40 @@ def tensors(split: Split) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     )
 
 
-def batches(split: Split, batch_size: int, *, shuffle_seed: int | None = None, limit: int = 0):
+def batches(
+    split: Split,
+    batch_size: int,
+    *,
+    shuffle_seed: int | None = None,
+    limit: int = 0,
+    group_by_length: bool = False,
+):
     """``(input_ids, attention_mask, labels)`` batches; shuffled by a seed so a resumed epoch
     sees the same order as an uninterrupted one.
 
     Trailing columns that are padding in every row of a batch are cut off: attention ignores
-    them anyway, and short batches then cost less than ``max_seq_length`` ones.
+    them, so short batches cost less than ``max_seq_length`` ones. ``group_by_length`` (with a
+    shuffle) sorts rows by length within windows of 50 batches and then shuffles the batches,
+    so rows in a batch have similar lengths and little padding is computed.
     """
     ids, mask, labels = tensors(split)
     order = torch.arange(len(labels))
     if shuffle_seed is not None:
-        order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(shuffle_seed))
+        g = torch.Generator().manual_seed(shuffle_seed)
+        order = torch.randperm(len(labels), generator=g)
+        if group_by_length:
+            lengths = mask.sum(dim=1)
+            window = batch_size * 50
+            chunks = [order[i : i + window] for i in range(0, len(order), window)]
+            order = torch.cat([c[torch.argsort(lengths[c], descending=True)] for c in chunks])
+            groups = list(torch.split(order, batch_size))
+            groups = [groups[i] for i in torch.randperm(len(groups), generator=g).tolist()]
+            order = torch.cat(groups)
     out = []
     for start in range(0, len(labels), batch_size):
         index = order[start : start + batch_size]
         batch_mask = mask[index]
-        used = batch_mask.any(dim=0).nonzero()
-        width = int(used.max()) + 1 if len(used) else batch_mask.shape[1]
+        width = used_width(batch_mask)
         out.append((ids[index][:, :width], batch_mask[:, :width], labels[index]))
         if limit and len(out) >= limit:
             break
@@ -210,9 +228,18 @@ def evaluate(model, batch_list, loss_fn, dev) -> tuple[float, float]:
 def fingerprint(args: argparse.Namespace, train: Split) -> str:
     """What a checkpoint must match to be resumed: same model, data and schedule."""
     keys = (
-        "pretrained_model", "max_seq_length", "epochs", "learning_rate", "weight_decay",
-        "warmup_ratio", "train_batch_size", "train_steps_per_epoch", "freeze_bert_layer", "seed",
-    )  # fmt: skip
+        "pretrained_model",
+        "max_seq_length",
+        "epochs",
+        "learning_rate",
+        "weight_decay",
+        "warmup_ratio",
+        "train_batch_size",
+        "train_steps_per_epoch",
+        "freeze_bert_layer",
+        "group_by_length",
+        "seed",
+    )
     digest = hashlib.sha256(json.dumps({k: getattr(args, k) for k in keys}).encode())
     digest.update(train.input_ids.tobytes())
     digest.update(train.label_ids.tobytes())
@@ -331,11 +358,21 @@ def main(argv: list[str] | None = None) -> dict:
             args.train_batch_size,
             shuffle_seed=args.seed + epoch,
             limit=steps_per_epoch,
+            group_by_length=args.group_by_length,
         )
         train_one_epoch(
-            model, epoch_batches, optimizer, scheduler, loss_fn, dev, args,
-            epoch=epoch, val_batches=val_batches, history=history, hook=hook,
-        )  # fmt: skip
+            model,
+            epoch_batches,
+            optimizer,
+            scheduler,
+            loss_fn,
+            dev,
+            args,
+            epoch=epoch,
+            val_batches=val_batches,
+            history=history,
+            hook=hook,
+        )
         if checkpoint_dir is not None:
             save_checkpoint(
                 checkpoint_dir,
@@ -361,9 +398,19 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def train_one_epoch(
-    model, epoch_batches, optimizer, scheduler, loss_fn, dev, args, *,
-    epoch: int, val_batches, history: dict, hook=None,
-) -> None:  # fmt: skip
+    model,
+    epoch_batches,
+    optimizer,
+    scheduler,
+    loss_fn,
+    dev,
+    args,
+    *,
+    epoch: int,
+    val_batches,
+    history: dict,
+    hook=None,
+) -> None:
     """One epoch of :func:`train_steps` with interval logging and validation."""
     n_steps = len(epoch_batches)
     window = {"loss": 0.0, "steps": 0, "samples": 0, "start": time.perf_counter()}

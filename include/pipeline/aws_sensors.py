@@ -33,15 +33,20 @@ class SageMakerDebugRulesSensor(SageMakerBaseSensor):
     training job runs and SageMaker has listed no rule evaluation yet, the sensor keeps waiting.
     """
 
-    template_fields: Sequence[str] = aws_template_fields("job_name")
+    template_fields: Sequence[str] = aws_template_fields("job_name", "fail_on_issues")
     template_ext: Sequence[str] = ()
 
-    def __init__(self, *, job_name: str, fail_on_issues: bool = True, **kwargs):
+    def __init__(self, *, job_name: str, fail_on_issues: bool | str = True, **kwargs):
         kwargs.setdefault("mode", "reschedule")
         kwargs.setdefault("poke_interval", 60)
         super().__init__(resource_type="debugger rules", **kwargs)
         self.job_name = job_name
         self.fail_on_issues = fail_on_issues
+
+    @property
+    def _fail_on_issues(self) -> bool:
+        """True for ``True`` or a rendered template ``"True"`` (a Param)."""
+        return str(self.fail_on_issues).lower() == "true"
 
     def non_terminal_states(self) -> set[str]:
         return {_PENDING}
@@ -69,7 +74,7 @@ class SageMakerDebugRulesSensor(SageMakerBaseSensor):
         for status in statuses:
             outcome = status["RuleEvaluationStatus"]
             if outcome in ("Error", "Stopped") or (
-                outcome == "IssuesFound" and not self.fail_on_issues
+                outcome == "IssuesFound" and not self._fail_on_issues
             ):
                 self.log.warning(
                     "Rule %s of %s: %s %s",
@@ -78,7 +83,7 @@ class SageMakerDebugRulesSensor(SageMakerBaseSensor):
                     outcome,
                     status.get("StatusDetails", ""),
                 )
-        if self.fail_on_issues and any(
+        if self._fail_on_issues and any(
             s["RuleEvaluationStatus"] == "IssuesFound" for s in statuses
         ):
             return _ISSUES

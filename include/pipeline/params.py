@@ -44,4 +44,188 @@ INGESTION = {
     ),
 }
 
-PARAMS = {**INGESTION}
+BIAS = {
+    "bias_facets": Param(
+        ["product_category"],
+        type="array",
+        items={"type": "string"},
+        minItems=1,
+        title="Bias facets",
+        description="Columns whose values are compared with all other rows (facet d vs a).",
+    ),
+    "bias_label_values": Param(
+        [1],
+        type="array",
+        items={"type": "integer", "enum": [-1, 0, 1]},
+        minItems=1,
+        title="Favourable sentiment values",
+        description="Label values Clarify counts as the positive outcome.",
+    ),
+    "bias_group_variable": Param(
+        "product_category",
+        type="string",
+        title="CDDL group variable",
+        description="Column CDDL conditions on (Clarify's group_variable).",
+    ),
+    "bias_thresholds": Param(
+        {"DPL": 0.2, "KL": 0.2, "JS": 0.05, "LP": 0.25, "TVD": 0.2, "KS": 0.2, "CDDL": 0.2},
+        type="object",
+        title="Bias thresholds",
+        description="Per metric: the gate passes when |value| <= threshold (null: not gated).",
+    ),
+    "bias_gate_mode": Param(
+        "warn",
+        type="string",
+        enum=["fail", "warn"],
+        title="Bias gate mode",
+        description="fail: stop the run listing every violation; warn: continue and mark the "
+        "run summary.",
+    ),
+}
+
+FEATURES = {
+    "train_split_percentage": Param(
+        0.9,
+        type="number",
+        minimum=0.01,
+        maximum=0.98,
+        title="Train split",
+        description="Share of rows for training (the three shares must sum to 1).",
+    ),
+    "validation_split_percentage": Param(
+        0.05,
+        type="number",
+        minimum=0.01,
+        maximum=0.98,
+        title="Validation split",
+    ),
+    "test_split_percentage": Param(
+        0.05,
+        type="number",
+        minimum=0.01,
+        maximum=0.98,
+        title="Test split",
+    ),
+    "balance_mode": Param(
+        "sentiment",
+        type="string",
+        enum=["none", "sentiment", "category_sentiment"],
+        title="Balancing",
+        description="Downsample to the smallest sentiment class, or within each category x "
+        "sentiment, as the course does; the bias report is run again on the balanced data.",
+    ),
+    "max_seq_length": Param(
+        128,
+        type="integer",
+        minimum=8,
+        maximum=512,
+        title="Max sequence length",
+        description="Tokens per review (padded / truncated).",
+    ),
+    "online_store": Param(
+        True,
+        type="boolean",
+        title="Online store",
+        description="Enable the feature group's online store (GetRecord by review_id).",
+    ),
+}
+
+TRAINING = {
+    "pretrained_model": Param(
+        "",
+        type="string",
+        title="Pretrained model",
+        description="Hugging Face id or folder. Empty: the packaged MiniLM locally, "
+        "roberta-base on aws.",
+    ),
+    "epochs": Param(1, type="integer", minimum=1, maximum=50, title="Epochs"),
+    "learning_rate": Param(
+        0.0001, type="number", exclusiveMinimum=0, maximum=1, title="Learning rate"
+    ),
+    "train_batch_size": Param(32, type="integer", minimum=1, maximum=1024, title="Batch size"),
+    "train_steps_per_epoch": Param(
+        0,
+        type="integer",
+        minimum=0,
+        title="Max steps per epoch",
+        description="0: all batches.",
+    ),
+    "freeze_bert_layer": Param(
+        False,
+        type="boolean",
+        title="Freeze the encoder",
+        description="Train only the classification head.",
+    ),
+    "rules_fail_on_issues": Param(
+        False,
+        type="boolean",
+        title="Fail on Debugger issues",
+        description="LossNotDecreasing / Overtraining issues fail the run (else: warn).",
+    ),
+    "loss_not_decreasing_num_steps": Param(
+        10,
+        type="integer",
+        minimum=1,
+        title="LossNotDecreasing: steps",
+        description="Rule parameter num_steps.",
+    ),
+    "overtraining_patience_validation": Param(
+        10,
+        type="integer",
+        minimum=1,
+        title="Overtraining: validation patience",
+        description="Rule parameter patience_validation.",
+    ),
+}
+
+EVALUATION = {
+    "min_accuracy": Param(
+        0.6,
+        type="number",
+        minimum=0,
+        maximum=1,
+        title="Minimum test accuracy",
+        description="Register the model only at or above this accuracy (chance is ~0.33).",
+    ),
+    "model_approval": Param(
+        "PendingManualApproval",
+        type="string",
+        enum=["PendingManualApproval", "Approved"],
+        title="Registration status",
+        description="Approved versions are deployed by this run; pending ones wait for "
+        "`python -m include.pipeline.registry_cli approve ARN`.",
+    ),
+}
+
+DEPLOYMENT = {
+    "endpoint_name": Param(
+        "reviews-sentiment",
+        type="string",
+        pattern="^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$",
+        title="Endpoint name",
+    ),
+    "deployment_strategy": Param(
+        "canary",
+        type="string",
+        enum=["all_at_once", "canary", "linear", "shadow"],
+        title="Deployment strategy",
+        description="How an existing endpoint moves to the new model: blue/green all at once, "
+        "canary, linear, or the new model as a shadow variant.",
+    ),
+    "canary_percent": Param(10, type="integer", minimum=1, maximum=99, title="Canary size %"),
+    "linear_step_percent": Param(25, type="integer", minimum=1, maximum=99, title="Linear step %"),
+    "traffic_wait_seconds": Param(
+        60, type="integer", minimum=0, maximum=3600, title="Bake time per step (s)"
+    ),
+    "data_capture_percent": Param(
+        100, type="integer", minimum=0, maximum=100, title="Data capture %"
+    ),
+    "delete_endpoint_after_run": Param(
+        False,
+        type="boolean",
+        title="Delete the endpoint at the end",
+        description="Teardown for test runs: nothing is left running.",
+    ),
+}
+
+PARAMS = {**INGESTION, **BIAS, **FEATURES, **TRAINING, **EVALUATION, **DEPLOYMENT}

@@ -67,8 +67,31 @@ _DETAILS = {
         "so comfortable that I ordered a second one.",
     ],
 }
+_CLOSERS = {
+    -1: [
+        "Would not recommend.",
+        "Sending it back.",
+        "Save your money.",
+        "What a waste.",
+        "Never again.",
+    ],
+    0: [
+        "It is just average.",
+        "Might keep it, not sure.",
+        "Okay for lounging at home.",
+        "Decent but not great.",
+        "Nothing to write home about.",
+    ],
+    1: [
+        "Highly recommend!",
+        "Buying it in every color.",
+        "My new favorite piece.",
+        "Worth every penny.",
+        "Five stars from me.",
+    ],
+}
 _TITLES = {-1: "Disappointed", 0: "It's okay", 1: "Love it"}
-RATING_WEIGHTS = {1: 0.12, 2: 0.13, 3: 0.2, 4: 0.2, 5: 0.35}
+RATING_WEIGHTS = {1: 0.15, 2: 0.15, 3: 0.3, 4: 0.15, 5: 0.25}
 
 
 def rows(n: int = 600, seed: int = 42) -> list[dict]:
@@ -85,7 +108,12 @@ def rows(n: int = 600, seed: int = 42) -> list[dict]:
             category.lower().rstrip("s") if category not in ("Jeans", "Pants") else category.lower()
         )
         text = " ".join(
-            [rng.choice(_OPENERS[sentiment]).format(item=item), rng.choice(_DETAILS[sentiment])]
+            [
+                rng.choice(_OPENERS[sentiment]).format(item=item),
+                rng.choice(_DETAILS[sentiment]),
+                rng.choice(_CLOSERS[sentiment]),
+                f"I usually wear a size {rng.choice(['XS', 'S', 'M', 'L', 'XL', '2', '4', '6', '8'])}.",
+            ]
         )
         division, department = CATEGORIES[category]
         out.append(

@@ -21,24 +21,23 @@ NAMES = (
     "AthenaOperator",
     "SageMakerProcessingOperator",
     "SageMakerTrainingOperator",
+    "SageMakerCreateFeatureGroupOperator",
+    "SageMakerFeatureGroupSensor",
+    "SageMakerDebugRulesSensor",
+    "SageMakerRegisterModelVersionOperator",
+    "SageMakerModelOperator",
+    "SageMakerEndpointConfigOperator",
+    "SageMakerEndpointOperator",
+    "SageMakerTransformOperator",
 )
 
 
 def _aws(settings: pipeline_settings.Settings) -> SimpleNamespace:
     from airflow.providers.amazon.aws.operators import glue_catalog
+    from airflow.providers.amazon.aws.operators import sagemaker as sm
     from airflow.providers.amazon.aws.operators.athena import AthenaOperator
-    from airflow.providers.amazon.aws.operators.sagemaker import (
-        SageMakerProcessingOperator,
-        SageMakerTrainingOperator,
-    )
 
-    class GlueCatalogCreatePartitionOperator(glue_catalog.GlueCatalogCreatePartitionOperator):
-        """The provider's operator with ``partition_input`` templated, so an XCom can fill it."""
-
-        template_fields = (
-            *glue_catalog.GlueCatalogCreatePartitionOperator.template_fields,
-            "partition_input",
-        )
+    from include.pipeline import aws_operators, aws_sensors
 
     conn = {"aws_conn_id": settings.aws_conn_id, "region_name": settings.region}
     waits = {**conn, "deferrable": True}
@@ -47,10 +46,24 @@ def _aws(settings: pipeline_settings.Settings) -> SimpleNamespace:
             glue_catalog.GlueCatalogCreateDatabaseOperator, **conn
         ),
         GlueCatalogCreateTableOperator=partial(glue_catalog.GlueCatalogCreateTableOperator, **conn),
-        GlueCatalogCreatePartitionOperator=partial(GlueCatalogCreatePartitionOperator, **conn),
+        GlueCatalogCreatePartitionOperator=partial(
+            aws_operators.GlueCatalogCreatePartitionOperator, **conn
+        ),
         AthenaOperator=partial(AthenaOperator, **waits, sleep_time=5),
-        SageMakerProcessingOperator=partial(SageMakerProcessingOperator, **waits),
-        SageMakerTrainingOperator=partial(SageMakerTrainingOperator, **waits),
+        SageMakerProcessingOperator=partial(sm.SageMakerProcessingOperator, **waits),
+        SageMakerTrainingOperator=partial(sm.SageMakerTrainingOperator, **waits),
+        SageMakerCreateFeatureGroupOperator=partial(
+            aws_operators.SageMakerCreateFeatureGroupOperator, **conn
+        ),
+        SageMakerFeatureGroupSensor=partial(aws_sensors.SageMakerFeatureGroupSensor, **conn),
+        SageMakerDebugRulesSensor=partial(aws_sensors.SageMakerDebugRulesSensor, **conn),
+        SageMakerRegisterModelVersionOperator=partial(
+            aws_operators.SageMakerRegisterModelVersionOperator, **conn
+        ),
+        SageMakerModelOperator=partial(sm.SageMakerModelOperator, **conn),
+        SageMakerEndpointConfigOperator=partial(sm.SageMakerEndpointConfigOperator, **conn),
+        SageMakerEndpointOperator=partial(sm.SageMakerEndpointOperator, **waits),
+        SageMakerTransformOperator=partial(sm.SageMakerTransformOperator, **waits),
     )
 
 
@@ -66,3 +79,37 @@ def operators(settings: pipeline_settings.Settings | None = None) -> SimpleNames
     missing = [n for n in NAMES if not hasattr(ops, n)]
     assert not missing, f"target {settings.target} lacks {missing}"
     return ops
+
+
+def client(settings: pipeline_settings.Settings, service: str):
+    """A boto3 client for ``service`` on the target: AWS through the Airflow connection, or the
+    local endpoint service (``sagemaker``, ``sagemaker-runtime``), started when needed."""
+    if settings.target == "aws":
+        from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+        return AwsBaseHook(
+            aws_conn_id=settings.aws_conn_id, client_type=service, region_name=settings.region
+        ).conn
+    if service not in ("sagemaker", "sagemaker-runtime"):
+        raise ValueError(f"the local target has no {service!r} service")
+    from include.pipeline.local import endpoint_client
+
+    url = endpoint_client.ensure_server(
+        settings.lake, settings.endpoint_host, settings.endpoint_port
+    )
+    return endpoint_client.client(service, url, settings.region)
+
+
+def put_metric_alarm(settings: pipeline_settings.Settings, request: dict) -> str:
+    """PutMetricAlarm on aws; locally the alarm is recorded in the lake, where the endpoint
+    service's blue/green updates treat it as an invocation-error-rate check of the new fleet."""
+    if settings.target == "aws":
+        client(settings, "cloudwatch").put_metric_alarm(**request)
+    else:
+        import json
+
+        from include.pipeline.local.lake import atomic_write_bytes
+
+        path = settings.lake / "_sagemaker" / "alarms" / f"{request['AlarmName']}.json"
+        atomic_write_bytes(path, json.dumps(request, indent=2).encode())
+    return request["AlarmName"]

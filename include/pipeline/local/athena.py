@@ -96,8 +96,11 @@ def connect(root: Path, database: str | None = None):
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(db)}")
         for name, table in catalog.tables(root, db).items():
             con.execute(f"CREATE VIEW {_quote(db)}.{_quote(name)} AS {_table_sql(root, db, table)}")
+    from include.pipeline.local import feature_store
+
+    feature_store.connect(root, con)  # the offline stores, as Glue tables of sagemaker_featurestore
     if database:
-        if database not in catalog.databases(root):
+        if database not in [*catalog.databases(root), feature_store.FEATURE_STORE_DATABASE]:
             con.close()
             raise QueryFailed(f"SCHEMA_NOT_FOUND: Schema '{database}' does not exist")
         con.execute(f"USE {_quote(database)}")

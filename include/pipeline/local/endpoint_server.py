@@ -67,6 +67,15 @@ class EndpointServer(ThreadingHTTPServer):
         super().__init__(address, RequestHandler)
         self.service = service
 
+    def handle_error(self, request, client_address) -> None:
+        """A client hanging up is routine; anything else is logged, and the server carries on."""
+        import sys
+
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            log.debug("client %s disconnected", client_address)
+        else:
+            log.exception("request from %s failed", client_address)
+
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]

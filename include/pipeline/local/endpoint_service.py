@@ -28,6 +28,7 @@ from include.pipeline.local.routing import Fleet, Route, Traffic, Variant
 log = logging.getLogger(__name__)
 BUSY = ("Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting")
 SAGEMAKER_MAX_BODY = 6 * 1024 * 1024
+SHADOW_BACKLOG = 1000  # shadow copies waiting to run; beyond this they are dropped (and counted)
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ class EndpointService:
         self.traffic: dict[str, Traffic] = {}
         self._lock = threading.RLock()
         self._shadow_pool = ThreadPoolExecutor(self.config.shadow_workers, "shadow")
+        self._shadow_backlog = threading.BoundedSemaphore(SHADOW_BACKLOG)
 
     # -- models and endpoint configs ---------------------------------------------------------
     def create_model(self, request: dict) -> dict:
@@ -341,9 +343,13 @@ class EndpointService:
             inference_id,
         )
         for shadow in route.fleet.shadows:
-            self._shadow_pool.submit(
-                self._shadow, name, route, shadow, request, accept, out_body, inference_id
-            )
+            if self._shadow_backlog.acquire(blocking=False):
+                self._shadow_pool.submit(
+                    self._shadow, name, route, shadow, request, accept, out_body, inference_id
+                )
+            else:  # shadows are best effort: never let their backlog grow without bound
+                with self._lock:
+                    shadow.dropped += 1
         return Invocation(out_body, out_type, route.variant.name)
 
     def _shadow(self, name, route: Route, shadow: Variant, request, accept, prod_out, inference_id):
@@ -352,9 +358,6 @@ class EndpointService:
             error = None
         except Exception as err:
             out_body, out_type, error = None, None, str(err)
-        with self._lock:
-            shadow.invocations += 1
-            shadow.errors += 0 if error is None else 1
         try:
             self.capture.log_shadow(
                 name, route.variant.name, shadow.name, request, prod_out, out_body, error
@@ -370,6 +373,11 @@ class EndpointService:
                 )
         except Exception:
             log.exception("could not log the shadow answer of %s/%s", name, shadow.name)
+        finally:
+            self._shadow_backlog.release()
+        with self._lock:  # counted once logged, so a count means a readable log line
+            shadow.invocations += 1
+            shadow.errors += 0 if error is None else 1
 
     def stats(self, name: str) -> dict:
         """Invocation and error counts per variant (local only, for tests and benchmarks)."""
@@ -380,7 +388,10 @@ class EndpointService:
             )
 
         def counts(variants):
-            return {v.name: {"invocations": v.invocations, "errors": v.errors} for v in variants}
+            return {
+                v.name: {"invocations": v.invocations, "errors": v.errors, "dropped": v.dropped}
+                for v in variants
+            }
 
         with traffic.lock:
             return {

@@ -249,14 +249,11 @@ def ingest_records(feature_group_name: str, records_parquet_path, lake: Path) ->
     }
 
 
-def put_record(request: dict, lake: Path) -> dict:
-    """PutRecord: one record into the offline and (when enabled) online store."""
-    import pandas as pd
-
-    describe = describe_feature_group(request["FeatureGroupName"], lake)
+def record_row(describe: dict, record: list[dict]) -> dict:
+    """A PutRecord ``Record`` (FeatureName / ValueAsString pairs) as a typed row."""
     types = _types(describe)
     row: dict[str, object] = {}
-    for item in request.get("Record", []):
+    for item in record:
         name, text = item["FeatureName"], item["ValueAsString"]
         if name not in types:
             raise ValueError(f"PutRecord: unknown feature {name!r}")
@@ -267,12 +264,30 @@ def put_record(request: dict, lake: Path) -> dict:
             )
         except ValueError:
             raise ValueError(f"PutRecord: feature {name!r} must be {kind}, got {text!r}") from None
-    frame = _validate_frame(describe, pd.DataFrame([row]), "PutRecord")
-    stores = request.get("TargetStores") or ["OfflineStore", "OnlineStore"]
+    return row
+
+
+def ingest_rows(
+    feature_group_name: str, rows: list[dict], lake: Path, stores=("OfflineStore", "OnlineStore")
+) -> int:
+    """Rows (typed dicts) into the stores: what a batch of PutRecord calls amounts to."""
+    import pandas as pd
+
+    describe = describe_feature_group(feature_group_name, lake)
+    frame = _validate_frame(describe, pd.DataFrame(rows), "PutRecord")
     if "OfflineStore" in stores:
         _write_offline(describe, frame, lake)
     if "OnlineStore" in stores:
         _write_online(describe, frame.to_dict("records"), lake)
+    return len(frame)
+
+
+def put_record(request: dict, lake: Path) -> dict:
+    """PutRecord: one record into the offline and (when enabled) online store."""
+    describe = describe_feature_group(request["FeatureGroupName"], lake)
+    row = record_row(describe, request.get("Record", []))
+    stores = request.get("TargetStores") or ["OfflineStore", "OnlineStore"]
+    ingest_rows(request["FeatureGroupName"], [row], lake, stores)
     return {}
 
 
@@ -327,10 +342,10 @@ def connect(lake: Path, con=None):
         )
         files = sorted(str(p) for p in data.rglob("*.parquet")) if data.exists() else []
         if files:
+            listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
             con.execute(
-                f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet(?, "
-                "hive_partitioning = false, union_by_name = true)",
-                [files],
+                f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet([{listed}], "
+                "hive_partitioning = false, union_by_name = true)"
             )
         else:
             columns = ", ".join(

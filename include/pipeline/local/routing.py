@@ -24,6 +24,7 @@ class Variant:
     instance_type: str = "local"
     invocations: int = 0
     errors: int = 0
+    dropped: int = 0  # shadow copies skipped because the shadow fell too far behind
 
     def summary(self) -> dict:
         """A ProductionVariantSummary (DescribeEndpoint)."""

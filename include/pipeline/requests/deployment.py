@@ -69,15 +69,20 @@ def model_request(
 def inference_image(
     region: str,
     *,
-    version: str = "2.1",
-    py_version: str = "py310",
+    version: str | None = None,
+    py_version: str | None = None,
     instance_type: str = "ml.m5.xlarge",
 ) -> str:
     """The region's PyTorch inference image, which serves ``inference.py`` in script mode."""
-    from include.pipeline.requests.images import framework_image_uri
+    from include.pipeline.requests import images
 
-    return framework_image_uri(
-        "pytorch", region, version, py_version, instance_type, image_scope="inference"
+    return images.framework_image_uri(
+        "pytorch",
+        region,
+        version or images.PYTORCH_VERSION,
+        py_version or images.PYTHON_VERSION,
+        instance_type,
+        image_scope="inference",
     )
 
 

@@ -44,6 +44,7 @@ PREPARE_OUTPUTS = {
     "sentiment-validation": "validation",
     "sentiment-test": "test",
     "sentiment-features": "features",
+    "sentiment-balanced": "balanced",
 }
 
 # params key -> (script argument, required); keys may use - or _.

@@ -8,6 +8,13 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+# The framework images every job uses: one place for the versions.
+PYTORCH_VERSION = "2.5"
+PYTHON_VERSION = "py311"
+TRAINING_INSTANCE = "ml.g4dn.xlarge"
+PROCESSING_INSTANCE = "ml.c5.2xlarge"
+INFERENCE_INSTANCE = "ml.m5.xlarge"
+
 # Processing jobs run the framework's training image (what the SDK's framework processors do).
 _PROCESSING_SCOPE = {"pytorch": "training", "sklearn": "training"}
 
@@ -59,3 +66,10 @@ def debugger_rule_image_uri(region: str) -> str:
     """The SageMaker Debugger built-in rule image of a region (``sagemaker-debugger-rules``);
     the same image evaluates the ProfilerReport rule."""
     return image_uri("debugger", region)
+
+
+def pytorch_image_uri(region: str, scope: str, instance_type: str) -> str:
+    """The project's PyTorch image for ``scope`` training / processing / inference."""
+    return framework_image_uri(
+        "pytorch", region, PYTORCH_VERSION, PYTHON_VERSION, instance_type, image_scope=scope
+    )

@@ -34,6 +34,7 @@ DEFAULT_HYPERPARAMETERS: dict[str, dict] = {
         "train_steps_per_epoch": 0,
         "validation_steps_per_epoch": 0,
         "freeze_bert_layer": False,
+        "group_by_length": True,
         "seed": 42,
         "log_interval": 10,
         "eval_interval": 0,
@@ -47,6 +48,7 @@ DEFAULT_HYPERPARAMETERS: dict[str, dict] = {
         "train_steps_per_epoch": 0,
         "validation_steps_per_epoch": 0,
         "freeze_bert_layer": False,
+        "group_by_length": True,
         "seed": 42,
         "log_interval": 10,
         "eval_interval": 50,
@@ -76,7 +78,9 @@ PROFILER_RULE = {"ProfilerReport": {"rule_to_invoke": "ProfilerReport"}}
 def hyperparameters(target: str, pretrained_model: str = "", **overrides) -> dict:
     """The default hyperparameters of a target, the pretrained model filled in, then overrides."""
     if target not in DEFAULT_HYPERPARAMETERS:
-        raise ValueError(f"unknown target {target!r}; expected one of {list(DEFAULT_HYPERPARAMETERS)}")
+        raise ValueError(
+            f"unknown target {target!r}; expected one of {list(DEFAULT_HYPERPARAMETERS)}"
+        )
     unknown = set(overrides) - set(DEFAULT_HYPERPARAMETERS[target])
     if unknown:
         raise ValueError(f"unknown hyperparameter(s) {sorted(unknown)}")

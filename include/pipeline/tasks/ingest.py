@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from pathlib import PurePosixPath
 
-from include.pipeline import ingestion, sample, storage
+from include.pipeline import arrival, ingestion, sample, storage
 from include.pipeline.requests import catalog
 from include.pipeline.settings import Settings
 
@@ -85,17 +85,42 @@ def ingest(
     }
 
 
-def ingest_task(settings: Settings, params: dict) -> dict:
-    """The Airflow task body: bad input fails at once (no retries: it would fail again)."""
+def ingest_task(settings: Settings, params: dict, asset_events: list | None = None) -> dict:
+    """The Airflow task body: bad input fails at once (no retries: it would fail again).
+
+    With no ``input_uri`` param, a run started by new data (``reviews_raw`` asset event, see
+    :mod:`include.pipeline.arrival`) ingests the file the event names. ``asset_events`` are that
+    asset's triggering events; when not given they are read from the running task's context.
+    """
     from airflow.sdk.exceptions import AirflowFailException
 
+    input_uri = params["input_uri"]
+    if not input_uri:
+        if asset_events is None:
+            asset_events = _raw_asset_events(settings)
+        input_uri = arrival.input_uri_from_events(asset_events)
+        if input_uri:
+            log.info("input from the triggering asset event: %s", input_uri)
     try:
         return ingest(
             settings,
-            input_uri=params["input_uri"],
+            input_uri=input_uri,
             encoding=params["encoding"],
             min_reviews_per_category=params["min_reviews_per_category"],
             max_bad_fraction=params["max_bad_fraction"],
         )
     except (ingestion.IngestionError, FileNotFoundError) as exc:
         raise AirflowFailException(str(exc)) from exc
+
+
+def _raw_asset_events(settings: Settings) -> list:
+    """The current task's triggering ``reviews_raw`` events ([] outside a task or run)."""
+    from airflow.sdk import get_current_context
+
+    try:
+        events = get_current_context().get("triggering_asset_events")
+    except RuntimeError:  # not inside a running task
+        return []
+    if not events:
+        return []
+    return list(events.get(arrival.raw_asset(settings), []))

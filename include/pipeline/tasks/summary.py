@@ -49,33 +49,118 @@ def write(settings: Settings, *, run_id: str, dag_id: str, steps: dict, states: 
     return uri
 
 
-def ingestion_entry(
-    ingested: dict | None, query_ids: dict, settings: Settings, run_id: str
-) -> dict | None:
-    if not ingested:
-        return None
-    from include.pipeline.requests.catalog import query_output_location
+def _first(*values):
+    return next((v for v in values if v is not None), None)
+
+
+def collect(settings: Settings, pull, params: dict, run_id: str) -> dict:
+    """Every step's summary entry from the tasks' XComs; ``pull(task_id, key=None)``.
+
+    A step that did not run (or was skipped by a gate) gets no entry, or its ``skipped`` reason.
+    """
+    from include.pipeline.requests.catalog import QUERIES, query_output_location
 
     output = query_output_location(settings, run_id)
-    return {
-        **ingested,
-        "queries": {name: f"{output}{qid}.csv" for name, qid in query_ids.items() if qid},
-    }
+    steps: dict = {}
+
+    ingested = pull("ingest_reviews")
+    if ingested:
+        queries = {name: pull(f"query_{name}") for name in QUERIES}
+        steps["ingestion"] = {
+            **ingested,
+            "queries": {name: f"{output}{qid}.csv" for name, qid in queries.items() if qid},
+        }
+
+    bias = pull("bias_gate", "bias")
+    if bias:
+        steps["bias"] = dict(bias)
+        balanced = pull("build_balanced_bias_request")
+        if balanced and pull("detect_balanced_bias"):
+            from include.pipeline.tasks.bias import result
+
+            steps["bias"]["balanced"] = result(settings, balanced, params)
+
+    feature_group = (pull("create_feature_group") or {}).get("FeatureGroup")
+    prepared = pull("prepare_features")
+    if feature_group and prepared:
+        store = feature_group["OfflineStoreConfig"]["S3StorageConfig"]
+        splits = prepared.get("OutputFiles", {}).get("prepare", {}).get("splits", {})
+        training_set = pull("query_training_set")
+        steps["features"] = {
+            **{split: splits.get(split) for split in ("train", "validation", "test")},
+            "feature_group": feature_group["FeatureGroupName"],
+            "offline_store_uri": _first(store.get("ResolvedOutputS3Uri"), store.get("S3Uri")),
+            "training_set_query": f"{output}{training_set}.csv" if training_set else None,
+        }
+
+    trained = (pull("train_model") or {}).get("Training")
+    if trained:
+        job = trained["TrainingJobName"]
+        rules = [
+            *trained.get("DebugRuleEvaluationStatuses", []),
+            *trained.get("ProfilerRuleEvaluationStatuses", []),
+        ]
+        steps["training"] = {
+            "job_name": job,
+            "metrics": {
+                m["MetricName"]: m["Value"] for m in trained.get("FinalMetricDataList", [])
+            },
+            "rule_statuses": [
+                {k: r.get(k) for k in ("RuleConfigurationName", "RuleEvaluationStatus")}
+                for r in (pull("wait_for_debugger_rules") or rules)
+            ],
+            "model_uri": trained.get("ModelArtifacts", {}).get("S3ModelArtifacts"),
+            "metrics_uri": f"{trained['OutputDataConfig']['S3OutputPath']}/{job}/output/metrics.json",
+        }
+
+    evaluated = pull("evaluate_model")
+    if evaluated and "evaluation" in evaluated.get("OutputFiles", {}):
+        from include.pipeline.tasks.registration import evaluation_uri
+        from include.pipeline.tasks.training import metrics
+
+        uri = evaluation_uri(evaluated)
+        steps["evaluation"] = {
+            **metrics(evaluated["OutputFiles"]["evaluation"]),
+            "uri": uri,
+            "confusion_matrix_uri": uri.rsplit("/", 1)[0] + "/confusion_matrix.png",
+        }
+
+    arn = pull("register_model_version")
+    skipped = pull("skip_registration")
+    if arn:
+        steps["registration"] = {"model_package_arn": arn, "status": params["model_approval"]}
+    elif skipped:
+        steps["registration"] = skipped
+
+    endpoint = (pull("deploy_endpoint") or {}).get("Endpoint")
+    not_deployed = pull("skip_deployment")
+    if endpoint:
+        steps["deployment"] = {
+            "endpoint_name": endpoint["EndpointName"],
+            "endpoint_url": settings.endpoint_url
+            if settings.is_local
+            else f"https://runtime.sagemaker.{settings.region}.amazonaws.com",
+            "strategy": params["deployment_strategy"],
+            "variants": endpoint.get("ProductionVariants", []),
+            "shadow_variants": endpoint.get("ShadowProductionVariants", []),
+            "smoke_test": pull("smoke_test_endpoint"),
+            "deleted_after_run": bool(pull("delete_test_endpoint")),
+        }
+    elif not_deployed:
+        steps["deployment"] = not_deployed
+    return steps
 
 
-def write_from_task(settings: Settings, *, ti, dag_run) -> str:
+def write_from_task(settings: Settings, *, ti, dag_run, params: dict) -> str:
     """Gather the step results from XCom and write the summary (the teardown task's body)."""
-    from include.pipeline.requests.catalog import QUERIES
-
     run_id = dag_run.run_id
     states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[run_id]).get(run_id, {})
     states.pop(ti.task_id, None)
-    query_ids = {name: ti.xcom_pull(task_ids=f"query_{name}") for name in QUERIES}
-    steps = {
-        "ingestion": ingestion_entry(
-            ti.xcom_pull(task_ids="ingest_reviews"), query_ids, settings, run_id
-        ),
-    }
+
+    def pull(task_id: str, key: str | None = None):
+        return ti.xcom_pull(task_ids=task_id, key=key) if key else ti.xcom_pull(task_ids=task_id)
+
+    steps = collect(settings, pull, params, run_id)
     uri = write(settings, run_id=run_id, dag_id=ti.dag_id, steps=steps, states=states)
     print(f"Run summary: {uri}")
     return uri

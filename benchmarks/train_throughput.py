@@ -1,0 +1,119 @@
+"""Training throughput of train.py's loop vs. a bare PyTorch loop, same model and batches.
+
+Both loops start from the same weights and see the same batches (the packaged MiniLM, the local
+default hyperparameters, review-like lengths); rounds alternate so machine load hits both alike.
+train.py's side runs ``train_one_epoch`` as ``main`` does: loss accumulation, interval logging,
+the schedule, and the end-of-epoch validation (one small batch). Goal: ``throughput_ratio`` >= 0.9.
+
+    .venv/bin/python benchmarks/train_throughput.py [--steps 12] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import io
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from include.jobs import train  # noqa: E402
+from include.jobs.data import Split  # noqa: E402
+from include.pipeline.requests.training import local_hyperparameters  # noqa: E402
+
+
+def review_like_split(rows: int, seq: int, seed: int = 0) -> Split:
+    """Random token rows with lengths like the reviews' (about 40 to ``seq`` tokens)."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1000, 20000, (rows, seq), generator=g)
+    lengths = torch.randint(40, seq + 1, (rows,), generator=g)
+    mask = (torch.arange(seq)[None, :] < lengths[:, None]).long()
+    return Split(
+        input_ids=(ids * mask).numpy(),
+        attention_mask=mask.numpy(),
+        label_ids=torch.randint(0, 3, (rows,), generator=g).numpy(),
+        review_ids=[str(i) for i in range(rows)],
+    )
+
+
+def bare_loop(model, batch_list, lr: float) -> None:
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    model.train()
+    for ids, mask, labels in batch_list:
+        logits = model(input_ids=ids, attention_mask=mask).logits
+        loss = torch.nn.functional.cross_entropy(logits, labels)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+
+def train_py_loop(model, batch_list, val_batches, hp: dict) -> None:
+    from transformers import get_linear_schedule_with_warmup
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=hp["learning_rate"], weight_decay=0.01)
+    scheduler = get_linear_schedule_with_warmup(optimizer, 1, len(batch_list))
+    args = argparse.Namespace(log_interval=hp["log_interval"], eval_interval=0)
+    history = {"train_loss": [], "val_loss": [], "val_acc": []}
+    with contextlib.redirect_stdout(io.StringIO()):
+        train.train_one_epoch(
+            model,
+            batch_list,
+            optimizer,
+            scheduler,
+            torch.nn.CrossEntropyLoss(),
+            torch.device("cpu"),
+            args,
+            epoch=1,
+            val_batches=val_batches,
+            history=history,
+        )
+
+
+def main() -> None:
+    cli = argparse.ArgumentParser()
+    cli.add_argument("--steps", type=int, default=12)
+    cli.add_argument("--rounds", type=int, default=2)
+    opts = cli.parse_args()
+    hp = local_hyperparameters()
+    bs, seq = hp["train_batch_size"], hp["max_seq_length"]
+    split = review_like_split(bs * opts.steps, seq)
+    batch_list = train.batches(split, bs, shuffle_seed=1, group_by_length=hp["group_by_length"])
+    val_batches = train.batches(review_like_split(8, seq, seed=2), 8)
+    with contextlib.redirect_stderr(io.StringIO()):
+        initial = train.build_model(hp["pretrained_model"], False)
+    # Warm-up (allocator, kernels) outside the timed rounds.
+    bare_loop(copy.deepcopy(initial), batch_list[:2], hp["learning_rate"])
+
+    timings = {"train_py": 0.0, "bare": 0.0}
+    for _ in range(opts.rounds):
+        for name in ("train_py", "bare"):
+            model = copy.deepcopy(initial)
+            start = time.perf_counter()
+            if name == "bare":
+                bare_loop(model, batch_list, hp["learning_rate"])
+            else:
+                train_py_loop(model, batch_list, val_batches, hp)
+            timings[name] += time.perf_counter() - start
+    samples = opts.rounds * len(split)
+    result = {
+        "model": Path(hp["pretrained_model"]).parent.name,
+        "batch_size": bs,
+        "max_seq_length": seq,
+        "steps_per_round": len(batch_list),
+        "rounds": opts.rounds,
+        "torch_threads": torch.get_num_threads(),
+        "train_py_samples_per_s": round(samples / timings["train_py"], 2),
+        "bare_samples_per_s": round(samples / timings["bare"], 2),
+        "throughput_ratio": round(timings["bare"] / timings["train_py"], 3),
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

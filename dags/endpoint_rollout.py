@@ -1,0 +1,185 @@
+"""
+### Endpoint rollout: promote or roll back a challenger, or run a bandit over the variants
+
+Runs on a schedule (`PIPELINE_ROLLOUT_SCHEDULE`, default `@hourly`; `none` turns it off) after
+`reviews_pipeline` has deployed a **shadow** (`Shadow` variant) or **A/B** (`Challenger` variant)
+challenger next to the champion (`AllTraffic`).
+
+1. **describe_endpoint**: variants, live weights, capture prefix. Stops the run (short-circuit)
+   when the endpoint is missing, busy, or serves a single variant and no shadow.
+2. **collect_variant_stats**: the data-capture records of each variant since its endpoint config
+   was created (`DataCaptureConfig.DestinationS3Uri/<endpoint>/<variant>/yyyy/mm/dd/hh/`):
+   requests, errors, label mix, latency, and agreement of paired answers (shadow copies, or A/B
+   requests sent to both variants with one inference id). Full statistics:
+   `s3://<bucket>/rollout/<endpoint>/stats/`.
+3. **choose_mode**: `evaluate` or `bandit` (Param `mode`).
+   - **decide_challenger**: promote (the challenger alone becomes `AllTraffic`), roll back (the
+     champion alone), or wait (too few requests). **settle_endpoint** sends the new endpoint
+     config with UpdateEndpoint.
+   - **update_bandit_weights**: Thompson sampling on the rewards in
+     `s3://<bucket>/rewards/<endpoint>.jsonl` (Beta posteriors per variant, a weight floor so no
+     arm starves), sent with UpdateEndpointWeightsAndCapacities.
+4. **record_decision**: appends to `s3://<bucket>/rollout/<endpoint>/decisions.jsonl` (one line
+   per run) and redraws `s3://<bucket>/rollout/<endpoint>/weights.png`.
+
+Same task ids on both targets: SageMaker through the Amazon provider on `aws`, the local endpoint
+server on `local`.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import DAG, Param, XComArg, chain, task
+
+from include.pipeline import settings as pipeline_settings
+from include.pipeline import targets
+
+SETTINGS = pipeline_settings.load()
+ops = targets.operators(SETTINGS)
+_SCHEDULE = os.environ.get("PIPELINE_ROLLOUT_SCHEDULE", "@hourly").strip()
+
+PARAMS = {
+    "endpoint_name": Param(
+        "reviews-sentiment",
+        type="string",
+        pattern="^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$",
+        title="Endpoint name",
+    ),
+    "mode": Param(
+        "evaluate",
+        type="string",
+        enum=["evaluate", "bandit"],
+        title="Mode",
+        description="evaluate: promote or roll back the challenger from captured metrics; "
+        "bandit: Thompson-sampling weights from the stored rewards.",
+    ),
+    "min_requests": Param(
+        100,
+        type="integer",
+        minimum=1,
+        title="Minimum requests per variant",
+        description="Below this the decision is 'wait' (and agreement is not judged).",
+    ),
+    "max_error_rate": Param(0.01, type="number", minimum=0, maximum=1, title="Max error rate"),
+    "min_agreement": Param(
+        0.8,
+        type=["number", "null"],
+        minimum=0,
+        maximum=1,
+        title="Minimum agreement with the champion",
+        description="Share of paired requests with identical predictions; null: not checked.",
+    ),
+    "max_latency_ratio": Param(
+        1.5,
+        type=["number", "null"],
+        minimum=1,
+        title="Max p90 latency ratio (challenger / champion)",
+    ),
+    "weight_floor": Param(
+        0.05,
+        type="number",
+        minimum=0,
+        maximum=0.5,
+        title="Bandit weight floor",
+        description="Every variant keeps at least this share of traffic, so it keeps learning.",
+    ),
+    "seed": Param(0, type=["integer", "null"], title="Bandit sampling seed"),
+}
+
+with DAG(
+    dag_id="endpoint_rollout",
+    description="Captured traffic and rewards -> promote / roll back / bandit weights",
+    doc_md=__doc__,
+    schedule=None if _SCHEDULE.lower() in ("", "none", "null") else _SCHEDULE,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,  # one decision at a time per endpoint
+    params=PARAMS,
+    tags=["reviews", "sagemaker", "rollout", "mlops", SETTINGS.target],
+    default_args={
+        "owner": "mlops",
+        "retries": 2,
+        "retry_delay": timedelta(seconds=20),
+    },
+) as dag:
+
+    @task.short_circuit(task_id="describe_endpoint")
+    def describe_endpoint(params: dict) -> dict | None:
+        """Nothing to decide (no endpoint, busy, one variant and no shadow) skips the rest."""
+        from include.pipeline.tasks import rollout
+
+        return rollout.describe(targets.client(SETTINGS, "sagemaker"), params["endpoint_name"])
+
+    @task(task_id="collect_variant_stats")
+    def collect_variant_stats(described: dict, run_id=None) -> dict:
+        from include.pipeline.tasks import rollout
+
+        collected = rollout.collect_stats(SETTINGS, described, run_id=run_id)
+        for name, stats in collected["variants"].items():
+            print(f"{name}: {stats}")
+        return collected
+
+    @task.branch(task_id="choose_mode")
+    def choose_mode(params: dict) -> str:
+        return "update_bandit_weights" if params["mode"] == "bandit" else "decide_challenger"
+
+    @task.branch(task_id="decide_challenger")
+    def decide_challenger(
+        described: dict, collected: dict, params: dict, run_id=None, ti=None
+    ) -> list[str]:
+        """Promote or roll back -> settle_endpoint; wait -> straight to the log."""
+        from include.pipeline.tasks import rollout
+
+        outcome = rollout.decide(SETTINGS, described, collected, params, run_id=run_id)
+        print(f"decision: {outcome['decision']['decision']} ({outcome['decision']['reason']})")
+        ti.xcom_push(key="outcome", value=outcome)
+        ti.xcom_push(key="settle_request", value=outcome["request"])
+        if outcome["request"] is None:
+            return ["record_decision"]
+        return ["settle_endpoint", "record_decision"]
+
+    @task(task_id="update_bandit_weights")
+    def update_bandit_weights(described: dict, params: dict) -> dict:
+        from include.pipeline.tasks import rollout
+
+        outcome = rollout.bandit_weights(SETTINGS, described, params)
+        print(f"rewards {outcome['rewards']} -> weights {outcome['weights']}")
+        client = targets.client(SETTINGS, "sagemaker")
+        client.update_endpoint_weights_and_capacities(**outcome["request"])
+        return outcome
+
+    @task(task_id="record_decision", trigger_rule="none_failed_min_one_success")
+    def record_decision(params: dict, ti=None, run_id=None, dag_run=None) -> dict:
+        from include.pipeline.tasks import rollout
+
+        outcome = ti.xcom_pull(task_ids="decide_challenger", key="outcome") or ti.xcom_pull(
+            task_ids="update_bandit_weights"
+        )
+        return rollout.record(
+            SETTINGS,
+            endpoint_name=params["endpoint_name"],
+            run_id=run_id,
+            time=dag_run.run_after.isoformat(),
+            mode=params["mode"],
+            outcome=outcome,
+        )
+
+    described = describe_endpoint()
+    collected = collect_variant_stats(described)
+    mode = choose_mode()
+    decided = decide_challenger(described, collected)
+    bandit = update_bandit_weights(described)
+    settle_endpoint = ops.SageMakerEndpointOperator(
+        task_id="settle_endpoint",
+        config=XComArg(decided.operator, key="settle_request"),
+        operation="update",
+    )
+    recorded = record_decision()
+
+    chain(described, collected, mode, [decided, bandit])
+    chain(decided, settle_endpoint, recorded)
+    chain(decided, recorded)
+    chain(bandit, recorded)

@@ -1,0 +1,362 @@
+"""The rollout DAG's Airflow-side glue: read the endpoint, its captured traffic and rewards,
+decide, and log the decision.
+
+The decisions themselves are :mod:`include.pipeline.rollout` (pure functions over records); the
+requests are :mod:`include.pipeline.requests.deployment`. Here: where the files are (the lake
+locally, S3 on ``aws``), how the endpoint is described, and the one SageMaker call the provider
+has no operator for (UpdateEndpointWeightsAndCapacities). Every path carries the endpoint name,
+per-run files the run id, and each decision a stable id, so re-runs add nothing twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from include.pipeline import rollout, storage
+from include.pipeline.local import lake
+from include.pipeline.requests import deployment
+from include.pipeline.requests.common import short_hash
+from include.pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MODES = ("evaluate", "bandit")
+CHALLENGER_NAMES = (deployment.CHALLENGER_VARIANT, deployment.SHADOW_VARIANT)
+_HOUR_FOLDER = re.compile(r"/(\d{4})/(\d{2})/(\d{2})/(\d{2})/[^/]+$")
+
+
+# ---------------------------------------------------------------- where things are
+
+
+def rewards_uri(settings: Settings, endpoint_name: str) -> str:
+    """The reward store of one endpoint (written by whoever joins predictions with labels)."""
+    return settings.s3_uri("rewards", f"{endpoint_name}.jsonl")
+
+
+def decisions_uri(settings: Settings, endpoint_name: str) -> str:
+    return settings.s3_uri("rollout", endpoint_name, "decisions.jsonl")
+
+
+def weights_plot_uri(settings: Settings, endpoint_name: str) -> str:
+    return settings.s3_uri("rollout", endpoint_name, "weights.png")
+
+
+def stats_uri(settings: Settings, endpoint_name: str, run_id: str) -> str:
+    """Full per-variant statistics of one run (predictions included; too big for XCom)."""
+    return settings.s3_uri(
+        "rollout", endpoint_name, "stats", f"{short_hash(run_id, length=16)}.json"
+    )
+
+
+def list_uris(settings: Settings, prefix: str) -> list[str]:
+    """Every object under an ``s3://`` prefix, sorted: lake files locally, S3 keys on aws."""
+    bucket, key = lake.split_s3_uri(prefix)
+    if settings.is_local:
+        root = (settings.lake / bucket).resolve()
+        files = lake.list_files(prefix, settings.lake)
+        return [f"s3://{bucket}/{p.resolve().relative_to(root).as_posix()}" for p in files]
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    keys = S3Hook(aws_conn_id=settings.aws_conn_id).list_keys(bucket_name=bucket, prefix=key)
+    return [f"s3://{bucket}/{k}" for k in sorted(keys or [])]
+
+
+@contextmanager
+def as_file(settings: Settings, uri: str, *, write: bool = False) -> Iterator[Path]:
+    """A local path for ``uri`` (the lake file itself, or a temp copy on aws, uploaded back
+    when ``write``), so the file-based functions of :mod:`include.pipeline.rollout` serve both."""
+    if settings.is_local:
+        yield lake.resolve(uri, settings.lake)
+        return
+    store = storage.for_settings(settings)
+    with tempfile.TemporaryDirectory(prefix="rollout-") as tmp:
+        path = Path(tmp) / uri.rsplit("/", 1)[-1]
+        if store.exists(uri):
+            path.write_bytes(store.read(uri))
+        yield path
+        if write and path.exists():
+            store.write(uri, path.read_bytes())
+
+
+def _utc(value) -> datetime:
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, UTC)
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+# ---------------------------------------------------------------- describe
+
+
+def _variant_spec(variant: dict, config_name: str) -> dict:
+    if "InstanceType" not in variant:
+        raise ValueError(
+            f"endpoint config {config_name}: variant {variant['VariantName']} has no "
+            "InstanceType (serverless variants are not handled by the rollout DAG)"
+        )
+    return {
+        "name": variant["VariantName"],
+        "model_name": variant["ModelName"],
+        "instance_type": variant["InstanceType"],
+        "instance_count": variant.get("InitialInstanceCount", 1),
+        "weight": float(variant.get("InitialVariantWeight", 1.0)),
+    }
+
+
+def describe(client, endpoint_name: str) -> dict | None:
+    """The endpoint's variants (with live weights), capture prefix and config; None (with the
+    reason logged) when there is nothing to decide: no endpoint, not InService, or a single
+    production variant and no shadow."""
+    from botocore.exceptions import ClientError
+
+    try:
+        endpoint = client.describe_endpoint(EndpointName=endpoint_name)
+    except ClientError as err:
+        if "not found" in str(err).lower() or "could not find" in str(err).lower():
+            log.info("endpoint %s does not exist: nothing to decide", endpoint_name)
+            return None
+        raise
+    if endpoint["EndpointStatus"] != "InService":
+        log.info("endpoint %s is %s: decide next time", endpoint_name, endpoint["EndpointStatus"])
+        return None
+    config_name = endpoint["EndpointConfigName"]
+    config = client.describe_endpoint_config(EndpointConfigName=config_name)
+    weights = {
+        v["VariantName"]: float(v.get("CurrentWeight", v.get("DesiredWeight", 0.0)))
+        for v in endpoint.get("ProductionVariants", [])
+    }
+    variants = [_variant_spec(v, config_name) for v in config["ProductionVariants"]]
+    for variant in variants:
+        variant["weight"] = weights.get(variant["name"], variant["weight"])
+    shadows = [_variant_spec(v, config_name) for v in config.get("ShadowProductionVariants") or []]
+    if len(variants) < 2 and not shadows:
+        log.info("endpoint %s serves one variant and no shadow: nothing to decide", endpoint_name)
+        return None
+    capture = config.get("DataCaptureConfig")
+    return {
+        "endpoint_name": endpoint_name,
+        "config_name": config_name,
+        "config_created": _utc(config["CreationTime"]).isoformat(),
+        "variants": variants,
+        "shadows": shadows,
+        "weights": {v["name"]: v["weight"] for v in variants},
+        "data_capture": capture,
+        "capture_uri": capture["DestinationS3Uri"].rstrip("/") if capture else None,
+    }
+
+
+# ---------------------------------------------------------------- statistics
+
+
+def _after_hour(uri: str, since: datetime) -> bool:
+    """Capture keys end in yyyy/mm/dd/hh/<file>: skip whole hours before ``since``."""
+    match = _HOUR_FOLDER.search(uri)
+    if not match:
+        return True
+    return "".join(match.groups()) >= since.strftime("%Y%m%d%H")
+
+
+def capture_records(settings: Settings, described: dict, variant: str) -> list[dict]:
+    """The captured requests of ``variant`` since its endpoint config was created."""
+    if not described["capture_uri"]:
+        return []
+    since = _utc(described["config_created"])
+    store = storage.for_settings(settings)
+    prefix = f"{described['capture_uri']}/{described['endpoint_name']}/{variant}/"
+    records = []
+    for uri in list_uris(settings, prefix):
+        if uri.endswith(".jsonl") and _after_hour(uri, since):
+            records += rollout.read_capture(store.read(uri).splitlines(), source=uri)
+    return [
+        r
+        for r in records
+        if "inferenceTime" not in r["eventMetadata"]
+        or _utc(r["eventMetadata"]["inferenceTime"]) >= since
+    ]
+
+
+def failed_requests(settings: Settings, described: dict, variant: str) -> int:
+    """Requests of ``variant`` that failed (SageMaker captures answered ones only).
+
+    aws: CloudWatch ``Invocation5XXErrors`` since the config was created. local: the shadow
+    log's failed shadow answers (production failures reach the caller and are not captured).
+    """
+    since = _utc(described["config_created"])
+    endpoint = described["endpoint_name"]
+    if settings.is_local:
+        from include.pipeline.local.models import STATE_DIR
+
+        folder = settings.lake / STATE_DIR / "shadow-logs" / endpoint / variant
+        errors = 0
+        for path in sorted(folder.rglob("*.jsonl")) if folder.exists() else []:
+            for line in path.read_text().splitlines():
+                if line.strip():
+                    record = json.loads(line)
+                    if record.get("shadowError") and _utc(record["inferenceTime"]) >= since:
+                        errors += 1
+        return errors
+    from include.pipeline import targets
+
+    now = datetime.now(UTC)
+    # At most 1,440 datapoints per call; periods are multiples of 60 s.
+    period = max(60, math.ceil((now - since).total_seconds() / 1440 / 60) * 60)
+    answer = targets.client(settings, "cloudwatch").get_metric_statistics(
+        Namespace="AWS/SageMaker",
+        MetricName="Invocation5XXErrors",
+        Dimensions=[
+            {"Name": "EndpointName", "Value": endpoint},
+            {"Name": "VariantName", "Value": variant},
+        ],
+        StartTime=since,
+        EndTime=now,
+        Period=period,
+        Statistics=["Sum"],
+    )
+    return int(sum(point["Sum"] for point in answer.get("Datapoints", [])))
+
+
+def collect_stats(settings: Settings, described: dict, *, run_id: str) -> dict:
+    """Statistics of every variant; the full ones (with predictions) go to :func:`stats_uri`,
+    the summary (without) is returned for XCom and the task log."""
+    names = [v["name"] for v in described["variants"] + described["shadows"]]
+    full = {
+        name: rollout.variant_stats(
+            capture_records(settings, described, name),
+            errors=failed_requests(settings, described, name),
+        )
+        for name in names
+    }
+    uri = stats_uri(settings, described["endpoint_name"], run_id)
+    storage.for_settings(settings).write(uri, json.dumps(full, sort_keys=True).encode())
+    summary = {n: {k: v for k, v in s.items() if k != "predictions"} for n, s in full.items()}
+    return {"stats_uri": uri, "variants": summary}
+
+
+# ---------------------------------------------------------------- evaluate a challenger
+
+
+def _champion_and_challenger(described: dict) -> tuple[dict, dict]:
+    everyone = {v["name"]: v for v in described["variants"] + described["shadows"]}
+    champion = everyone.get(deployment.PRIMARY_VARIANT)
+    challengers = [everyone[n] for n in CHALLENGER_NAMES if n in everyone]
+    if champion is None or not challengers:
+        raise ValueError(
+            f"endpoint {described['endpoint_name']} (config {described['config_name']}): "
+            f"need a {deployment.PRIMARY_VARIANT!r} variant and one of {CHALLENGER_NAMES}, "
+            f"have {sorted(everyone)}"
+        )
+    return champion, challengers[0]
+
+
+def settle_config_name(endpoint_name: str, decision: str, run_id: str) -> str:
+    """Per-run config name: a retried task targets the same config."""
+    return f"{endpoint_name[:40]}-{decision}-{short_hash(run_id)}"
+
+
+def decide(settings: Settings, described: dict, collected: dict, params: dict, *, run_id: str):
+    """challenger_decision on the captured traffic; for promote / rollback also the
+    SageMakerEndpointOperator config (``update``) that leaves the winner alone on the endpoint."""
+    champion, challenger = _champion_and_challenger(described)
+    full = json.loads(storage.for_settings(settings).read(collected["stats_uri"]))
+    verdict = rollout.challenger_decision(
+        full[champion["name"]],
+        full[challenger["name"]],
+        min_requests=params["min_requests"],
+        max_error_rate=params["max_error_rate"],
+        min_agreement=params["min_agreement"],
+        max_latency_ratio=params["max_latency_ratio"],
+    )
+    verdict.update(champion=champion["name"], challenger=challenger["name"])
+    if verdict["decision"] == "wait":
+        return {"decision": verdict, "weights": described["weights"], "request": None}
+    config_name = settle_config_name(described["endpoint_name"], verdict["decision"], run_id)
+    variants = deployment.settle_variants(
+        verdict["decision"], champion=champion, challenger=challenger
+    )
+    endpoint_config = deployment.endpoint_config_request(
+        config_name=config_name,
+        variants=variants,
+        data_capture=_capture_request(described["data_capture"]),
+    )
+    request = deployment.endpoint_operator_config(
+        endpoint_name=described["endpoint_name"],
+        config_name=config_name,
+        operation="update",
+        endpoint_config=endpoint_config,
+    )
+    weights = {v["VariantName"]: v["InitialVariantWeight"] for v in variants}
+    return {"decision": verdict, "weights": weights, "request": request}
+
+
+_CAPTURE_KEYS = (
+    "EnableCapture",
+    "InitialSamplingPercentage",
+    "DestinationS3Uri",
+    "KmsKeyId",
+    "CaptureOptions",
+    "CaptureContentTypeHeader",
+)
+
+
+def _capture_request(described_capture: dict | None) -> dict | None:
+    """The DataCaptureConfig of the old config, carried over (the describe adds no keys on aws,
+    but keep only the request's keys)."""
+    if not described_capture:
+        return None
+    return {k: described_capture[k] for k in _CAPTURE_KEYS if k in described_capture}
+
+
+# ---------------------------------------------------------------- bandit
+
+
+def bandit_weights(settings: Settings, described: dict, params: dict) -> dict:
+    """Thompson-sampling weights of the production variants from the reward store."""
+    names = [v["name"] for v in described["variants"]]
+    if len(names) < 2:
+        raise ValueError(
+            f"endpoint {described['endpoint_name']}: bandit mode needs two or more production "
+            f"variants, has {names} (shadows {[v['name'] for v in described['shadows']]})"
+        )
+    with as_file(settings, rewards_uri(settings, described["endpoint_name"])) as path:
+        records = [r for r in rollout.read_rewards(path) if r["variant"] in names]
+    counts = rollout.reward_counts(records, variants=names)
+    weights = rollout.thompson_weights(counts, seed=params["seed"], floor=params["weight_floor"])
+    return {
+        "rewards": {k: list(v) for k, v in counts.items()},
+        "weights": weights,
+        "request": deployment.weights_request(described["endpoint_name"], weights),
+    }
+
+
+# ---------------------------------------------------------------- decisions log
+
+
+def record(
+    settings: Settings, *, endpoint_name: str, run_id: str, time: str, mode: str, outcome: dict
+) -> dict:
+    """Append the decision (idempotent per run) and redraw the weights plot."""
+    decision = {
+        "decision_id": f"{endpoint_name}:{run_id}",
+        "time": time,
+        "mode": mode,
+        "endpoint_name": endpoint_name,
+        "weights": outcome["weights"],
+        **{k: v for k, v in outcome.items() if k not in ("weights", "request")},
+    }
+    log_uri = decisions_uri(settings, endpoint_name)
+    plot_uri = weights_plot_uri(settings, endpoint_name)
+    with as_file(settings, log_uri, write=True) as path:
+        added = rollout.append_decision(path, decision)
+        decisions = rollout.read_decisions(path)
+    with as_file(settings, plot_uri, write=True) as path:
+        rollout.plot_weights(decisions, path)
+    return {"decisions_uri": log_uri, "plot_uri": plot_uri, "added": added}

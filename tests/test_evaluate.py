@@ -1,0 +1,123 @@
+"""evaluate.py: metric numbers, confusion-matrix orientation, and the job end to end."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from include.jobs import data, evaluate
+from tests.test_train import make_rows, make_tiny_bert, write_split
+
+LABELS = ["-1", "0", "1"]
+
+
+def test_metrics_of_known_predictions():
+    # true:  -1 -1 -1 -1  0  0  0  1  1  1
+    # pred:  -1 -1  0  1  0  0 -1  1  1  1
+    y_true = [0, 0, 0, 0, 1, 1, 1, 2, 2, 2]
+    y_pred = [0, 0, 1, 2, 1, 1, 0, 2, 2, 2]
+    report = evaluate.classification_report(y_true, y_pred, LABELS)
+    m = {k: v["value"] for k, v in report["metrics"].items()}
+    assert m["accuracy"] == pytest.approx(7 / 10)
+    assert m["precision_-1"] == pytest.approx(2 / 3)
+    assert m["recall_-1"] == pytest.approx(2 / 4)
+    assert m["f1_-1"] == pytest.approx(2 * (2 / 3) * (1 / 2) / (2 / 3 + 1 / 2))
+    assert m["precision_0"] == pytest.approx(2 / 3)
+    assert m["recall_0"] == pytest.approx(2 / 3)
+    assert m["precision_1"] == pytest.approx(3 / 4)
+    assert m["recall_1"] == pytest.approx(1.0)
+    assert m["macro_f1"] == pytest.approx((m["f1_-1"] + m["f1_0"] + m["f1_1"]) / 3)
+    # Rows are the TRUE labels: row -1 holds the four true -1 reviews.
+    assert report["confusion_matrix"]["matrix"] == [[2, 1, 1], [1, 2, 0], [0, 0, 3]]
+    assert report["confusion_matrix"]["rows"] == "true label"
+    assert report["n_samples"] == 10
+
+
+def test_class_never_predicted_scores_zero_not_an_error():
+    report = evaluate.classification_report([0, 1, 2], [0, 0, 0], LABELS)
+    assert report["metrics"]["precision_1"]["value"] == 0.0
+    assert report["metrics"]["f1_0"]["value"] == 0.0
+    with pytest.raises(ValueError, match="out of range"):
+        evaluate.classification_report([0, 3], [0, 0], LABELS)
+
+
+def test_plot_puts_true_labels_on_rows():
+    matrix = [[5, 1, 0], [2, 7, 3], [0, 4, 9]]
+    fig = evaluate.plot_confusion_matrix(matrix, LABELS)
+    ax = fig.axes[0]
+    assert "True" in ax.get_ylabel() and "Predicted" in ax.get_xlabel()
+    cells = {
+        (round(t.get_position()[1]), round(t.get_position()[0])): int(t.get_text())
+        for t in ax.texts
+    }
+    assert cells == {(i, j): matrix[i][j] for i in range(3) for j in range(3)}
+    assert ax.get_images()[0].get_array().tolist() == matrix  # imshow row 0 is the top row
+
+
+def constant_model(folder: Path, tiny_bert: Path, predicted: int) -> Path:
+    """A classifier whose output is known: zero weights, a bias that always picks ``predicted``."""
+    from transformers import AutoModelForSequenceClassification
+
+    labels = data.id2label()
+    model = AutoModelForSequenceClassification.from_pretrained(
+        tiny_bert, num_labels=3, id2label=labels, label2id={v: k for k, v in labels.items()}
+    )
+    with torch.no_grad():
+        model.classifier.weight.zero_()
+        model.classifier.bias.copy_(torch.tensor([0.0, 0.0, 0.0]))
+        model.classifier.bias[predicted] = 5.0
+    model.save_pretrained(folder)
+    return folder
+
+
+def test_job_on_a_model_that_always_predicts_positive(tmp_path):
+    tiny = make_tiny_bert(tmp_path / "tiny")
+    model_dir = constant_model(tmp_path / "model", tiny, predicted=2)
+    archive_dir = tmp_path / "model-input"
+    archive_dir.mkdir()
+    with tarfile.open(archive_dir / "model.tar.gz", "w:gz") as tar:
+        for f in model_dir.iterdir():
+            tar.add(f, arcname=f.name)
+    rows = make_rows(12, 5)  # labels cycle 0,1,2: four of each
+    test_dir = write_split(tmp_path / "test", rows)
+    out = tmp_path / "evaluation"
+
+    evaluate.main(
+        ["--model_path", str(archive_dir), "--test_path", str(test_dir), "--output_dir", str(out)]
+    )
+    report = json.loads((out / "evaluation.json").read_text())
+    m = {k: v["value"] for k, v in report["metrics"].items()}
+    assert m["accuracy"] == pytest.approx(4 / 12)
+    assert m["precision_1"] == pytest.approx(4 / 12) and m["recall_1"] == 1.0
+    assert m["recall_-1"] == 0.0 and m["recall_0"] == 0.0
+    # Everything is predicted "1": the whole count sits in the last COLUMN, one row per truth.
+    assert report["confusion_matrix"]["matrix"] == [[0, 0, 4], [0, 0, 4], [0, 0, 4]]
+    png = (out / "confusion_matrix.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 1000
+
+
+def test_model_with_other_labels_is_refused(tmp_path):
+    from transformers import AutoModelForSequenceClassification
+
+    tiny = make_tiny_bert(tmp_path / "tiny")
+    AutoModelForSequenceClassification.from_pretrained(tiny, num_labels=2).save_pretrained(
+        tmp_path / "model"
+    )
+    test_dir = write_split(tmp_path / "test", make_rows(3, 5))
+    with pytest.raises(ValueError, match="id2label"):
+        evaluate.main(
+            [
+                "--model_path",
+                str(tmp_path / "model"),
+                "--test_path",
+                str(test_dir),
+                "--output_dir",
+                str(tmp_path / "out"),
+            ]
+        )
+    with pytest.raises(FileNotFoundError, match="model.tar.gz"):
+        evaluate.main(["--model_path", str(tmp_path), "--test_path", str(test_dir)])

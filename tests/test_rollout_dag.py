@@ -1,0 +1,231 @@
+"""The endpoint_rollout DAG end to end on the local target: a real endpoint server with two tiny
+BERT variants, real invocations and data capture, then ``dag.test`` in bandit and evaluate mode."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import json
+from pathlib import Path
+
+import pytest
+
+from include.pipeline import rollout, settings as pipeline_settings
+from include.pipeline.local.endpoints import start_server
+from include.pipeline.local.lake import resolve
+from include.pipeline.requests import deployment
+from include.pipeline.tasks import rollout as rollout_tasks
+from tests.aws_model import assert_valid
+from tests.conftest import REPO
+from tests.test_endpoint_server import boto, wait_settled
+from tests.test_inference import WORDS, build_tiny_model, register_model
+
+CHAMPION, CHALLENGER = deployment.PRIMARY_VARIANT, deployment.CHALLENGER_VARIANT
+
+
+@pytest.fixture(scope="module")
+def rollout_lake(tmp_path_factory) -> Path:
+    """Champion and challenger: the same tiny model registered twice, so they agree."""
+    root = tmp_path_factory.mktemp("lake").resolve()
+    model = build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+    register_model(root, model, "champion-model")
+    register_model(root, model, "challenger-model")
+    register_model(root, model, "solo-model")
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(rollout_lake):
+    running = start_server(rollout_lake)
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def env(rollout_lake, server, monkeypatch) -> pipeline_settings.Settings:
+    """The DAG's settings point at the test server and lake."""
+    monkeypatch.setenv("PIPELINE_LAKE", str(rollout_lake))
+    monkeypatch.setenv("PIPELINE_ENDPOINT_PORT", server.url.rsplit(":", 1)[1])
+    monkeypatch.setenv("PIPELINE_ROLLOUT_SCHEDULE", "none")
+    return pipeline_settings.load()
+
+
+def load_dag():
+    """A fresh import of the DAG file, so it reads the settings of this test."""
+    spec = importlib.util.spec_from_file_location(
+        "endpoint_rollout_under_test", REPO / "dags" / "endpoint_rollout.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.dag
+
+
+def deploy(settings, server, endpoint: str, variants: list[tuple[str, str, float]]) -> object:
+    sm = boto("sagemaker", server.url)
+    request = deployment.endpoint_config_request(
+        config_name=f"{endpoint}-config",
+        variants=[
+            deployment.production_variant(
+                variant_name=name, model_name=model, instance_type="ml.m5.large", weight=weight
+            )
+            for name, model, weight in variants
+        ],
+        data_capture=deployment.data_capture_config(settings.s3_uri("data-capture")),
+    )
+    assert_valid("sagemaker", "CreateEndpointConfig", request)
+    sm.create_endpoint_config(**request)
+    sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=request["EndpointConfigName"])
+    assert wait_settled(sm, endpoint)["EndpointStatus"] == "InService"
+    return sm
+
+
+def reviews(n: int) -> list[str]:
+    combos = itertools.cycle(itertools.permutations(WORDS, 4))
+    return [" ".join(next(combos)) for _ in range(n)]
+
+
+def invoke(server, endpoint: str, texts: list[str], target: str | None = None, ids=None) -> list:
+    runtime = boto("sagemaker-runtime", server.url)
+    answered = []
+    for i, text in enumerate(texts):
+        extra = {"TargetVariant": target} if target else {}
+        if ids:
+            extra["InferenceId"] = ids[i]
+        response = runtime.invoke_endpoint(
+            EndpointName=endpoint,
+            Body=json.dumps({"features": [text]}),
+            ContentType="application/json",
+            **extra,
+        )
+        assert json.loads(response["Body"].read())[0]["predicted_label"] in (-1, 0, 1)
+        answered.append(response["InvokedProductionVariant"])
+    return answered
+
+
+def run(dag, **conf):
+    dag_run = dag.test(run_conf=conf)
+    states = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
+    assert dag_run.state == "success", states
+    return states
+
+
+def weights(sm, endpoint: str) -> dict[str, float]:
+    described = sm.describe_endpoint(EndpointName=endpoint)
+    return {v["VariantName"]: v["DesiredWeight"] for v in described["ProductionVariants"]}
+
+
+def test_bandit_shifts_weight_to_the_better_arm_and_logs_it(airflow_db, env, server):
+    endpoint = "reviews-bandit"
+    sm = deploy(
+        env,
+        server,
+        endpoint,
+        [(CHAMPION, "champion-model", 0.5), (CHALLENGER, "challenger-model", 0.5)],
+    )
+    served = invoke(server, endpoint, reviews(36))
+    assert set(served) == {CHAMPION, CHALLENGER}  # 0.5 / 0.5 reaches both
+    time = "2026-01-01T00:00:00Z"
+    records = [
+        rollout.reward_record(v, int(i < good), inference_id=f"{v}-{i}", time=time)
+        for v, good, total in ((CHALLENGER, 30, 35), (CHAMPION, 8, 35))
+        for i in range(total)
+    ]
+    rewards = resolve(rollout_tasks.rewards_uri(env, endpoint), env.lake)
+    assert rollout.append_rewards(rewards, records) == 70
+
+    states = run(load_dag(), endpoint_name=endpoint, mode="bandit", seed=7, weight_floor=0.05)
+
+    assert states["decide_challenger"] == states["settle_endpoint"] == "skipped"
+    after = weights(sm, endpoint)
+    assert after[CHALLENGER] > 0.8 > 0.2 > after[CHAMPION]
+    assert after[CHAMPION] >= 0.05  # the floor keeps the weaker arm learning
+    request = deployment.weights_request(endpoint, after)
+    assert_valid("sagemaker", "UpdateEndpointWeightsAndCapacities", request)
+
+    decisions = rollout.read_decisions(
+        resolve(rollout_tasks.decisions_uri(env, endpoint), env.lake)
+    )
+    assert len(decisions) == 1
+    assert decisions[0]["mode"] == "bandit"
+    assert decisions[0]["weights"] == pytest.approx(after)
+    assert decisions[0]["rewards"] == {CHALLENGER: [30, 5], CHAMPION: [8, 27]}
+    png = resolve(rollout_tasks.weights_plot_uri(env, endpoint), env.lake)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    stats = json.loads(
+        resolve(decisions_stats_uri(env, endpoint), env.lake).read_text()
+    )
+    assert stats[CHAMPION]["requests"] + stats[CHALLENGER]["requests"] == 36
+
+
+def decisions_stats_uri(settings, endpoint: str) -> str:
+    """The one stats file the single run of this endpoint wrote."""
+    (uri,) = rollout_tasks.list_uris(settings, settings.s3_uri("rollout", endpoint, "stats") + "/")
+    return uri
+
+
+def test_evaluate_promotes_an_agreeing_challenger(airflow_db, env, server):
+    endpoint = "reviews-ab"
+    sm = deploy(
+        env,
+        server,
+        endpoint,
+        [(CHAMPION, "champion-model", 0.5), (CHALLENGER, "challenger-model", 0.5)],
+    )
+    texts = reviews(12)
+    ids = [f"req-{i}" for i in range(len(texts))]
+    # The same requests to both variants (one inference id each), so answers can be paired.
+    assert set(invoke(server, endpoint, texts, CHAMPION, ids)) == {CHAMPION}
+    assert set(invoke(server, endpoint, texts, CHALLENGER, ids)) == {CHALLENGER}
+
+    # The glue on its own: the request it would send is valid for the AWS API.
+    client = boto("sagemaker", server.url)
+    described = rollout_tasks.describe(client, endpoint)
+    params = {"min_requests": 10, "max_error_rate": 0.01, "min_agreement": 0.8}
+    params["max_latency_ratio"] = 1.5
+    collected = rollout_tasks.collect_stats(env, described, run_id="manual")
+    assert collected["variants"][CHALLENGER]["requests"] == 12
+    outcome = rollout_tasks.decide(env, described, collected, params, run_id="manual")
+    assert outcome["decision"]["agreement"] == 1.0
+    assert outcome["decision"]["paired_requests"] == 12
+    assert_valid("sagemaker", "CreateEndpointConfig", outcome["request"]["EndpointConfig"])
+    assert_valid("sagemaker", "UpdateEndpoint", outcome["request"]["Endpoint"])
+
+    states = run(load_dag(), endpoint_name=endpoint, mode="evaluate", **params)
+
+    assert states["settle_endpoint"] == "success"
+    assert states["update_bandit_weights"] == "skipped"
+    described = sm.describe_endpoint(EndpointName=endpoint)
+    assert [v["VariantName"] for v in described["ProductionVariants"]] == [CHAMPION]
+    config = sm.describe_endpoint_config(EndpointConfigName=described["EndpointConfigName"])
+    assert [v["ModelName"] for v in config["ProductionVariants"]] == ["challenger-model"]
+    assert config["DataCaptureConfig"]["DestinationS3Uri"] == env.s3_uri("data-capture")
+    (decision,) = rollout.read_decisions(
+        resolve(rollout_tasks.decisions_uri(env, endpoint), env.lake)
+    )
+    assert decision["decision"]["decision"] == "promote"
+    assert decision["weights"] == {CHAMPION: 1.0}
+
+    # Now a single variant and no shadow: the next run stops at describe_endpoint.
+    states = run(load_dag(), endpoint_name=endpoint, mode="evaluate", **params)
+    assert states["describe_endpoint"] == "success"
+    assert states["collect_variant_stats"] == states["record_decision"] == "skipped"
+
+
+def test_evaluate_waits_without_enough_traffic(airflow_db, env, server):
+    endpoint = "reviews-wait"
+    sm = deploy(
+        env,
+        server,
+        endpoint,
+        [(CHAMPION, "champion-model", 0.5), (CHALLENGER, "challenger-model", 0.5)],
+    )
+    invoke(server, endpoint, reviews(4))
+    states = run(load_dag(), endpoint_name=endpoint, mode="evaluate", min_requests=50)
+    assert states["settle_endpoint"] == "skipped"
+    assert states["record_decision"] == "success"
+    assert weights(sm, endpoint) == {CHAMPION: 0.5, CHALLENGER: 0.5}  # untouched
+    (decision,) = rollout.read_decisions(
+        resolve(rollout_tasks.decisions_uri(env, endpoint), env.lake)
+    )
+    assert decision["decision"]["decision"] == "wait"
+    assert "need 50 requests" in decision["decision"]["reason"]

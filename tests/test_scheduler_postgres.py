@@ -1,0 +1,308 @@
+"""A real Airflow on PostgreSQL: scheduler, dag-processor, triggerer and API server, LocalExecutor.
+
+Driven through the REST API as a user's client would: trigger ``reviews_pipeline`` on the
+generated sample and wait for success; then drop a CSV in the watched lake folder and see the
+``reviews_arrival`` run start an asset-triggered ``reviews_pipeline`` run; drop the same bytes
+again and see no new pipeline run. Needs PostgreSQL on 127.0.0.1:5432 (user ``postgres``, trust
+auth; ``.ci/run`` starts it). A fresh database per test, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from include.pipeline import sample
+from include.pipeline.ingestion import content_hash
+from include.pipeline.local import lake as lake_files
+from tests.conftest import REPO
+from tests.moto_server import free_port
+
+pytestmark = pytest.mark.slow
+
+PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
+BUCKET = "reviews-it"
+COMPONENTS = ("scheduler", "dag-processor", "triggerer", "api-server")
+RUN_TIMEOUT_S = 20 * 60
+# Fast settings for knobs the main DAG may grow (only those it declares are sent).
+FAST_CONF = {"epochs": 1, "max_steps": 20, "train_batch_size": 16, "max_seq_length": 64}
+
+
+# --- PostgreSQL -----------------------------------------------------------------------------
+
+
+def _pg(dbname: str = "postgres"):
+    import psycopg2
+
+    try:
+        conn = psycopg2.connect(dbname=dbname, connect_timeout=5, **PG)
+    except psycopg2.OperationalError as exc:
+        pytest.fail(
+            f"PostgreSQL is not reachable at {PG['host']}:{PG['port']} ({exc}); .ci/run starts it"
+        )
+    conn.autocommit = True
+    return conn
+
+
+@contextmanager
+def fresh_database():
+    name = f"airflow_it_{secrets.token_hex(4)}"
+    conn = _pg()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+        yield f"postgresql+psycopg2://{PG['user']}@{PG['host']}:{PG['port']}/{name}"
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.close()
+
+
+# --- Airflow processes ----------------------------------------------------------------------
+
+
+def airflow_env(tmp: Path, sql_conn: str, port: int) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PIPELINE_"))}
+    env.update(
+        {
+            "AIRFLOW_HOME": str(tmp / "home"),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sql_conn,
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": "4",
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(port),
+            "AIRFLOW__API__SECRET_KEY": secrets.token_hex(16),
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "15",
+            "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+            "PIPELINE_TARGET": "local",
+            "PIPELINE_LAKE": str(tmp / "lake"),
+            "PIPELINE_BUCKET": BUCKET,
+            "PIPELINE_SCHEDULE": "none",  # only the test and the arrival trigger start runs
+            "PIPELINE_ARRIVAL_POLL_SECONDS": "1",
+            "PIPELINE_ENDPOINT_PORT": str(free_port()),
+            "PYTHONPATH": str(REPO),
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+        }
+    )
+    return env
+
+
+class Airflow:
+    """The four components as subprocesses (own process groups), logs in files."""
+
+    def __init__(self, env: dict, logs: Path, port: int):
+        self.env, self.logs, self.port = env, logs, port
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.token = ""
+
+    def airflow(self, *args: str, timeout: int = 600) -> None:
+        out = subprocess.run(
+            [sys.executable, "-m", "airflow", *args],
+            env=self.env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        assert out.returncode == 0, (
+            f"airflow {' '.join(args)}:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+        )
+
+    def start(self) -> None:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        for name in COMPONENTS:
+            extra = (
+                ["--port", str(self.port), "--host", "127.0.0.1"] if name == "api-server" else []
+            )
+            log = open(self.logs / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+            self.procs[name] = subprocess.Popen(
+                [sys.executable, "-m", "airflow", name, *extra],
+                env=self.env,
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            log.close()
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=max(1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+
+    def tails(self, chars: int = 4000) -> str:
+        parts = []
+        for path in sorted(self.logs.glob("*.log")):
+            parts.append(f"----- {path.name} -----\n{path.read_text(errors='replace')[-chars:]}")
+        return "\n".join(parts)
+
+    def check_alive(self) -> None:
+        dead = {n: p.returncode for n, p in self.procs.items() if p.poll() is not None}
+        assert not dead, f"airflow components exited: {dead}\n{self.tails()}"
+
+    # REST API -----------------------------------------------------------------------------
+
+    def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}{path}",
+            method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"}
+            | ({"Authorization": f"Bearer {self.token}"} if self.token else {}),
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return resp.status, json.loads(resp.read() or b"{}")
+        except urllib.error.HTTPError as exc:
+            return exc.code, {"detail": exc.read().decode(errors="replace")}
+
+    def api(self, method: str, path: str, body: dict | None = None) -> dict:
+        status, doc = self.request(method, path, body)
+        assert status < 300, f"{method} {path} -> {status}: {doc}"
+        return doc
+
+    def wait(self, what: str, check, timeout: float, every: float = 3.0):
+        """Poll ``check()`` until it returns something truthy; fail with the logs otherwise."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_alive()
+            try:
+                value = check()
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                value = None
+            if value:
+                return value
+            time.sleep(every)
+        pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}\n{self.tails()}")
+
+    def login(self) -> None:
+        def token():
+            status, doc = self.request("GET", "/auth/token")
+            return doc.get("access_token") if status < 300 else None
+
+        self.token = self.wait("the API server (GET /auth/token)", token, timeout=180)
+
+    def runs(self, dag_id: str, **query: str) -> list[dict]:
+        qs = "&".join(f"{k}={v}" for k, v in {"limit": "100", **query}.items())
+        return self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns?{qs}")["dag_runs"]
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = RUN_TIMEOUT_S) -> dict:
+        def finished():
+            run = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
+            return run if run["state"] in ("success", "failed") else None
+
+        run = self.wait(f"{dag_id} run {run_id}", finished, timeout=timeout, every=5)
+        if run["state"] != "success":
+            tis = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
+            states = {t["task_id"]: t["state"] for t in tis["task_instances"]}
+            pytest.fail(f"{dag_id} run {run_id} failed: {states}\n{self.tails()}")
+        return run
+
+    def task_states(self, dag_id: str, run_id: str) -> dict:
+        tis = self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
+        return {t["task_id"]: t["state"] for t in tis["task_instances"]}
+
+
+@pytest.fixture(scope="module")
+def airflow(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("scheduler-it")
+    port = free_port()
+    with fresh_database() as sql_conn:
+        af = Airflow(airflow_env(tmp, sql_conn, port), tmp / "logs", port)
+        try:
+            af.airflow("db", "migrate")
+            af.start()
+            af.login()
+            for dag_id in ("reviews_pipeline", "reviews_arrival"):
+                af.wait(
+                    f"DAG {dag_id} to be parsed",
+                    lambda d=dag_id: af.request("GET", f"/api/v2/dags/{d}")[0] == 200,
+                    timeout=300,
+                )
+                af.api("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+            af.lake = tmp / "lake"
+            yield af
+        finally:
+            af.stop()
+
+
+def test_rest_triggered_run_succeeds(airflow):
+    declared = airflow.api("GET", "/api/v2/dags/reviews_pipeline/details").get("params") or {}
+    conf = {"input_uri": "", **{k: v for k, v in FAST_CONF.items() if k in declared}}
+    run = airflow.api(
+        "POST", "/api/v2/dags/reviews_pipeline/dagRuns", {"logical_date": None, "conf": conf}
+    )
+    assert run["run_type"] == "manual"
+    done = airflow.wait_for_run("reviews_pipeline", run["dag_run_id"])
+    assert done["state"] == "success"
+    summary = airflow.lake / BUCKET / "runs" / run["dag_run_id"] / "summary.json"
+    assert summary.is_file(), f"no run summary at {summary}"
+
+
+def test_new_file_in_watched_folder_starts_one_pipeline_run(airflow):
+    data = sample.csv_bytes(seed=20260101)
+    incoming = airflow.lake / BUCKET / "incoming"
+    lake_files.atomic_write_bytes(incoming / "new_reviews.csv", data)
+
+    def arrival_runs(n):
+        runs = airflow.runs("reviews_arrival", order_by="-id")
+        done = [r for r in runs if r["state"] in ("success", "failed")]
+        return runs if len(done) >= n else None
+
+    runs = airflow.wait("a reviews_arrival run", lambda: arrival_runs(1), timeout=300)
+    first = runs[0]
+    assert first["state"] == "success", airflow.tails()
+    assert first["run_type"] == "asset_triggered"
+
+    def asset_run():
+        runs = airflow.runs("reviews_pipeline", run_type="asset_triggered")
+        return runs[0] if runs else None
+
+    run = airflow.wait("an asset-triggered reviews_pipeline run", asset_run, timeout=120)
+    done = airflow.wait_for_run("reviews_pipeline", run["dag_run_id"])
+    assert done["run_type"] == "asset_triggered"
+    xcom = airflow.api(
+        "GET",
+        f"/api/v2/dags/reviews_pipeline/dagRuns/{run['dag_run_id']}"
+        "/taskInstances/ingest_reviews/xcomEntries/return_value?deserialize=true",
+    )
+    ingested = xcom["value"] if isinstance(xcom["value"], dict) else json.loads(xcom["value"])
+    assert ingested["input_uri"] == f"s3://{BUCKET}/incoming/new_reviews.csv"
+    assert ingested["raw_hash"] == content_hash(data)
+    assert (airflow.lake / BUCKET / "arrivals" / f"{content_hash(data)}.json").is_file()
+
+    # The same bytes again, under another name: an arrival run that stops at the hash check.
+    lake_files.atomic_write_bytes(incoming / "same_again.csv", data)
+    runs = airflow.wait("a second reviews_arrival run", lambda: arrival_runs(2), timeout=300)
+    second = runs[0]
+    assert second["state"] == "success", airflow.tails()
+    states = airflow.task_states("reviews_arrival", second["dag_run_id"])
+    assert states == {"find_new_arrivals": "success", "announce_raw_data": "skipped"}
+    time.sleep(15)  # bounded: a (wrong) asset event would have queued a run by now
+    assert len(airflow.runs("reviews_pipeline", run_type="asset_triggered")) == 1
