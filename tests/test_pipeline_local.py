@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -15,29 +17,39 @@ import pytest
 from include.pipeline import ingestion, sample
 from include.pipeline.local import lake as lake_paths
 from tests.conftest import REPO
+from tests.moto_server import free_port
 
 pytestmark = pytest.mark.slow
+# Deploy and delete again: a real endpoint serves the smoke test, nothing is left running.
+DEPLOY = {
+    "model_approval": "Approved",
+    "delete_endpoint_after_run": True,
+    "traffic_wait_seconds": 1,
+}
 
 
-def dags_test(conf: dict, lake: Path, *extra_env: tuple[str, str]) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PIPELINE_LAKE": str(lake), **dict(extra_env)}
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "airflow",
-            "dags",
-            "test",
-            "reviews_pipeline",
-            "--conf",
-            json.dumps(conf),
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
+def stop_endpoint_server(lake: Path) -> None:
+    pid_file = lake / "_sagemaker" / "endpoint-server.pid"
+    if pid_file.exists():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(pid_file.read_text()), signal.SIGTERM)
+
+
+def dags_test(conf: dict, lake: Path) -> subprocess.CompletedProcess:
+    """`airflow dags test reviews_pipeline --conf ...` with its own lake and endpoint port."""
+    env = {**os.environ, "PIPELINE_LAKE": str(lake), "PIPELINE_ENDPOINT_PORT": str(free_port())}
+    command = [sys.executable, "-m", "airflow", "dags", "test", "reviews_pipeline"]
+    try:
+        return subprocess.run(
+            [*command, "--conf", json.dumps(conf)],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
+    finally:
+        stop_endpoint_server(lake)
 
 
 def summaries(lake: Path) -> list[dict]:
@@ -48,7 +60,7 @@ def summaries(lake: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def sample_run(airflow_db, tmp_path_factory):
     lake = tmp_path_factory.mktemp("lake")
-    proc = dags_test({"input_uri": ""}, lake)
+    proc = dags_test({"input_uri": "", **DEPLOY}, lake)
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
     (summary,) = summaries(lake)
     return lake, summary, proc
@@ -60,7 +72,54 @@ def test_run_succeeds_and_writes_the_summary(sample_run):
     ingestion_entry = summary["ingestion"]
     assert ingestion_entry["rows"] == 600 and ingestion_entry["quarantined"] == 0
     assert sum(ingestion_entry["by_sentiment"].values()) == 600
-    assert set(summary["task_states"].values()) == {"success"}
+    # Only the paths the gates did not take are skipped.
+    skipped = {t for t, state in summary["task_states"].items() if state == "skipped"}
+    assert skipped == {"stop_on_bias", "skip_registration", "skip_deployment"}
+    assert set(summary) >= {
+        "ingestion",
+        "bias",
+        "features",
+        "training",
+        "evaluation",
+        "registration",
+        "deployment",
+    }
+
+
+def test_every_step_reports_what_it_produced(sample_run):
+    lake, summary, _ = sample_run
+    bias = summary["bias"]
+    for report in (bias, bias["balanced"]):
+        analysis = json.loads(lake_paths.resolve(report["analysis_uri"], lake).read_text())
+        assert "product_category" in analysis["pre_training_bias_metrics"]["facets"]
+        assert lake_paths.resolve(report["report_uri"], lake).exists()
+    features = summary["features"]
+    assert features["train"] > features["validation"] > 0 and features["test"] > 0
+    counts = pd.read_csv(lake_paths.resolve(features["training_set_query"], lake))
+    assert counts.set_index("split_type")["count_reviews"].to_dict() == {
+        k: features[k] for k in ("test", "train", "validation")
+    }
+    training = summary["training"]
+    assert {r["RuleConfigurationName"] for r in training["rule_statuses"]} == {
+        "LossNotDecreasing",
+        "Overtraining",
+        "ProfilerReport",
+    }
+    assert set(training["metrics"]) == {"train:loss", "validation:loss", "validation:accuracy"}
+    assert lake_paths.resolve(training["model_uri"], lake).stat().st_size > 1_000_000
+    evaluation = summary["evaluation"]
+    assert evaluation["accuracy"] >= 0.6  # the gate let it through
+    assert (
+        lake_paths.resolve(evaluation["confusion_matrix_uri"], lake).read_bytes()[:4] == b"\x89PNG"
+    )
+    registration = summary["registration"]
+    assert registration["status"] == "Approved"
+    assert registration["model_package_arn"].endswith("/reviews-sentiment/1")
+    deployment = summary["deployment"]
+    assert deployment["deleted_after_run"] is True
+    assert [v["VariantName"] for v in deployment["variants"]] == ["AllTraffic"]
+    assert len(deployment["smoke_test"]) == 2
+    assert all(p["predicted_label"] in (-1, 0, 1) for p in deployment["smoke_test"])
 
 
 def test_query_results_match_pandas_on_the_same_data(sample_run):
@@ -88,12 +147,21 @@ def test_rerun_on_the_same_file_stores_the_raw_copy_once(sample_run, tmp_path):
     assert len(raw_files) == 1
     source = tmp_path / "reviews.csv"
     source.write_bytes(sample.csv_bytes())
-    proc = dags_test({"input_uri": str(source)}, lake)
+    proc = dags_test({"input_uri": str(source), **DEPLOY}, lake)
     assert proc.returncode == 0, proc.stdout[-3000:]
     # Same bytes, new name: one more name under the same content hash, same partition.
     assert len(list((lake / "reviews-pipeline" / "transformed" / "reviews").iterdir())) == 1
     assert raw_files[0].read_bytes() == sample.csv_bytes()  # the raw copy is never modified
-    assert len(summaries(lake)) == 2
+    first, second = summaries(lake)
+    # The same reviews again: the offline store's training set has no duplicates, and the
+    # registry gets a second version (a new model), not a copy of the first.
+    assert second["features"]["train"] == first["features"]["train"]
+    counts = pd.read_csv(lake_paths.resolve(second["features"]["training_set_query"], lake))
+    assert (
+        counts.set_index("split_type")["count_reviews"].to_dict()["train"]
+        == (first["features"]["train"])
+    )
+    assert second["registration"]["model_package_arn"].endswith("/reviews-sentiment/2")
 
 
 def test_bad_input_fails_the_run_with_a_clear_message(airflow_db, tmp_path):

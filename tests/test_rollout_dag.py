@@ -6,11 +6,13 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import json
+import time
 from pathlib import Path
 
 import pytest
 
-from include.pipeline import rollout, settings as pipeline_settings
+from include.pipeline import rollout
+from include.pipeline import settings as pipeline_settings
 from include.pipeline.local.endpoints import start_server
 from include.pipeline.local.lake import resolve
 from include.pipeline.requests import deployment
@@ -124,9 +126,9 @@ def test_bandit_shifts_weight_to_the_better_arm_and_logs_it(airflow_db, env, ser
     )
     served = invoke(server, endpoint, reviews(36))
     assert set(served) == {CHAMPION, CHALLENGER}  # 0.5 / 0.5 reaches both
-    time = "2026-01-01T00:00:00Z"
+    stamp = "2026-01-01T00:00:00Z"
     records = [
-        rollout.reward_record(v, int(i < good), inference_id=f"{v}-{i}", time=time)
+        rollout.reward_record(v, int(i < good), inference_id=f"{v}-{i}", time=stamp)
         for v, good, total in ((CHALLENGER, 30, 35), (CHAMPION, 8, 35))
         for i in range(total)
     ]
@@ -151,9 +153,7 @@ def test_bandit_shifts_weight_to_the_better_arm_and_logs_it(airflow_db, env, ser
     assert decisions[0]["rewards"] == {CHALLENGER: [30, 5], CHAMPION: [8, 27]}
     png = resolve(rollout_tasks.weights_plot_uri(env, endpoint), env.lake)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    stats = json.loads(
-        resolve(decisions_stats_uri(env, endpoint), env.lake).read_text()
-    )
+    stats = json.loads(resolve(decisions_stats_uri(env, endpoint), env.lake).read_text())
     assert stats[CHAMPION]["requests"] + stats[CHALLENGER]["requests"] == 36
 
 
@@ -229,3 +229,159 @@ def test_evaluate_waits_without_enough_traffic(airflow_db, env, server):
     )
     assert decision["decision"]["decision"] == "wait"
     assert "need 50 requests" in decision["decision"]["reason"]
+    assert rollout_tasks.describe(sm, "no-such-endpoint") is None  # nothing to decide
+
+
+def test_evaluate_promotes_a_shadow_from_its_captured_copies(airflow_db, env, server):
+    endpoint = "reviews-shadow"
+    sm = boto("sagemaker", server.url)
+    request = deployment.endpoint_config_request(
+        config_name=f"{endpoint}-config",
+        variants=[
+            deployment.production_variant(
+                variant_name=CHAMPION, model_name="champion-model", instance_type="ml.m5.large"
+            )
+        ],
+        shadow_variants=[
+            deployment.production_variant(
+                variant_name=deployment.SHADOW_VARIANT,
+                model_name="challenger-model",
+                instance_type="ml.m5.large",
+            )
+        ],
+        data_capture=deployment.data_capture_config(env.s3_uri("data-capture")),
+    )
+    sm.create_endpoint_config(**request)
+    sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=request["EndpointConfigName"])
+    assert wait_settled(sm, endpoint)["EndpointStatus"] == "InService"
+    assert set(invoke(server, endpoint, reviews(12))) == {CHAMPION}
+    deadline = time.monotonic() + 30
+    while server.service.stats(endpoint)["live"]["shadows"]["Shadow"]["invocations"] < 12:
+        assert time.monotonic() < deadline, "shadow copies did not finish"
+        time.sleep(0.05)
+
+    run(load_dag(), endpoint_name=endpoint, mode="evaluate", min_requests=10)
+
+    (decision,) = rollout.read_decisions(
+        resolve(rollout_tasks.decisions_uri(env, endpoint), env.lake)
+    )
+    assert decision["decision"]["decision"] == "promote", decision
+    assert decision["decision"]["paired_requests"] == 12  # paired by input, no inference ids
+    described = sm.describe_endpoint(EndpointName=endpoint)
+    config = sm.describe_endpoint_config(EndpointConfigName=described["EndpointConfigName"])
+    assert [v["ModelName"] for v in config["ProductionVariants"]] == ["challenger-model"]
+    assert "ShadowProductionVariants" not in config
+    live = server.service.stats(endpoint)["live"]
+    assert (live["config"], list(live["variants"]), live["shadows"]) == (
+        described["EndpointConfigName"],
+        [CHAMPION],
+        {},
+    )
+
+
+def test_aws_glue_reads_capture_rewards_and_metrics_and_writes_the_log_in_s3(monkeypatch):
+    """The aws branches of the glue (S3 listing and objects, CloudWatch errors) on moto."""
+    import boto3
+
+    from tests.moto_server import moto_server
+
+    with moto_server() as (url, moto_env):
+        for key, value in {**moto_env, "PIPELINE_TARGET": "aws"}.items():
+            monkeypatch.setenv(key, value)
+        settings = pipeline_settings.load()
+        s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1")
+        s3.create_bucket(Bucket=settings.bucket)
+        endpoint, created = "reviews-aws", "2026-03-01T10:30:00+00:00"
+        described = {
+            "endpoint_name": endpoint,
+            "config_name": f"{endpoint}-config",
+            "config_created": created,
+            "variants": [{"name": CHAMPION}, {"name": CHALLENGER}],
+            "shadows": [],
+            "weights": {CHAMPION: 0.5, CHALLENGER: 0.5},
+            "capture_uri": settings.s3_uri("data-capture"),
+        }
+
+        def capture(minute: int, label: int) -> str:
+            return json.dumps(
+                {
+                    "captureData": {
+                        "endpointInput": {"data": "{}", "encoding": "JSON", "mode": "INPUT"},
+                        "endpointOutput": {
+                            "data": json.dumps([{"predicted_label": label}]),
+                            "encoding": "JSON",
+                            "mode": "OUTPUT",
+                        },
+                    },
+                    "eventMetadata": {"inferenceTime": f"2026-03-01T10:{minute:02d}:00Z"},
+                }
+            )
+
+        base = f"data-capture/{endpoint}/{CHAMPION}/2026/03/01"
+        s3.put_object(Bucket=settings.bucket, Key=f"{base}/09/a.jsonl", Body=capture(5, 1))
+        body = "\n".join([capture(10, 1), capture(40, 1), capture(50, -1)])  # one too early
+        s3.put_object(Bucket=settings.bucket, Key=f"{base}/10/b.jsonl", Body=body)
+        cloudwatch = boto3.client("cloudwatch", endpoint_url=url, region_name="us-east-1")
+        cloudwatch.put_metric_data(
+            Namespace="AWS/SageMaker",
+            MetricData=[
+                {
+                    "MetricName": "Invocation5XXErrors",
+                    "Dimensions": [
+                        {"Name": "EndpointName", "Value": endpoint},
+                        {"Name": "VariantName", "Value": CHAMPION},
+                    ],
+                    "Timestamp": "2026-03-01T10:45:00Z",
+                    "Value": 3.0,
+                }
+            ],
+        )
+
+        uris = rollout_tasks.list_uris(settings, settings.s3_uri(base) + "/")
+        assert uris == [settings.s3_uri(base, "09/a.jsonl"), settings.s3_uri(base, "10/b.jsonl")]
+        records = rollout_tasks.capture_records(settings, described, CHAMPION)
+        assert len(records) == 2  # the 09:05 file and the 10:10 line predate the config
+        assert rollout_tasks.failed_requests(settings, described, CHAMPION) == 3
+        collected = rollout_tasks.collect_stats(settings, described, run_id="aws-run")
+        assert collected["variants"][CHAMPION]["requests"] == 5
+        assert collected["variants"][CHAMPION]["label_counts"] == {"-1": 1, "0": 0, "1": 1}
+
+        lines = [
+            json.dumps(rollout.reward_record(v, r, inference_id=f"{v}{i}", time=created))
+            for i, (v, r) in enumerate([(CHALLENGER, 1)] * 20 + [(CHAMPION, 0)] * 20)
+        ]
+        rewards_key = rollout_tasks.rewards_uri(settings, endpoint).split("/", 3)[3]
+        s3.put_object(Bucket=settings.bucket, Key=rewards_key, Body="\n".join(lines))
+        params = {"seed": 1, "weight_floor": 0.1}
+        outcome = rollout_tasks.bandit_weights(settings, described, params)
+        assert outcome["rewards"] == {CHALLENGER: [20, 0], CHAMPION: [0, 20]}
+        assert outcome["weights"][CHALLENGER] > 0.85 > outcome["weights"][CHAMPION] >= 0.1
+
+        for _attempt in range(2):  # a retried task adds no second line
+            rollout_tasks.record(
+                settings,
+                endpoint_name=endpoint,
+                run_id="aws-run",
+                time=created,
+                mode="bandit",
+                outcome=outcome,
+            )
+        log_key = rollout_tasks.decisions_uri(settings, endpoint).split("/", 3)[3]
+        log_lines = s3.get_object(Bucket=settings.bucket, Key=log_key)["Body"].read().splitlines()
+        assert [json.loads(line)["decision_id"] for line in log_lines] == [f"{endpoint}:aws-run"]
+        png_key = rollout_tasks.weights_plot_uri(settings, endpoint).split("/", 3)[3]
+        png = s3.get_object(Bucket=settings.bucket, Key=png_key)["Body"].read()
+        assert png[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize(
+    ("hours", "expected"),
+    [(1, 60), (24 * 14, 840), (24 * 30, 1800), (24 * 100, 7200)],
+)
+def test_metric_period_fits_cloudwatch_retention_and_datapoint_limit(hours, expected):
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    period = rollout_tasks.metric_period(now - timedelta(hours=hours), now)
+    assert period == expected
+    assert hours * 3600 / period <= 1440

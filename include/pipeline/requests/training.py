@@ -27,7 +27,7 @@ PROFILING_INTERVAL_MS = 500
 DEFAULT_HYPERPARAMETERS: dict[str, dict] = {
     "local": {
         "max_seq_length": 128,
-        "epochs": 1,
+        "epochs": 2,
         "learning_rate": 1e-4,
         "train_batch_size": 32,
         "validation_batch_size": 64,

@@ -184,6 +184,15 @@ def capture_records(settings: Settings, described: dict, variant: str) -> list[d
     ]
 
 
+def metric_period(since: datetime, now: datetime) -> int:
+    """A GetMetricStatistics period covering ``since``..``now`` in at most 1,440 datapoints,
+    and a multiple of what CloudWatch keeps for data that old (60 s up to 15 days, 300 s up to
+    63 days, 3600 s beyond)."""
+    age_days = (now - since).total_seconds() / 86400
+    unit = 60 if age_days <= 15 else 300 if age_days <= 63 else 3600
+    return max(unit, math.ceil((now - since).total_seconds() / 1440 / unit) * unit)
+
+
 def failed_requests(settings: Settings, described: dict, variant: str) -> int:
     """Requests of ``variant`` that failed (SageMaker captures answered ones only).
 
@@ -207,8 +216,7 @@ def failed_requests(settings: Settings, described: dict, variant: str) -> int:
     from include.pipeline import targets
 
     now = datetime.now(UTC)
-    # At most 1,440 datapoints per call; periods are multiples of 60 s.
-    period = max(60, math.ceil((now - since).total_seconds() / 1440 / 60) * 60)
+    period = metric_period(since, now)
     answer = targets.client(settings, "cloudwatch").get_metric_statistics(
         Namespace="AWS/SageMaker",
         MetricName="Invocation5XXErrors",
