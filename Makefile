@@ -14,7 +14,7 @@ export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
-.PHONY: demo test venv airflow-db ui serve lint format bench lock clean
+.PHONY: demo test venv airflow-db ui serve stop lint format bench lock clean
 
 ## Create .venv (or reuse it while requirements.txt is unchanged).
 venv: $(VENV)/.installed
@@ -42,9 +42,13 @@ test: venv
 ui: venv airflow-db
 	$(BIN)/airflow standalone
 
-## The local SageMaker endpoint service, in the foreground.
+## The local SageMaker endpoint service, in the foreground (the demo starts one in the background).
 serve: venv
 	$(BIN)/python -m include.pipeline.local.endpoints
+
+## Stop the background endpoint service the demo started.
+stop: venv
+	$(BIN)/python -m include.pipeline.local.endpoint_client stop
 
 lint: venv
 	$(BIN)/ruff check .

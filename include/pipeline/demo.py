@@ -16,6 +16,7 @@ from include.pipeline.local import lake
 from include.pipeline.tasks.summary import render_text, summary_uri
 
 DAG_ID = "reviews_pipeline"
+DEMO_CONF = {"model_approval": "Approved", "traffic_wait_seconds": 5}
 
 
 def load_dag(dag_id: str = DAG_ID):
@@ -36,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     settings = pipeline_settings.load()
-    conf = {**json.loads(args.conf), "input_uri": args.input}
+    # The demo deploys what it trains (a person approves versions in production runs).
+    conf = {**DEMO_CONF, **json.loads(args.conf), "input_uri": args.input}
     dag_run = load_dag().test(run_conf=conf)
     uri = summary_uri(settings, dag_run.run_id)
     try:
@@ -48,6 +50,20 @@ def main(argv: list[str] | None = None) -> int:
     print(render_text(document))
     local_path = f" ({lake.resolve(uri, settings.lake)})" if settings.is_local else ""
     print(f"\nSummary: {uri}{local_path}")
+    deployed = document.get("deployment", {})
+    if (
+        settings.is_local
+        and deployed.get("endpoint_name")
+        and not deployed.get("deleted_after_run")
+    ):
+        print(
+            f"\nThe endpoint {deployed['endpoint_name']} is serving at {deployed['endpoint_url']}"
+            " (boto3 sagemaker-runtime with endpoint_url=...). Try:\n"
+            f"  curl -s -X POST {deployed['endpoint_url']}/endpoints/{deployed['endpoint_name']}"
+            "/invocations -H 'Content-Type: application/json' "
+            '-d \'{"features": ["I love this dress"]}\'\n'
+            "Stop the endpoint service with: make stop"
+        )
     return 0 if document.get("state") == "success" else 1
 
 

@@ -8,6 +8,12 @@ from __future__ import annotations
 
 from airflow.sdk import Param
 
+from include.pipeline import settings as pipeline_settings
+from include.pipeline.requests import training as training_defaults
+
+# Model defaults are the target's measured defaults, kept in one place: requests/training.py.
+_HP = training_defaults.DEFAULT_HYPERPARAMETERS[pipeline_settings.load().target]
+
 INGESTION = {
     "input_uri": Param(
         "",
@@ -115,7 +121,9 @@ FEATURES = {
         "sentiment, as the course does; the bias report is run again on the balanced data.",
     ),
     "max_seq_length": Param(
-        128,
+        training_defaults.DEFAULT_HYPERPARAMETERS[pipeline_settings.load().target][
+            "max_seq_length"
+        ],
         type="integer",
         minimum=8,
         maximum=512,
@@ -138,11 +146,13 @@ TRAINING = {
         description="Hugging Face id or folder. Empty: the packaged MiniLM locally, "
         "roberta-base on aws.",
     ),
-    "epochs": Param(1, type="integer", minimum=1, maximum=50, title="Epochs"),
+    "epochs": Param(_HP["epochs"], type="integer", minimum=1, maximum=50, title="Epochs"),
     "learning_rate": Param(
-        0.0001, type="number", exclusiveMinimum=0, maximum=1, title="Learning rate"
+        _HP["learning_rate"], type="number", exclusiveMinimum=0, maximum=1, title="Learning rate"
     ),
-    "train_batch_size": Param(32, type="integer", minimum=1, maximum=1024, title="Batch size"),
+    "train_batch_size": Param(
+        _HP["train_batch_size"], type="integer", minimum=1, maximum=1024, title="Batch size"
+    ),
     "train_steps_per_epoch": Param(
         0,
         type="integer",

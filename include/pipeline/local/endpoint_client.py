@@ -107,3 +107,26 @@ def wait_for_endpoint(
                 f"endpoint {name} still {described['EndpointStatus']} after {timeout}s"
             )
         time.sleep(poll)
+
+
+def stop_server(lake: Path) -> bool:
+    """Stop the server ``ensure_server`` started for ``lake`` (True when one was running)."""
+    import os
+    import signal
+
+    path = pid_path(lake)
+    if not path.exists():
+        return False
+    try:
+        os.kill(int(path.read_text()), signal.SIGTERM)
+        stopped = True
+    except (ProcessLookupError, ValueError):
+        stopped = False
+    path.unlink(missing_ok=True)
+    return stopped
+
+
+if __name__ == "__main__":  # python -m include.pipeline.local.endpoint_client stop
+    settings = pipeline_settings.load()
+    if sys.argv[1:] == ["stop"]:
+        print("stopped" if stop_server(settings.lake) else "no endpoint service was running")

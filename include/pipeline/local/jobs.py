@@ -432,6 +432,8 @@ def run_training_job(request: dict, *, lake: Path, log: Log = print) -> dict:
             "SM_MODULE_DIR": str(submit),
             "SM_USER_ENTRY_POINT": str(program),
             "SM_TRAINING_ENV": json.dumps({"job_name": name, "hosts": hosts, "current_host": host}),
+            # Where CheckpointConfig.LocalPath lands in this job's folder (synced with its S3Uri).
+            **({"SM_CHECKPOINT_DIR": checkpoint_path} if checkpoint else {}),
             **(request.get("Environment") or {}),
         }
         for channel in channels:
