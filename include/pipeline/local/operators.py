@@ -60,6 +60,19 @@ class LocalOperator(BaseOperator):
         return pipeline_settings.load().lake
 
 
+def _create_or_skip(operator, create) -> None:
+    """Glue's create call with the provider's ``if_exists`` semantics ("skip" or "fail")."""
+    from include.pipeline.local import catalog
+
+    try:
+        create()
+        operator.log.info("%s: created.", operator.task_id)
+    except catalog.AlreadyExists as exc:
+        if operator.if_exists != "skip":
+            raise
+        operator.log.info("%s, skipping.", exc)
+
+
 class GlueCatalogCreateDatabaseOperator(LocalOperator):
     template_fields: Sequence[str] = ("database_name", "description", "location_uri")
 
@@ -93,13 +106,9 @@ class GlueCatalogCreateDatabaseOperator(LocalOperator):
             }.items()
             if v is not None
         }
-        try:
-            catalog.create_database(self.lake, DatabaseInput=database_input)
-            self.log.info("Created Glue Catalog database: %s", self.database_name)
-        except catalog.AlreadyExists:
-            if self.if_exists != "skip":
-                raise
-            self.log.info("Database %s already exists, skipping.", self.database_name)
+        _create_or_skip(
+            self, lambda: catalog.create_database(self.lake, DatabaseInput=database_input)
+        )
         return self.database_name
 
 
@@ -124,17 +133,14 @@ class GlueCatalogCreateTableOperator(LocalOperator):
     def execute(self, context) -> str:
         from include.pipeline.local import catalog
 
-        try:
-            catalog.create_table(
+        _create_or_skip(
+            self,
+            lambda: catalog.create_table(
                 self.lake,
                 DatabaseName=self.database_name,
                 TableInput={**self.table_input, "Name": self.table_name},
-            )
-            self.log.info("Table %s created.", self.table_name)
-        except catalog.AlreadyExists:
-            if self.if_exists != "skip":
-                raise
-            self.log.info("Table %s already exists, skipping.", self.table_name)
+            ),
+        )
         return self.table_name
 
 
@@ -159,18 +165,15 @@ class GlueCatalogCreatePartitionOperator(LocalOperator):
     def execute(self, context) -> None:
         from include.pipeline.local import catalog
 
-        try:
-            catalog.create_partition(
+        _create_or_skip(
+            self,
+            lambda: catalog.create_partition(
                 self.lake,
                 DatabaseName=self.database_name,
                 TableName=self.table_name,
                 PartitionInput=self.partition_input,
-            )
-            self.log.info("Partition created.")
-        except catalog.AlreadyExists:
-            if self.if_exists != "skip":
-                raise
-            self.log.info("Partition already exists, skipping.")
+            ),
+        )
 
 
 class AthenaOperator(LocalOperator):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from include.pipeline import schema as S
 from include.pipeline.local.clarify_metrics import PRE_TRAINING_METRICS
+from include.pipeline.requests.common import processing_input, processing_output
 
 CONFIG_INPUT_DIR = "/opt/ml/processing/input/config"
 DATA_INPUT_DIR = "/opt/ml/processing/input/data"
@@ -115,40 +116,16 @@ def bias_job_request(
     """
     from include.pipeline.requests.images import clarify_image_uri
 
-    def s3_input(name: str, uri: str, local: str) -> dict:
-        return {
-            "InputName": name,
-            "AppManaged": False,
-            "S3Input": {
-                "S3Uri": uri,
-                "LocalPath": local,
-                "S3DataType": "S3Prefix",
-                "S3InputMode": "File",
-                "S3DataDistributionType": "FullyReplicated",
-                "S3CompressionType": "None",
-            },
-        }
-
     return {
         "ProcessingJobName": job_name,
         "RoleArn": role_arn,
         "AppSpecification": {"ImageUri": clarify_image_uri(region)},
         "ProcessingInputs": [
-            s3_input("dataset", dataset_uri, DATA_INPUT_DIR),
-            s3_input("analysis_config", config_uri, CONFIG_INPUT_DIR),
+            processing_input("dataset", dataset_uri, DATA_INPUT_DIR),
+            processing_input("analysis_config", config_uri, CONFIG_INPUT_DIR),
         ],
         "ProcessingOutputConfig": {
-            "Outputs": [
-                {
-                    "OutputName": "analysis_result",
-                    "AppManaged": False,
-                    "S3Output": {
-                        "S3Uri": output_uri,
-                        "LocalPath": OUTPUT_DIR,
-                        "S3UploadMode": "EndOfJob",
-                    },
-                }
-            ]
+            "Outputs": [processing_output("analysis_result", output_uri, OUTPUT_DIR)]
         },
         "ProcessingResources": {
             "ClusterConfig": {

@@ -21,3 +21,30 @@ def job_name(kind: str, run_id: str) -> str:
     """
     stem = re.sub(r"[^a-zA-Z0-9]+", "-", kind).strip("-")[: _JOB_NAME_MAX - 9]
     return f"{stem}-{short_hash(run_id)}"
+
+
+def processing_input(
+    name: str, uri: str, local_path: str, distribution: str = "FullyReplicated"
+) -> dict:
+    """One ``ProcessingInputs`` entry: an S3 prefix copied into the container (File mode)."""
+    return {
+        "InputName": name,
+        "AppManaged": False,
+        "S3Input": {
+            "S3Uri": uri,
+            "LocalPath": local_path,
+            "S3DataType": "S3Prefix",
+            "S3InputMode": "File",
+            "S3DataDistributionType": distribution,
+            "S3CompressionType": "None",
+        },
+    }
+
+
+def processing_output(name: str, uri: str, local_path: str) -> dict:
+    """One ``ProcessingOutputConfig.Outputs`` entry, uploaded when the job ends."""
+    return {
+        "OutputName": name,
+        "AppManaged": False,
+        "S3Output": {"S3Uri": uri, "LocalPath": local_path, "S3UploadMode": "EndOfJob"},
+    }

@@ -6,6 +6,8 @@ is started from there, so ``from data import …`` resolves inside the container
 
 from __future__ import annotations
 
+from include.pipeline.requests.common import processing_input, processing_output
+
 PROCESSING_ROOT = "/opt/ml/processing"
 MODEL_PATH = f"{PROCESSING_ROOT}/input/model"
 TEST_PATH = f"{PROCESSING_ROOT}/input/data"
@@ -13,19 +15,6 @@ CODE_PATH = f"{PROCESSING_ROOT}/input/code"
 EVALUATION_PATH = f"{PROCESSING_ROOT}/output/evaluation"
 ENTRY_POINT = "evaluate.py"
 EVALUATION_OUTPUT = "evaluation"
-
-
-def _input(name: str, uri: str, local_path: str) -> dict:
-    return {
-        "InputName": name,
-        "S3Input": {
-            "S3Uri": uri,
-            "LocalPath": local_path,
-            "S3DataType": "S3Prefix",
-            "S3InputMode": "File",
-            "S3DataDistributionType": "FullyReplicated",
-        },
-    }
 
 
 def evaluation_job_request(
@@ -58,21 +47,12 @@ def evaluation_job_request(
             ],
         },
         "ProcessingInputs": [
-            _input("model", model_uri, MODEL_PATH),
-            _input("test", test_uri, TEST_PATH),
-            _input("code", code_uri, CODE_PATH),
+            processing_input("model", model_uri, MODEL_PATH),
+            processing_input("test", test_uri, TEST_PATH),
+            processing_input("code", code_uri, CODE_PATH),
         ],
         "ProcessingOutputConfig": {
-            "Outputs": [
-                {
-                    "OutputName": EVALUATION_OUTPUT,
-                    "S3Output": {
-                        "S3Uri": output_uri,
-                        "LocalPath": EVALUATION_PATH,
-                        "S3UploadMode": "EndOfJob",
-                    },
-                }
-            ]
+            "Outputs": [processing_output(EVALUATION_OUTPUT, output_uri, EVALUATION_PATH)]
         },
         "ProcessingResources": {
             "ClusterConfig": {

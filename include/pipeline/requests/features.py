@@ -15,6 +15,7 @@ from include.jobs.feature_records import (
     RECORD_IDENTIFIER,
     to_record,
 )
+from include.pipeline.requests.common import processing_input, processing_output
 from include.pipeline.settings import REPO_ROOT
 
 __all__ = [
@@ -132,34 +133,14 @@ def prepare_job_request(
         },
         "StoppingCondition": {"MaxRuntimeInSeconds": int(max_runtime_s)},
         "ProcessingInputs": [
-            _input("code", code_uri, CODE_DIR, "FullyReplicated"),
-            _input("reviews", input_uri, INPUT_DIR, distribution),
+            processing_input("code", code_uri, CODE_DIR),
+            processing_input("reviews", input_uri, INPUT_DIR, distribution),
         ],
         "ProcessingOutputConfig": {
             "Outputs": [
-                {
-                    "OutputName": name,
-                    "S3Output": {
-                        "S3Uri": f"{output_uri}/{folder}",
-                        "LocalPath": f"{OUTPUT_DIR}/{folder}",
-                        "S3UploadMode": "EndOfJob",
-                    },
-                }
+                processing_output(name, f"{output_uri}/{folder}", f"{OUTPUT_DIR}/{folder}")
                 for name, folder in PREPARE_OUTPUTS.items()
             ]
-        },
-    }
-
-
-def _input(name: str, uri: str, local_path: str, distribution: str) -> dict:
-    return {
-        "InputName": name,
-        "S3Input": {
-            "S3Uri": uri,
-            "LocalPath": local_path,
-            "S3DataType": "S3Prefix",
-            "S3InputMode": "File",
-            "S3DataDistributionType": distribution,
         },
     }
 
