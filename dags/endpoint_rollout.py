@@ -32,62 +32,15 @@ import os
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import DAG, Param, XComArg, chain, task
+from airflow.sdk import DAG, XComArg, chain, task
 
 from include.pipeline import settings as pipeline_settings
 from include.pipeline import targets
+from include.pipeline.params import ROLLOUT_PARAMS
 
 SETTINGS = pipeline_settings.load()
 ops = targets.operators(SETTINGS)
 _SCHEDULE = os.environ.get("PIPELINE_ROLLOUT_SCHEDULE", "@hourly").strip()
-
-PARAMS = {
-    "endpoint_name": Param(
-        "reviews-sentiment",
-        type="string",
-        pattern="^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$",
-        title="Endpoint name",
-    ),
-    "mode": Param(
-        "evaluate",
-        type="string",
-        enum=["evaluate", "bandit"],
-        title="Mode",
-        description="evaluate: promote or roll back the challenger from captured metrics; "
-        "bandit: Thompson-sampling weights from the stored rewards.",
-    ),
-    "min_requests": Param(
-        100,
-        type="integer",
-        minimum=1,
-        title="Minimum requests per variant",
-        description="Below this the decision is 'wait' (and agreement is not judged).",
-    ),
-    "max_error_rate": Param(0.01, type="number", minimum=0, maximum=1, title="Max error rate"),
-    "min_agreement": Param(
-        0.8,
-        type=["number", "null"],
-        minimum=0,
-        maximum=1,
-        title="Minimum agreement with the champion",
-        description="Share of paired requests with identical predictions; null: not checked.",
-    ),
-    "max_latency_ratio": Param(
-        1.5,
-        type=["number", "null"],
-        minimum=1,
-        title="Max p90 latency ratio (challenger / champion)",
-    ),
-    "weight_floor": Param(
-        0.05,
-        type="number",
-        minimum=0,
-        maximum=0.5,
-        title="Bandit weight floor",
-        description="Every variant keeps at least this share of traffic, so it keeps learning.",
-    ),
-    "seed": Param(0, type=["integer", "null"], title="Bandit sampling seed"),
-}
 
 with DAG(
     dag_id="endpoint_rollout",
@@ -97,7 +50,7 @@ with DAG(
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,  # one decision at a time per endpoint
-    params=PARAMS,
+    params=ROLLOUT_PARAMS,
     tags=["reviews", "sagemaker", "rollout", "mlops", SETTINGS.target],
     default_args={
         "owner": "mlops",

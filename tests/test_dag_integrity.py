@@ -92,3 +92,32 @@ def test_parsing_imports_no_heavy_modules(path, target):
         env={**os.environ, "PIPELINE_TARGET": target},
     )
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_every_param_is_a_documented_form_field(dagbag):
+    for dag_id, dag in dagbag.dags.items():
+        for name, param in dag.params.items():
+            param = dag.params.get_param(name)
+            assert param.schema.get("title"), (dag_id, name, "title")
+            assert param.description, (dag_id, name, "description")
+            assert param.schema.get("type"), (dag_id, name, "type")
+
+
+@pytest.mark.parametrize(
+    ("name", "bad"),
+    [
+        ("bias_gate_mode", "maybe"),
+        ("max_bad_fraction", 1.5),
+        ("epochs", 0),
+        ("deployment_strategy", "yolo"),
+        ("endpoint_name", "no spaces allowed"),
+        ("model_approval", "Rejected"),
+    ],
+)
+def test_the_form_schema_refuses_invalid_values(dagbag, name, bad):
+    from airflow.sdk.exceptions import ParamValidationError
+
+    param = dagbag.dags["reviews_pipeline"].params.get_param(name)
+    param.resolve(param.value)  # the default is valid
+    with pytest.raises(ParamValidationError):
+        param.resolve(bad)

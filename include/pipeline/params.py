@@ -104,6 +104,7 @@ FEATURES = {
         minimum=0.01,
         maximum=0.98,
         title="Validation split",
+        description="Share of rows for validation during training.",
     ),
     "test_split_percentage": Param(
         0.05,
@@ -111,6 +112,7 @@ FEATURES = {
         minimum=0.01,
         maximum=0.98,
         title="Test split",
+        description="Share of rows held out for the evaluation step.",
     ),
     "balance_mode": Param(
         "sentiment",
@@ -146,12 +148,29 @@ TRAINING = {
         description="Hugging Face id or folder. Empty: the packaged MiniLM locally, "
         "roberta-base on aws.",
     ),
-    "epochs": Param(_HP["epochs"], type="integer", minimum=1, maximum=50, title="Epochs"),
+    "epochs": Param(
+        _HP["epochs"],
+        type="integer",
+        minimum=1,
+        maximum=50,
+        title="Epochs",
+        description="Passes over the training split.",
+    ),
     "learning_rate": Param(
-        _HP["learning_rate"], type="number", exclusiveMinimum=0, maximum=1, title="Learning rate"
+        _HP["learning_rate"],
+        type="number",
+        exclusiveMinimum=0,
+        maximum=1,
+        title="Learning rate",
+        description="AdamW peak learning rate (linear warm-up and decay).",
     ),
     "train_batch_size": Param(
-        _HP["train_batch_size"], type="integer", minimum=1, maximum=1024, title="Batch size"
+        _HP["train_batch_size"],
+        type="integer",
+        minimum=1,
+        maximum=1024,
+        title="Batch size",
+        description="Reviews per training step.",
     ),
     "train_steps_per_epoch": Param(
         0,
@@ -213,6 +232,7 @@ DEPLOYMENT = {
         type="string",
         pattern="^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$",
         title="Endpoint name",
+        description="SageMaker endpoint to create or update.",
     ),
     "deployment_strategy": Param(
         "canary",
@@ -222,13 +242,37 @@ DEPLOYMENT = {
         description="How an existing endpoint moves to the new model: blue/green all at once, "
         "canary, linear, or the new model as a shadow variant.",
     ),
-    "canary_percent": Param(10, type="integer", minimum=1, maximum=99, title="Canary size %"),
-    "linear_step_percent": Param(25, type="integer", minimum=1, maximum=99, title="Linear step %"),
+    "canary_percent": Param(
+        10,
+        type="integer",
+        minimum=1,
+        maximum=99,
+        title="Canary size %",
+        description="canary: share of capacity the new model gets first.",
+    ),
+    "linear_step_percent": Param(
+        25,
+        type="integer",
+        minimum=1,
+        maximum=99,
+        title="Linear step %",
+        description="linear: share of capacity moved per step.",
+    ),
     "traffic_wait_seconds": Param(
-        60, type="integer", minimum=0, maximum=3600, title="Bake time per step (s)"
+        60,
+        type="integer",
+        minimum=0,
+        maximum=3600,
+        title="Bake time per step (s)",
+        description="Wait between traffic shifts; alarms may roll back meanwhile.",
     ),
     "data_capture_percent": Param(
-        100, type="integer", minimum=0, maximum=100, title="Data capture %"
+        100,
+        type="integer",
+        minimum=0,
+        maximum=100,
+        title="Data capture %",
+        description="Share of requests and responses captured to the lake.",
     ),
     "delete_endpoint_after_run": Param(
         False,
@@ -239,3 +283,60 @@ DEPLOYMENT = {
 }
 
 PARAMS = {**INGESTION, **BIAS, **FEATURES, **TRAINING, **EVALUATION, **DEPLOYMENT}
+
+# The endpoint_rollout DAG's form.
+ROLLOUT_PARAMS = {
+    "endpoint_name": DEPLOYMENT["endpoint_name"],
+    "mode": Param(
+        "evaluate",
+        type="string",
+        enum=["evaluate", "bandit"],
+        title="Mode",
+        description="evaluate: promote or roll back the challenger from captured metrics; "
+        "bandit: Thompson-sampling weights from the stored rewards.",
+    ),
+    "min_requests": Param(
+        100,
+        type="integer",
+        minimum=1,
+        title="Minimum requests per variant",
+        description="Below this the decision is 'wait' (and agreement is not judged).",
+    ),
+    "max_error_rate": Param(
+        0.01,
+        type="number",
+        minimum=0,
+        maximum=1,
+        title="Max error rate",
+        description="A challenger failing more requests than this is rolled back.",
+    ),
+    "min_agreement": Param(
+        0.8,
+        type=["number", "null"],
+        minimum=0,
+        maximum=1,
+        title="Minimum agreement with the champion",
+        description="Share of paired requests with identical predictions; null: not checked.",
+    ),
+    "max_latency_ratio": Param(
+        1.5,
+        type=["number", "null"],
+        minimum=1,
+        title="Max p90 latency ratio (challenger / champion)",
+        description="A slower challenger is rolled back; null: not checked.",
+    ),
+    "weight_floor": Param(
+        0.05,
+        type="number",
+        minimum=0,
+        maximum=0.5,
+        title="Bandit weight floor",
+        description="Every variant keeps at least this share of traffic, so it keeps learning.",
+    ),
+    "seed": Param(
+        0,
+        type=["integer", "null"],
+        title="Bandit sampling seed",
+        description="Fixed seed: repeatable weights; null: fresh randomness each run.",
+    ),
+}
