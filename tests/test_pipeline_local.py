@@ -173,3 +173,18 @@ def test_bad_input_fails_the_run_with_a_clear_message(airflow_db, tmp_path):
     (summary,) = summaries(lake)
     assert summary["state"] == "failed" and "ingest_reviews" in summary["failed_tasks"]
     assert "ingestion" not in summary
+
+
+def test_bias_gate_in_fail_mode_stops_the_run_listing_every_violation(airflow_db, tmp_path):
+    lake = tmp_path / "lake"
+    strict = {metric: 0.0 for metric in ("DPL", "KL", "JS", "LP", "TVD", "KS")}
+    proc = dags_test({"bias_gate_mode": "fail", "bias_thresholds": strict}, lake)
+    assert proc.returncode != 0
+    (summary,) = summaries(lake)
+    states = summary["task_states"]
+    assert states["stop_on_bias"] == "failed" and states["publish_code"] == "skipped"
+    assert states["train_model"] in ("skipped", "upstream_failed")
+    violations = summary["bias"]["violations"]
+    assert violations and {v["metric"] for v in violations} <= set(strict)
+    logs = proc.stdout + proc.stderr
+    assert f"bias gate failed: {len(violations)} violation(s)" in logs

@@ -9,6 +9,7 @@ from __future__ import annotations
 from airflow.sdk import Param
 
 from include.pipeline import settings as pipeline_settings
+from include.pipeline.requests import registry as registry_requests
 from include.pipeline.requests import training as training_defaults
 
 # Model defaults are the target's measured defaults, kept in one place: requests/training.py.
@@ -338,5 +339,40 @@ ROLLOUT_PARAMS = {
         type=["integer", "null"],
         title="Bandit sampling seed",
         description="Fixed seed: repeatable weights; null: fresh randomness each run.",
+    ),
+}
+
+# The reviews_batch_scoring DAG's form.
+BATCH_SCORING = {
+    "input_uri": Param(
+        "",
+        type="string",
+        title="Reviews to score",
+        description=(
+            'An s3:// prefix or file of JSON lines ({"features": ["review text"]} per line), '
+            "or a CSV (s3:// or local path, name ending in .csv) whose text column is converted "
+            "to JSON lines in the run's folder. Required."
+        ),
+    ),
+    "text_column": Param(
+        "",
+        type="string",
+        title="CSV text column",
+        description="CSV input only: the column holding the review text. Empty: review_body, "
+        "or the public file's 'Review Text'. Rows with empty text are skipped and listed.",
+    ),
+    "model_package_arn": Param(
+        "",
+        type="string",
+        title="Model package version",
+        description="ARN of an Approved model package version. Empty: the latest Approved "
+        "version of the reviews-sentiment model package group.",
+    ),
+    "instance_type": Param(
+        "ml.m5.xlarge",
+        type="string",
+        enum=list(registry_requests.INSTANCE_TYPES),
+        title="Transform instance type",
+        description="Instance type of the batch transform job (aws; ignored locally).",
     ),
 }
