@@ -6,8 +6,8 @@ import json
 import random
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from include.jobs import prepare
