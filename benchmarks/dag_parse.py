@@ -17,13 +17,13 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 RUNS = int(os.environ.get("BENCH_RUNS", "7"))
-EMPTY_DAG = '''
+EMPTY_DAG = """
 import pendulum
 from airflow.sdk import DAG
 
 with DAG(dag_id="empty", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC")):
     pass
-'''
+"""
 TIMER = (
     "import runpy, sys, time; t = time.perf_counter(); runpy.run_path(sys.argv[1]);"
     " print(time.perf_counter() - t)"
@@ -32,8 +32,12 @@ TIMER = (
 
 def parse_seconds(path: Path, env: dict) -> float:
     out = subprocess.run(
-        [sys.executable, "-c", TIMER, str(path)], cwd=REPO, env=env, check=True,
-        capture_output=True, text=True,
+        [sys.executable, "-c", TIMER, str(path)],
+        cwd=REPO,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return float(out.stdout.strip().splitlines()[-1])
 
