@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
 from airflow.providers.amazon.aws.operators import glue_catalog
+from airflow.providers.amazon.aws.operators import sagemaker as sm
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.operators.sagemaker import (
     SageMakerRegisterModelVersionOperator as _RegisterModelVersion,
@@ -72,3 +73,39 @@ class SageMakerCreateFeatureGroupOperator(AwsBaseOperator[SageMakerHook]):
         described = self.hook.conn.describe_feature_group(FeatureGroupName=name)
         described.pop("ResponseMetadata", None)
         return {"FeatureGroup": described}
+
+
+class _KeepExisting:
+    """Mixin: a create that finds its own resource already there (a cleared task re-running)
+    describes and returns it instead of failing. Names are per run, so an existing one is ours."""
+
+    def _existing(self, exc: ClientError) -> bool:
+        message = exc.response["Error"].get("Message", "")
+        return exc.response["Error"]["Code"] == "ValidationException" and "already exist" in message
+
+
+class SageMakerModelOperator(_KeepExisting, sm.SageMakerModelOperator):
+    """The provider's operator; an existing model of the same name is kept (idempotent re-run)."""
+
+    def execute(self, context) -> dict:
+        try:
+            return super().execute(context)
+        except ClientError as exc:
+            if not self._existing(exc):
+                raise
+            self.log.info("Model %s already exists, keeping it.", self.config["ModelName"])
+            return {"Model": sm.serialize(self.hook.describe_model(self.config["ModelName"]))}
+
+
+class SageMakerEndpointConfigOperator(_KeepExisting, sm.SageMakerEndpointConfigOperator):
+    """The provider's operator; an existing endpoint config of the same name is kept."""
+
+    def execute(self, context) -> dict:
+        try:
+            return super().execute(context)
+        except ClientError as exc:
+            if not self._existing(exc):
+                raise
+            name = self.config["EndpointConfigName"]
+            self.log.info("Endpoint config %s already exists, keeping it.", name)
+            return {"EndpointConfig": sm.serialize(self.hook.describe_endpoint_config(name))}

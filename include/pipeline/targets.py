@@ -60,8 +60,10 @@ def _aws(settings: pipeline_settings.Settings) -> SimpleNamespace:
         SageMakerRegisterModelVersionOperator=partial(
             aws_operators.SageMakerRegisterModelVersionOperator, **conn
         ),
-        SageMakerModelOperator=partial(sm.SageMakerModelOperator, **conn),
-        SageMakerEndpointConfigOperator=partial(sm.SageMakerEndpointConfigOperator, **conn),
+        SageMakerModelOperator=partial(aws_operators.SageMakerModelOperator, **conn),
+        SageMakerEndpointConfigOperator=partial(
+            aws_operators.SageMakerEndpointConfigOperator, **conn
+        ),
         SageMakerEndpointOperator=partial(sm.SageMakerEndpointOperator, **waits),
         SageMakerTransformOperator=partial(sm.SageMakerTransformOperator, **waits),
     )
