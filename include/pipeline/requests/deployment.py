@@ -323,6 +323,9 @@ def _dimensions(endpoint_name: str, variant_name: str) -> list[dict]:
     ]
 
 
+ROLLBACK_ALARM_METRIC = "5xx-rate"  # the alarm blue/green updates roll back on
+
+
 def alarm_name(endpoint_name: str, variant_name: str, metric: str) -> str:
     return f"{endpoint_name}-{variant_name}-{metric}"
 
@@ -361,7 +364,7 @@ def rollback_alarm_request(
         }
 
     return {
-        "AlarmName": alarm_name(endpoint_name, variant_name, "5xx-rate"),
+        "AlarmName": alarm_name(endpoint_name, variant_name, ROLLBACK_ALARM_METRIC),
         "AlarmDescription": (
             f"Rolls back {endpoint_name} deployments when {variant_name}'s 5XX error rate "
             f"exceeds {threshold_percent}%"

@@ -60,7 +60,9 @@ def requests(
         wait_seconds=params["traffic_wait_seconds"],
         termination_wait_seconds=0,
         alarm_names=[
-            deployment.alarm_name(endpoint_name, deployment.PRIMARY_VARIANT, "Invocation5XXErrors")
+            deployment.alarm_name(
+                endpoint_name, deployment.PRIMARY_VARIANT, deployment.ROLLBACK_ALARM_METRIC
+            )
         ],
     )
     endpoint = deployment.endpoint_operator_config(

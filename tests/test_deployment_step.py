@@ -1,0 +1,63 @@
+"""The deployment step's requests from the run's Params: valid, and consistent with each other."""
+
+from __future__ import annotations
+
+import pytest
+
+from include.pipeline import settings
+from include.pipeline.params import PARAMS
+from include.pipeline.requests import deployment
+from include.pipeline.tasks import deployment as step
+from tests.aws_model import assert_valid
+
+DEFAULTS = {name: param.value for name, param in PARAMS.items()}
+MODEL_URL = "s3://reviews-pipeline/runs/r1/training/train-1/output/model.tar.gz"
+
+
+def build(strategy: str, champion: str | None) -> dict:
+    params = {**DEFAULTS, "deployment_strategy": strategy}
+    return step.requests(
+        settings.load(), params, run_id="r1", model_data_url=MODEL_URL, champion_model=champion
+    )
+
+
+@pytest.mark.parametrize("strategy", ["all_at_once", "canary", "linear", "shadow"])
+@pytest.mark.parametrize("champion", [None, "reviews-sentiment-0ld"])
+def test_requests_validate_against_botocore(strategy, champion):
+    built = build(strategy, champion)
+    assert_valid("sagemaker", "CreateModel", built["model"])
+    assert_valid("sagemaker", "CreateEndpointConfig", built["endpoint_config"])
+    assert_valid("sagemaker", "CreateEndpoint", built["endpoint"])
+    assert built["model"]["PrimaryContainer"]["ModelDataUrl"] == MODEL_URL
+
+
+def test_first_deploy_has_no_traffic_shifting_and_updates_shift_as_asked():
+    assert "DeploymentConfig" not in build("canary", None)["endpoint"]
+    policy = build("canary", "reviews-sentiment-0ld")["endpoint"]["DeploymentConfig"]
+    routing = policy["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]
+    assert routing["Type"] == "CANARY"
+    assert routing["CanarySize"] == {
+        "Type": "CAPACITY_PERCENT",
+        "Value": DEFAULTS["canary_percent"],
+    }
+    assert routing["WaitIntervalInSeconds"] == DEFAULTS["traffic_wait_seconds"]
+
+
+def test_rollback_watches_the_alarm_the_step_creates():
+    policy = build("linear", "reviews-sentiment-0ld")["endpoint"]["DeploymentConfig"]
+    watched = [a["AlarmName"] for a in policy["AutoRollbackConfiguration"]["Alarms"]]
+    created = deployment.rollback_alarm_request(
+        endpoint_name=DEFAULTS["endpoint_name"],
+        variant_name=deployment.PRIMARY_VARIANT,
+        threshold_percent=5,
+    )
+    assert watched == [created["AlarmName"]]
+    assert_valid("cloudwatch", "PutMetricAlarm", created)
+
+
+def test_shadow_keeps_the_champion_serving_and_mirrors_to_the_new_model():
+    config = build("shadow", "reviews-sentiment-0ld")["endpoint_config"]
+    assert [v["ModelName"] for v in config["ProductionVariants"]] == ["reviews-sentiment-0ld"]
+    assert [v["ModelName"] for v in config["ShadowProductionVariants"]] == [
+        step.resource_name(DEFAULTS["endpoint_name"], "r1")
+    ]
