@@ -69,6 +69,7 @@ def sample_run(airflow_db, tmp_path_factory):
 def test_run_succeeds_and_writes_the_summary(sample_run):
     _, summary, _ = sample_run
     assert summary["state"] == "success" and summary["failed_tasks"] == []
+    assert summary["started_at"] < summary["finished_at"]
     ingestion_entry = summary["ingestion"]
     assert ingestion_entry["rows"] == 600 and ingestion_entry["quarantined"] == 0
     assert sum(ingestion_entry["by_sentiment"].values()) == 600

@@ -27,7 +27,15 @@ def summary_uri(settings: Settings, run_id: str) -> str:
     return settings.run_uri(run_id, "summary.json")
 
 
-def write(settings: Settings, *, run_id: str, dag_id: str, steps: dict, states: dict) -> str:
+def write(
+    settings: Settings,
+    *,
+    run_id: str,
+    dag_id: str,
+    steps: dict,
+    states: dict,
+    started_at: str | None = None,
+) -> str:
     """Write the summary; ``steps`` maps step name -> its result (None when it did not run)."""
     unknown = set(steps) - set(STEPS)
     assert not unknown, f"unknown summary steps {unknown}"
@@ -36,6 +44,7 @@ def write(settings: Settings, *, run_id: str, dag_id: str, steps: dict, states: 
         "run_id": run_id,
         "dag_id": dag_id,
         "target": settings.target,
+        "started_at": started_at,
         "finished_at": datetime.now(UTC).isoformat(),
         "state": "failed" if failed else "success",
         "failed_tasks": failed,
@@ -161,7 +170,15 @@ def write_from_task(settings: Settings, *, ti, dag_run, params: dict) -> str:
         return ti.xcom_pull(task_ids=task_id, key=key) if key else ti.xcom_pull(task_ids=task_id)
 
     steps = collect(settings, pull, params, run_id)
-    uri = write(settings, run_id=run_id, dag_id=ti.dag_id, steps=steps, states=states)
+    started = getattr(dag_run, "start_date", None)
+    uri = write(
+        settings,
+        run_id=run_id,
+        dag_id=ti.dag_id,
+        steps=steps,
+        states=states,
+        started_at=started.isoformat() if started else None,
+    )
     print(f"Run summary: {uri}")
     return uri
 
