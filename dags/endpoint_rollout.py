@@ -29,34 +29,30 @@ server on `local`.
 from __future__ import annotations
 
 import os
-from datetime import timedelta
 
-import pendulum
 from airflow.sdk import DAG, XComArg, chain, task
 
 from include.pipeline import settings as pipeline_settings
 from include.pipeline import targets
+from include.pipeline.dag_defaults import DEFAULT_ARGS, START_DATE
 from include.pipeline.params import ROLLOUT_PARAMS
 
 SETTINGS = pipeline_settings.load()
 ops = targets.operators(SETTINGS)
-_SCHEDULE = os.environ.get("PIPELINE_ROLLOUT_SCHEDULE", "@hourly").strip()
 
 with DAG(
     dag_id="endpoint_rollout",
     description="Captured traffic and rewards -> promote / roll back / bandit weights",
     doc_md=__doc__,
-    schedule=None if _SCHEDULE.lower() in ("", "none", "null") else _SCHEDULE,
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    schedule=pipeline_settings.parse_schedule(
+        os.environ.get("PIPELINE_ROLLOUT_SCHEDULE", "@hourly")
+    ),
+    start_date=START_DATE,
     catchup=False,
     max_active_runs=1,  # one decision at a time per endpoint
     params=ROLLOUT_PARAMS,
     tags=["reviews", "sagemaker", "rollout", "mlops", SETTINGS.target],
-    default_args={
-        "owner": "mlops",
-        "retries": 2,
-        "retry_delay": timedelta(seconds=20),
-    },
+    default_args=DEFAULT_ARGS,
 ) as dag:
 
     @task.short_circuit(task_id="describe_endpoint")

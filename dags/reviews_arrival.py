@@ -20,13 +20,11 @@ arrives twice starts one pipeline run.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-import pendulum
 from airflow.sdk import DAG, task
 
 from include.pipeline import arrival
 from include.pipeline import settings as pipeline_settings
+from include.pipeline.dag_defaults import DEFAULT_ARGS, START_DATE
 
 SETTINGS = pipeline_settings.load()
 INCOMING = arrival.incoming_asset(SETTINGS)
@@ -37,11 +35,11 @@ with DAG(
     description="New raw review files -> dedup by content hash -> reviews_raw asset event",
     doc_md=__doc__,
     schedule=[INCOMING],
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    start_date=START_DATE,
     catchup=False,
     max_active_runs=1,  # markers are checked and written by one run at a time
     tags=["reviews", "arrival", "mlops", SETTINGS.target],
-    default_args={"owner": "mlops", "retries": 2, "retry_delay": timedelta(seconds=10)},
+    default_args=DEFAULT_ARGS,
 ) as dag:
 
     @task.short_circuit(task_id="find_new_arrivals")

@@ -22,13 +22,11 @@ endpoint service and transform engine on `local`.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-import pendulum
 from airflow.sdk import DAG, chain, task
 
 from include.pipeline import settings as pipeline_settings
 from include.pipeline import targets
+from include.pipeline.dag_defaults import DEFAULT_ARGS, START_DATE
 from include.pipeline.params import BATCH_SCORING
 
 SETTINGS = pipeline_settings.load()
@@ -39,15 +37,11 @@ with DAG(
     description="A file of new reviews -> batch transform with an approved model -> label counts",
     doc_md=__doc__,
     schedule=None,
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    start_date=START_DATE,
     catchup=False,
     params=BATCH_SCORING,
     tags=["reviews", "sagemaker", "batch-transform", "mlops", SETTINGS.target],
-    default_args={
-        "owner": "mlops",
-        "retries": 2,
-        "retry_delay": timedelta(seconds=20),
-    },
+    default_args=DEFAULT_ARGS,
 ) as dag:
 
     @task(task_id="prepare_input")

@@ -25,13 +25,11 @@ empty for the generated sample. New files in `s3://<bucket>/incoming/` start it 
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-import pendulum
 from airflow.sdk import DAG, chain, task, teardown
 
 from include.pipeline import arrival, targets
 from include.pipeline import settings as pipeline_settings
+from include.pipeline.dag_defaults import DEFAULT_ARGS, START_DATE
 from include.pipeline.params import PARAMS
 from include.pipeline.requests import catalog
 
@@ -44,19 +42,13 @@ with DAG(
     description="Raw product reviews -> catalog -> bias -> features -> model -> endpoint",
     doc_md=__doc__,
     schedule=arrival.main_schedule(SETTINGS),
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
     params=PARAMS,
     tags=["reviews", "sagemaker", "mlops", SETTINGS.target],
     template_searchpath=[str(pipeline_settings.REPO_ROOT / "include" / "sql")],
-    default_args={
-        "owner": "mlops",
-        "retries": 2,
-        "retry_delay": timedelta(seconds=20),
-        "retry_exponential_backoff": True,
-        "max_retry_delay": timedelta(minutes=10),
-    },
+    default_args=DEFAULT_ARGS,
 ) as dag:
     # ----------------------------------------------------------------- ingest, catalog, stats
     @task(task_id="ingest_reviews")

@@ -88,6 +88,12 @@ def default_model(target: str) -> str:
     return str(root)
 
 
+def parse_schedule(text: str) -> str | None:
+    """A schedule setting: a cron expression or preset, or none / empty for no schedule."""
+    text = text.strip()
+    return None if text.lower() in ("", "none", "null") else text
+
+
 def load(env: dict | None = None) -> Settings:
     """Settings from the environment (``PIPELINE_*``), falling back to the AWS connection extra."""
     env = dict(os.environ if env is None else env)
@@ -96,7 +102,6 @@ def load(env: dict | None = None) -> Settings:
         raise ValueError(f"PIPELINE_TARGET={target!r} is not one of {', '.join(TARGETS)}")
     conn_id = env.get("PIPELINE_AWS_CONN_ID", "aws_default")
     extra = _connection_extra(env, conn_id)
-    schedule = env.get("PIPELINE_SCHEDULE", "@daily").strip()
     return Settings(
         target=target,
         lake=Path(env.get("PIPELINE_LAKE") or REPO_ROOT / ".lake").expanduser().resolve(),
@@ -110,7 +115,7 @@ def load(env: dict | None = None) -> Settings:
         or "arn:aws:iam::000000000000:role/SageMakerExecutionRole",
         aws_conn_id=conn_id,
         glue_database=env.get("PIPELINE_GLUE_DATABASE", "dsoaws"),
-        schedule=None if schedule.lower() in ("", "none", "null") else schedule,
+        schedule=parse_schedule(env.get("PIPELINE_SCHEDULE", "@daily")),
         endpoint_host=env.get("PIPELINE_ENDPOINT_HOST", "127.0.0.1"),
         endpoint_port=int(env.get("PIPELINE_ENDPOINT_PORT", "8765")),
         pretrained_model=env.get("PIPELINE_PRETRAINED_MODEL", ""),
