@@ -174,12 +174,24 @@ with DAG(
             }
         ],
     )
-    query_training_set = ops.AthenaOperator(
-        task_id="query_training_set",
-        query="training_set_counts.sql",
-        database="sagemaker_featurestore",
-        output_location=catalog.query_output_location(SETTINGS, RUN_ID),
-    )
+
+    @task(task_id="build_training_set_queries", multiple_outputs=True)
+    def build_training_set_queries(feature_group: dict) -> dict:
+        """One query per split over the offline store: the latest record of each review."""
+        from include.pipeline.tasks import features
+
+        return features.training_set_queries(feature_group["FeatureGroup"])
+
+    training_set_queries = build_training_set_queries(create_feature_group.output)
+    query_training_set = [
+        ops.AthenaOperator(
+            task_id=f"query_training_set_{split}",
+            query=training_set_queries[split],
+            database="sagemaker_featurestore",
+            output_location=f"{SETTINGS.run_uri(RUN_ID, 'training-set', split)}/",
+        )
+        for split in ("train", "validation", "test")
+    ]
 
     @task(task_id="build_balanced_bias_request")
     def build_balanced_bias_request(params: dict, run_id=None) -> dict:
@@ -368,7 +380,7 @@ with DAG(
     chain(queries, bias_request, detect_bias, gate, [stop_on_bias(), code])
     chain(code, feature_group, create_feature_group, wait_for_feature_group, prepare_features)
     chain(prepare_features, balanced_bias_request, detect_balanced_bias)
-    chain(prepare_features, query_training_set, training_request)
+    chain(prepare_features, training_set_queries, query_training_set, training_request)
     chain(prepare_features, training_request, train_model, wait_for_debugger_rules)
     chain(wait_for_debugger_rules, evaluation, evaluate_model)
     chain(

@@ -2,8 +2,8 @@
 
 The provider's operators, sensors and deferrable triggers send every request (botocore validates
 each one against the service model before it leaves the client); moto answers them. moto does not
-run containers, so nothing a container would write appears: the test places the prepare job's
-split files itself, and the tasks that read container outputs (the bias gate, evaluation files,
+run containers or SQL, so nothing a container or a query would write appears: the test places the
+training-set query results itself, and the tasks that read container outputs (the bias gate, evaluation files,
 accuracy gate, registration built from them, the smoke test's model answer) are marked success
 with Airflow's ``mark_success_pattern``. Those steps are covered on the local target and by their
 own tests against moto (registration, sensors).
@@ -63,11 +63,11 @@ def aws_run(airflow_db):
         s3.create_bucket(Bucket=BUCKET)
         s3.create_bucket(Bucket="incoming")
         s3.put_object(Bucket="incoming", Key="drops/reviews.csv", Body=sample.csv_bytes())
-        for split in ("train", "validation", "test"):  # what the prepare container writes
+        for split in ("train", "validation", "test"):  # what Athena writes from the offline store
             s3.put_object(
                 Bucket=BUCKET,
-                Key=f"runs/{RUN_ID}/features/{split}/part-algo-1-reviews.parquet",
-                Body=b"written by the prepare container on AWS",
+                Key=f"runs/{RUN_ID}/training-set/{split}/query-result.csv",
+                Body=b"written by Athena from the feature store on AWS",
             )
         conf = {
             "input_uri": "s3://incoming/drops/reviews.csv",
@@ -143,8 +143,13 @@ def test_athena_received_the_rendered_queries(aws_run):
         assert f"raw_hash = '{raw_hash}'" in q["Query"]  # templated from the ingest XCom
         assert q["QueryExecutionContext"]["Database"] == "dsoaws"
         assert q["ResultConfiguration"]["OutputLocation"].startswith(f"s3://{BUCKET}/runs/")
-    (training_set,) = [q for q in queries if "sagemaker_featurestore" in q["Query"]]
-    assert training_set["QueryExecutionContext"]["Database"] == "sagemaker_featurestore"
+    training_set = [q for q in queries if "sagemaker_featurestore" in q["Query"]]
+    assert sorted(
+        q["ResultConfiguration"]["OutputLocation"].split("/")[-2] for q in training_set
+    ) == ["test", "train", "validation"]
+    assert {q["QueryExecutionContext"]["Database"] for q in training_set} == {
+        "sagemaker_featurestore"
+    }
 
 
 def test_sagemaker_received_the_jobs_feature_group_and_endpoint(aws_run):

@@ -96,10 +96,10 @@ def test_every_step_reports_what_it_produced(sample_run):
         assert lake_paths.resolve(report["report_uri"], lake).exists()
     features = summary["features"]
     assert features["train"] > features["validation"] > 0 and features["test"] > 0
-    counts = pd.read_csv(lake_paths.resolve(features["training_set_query"], lake))
-    assert counts.set_index("split_type")["count_reviews"].to_dict() == {
-        k: features[k] for k in ("test", "train", "validation")
-    }
+    # The training set the model saw was built from the Feature Store by Athena-shaped queries.
+    for split in ("train", "validation", "test"):
+        rows = pd.read_csv(lake_paths.resolve(features["training_set"][split], lake))
+        assert len(rows) == features[split] and set(rows["split_type"]) == {split}
     training = summary["training"]
     assert {r["RuleConfigurationName"] for r in training["rule_statuses"]} == {
         "LossNotDecreasing",
@@ -157,11 +157,8 @@ def test_rerun_on_the_same_file_stores_the_raw_copy_once(sample_run, tmp_path):
     # The same reviews again: the offline store's training set has no duplicates, and the
     # registry gets a second version (a new model), not a copy of the first.
     assert second["features"]["train"] == first["features"]["train"]
-    counts = pd.read_csv(lake_paths.resolve(second["features"]["training_set_query"], lake))
-    assert (
-        counts.set_index("split_type")["count_reviews"].to_dict()["train"]
-        == (first["features"]["train"])
-    )
+    train_set = pd.read_csv(lake_paths.resolve(second["features"]["training_set"]["train"], lake))
+    assert len(train_set) == first["features"]["train"] and train_set["review_id"].is_unique
     assert second["registration"]["model_package_arn"].endswith("/reviews-sentiment/2")
 
 

@@ -269,7 +269,7 @@ def test_missing_column_and_too_long_rows_are_clear_errors(job, tiny_model, tmp_
     with pytest.raises(ValueError, match="padded to 16 tokens but max_seq_length is 8"):
         train.main(args(tiny_model, max_seq_length=8))
     (tmp_path / "empty").mkdir()
-    with pytest.raises(data.SplitDataError, match="no .parquet or .jsonl files"):
+    with pytest.raises(data.SplitDataError, match="no .parquet or .jsonl or .csv files"):
         train.main([*args(tiny_model), "--train", str(tmp_path / "empty")])
 
 
@@ -293,3 +293,23 @@ def test_batches_cover_every_row_once_and_grouping_cuts_padding(tmp_path):
     assert cells[0] < cells[1] < split.input_ids.size
     again = train.batches(split, 8, shuffle_seed=3, group_by_length=True)
     assert all(a[0].equal(b[0]) for a, b in zip(again, grouped, strict=True))
+
+
+def test_the_feature_store_training_set_csv_loads_like_the_prepare_split(tmp_path):
+    """Athena's result of the training-set query: ids as the feature's JSON text, no mask."""
+    rows = make_rows(5, 2)
+    parquet = data.load_split(write_split(tmp_path / "parquet", rows))
+    csv_dir = tmp_path / "athena"
+    csv_dir.mkdir()
+    lines = ['"review_id","label_id","input_ids"']
+    for rid, label, ids in zip(rows["review_id"], rows["label_id"], rows["input_ids"], strict=True):
+        lines.append(f'"{rid}","{label}","[{", ".join(map(str, ids))}]"')
+    (csv_dir / "0b5c.csv").write_text("\n".join(lines) + "\n")
+    (csv_dir / "0b5c.csv.metadata").write_bytes(b"\x00athena")  # Athena writes one beside it
+    from_csv = data.load_split(csv_dir, pad_token_id=0)
+    assert from_csv.input_ids.tolist() == parquet.input_ids.tolist()
+    assert from_csv.attention_mask.tolist() == parquet.attention_mask.tolist()
+    assert from_csv.label_ids.tolist() == parquet.label_ids.tolist()
+    (csv_dir / "bad.csv").write_text('"review_id","label_id","input_ids"\n"x","1","not json"\n')
+    with pytest.raises(data.SplitDataError, match="bad.csv: line 2: column 'input_ids'"):
+        data.load_split(csv_dir)

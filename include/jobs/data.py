@@ -21,7 +21,9 @@ import numpy as np
 LABELS = (-1, 0, 1)
 MODEL_COLUMNS = ("input_ids", "attention_mask", "label_id")
 ID_COLUMN = "review_id"
-SPLIT_SUFFIXES = (".parquet", ".jsonl")
+# Parquet/JSON lines from the prepare job; CSV from the Athena query that builds the training
+# set out of the Feature Store's offline store (input_ids as the feature's JSON text, no mask).
+SPLIT_SUFFIXES = (".parquet", ".jsonl", ".csv")
 
 
 class SplitDataError(ValueError):
@@ -81,7 +83,34 @@ def split_files(folder: str | Path) -> list[Path]:
     return files
 
 
-def _read_rows(path: Path) -> dict[str, list]:
+def _read_csv_rows(path: Path, pad_token_id: int) -> dict[str, list]:
+    """An Athena result of the training-set query: the mask is where the ids are not padding."""
+    import csv
+
+    rows: dict[str, list] = {c: [] for c in (*MODEL_COLUMNS, ID_COLUMN)}
+    with path.open(encoding="utf-8", newline="") as fh:
+        reader = csv.DictReader(fh)
+        missing = [c for c in ("input_ids", "label_id") if c not in (reader.fieldnames or [])]
+        if missing:
+            raise SplitDataError(f"{path}: missing column(s) {missing}; has {reader.fieldnames}")
+        for number, record in enumerate(reader, start=2):
+            try:
+                ids = [int(v) for v in json.loads(record["input_ids"])]
+                label = int(record["label_id"])
+            except (ValueError, TypeError) as err:
+                raise SplitDataError(
+                    f"{path}: line {number}: column 'input_ids' or 'label_id' is not usable: {err}"
+                ) from None
+            rows["input_ids"].append(ids)
+            rows["attention_mask"].append([int(i != pad_token_id) for i in ids])
+            rows["label_id"].append(label)
+            rows[ID_COLUMN].append(record.get(ID_COLUMN))
+    return rows
+
+
+def _read_rows(path: Path, pad_token_id: int = 0) -> dict[str, list]:
+    if path.suffix == ".csv":
+        return _read_csv_rows(path, pad_token_id)
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
@@ -130,15 +159,18 @@ def _check_rows(path: Path, rows: dict[str, list], width: int | None) -> int:
     return width or 0
 
 
-def load_split(folder: str | Path) -> Split:
-    """Every row of every split file in ``folder``, validated, as a :class:`Split`."""
+def load_split(folder: str | Path, pad_token_id: int = 0) -> Split:
+    """Every row of every split file in ``folder``, validated, as a :class:`Split`.
+
+    ``pad_token_id`` (the tokenizer's) rebuilds the attention mask of CSV rows, which carry none.
+    """
     ids: list = []
     masks: list = []
     labels: list = []
     review_ids: list[str] = []
     width: int | None = None
     for path in split_files(folder):
-        rows = _read_rows(path)
+        rows = _read_rows(path, pad_token_id)
         if not rows["label_id"]:
             continue
         width = _check_rows(path, rows, width)

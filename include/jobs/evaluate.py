@@ -155,10 +155,13 @@ def _atomic_write(path: Path, write) -> None:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     ensure_requirements("transformers", "pyarrow", "matplotlib")
-    split = load_split(args.test_path)
-    log(f"test split: {len(split)} rows from {args.test_path}")
     with tempfile.TemporaryDirectory() as scratch:
         folder = model_folder(Path(args.model_path), Path(scratch))
+        from transformers import AutoTokenizer
+
+        pad = AutoTokenizer.from_pretrained(folder).pad_token_id or 0
+        split = load_split(args.test_path, pad_token_id=pad)
+        log(f"test split: {len(split)} rows from {args.test_path}")
         preds = predict(folder, split, args.batch_size)
     labels = [str(label) for label in LABELS]
     report = classification_report(split.label_ids.tolist(), preds, labels)

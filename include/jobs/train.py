@@ -115,8 +115,8 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def load_channel(folder: str, name: str, max_seq_length: int) -> Split:
-    split = load_split(folder)
+def load_channel(folder: str, name: str, max_seq_length: int, pad_token_id: int = 0) -> Split:
+    split = load_split(folder, pad_token_id=pad_token_id)
     if split.seq_length > max_seq_length:
         raise ValueError(
             f"channel {name!r} ({folder}): rows are padded to {split.seq_length} tokens but"
@@ -309,8 +309,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     set_seed(args.seed)
     dev = device()
-    train = load_channel(args.train, "train", args.max_seq_length)
-    validation = load_channel(args.validation, "validation", args.max_seq_length)
+    tokenizer = AutoTokenizer.from_pretrained(args.pretrained_model)
+    pad = tokenizer.pad_token_id or 0
+    train = load_channel(args.train, "train", args.max_seq_length, pad)
+    validation = load_channel(args.validation, "validation", args.max_seq_length, pad)
     val_batches = batches(
         validation, args.validation_batch_size, limit=args.validation_steps_per_epoch
     )
@@ -319,7 +321,6 @@ def main(argv: list[str] | None = None) -> dict:
         steps_per_epoch = min(steps_per_epoch, args.train_steps_per_epoch)
     total_steps = steps_per_epoch * args.epochs
 
-    tokenizer = AutoTokenizer.from_pretrained(args.pretrained_model)
     model = build_model(args.pretrained_model, args.freeze_bert_layer).to(dev)
     loss_fn = torch.nn.CrossEntropyLoss()
     optimizer = torch.optim.AdamW(

@@ -70,12 +70,19 @@ def prepare_request(
     )
 
 
-def split_uri(settings: Settings, run_id: str, split: str) -> str:
-    if split not in features.SPLITS:
-        raise ValueError(f"split {split!r} is not one of {features.SPLITS}")
-    return f"{prepare_output_uri(settings, run_id)}/{split}/"
-
-
 def balanced_uri(settings: Settings, run_id: str) -> str:
     """The balanced rows as CSV (prepare's ``sentiment-balanced`` output), for the bias report."""
     return f"{prepare_output_uri(settings, run_id)}/balanced/"
+
+
+def training_set_queries(feature_group: dict) -> dict[str, str]:
+    """The training-set SQL of each split, over the Glue table SageMaker made for the group."""
+    table = feature_group["OfflineStoreConfig"]["DataCatalogConfig"]["TableName"]
+    return {split: features.training_set_sql(table, split) for split in features.SPLITS}
+
+
+def training_set_uri(settings: Settings, run_id: str, split: str) -> str:
+    """Where the training-set query of ``split`` leaves its result: a training channel."""
+    if split not in features.SPLITS:
+        raise ValueError(f"split {split!r} is not one of {features.SPLITS}")
+    return f"{settings.run_uri(run_id, 'training-set', split)}/"

@@ -68,6 +68,8 @@ def collect(settings: Settings, pull, params: dict, run_id: str) -> dict:
     A step that did not run (or was skipped by a gate) gets no entry, or its ``skipped`` reason.
     """
     from include.pipeline.requests.catalog import QUERIES, query_output_location
+    from include.pipeline.requests.features import SPLITS
+    from include.pipeline.tasks.features import training_set_uri
 
     output = query_output_location(settings, run_id)
     steps: dict = {}
@@ -94,12 +96,16 @@ def collect(settings: Settings, pull, params: dict, run_id: str) -> dict:
     if feature_group and prepared:
         store = feature_group["OfflineStoreConfig"]["S3StorageConfig"]
         splits = prepared.get("OutputFiles", {}).get("prepare", {}).get("splits", {})
-        training_set = pull("query_training_set")
+        training_set = {split: pull(f"query_training_set_{split}") for split in SPLITS}
         steps["features"] = {
-            **{split: splits.get(split) for split in ("train", "validation", "test")},
+            **{split: splits.get(split) for split in SPLITS},
             "feature_group": feature_group["FeatureGroupName"],
             "offline_store_uri": _first(store.get("ResolvedOutputS3Uri"), store.get("S3Uri")),
-            "training_set_query": f"{output}{training_set}.csv" if training_set else None,
+            "training_set": {
+                split: f"{training_set_uri(settings, run_id, split)}{qid}.csv"
+                for split, qid in training_set.items()
+                if qid
+            },
         }
 
     trained = (pull("train_model") or {}).get("Training")
