@@ -34,8 +34,9 @@ $(AIRFLOW_HOME)/airflow.db: | venv
 demo: venv airflow-db
 	$(BIN)/python -m include.pipeline.demo --input "$(INPUT)"
 
-## Install and run the whole test suite.
+## Install and run the whole test suite (starts / installs the services it uses when it can).
 test: venv
+	@bash scripts/test_services.sh
 	$(BIN)/python -m pytest
 
 ## The Airflow UI (api-server, scheduler, dag-processor, triggerer) at http://127.0.0.1:8080.
