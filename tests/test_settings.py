@@ -55,6 +55,12 @@ def test_environment_overrides_and_connection_extra_fallback(tmp_path):
     assert (explicit.bucket, explicit.region) == ("b2", "us-west-2")
 
 
+def test_a_prefix_namespaces_every_key_in_a_shared_bucket():
+    s = settings.load({"PIPELINE_BUCKET": "shared", "PIPELINE_PREFIX": "/teams/reviews/"})
+    assert s.s3_uri("raw", "x.csv") == "s3://shared/teams/reviews/raw/x.csv"
+    assert s.run_uri("r1", "summary.json") == "s3://shared/teams/reviews/runs/r1/summary.json"
+
+
 def test_an_unknown_target_is_refused_by_name():
     with pytest.raises(ValueError, match="PIPELINE_TARGET='gcp' is not one of local, aws"):
         settings.load({"PIPELINE_TARGET": "gcp"})

@@ -169,9 +169,8 @@ def run_ids(settings: pipeline_settings.Settings | None = None) -> list[str]:
         return (
             sorted(p.parent.name for p in root.glob(f"*/{SUMMARY_NAME}")) if root.is_dir() else []
         )
-    prefixes = _s3_hook(s).list_prefixes(
-        bucket_name=s.bucket, prefix=f"{RUNS_PREFIX}/", delimiter="/"
-    )
+    _, runs_key = local_lake.split_s3_uri(s.s3_uri(RUNS_PREFIX))
+    prefixes = _s3_hook(s).list_prefixes(bucket_name=s.bucket, prefix=f"{runs_key}/", delimiter="/")
     return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in prefixes or [])
 
 

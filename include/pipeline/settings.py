@@ -38,6 +38,7 @@ class Settings:
     target: str = "local"
     lake: Path = REPO_ROOT / ".lake"
     bucket: str = "reviews-pipeline"
+    prefix: str = ""  # optional key prefix inside the bucket, for a shared bucket
     region: str = "us-east-1"
     role_arn: str = "arn:aws:iam::000000000000:role/SageMakerExecutionRole"
     aws_conn_id: str = "aws_default"
@@ -53,8 +54,8 @@ class Settings:
         return self.target == "local"
 
     def s3_uri(self, *parts: str) -> str:
-        """``s3://<bucket>/<parts...>``: the one way artifact URIs are formed."""
-        key = "/".join(p.strip("/") for p in parts if p)
+        """``s3://<bucket>/[<prefix>/]<parts...>``: the one way artifact URIs are formed."""
+        key = "/".join(p.strip("/") for p in (self.prefix, *parts) if p)
         return f"s3://{self.bucket}/{key}"
 
     def run_uri(self, run_id: str, *parts: str) -> str:
@@ -106,6 +107,7 @@ def load(env: dict | None = None) -> Settings:
         target=target,
         lake=Path(env.get("PIPELINE_LAKE") or REPO_ROOT / ".lake").expanduser().resolve(),
         bucket=env.get("PIPELINE_BUCKET") or extra.get("pipeline_bucket") or "reviews-pipeline",
+        prefix=(env.get("PIPELINE_PREFIX") or extra.get("pipeline_prefix") or "").strip("/"),
         region=env.get("PIPELINE_REGION")
         or extra.get("region_name")
         or env.get("AWS_DEFAULT_REGION")
