@@ -411,3 +411,22 @@ def test_ensure_server_starts_one_detached_server(tmp_path):
     while endpoint_client.ping(url) is not None:
         assert time.monotonic() < deadline
         time.sleep(0.1)
+
+
+def test_an_update_to_a_config_without_shadow_or_capture_drops_them(lake):
+    """DescribeEndpoint shows the fleet that serves now: nothing stale from the old config."""
+    running = start_server(lake, config=ServiceConfig(max_body_bytes=MAX_BODY))
+    try:
+        sm = boto("sagemaker", running.url)
+        deploy(sm, "slimming", config_request("slimming-v1", "s3://bucket/capture"))
+        plain = config_request("slimming-v2")
+        del plain["ShadowProductionVariants"]
+        sm.create_endpoint_config(**plain)
+        sm.update_endpoint(EndpointName="slimming", EndpointConfigName="slimming-v2")
+        described = wait_settled(sm, "slimming")
+        assert described["EndpointConfigName"] == "slimming-v2"
+        assert "ShadowProductionVariants" not in described
+        assert "DataCaptureConfig" not in described
+        assert [v["VariantName"] for v in described["ProductionVariants"]] == ["Blue", "Red"]
+    finally:
+        running.stop()

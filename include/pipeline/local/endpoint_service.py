@@ -176,7 +176,7 @@ class EndpointService:
                 doc.pop("FailureReason", None)
             else:
                 doc["FailureReason"] = reason
-            doc.update(self._fleet_summary(traffic.live))
+            self._apply_fleet(doc, traffic.live)
             doc["EndpointStatus"] = "InService"
             self.store.put_endpoint(doc)
         self._release_unused_models()
@@ -213,7 +213,7 @@ class EndpointService:
                     variant.weight = new_weights[variant.name]
                     if "DesiredInstanceCount" in item:
                         variant.instance_count = int(item["DesiredInstanceCount"])
-            doc.update(self._fleet_summary(traffic.live))
+            self._apply_fleet(doc, traffic.live)
             self.store.put_endpoint(doc)
         return {"EndpointArn": doc["EndpointArn"]}
 
@@ -245,6 +245,13 @@ class EndpointService:
             else:
                 doc.pop("FailureReason", None)
             self.store.put_endpoint(doc)
+
+    @classmethod
+    def _apply_fleet(cls, doc: dict, fleet: Fleet) -> None:
+        """Describe ``fleet`` in the endpoint document; keys the new fleet lacks are removed."""
+        for key in ("ProductionVariants", "ShadowProductionVariants", "DataCaptureConfig"):
+            doc.pop(key, None)
+        doc.update(cls._fleet_summary(fleet))
 
     @staticmethod
     def _fleet_summary(fleet: Fleet) -> dict:
