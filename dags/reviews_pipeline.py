@@ -150,7 +150,7 @@ with DAG(
             SETTINGS,
             params,
             run_id=dag_run.run_id,
-            event_time=dag_run.run_after.isoformat(),
+            event_time=features.event_time(dag_run.run_after),
             dataset_uri=ingested["dataset_csv_uri"].rsplit("/", 1)[0] + "/",
             code_uri=code["code_uri"],
         )
@@ -176,11 +176,13 @@ with DAG(
     )
 
     @task(task_id="build_training_set_queries", multiple_outputs=True)
-    def build_training_set_queries(feature_group: dict) -> dict:
+    def build_training_set_queries(feature_group: dict, dag_run=None) -> dict:
         """One query per split over the offline store: the latest record of each review."""
         from include.pipeline.tasks import features
 
-        return features.training_set_queries(feature_group["FeatureGroup"])
+        return features.training_set_queries(
+            feature_group["FeatureGroup"], features.event_time(dag_run.run_after)
+        )
 
     training_set_queries = build_training_set_queries(create_feature_group.output)
     query_training_set = [

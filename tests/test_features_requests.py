@@ -155,3 +155,11 @@ def test_image_uris_come_from_the_sdk_tables():
     assert "sagemaker-clarify-processing" in image_uri("clarify", "us-west-2")
     with pytest.raises(ValueError, match="nonexistent"):
         image_uri("nonexistent", "us-east-1")
+
+
+def test_training_set_sql_keeps_one_runs_records_only():
+    sql = features.training_set_sql("reviews_fg_1", "train", event_time="2026-11-28T17:00:00Z")
+    assert sql.rstrip().endswith("AND event_time = '2026-11-28T17:00:00Z'\nORDER BY review_id")
+    assert "event_time =" not in features.training_set_sql("reviews_fg_1", "train")
+    with pytest.raises(ValueError, match='event_time "x\' OR 1=1" is not like'):
+        features.training_set_sql("reviews_fg_1", "train", event_time="x' OR 1=1")

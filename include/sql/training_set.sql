@@ -1,7 +1,8 @@
 -- One split of the training set from the feature group's offline store: the latest record of
 -- each review_id (re-ingestion appends rows; this keeps one), deleted records left out.
 -- Runs unchanged on Athena (Glue table of the offline store) and locally on DuckDB.
--- Placeholders: {database}, {table}, {split_type}.
+-- Placeholders: {database}, {table}, {split_type}, {event_time_filter} (one run's records, so a
+-- training set never mixes data tokenized by different runs' settings).
 SELECT review_id, event_time, sentiment, label_id, input_ids, review_body, split_type,
        product_category
 FROM (
@@ -14,5 +15,5 @@ FROM (
 )
 WHERE record_rank = 1
   AND NOT is_deleted
-  AND split_type = '{split_type}'
+  AND split_type = '{split_type}'{event_time_filter}
 ORDER BY review_id

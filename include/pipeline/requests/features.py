@@ -177,16 +177,32 @@ def put_record_request(feature_group_name: str, record: dict) -> dict:
     return {"FeatureGroupName": feature_group_name, "Record": to_record(record)}
 
 
-def training_set_sql(table: str, split_type: str, database: str = FEATURE_STORE_DATABASE) -> str:
-    """``include/sql/training_set.sql`` for one split of the offline store table."""
+_EVENT_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
+
+
+def training_set_sql(
+    table: str,
+    split_type: str,
+    database: str = FEATURE_STORE_DATABASE,
+    event_time: str | None = None,
+) -> str:
+    """``include/sql/training_set.sql`` for one split of the offline store table; with
+    ``event_time``, only the records one prepare run ingested (its ``--event-time``)."""
     for what, value in (("table", table), ("database", database)):
         if not _IDENTIFIER.match(value):
             raise ValueError(f"{what} name {value!r} is not a plain identifier")
     if split_type not in SPLITS:
         raise ValueError(f"split_type {split_type!r} is not one of {SPLITS}")
     text = TRAINING_SET_SQL.read_text()
+    if event_time is not None and not _EVENT_TIME.match(event_time):
+        raise ValueError(f"event_time {event_time!r} is not like 2026-01-31T12:00:00Z")
     body = "\n".join(line for line in text.splitlines() if not line.startswith("--"))
-    return body.format(database=database, table=table, split_type=split_type).strip()
+    return body.format(
+        database=database,
+        table=table,
+        split_type=split_type,
+        event_time_filter=f"\n  AND event_time = '{event_time}'" if event_time else "",
+    ).strip()
 
 
 def training_set_query_request(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from include.pipeline.requests import features, images
 from include.pipeline.requests.common import job_name
 from include.pipeline.settings import Settings, default_model
@@ -75,10 +77,19 @@ def balanced_uri(settings: Settings, run_id: str) -> str:
     return f"{prepare_output_uri(settings, run_id)}/balanced/"
 
 
-def training_set_queries(feature_group: dict) -> dict[str, str]:
-    """The training-set SQL of each split, over the Glue table SageMaker made for the group."""
+def event_time(run_after: datetime) -> str:
+    """The event time a run's feature records carry (the prepare job's ``--event-time``)."""
+    return run_after.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def training_set_queries(feature_group: dict, run_event_time: str) -> dict[str, str]:
+    """The training-set SQL of each split over the Glue table SageMaker made for the group:
+    this run's records (latest per review_id), never rows tokenized by another run."""
     table = feature_group["OfflineStoreConfig"]["DataCatalogConfig"]["TableName"]
-    return {split: features.training_set_sql(table, split) for split in features.SPLITS}
+    return {
+        split: features.training_set_sql(table, split, event_time=run_event_time)
+        for split in features.SPLITS
+    }
 
 
 def training_set_uri(settings: Settings, run_id: str, split: str) -> str:
