@@ -77,35 +77,41 @@ class SageMakerCreateFeatureGroupOperator(AwsBaseOperator[SageMakerHook]):
 
 class _KeepExisting:
     """Mixin: a create that finds its own resource already there (a cleared task re-running)
-    describes and returns it instead of failing. Names are per run, so an existing one is ours."""
+    describes and returns it instead of failing. Names are per run, so an existing one is ours.
+
+    Subclasses name the XCom key, the config's name field and the hook's describe method.
+    """
+
+    result_key: str
+    name_field: str
+    describe: str
 
     def _existing(self, exc: ClientError) -> bool:
         message = exc.response["Error"].get("Message", "")
         return exc.response["Error"]["Code"] == "ValidationException" and "already exist" in message
 
-
-class SageMakerModelOperator(_KeepExisting, sm.SageMakerModelOperator):
-    """The provider's operator; an existing model of the same name is kept (idempotent re-run)."""
-
     def execute(self, context) -> dict:
         try:
             return super().execute(context)
         except ClientError as exc:
             if not self._existing(exc):
                 raise
-            self.log.info("Model %s already exists, keeping it.", self.config["ModelName"])
-            return {"Model": sm.serialize(self.hook.describe_model(self.config["ModelName"]))}
+            name = self.config[self.name_field]
+            self.log.info("%s %s already exists, keeping it.", self.result_key, name)
+            return {self.result_key: sm.serialize(getattr(self.hook, self.describe)(name))}
+
+
+class SageMakerModelOperator(_KeepExisting, sm.SageMakerModelOperator):
+    """The provider's operator; an existing model of the same name is kept (idempotent re-run)."""
+
+    result_key, name_field, describe = "Model", "ModelName", "describe_model"
 
 
 class SageMakerEndpointConfigOperator(_KeepExisting, sm.SageMakerEndpointConfigOperator):
     """The provider's operator; an existing endpoint config of the same name is kept."""
 
-    def execute(self, context) -> dict:
-        try:
-            return super().execute(context)
-        except ClientError as exc:
-            if not self._existing(exc):
-                raise
-            name = self.config["EndpointConfigName"]
-            self.log.info("Endpoint config %s already exists, keeping it.", name)
-            return {"EndpointConfig": sm.serialize(self.hook.describe_endpoint_config(name))}
+    result_key, name_field, describe = (
+        "EndpointConfig",
+        "EndpointConfigName",
+        "describe_endpoint_config",
+    )
