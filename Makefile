@@ -45,11 +45,11 @@ ui: venv airflow-db
 
 ## The local SageMaker endpoint service, in the foreground (the demo starts one in the background).
 serve: venv
-	$(BIN)/python -m include.pipeline.local.endpoints
+	$(BIN)/python -m include.pipeline.targets.local.endpoint.host
 
 ## Stop the background endpoint service the demo started.
 stop: venv
-	$(BIN)/python -m include.pipeline.local.endpoint_client stop
+	$(BIN)/python -m include.pipeline.targets.local.endpoint.client stop
 
 lint: venv
 	$(BIN)/ruff check .

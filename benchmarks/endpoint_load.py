@@ -29,8 +29,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from include.jobs import inference  # noqa: E402
-from include.pipeline.local import endpoint_client, models  # noqa: E402
 from include.pipeline.settings import default_model  # noqa: E402
+from include.pipeline.targets.local.endpoint import client as endpoint_client  # noqa: E402
+from include.pipeline.targets.local.endpoint import models  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "womens_clothing_reviews_dev.csv"
 

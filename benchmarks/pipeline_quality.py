@@ -62,7 +62,7 @@ def main() -> None:
     )
     minutes = (time.perf_counter() - started) / 60
     subprocess.run(
-        [python, "-m", "include.pipeline.local.endpoint_client", "stop"],
+        [python, "-m", "include.pipeline.targets.local.endpoint.client", "stop"],
         env=env,
         capture_output=True,
     )

@@ -16,8 +16,12 @@ from airflow.sdk.module_loading import import_string
 
 from include.pipeline import arrival, ingestion, sample
 from include.pipeline import settings as pipeline_settings
-from include.pipeline.local.arrival_trigger import LakeFolderTrigger, is_candidate, stable_new
 from include.pipeline.storage import LocalStorage
+from include.pipeline.targets.local.arrival_trigger import (
+    LakeFolderTrigger,
+    is_candidate,
+    stable_new,
+)
 from tests.aws_model import assert_valid
 from tests.moto_server import moto_server
 

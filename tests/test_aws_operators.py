@@ -19,7 +19,7 @@ def moto_env(monkeypatch):
 
 
 def test_model_and_endpoint_config_creation_are_idempotent(moto_env):
-    from include.pipeline import aws_operators
+    from include.pipeline.targets.aws import operators as aws_operators
 
     model = deployment.model_request(
         model_name="m-1",
@@ -70,7 +70,7 @@ def test_only_the_already_exists_answer_is_kept(code, message, kept):
     so the classification is checked on AWS's own error payload)."""
     from botocore.exceptions import ClientError
 
-    from include.pipeline import aws_operators
+    from include.pipeline.targets.aws import operators as aws_operators
 
     error = ClientError({"Error": {"Code": code, "Message": message}}, "CreateModel")
     assert aws_operators._KeepExisting()._existing(error) is kept

@@ -14,7 +14,10 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from include.pipeline.aws_sensors import SageMakerDebugRulesSensor, SageMakerFeatureGroupSensor
+from include.pipeline.targets.aws.sensors import (
+    SageMakerDebugRulesSensor,
+    SageMakerFeatureGroupSensor,
+)
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/SageMakerExecutionRole"

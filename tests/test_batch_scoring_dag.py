@@ -11,10 +11,11 @@ import pytest
 
 from include.pipeline import settings as pipeline_settings
 from include.pipeline.demo import load_dag
-from include.pipeline.local import endpoint_client, registry
-from include.pipeline.local.lake import atomic_write_bytes, resolve
 from include.pipeline.requests import registry as registry_requests
 from include.pipeline.requests.common import job_name
+from include.pipeline.targets.local.endpoint import client as endpoint_client
+from include.pipeline.targets.local.lake import atomic_write_bytes, resolve
+from include.pipeline.targets.local.sagemaker import registry
 from include.pipeline.tasks import batch_scoring
 from include.pipeline.tasks.registration import MODEL_NAME
 from tests.aws_model import assert_valid

@@ -12,7 +12,7 @@ from include.pipeline.bias_gate import (
     merge_thresholds,
     metric_status,
 )
-from include.pipeline.local.clarify_metrics import PRE_TRAINING_METRICS
+from include.pipeline.targets.local.clarify.metrics import PRE_TRAINING_METRICS
 
 
 def _metric(name, value, error=None):

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from include.pipeline.local.blue_green import traffic_steps
-from include.pipeline.local.endpoints import start_server
+from include.pipeline.targets.local.endpoint.blue_green import traffic_steps
+from include.pipeline.targets.local.endpoint.host import start_server
 from tests.aws_model import assert_valid
 from tests.test_endpoint_server import boto, wait_settled
 from tests.test_inference import (

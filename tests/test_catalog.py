@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from include.pipeline import ingestion, sample, settings
-from include.pipeline.local import athena, catalog, lake
 from include.pipeline.requests import catalog as requests
 from include.pipeline.settings import REPO_ROOT
+from include.pipeline.targets.local import athena, catalog, lake
 from tests.aws_model import assert_valid
 
 SQL = REPO_ROOT / "include" / "sql"

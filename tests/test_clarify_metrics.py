@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from include.pipeline.local.clarify_metrics import (
+from include.pipeline.targets.local.clarify.metrics import (
     PRE_TRAINING_METRICS,
     compute_metrics,
     json_value,

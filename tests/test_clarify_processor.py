@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from include.pipeline.local.clarify import ClarifyInputError, run
 from include.pipeline.requests.bias import analysis_config, bias_job_request
+from include.pipeline.targets.local.clarify.processor import ClarifyInputError, run
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_DATA = REPO.parent / "shared" / "data" / "womens_clothing_reviews_dev.csv"
@@ -187,7 +187,12 @@ def test_empty_cell_error_names_file_and_line(tmp_path):
 
 def test_command_line_like_a_container_entrypoint(small, tmp_path):
     config, data, out = small
-    cmd = [sys.executable, "-m", "include.pipeline.local.clarify", "--analysis-config"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "include.pipeline.targets.local.clarify.processor",
+        "--analysis-config",
+    ]
     done = subprocess.run(
         [*cmd, str(config), "--dataset", str(data.parent), "--output", str(out)],
         cwd=REPO,
@@ -209,7 +214,7 @@ def test_command_line_like_a_container_entrypoint(small, tmp_path):
 
 
 def test_runs_through_the_job_runner_from_the_aws_request(tmp_path):
-    from include.pipeline.local.jobs import run_processing_job
+    from include.pipeline.targets.local.sagemaker.jobs import run_processing_job
 
     lake = tmp_path / "lake"
     root = lake / "bucket" / "runs" / "r1" / "bias"

@@ -6,7 +6,6 @@ from datetime import datetime
 
 import pytest
 
-from include.pipeline.local.debugger import evaluate_rules, rule_failures
 from include.pipeline.requests.training import (
     DEFAULT_RULES,
     PROFILER_RULE,
@@ -14,6 +13,7 @@ from include.pipeline.requests.training import (
     VALIDATION_LOSS,
     rule_configurations,
 )
+from include.pipeline.targets.local.sagemaker.debugger import evaluate_rules, rule_failures
 
 IMAGE = "503895931360.dkr.ecr.us-east-1.amazonaws.com/sagemaker-debugger-rules:latest"
 

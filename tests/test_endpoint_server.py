@@ -16,9 +16,9 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from include.pipeline.local import endpoint_client
-from include.pipeline.local.endpoint_service import ServiceConfig
-from include.pipeline.local.endpoints import start_server
+from include.pipeline.targets.local.endpoint import client as endpoint_client
+from include.pipeline.targets.local.endpoint.host import start_server
+from include.pipeline.targets.local.endpoint.service import ServiceConfig
 from tests.aws_model import assert_valid
 from tests.test_inference import build_tiny_model, register_model
 

@@ -16,8 +16,8 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from include.jobs.feature_records import put_records
-from include.pipeline.local import feature_store as fs
 from include.pipeline.requests.features import feature_group_request, put_record_request
+from include.pipeline.targets.local.featurestore import store as fs
 
 FG = "reviews-fg"
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from include.jobs import inference
-from include.pipeline.local import models
-from include.pipeline.local.batching import MicroBatcher
+from include.pipeline.targets.local.endpoint import models
+from include.pipeline.targets.local.endpoint.batching import MicroBatcher
 from tests.aws_model import assert_valid
 
 REPO = Path(__file__).resolve().parents[1]

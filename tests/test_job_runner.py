@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from include.pipeline.local import jobs
-from include.pipeline.local.lake import atomic_write_bytes, resolve
+from include.pipeline.targets.local.lake import atomic_write_bytes, resolve
+from include.pipeline.targets.local.sagemaker import jobs
 from tests.aws_model import assert_valid
 
 SKLEARN = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"

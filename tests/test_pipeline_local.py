@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from include.pipeline import ingestion, sample
-from include.pipeline.local import lake as lake_paths
+from include.pipeline.targets.local import lake as lake_paths
 from tests.conftest import REPO
 from tests.moto_server import free_port
 

@@ -12,9 +12,9 @@ import pytest
 
 from include.jobs import prepare
 from include.jobs.feature_records import encode_ids
-from include.pipeline.local import jobs
-from include.pipeline.local.lake import atomic_write_bytes, list_files, resolve
 from include.pipeline.requests.features import prepare_job_request
+from include.pipeline.targets.local.lake import atomic_write_bytes, list_files, resolve
+from include.pipeline.targets.local.sagemaker import jobs
 
 REAL_DATA = Path(__file__).resolve().parents[1] / "../shared/data/womens_clothing_reviews_dev.csv"
 WORDS = [

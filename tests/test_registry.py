@@ -12,8 +12,8 @@ import botocore.session
 import pytest
 
 from include.pipeline import registry_cli
-from include.pipeline.local import registry as reg
 from include.pipeline.requests import registry as rq
+from include.pipeline.targets.local.sagemaker import registry as reg
 
 REPO = Path(__file__).resolve().parents[1]
 GROUP = "reviews-sentiment"
@@ -152,7 +152,7 @@ def test_failed_version_rolls_back_a_new_group(tmp_path):
 _WRITER = """
 import sys
 from pathlib import Path
-from include.pipeline.local import registry as reg
+from include.pipeline.targets.local.sagemaker import registry as reg
 lake, name = Path(sys.argv[1]), sys.argv[2]
 for i in range(4):
     request = {

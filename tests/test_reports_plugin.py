@@ -53,7 +53,7 @@ def _confusion_matrix_png() -> bytes:
 
 
 def _register(lake: Path, run_uri: str) -> str:
-    from include.pipeline.local import registry
+    from include.pipeline.targets.local.sagemaker import registry
 
     group = "ReviewsSentiment"
     package = {

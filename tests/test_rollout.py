@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from include.pipeline import rollout as r
-from include.pipeline.local.lake import atomic_write_bytes
+from include.pipeline.targets.local.lake import atomic_write_bytes
 
 START = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -200,8 +200,8 @@ def test_decisions_log_and_weights_plot(tmp_path):
 
 def test_reads_what_the_local_endpoint_captures(tmp_path):
     """Capture written by the local endpoint's CaptureWriter, with our DataCaptureConfig."""
-    from include.pipeline.local.data_capture import CaptureWriter
     from include.pipeline.requests.deployment import data_capture_config
+    from include.pipeline.targets.local.endpoint.data_capture import CaptureWriter
 
     config = data_capture_config("s3://bucket/capture", sampling_percent=100)
     writer = CaptureWriter(tmp_path, seed=0)

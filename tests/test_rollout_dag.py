@@ -13,9 +13,9 @@ import pytest
 
 from include.pipeline import rollout
 from include.pipeline import settings as pipeline_settings
-from include.pipeline.local.endpoints import start_server
-from include.pipeline.local.lake import resolve
 from include.pipeline.requests import deployment
+from include.pipeline.targets.local.endpoint.host import start_server
+from include.pipeline.targets.local.lake import resolve
 from include.pipeline.tasks import rollout as rollout_tasks
 from tests.aws_model import assert_valid
 from tests.conftest import REPO

@@ -25,7 +25,7 @@ import pytest
 
 from include.pipeline import sample
 from include.pipeline.ingestion import content_hash
-from include.pipeline.local import lake as lake_files
+from include.pipeline.targets.local import lake as lake_files
 from tests.conftest import REPO
 from tests.moto_server import free_port
 

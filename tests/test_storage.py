@@ -8,7 +8,7 @@ import boto3
 import pytest
 
 from include.pipeline import storage
-from include.pipeline.local import lake as lake_paths
+from include.pipeline.targets.local import lake as lake_paths
 from tests.moto_server import moto_server
 
 

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from include.pipeline.local import models
-from include.pipeline.local.lake import atomic_write_bytes, resolve
-from include.pipeline.local.transform import payload_batches, run_transform_job
 from include.pipeline.requests.deployment import model_request
 from include.pipeline.requests.transform import transform_job_request
+from include.pipeline.targets.local.endpoint import models
+from include.pipeline.targets.local.lake import atomic_write_bytes, resolve
+from include.pipeline.targets.local.sagemaker.transform import payload_batches, run_transform_job
 from tests.aws_model import assert_valid
 
 REPO = Path(__file__).resolve().parents[1]

@@ -7,7 +7,7 @@ Two assets carry it:
   provider's ``SqsSensorTrigger`` (a ``BaseEventTrigger``; the common-messaging provider's
   ``MessageQueueTrigger`` would wrap the same trigger but is not installed). ``local``: the lake
   folder ``<lake>/<bucket>/incoming/`` is scanned by
-  :class:`~include.pipeline.local.arrival_trigger.LakeFolderTrigger`.
+  :class:`~include.pipeline.targets.local.arrival_trigger.LakeFolderTrigger`.
 - ``reviews_raw`` (``s3://<bucket>/raw/``) is what the ``reviews_arrival`` DAG emits, with extra
   ``{"input_uri": ..., "raw_hash": ...}``, once per new content hash; the main DAG is scheduled
   on it (:func:`main_schedule`) and its ingest task reads the URI back
@@ -72,8 +72,8 @@ def watcher_trigger(settings: Settings, arrival: ArrivalSettings | None = None):
     """The event trigger that watches the incoming prefix; ``None`` on aws without a queue."""
     arrival = arrival or load_arrival_settings()
     if settings.is_local:
-        from include.pipeline.local import lake
-        from include.pipeline.local.arrival_trigger import LakeFolderTrigger
+        from include.pipeline.targets.local import lake
+        from include.pipeline.targets.local.arrival_trigger import LakeFolderTrigger
 
         folder = lake.resolve(incoming_uri(settings), settings.lake)
         return LakeFolderTrigger(

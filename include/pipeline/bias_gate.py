@@ -7,7 +7,7 @@ summary carries the violations. Cheap to import (DAG files use it).
 
 from __future__ import annotations
 
-from include.pipeline.local.clarify_metrics import PRE_TRAINING_METRICS
+from include.pipeline.targets.local.clarify.metrics import PRE_TRAINING_METRICS
 
 GATE_MODES = ("fail", "warn")
 NEAR_FRACTION = 0.8  # a value above this share of its threshold is shown amber in the report

@@ -12,7 +12,7 @@ import sys
 
 from include.pipeline import settings as pipeline_settings
 from include.pipeline import storage
-from include.pipeline.local import lake
+from include.pipeline.targets.local import lake
 from include.pipeline.tasks.summary import render_text, summary_uri
 
 DAG_ID = "reviews_pipeline"

@@ -29,24 +29,24 @@ class LocalRegistry:
         self.lake = lake
 
     def list_model_package_groups(self, request: dict) -> list[dict]:
-        from include.pipeline.local import registry
+        from include.pipeline.targets.local.sagemaker import registry
 
         return registry.list_model_package_groups(self.lake)["ModelPackageGroupSummaryList"]
 
     def list_model_packages(self, request: dict) -> list[dict]:
-        from include.pipeline.local import registry
+        from include.pipeline.targets.local.sagemaker import registry
 
         return registry.list_model_packages(
             request["ModelPackageGroupName"], self.lake, request.get("ModelApprovalStatus")
         )["ModelPackageSummaryList"]
 
     def describe_model_package(self, request: dict) -> dict:
-        from include.pipeline.local import registry
+        from include.pipeline.targets.local.sagemaker import registry
 
         return registry.describe_model_package(request["ModelPackageName"], self.lake)
 
     def update_model_package(self, request: dict) -> dict:
-        from include.pipeline.local import registry
+        from include.pipeline.targets.local.sagemaker import registry
 
         return registry.update_model_package(request, self.lake)
 

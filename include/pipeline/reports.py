@@ -16,7 +16,7 @@ import re
 from typing import Any
 
 from include.pipeline import settings as pipeline_settings
-from include.pipeline.local import lake as local_lake
+from include.pipeline.targets.local import lake as local_lake
 
 log = logging.getLogger(__name__)
 
@@ -286,7 +286,7 @@ def registry_versions(summary: dict, settings=None) -> dict | None:
     if not isinstance(arn, str) or _group_of(arn) is None:
         return None
     if s.is_local:
-        from include.pipeline.local import registry
+        from include.pipeline.targets.local.sagemaker import registry
 
         if not registry.db_path(s.lake).is_file():  # reading must not create the registry
             return None

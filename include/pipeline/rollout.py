@@ -36,7 +36,7 @@ import random
 from collections.abc import Iterable
 from pathlib import Path
 
-from include.pipeline.local.lake import atomic_write_bytes
+from include.pipeline.targets.local.lake import atomic_write_bytes
 
 LABELS = (-1, 0, 1)
 _LABEL_KEYS = ("predicted_label", "label", "prediction", "sentiment")

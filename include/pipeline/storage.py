@@ -1,6 +1,6 @@
 """Reading and writing ``s3://`` URIs on either target, for the Airflow-side steps.
 
-``local``: the lake folder (see :mod:`include.pipeline.local.lake`). ``aws``: S3 through the
+``local``: the lake folder (see :mod:`include.pipeline.targets.local.lake`). ``aws``: S3 through the
 provider's ``S3Hook`` (so credentials and endpoint come from the Airflow connection). The public
 course bucket is read unsigned on both targets, as the course does.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
-from include.pipeline.local import lake
 from include.pipeline.settings import Settings
+from include.pipeline.targets.local import lake
 
 PUBLIC_BUCKETS = frozenset({"dlai-practical-data-science"})
 PUBLIC_RAW_URI = "s3://dlai-practical-data-science/data/raw/womens_clothing_ecommerce_reviews.csv"

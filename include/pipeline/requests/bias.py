@@ -2,15 +2,15 @@
 
 The aws target sends :func:`bias_job_request` with ``SageMakerProcessingOperator`` to the Clarify
 container; the local target hands the identical dict to the job runner, which runs
-:mod:`include.pipeline.local.clarify` on the same config. Container paths and input/output names
+:mod:`include.pipeline.targets.local.clarify.processor` on the same config. Container paths and input/output names
 are the ones the SageMaker SDK's ``SageMakerClarifyProcessor`` uses.
 """
 
 from __future__ import annotations
 
 from include.pipeline import schema as S
-from include.pipeline.local.clarify_metrics import PRE_TRAINING_METRICS
 from include.pipeline.requests.common import processing_input, processing_output
+from include.pipeline.targets.local.clarify.metrics import PRE_TRAINING_METRICS
 
 CONFIG_INPUT_DIR = "/opt/ml/processing/input/config"
 DATA_INPUT_DIR = "/opt/ml/processing/input/data"

@@ -2,7 +2,7 @@
 
 One place for: the metric regexes that read train.py's log lines, the default hyperparameters of
 each target, and the Debugger / profiler rules. The local job runner parses the log with the same
-``MetricDefinitions`` and :mod:`include.pipeline.local.debugger` evaluates the same rules.
+``MetricDefinitions`` and :mod:`include.pipeline.targets.local.sagemaker.debugger` evaluates the same rules.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Batch transform request: score every file under an S3 prefix with a deployed model.
 
 Sent by ``SageMakerTransformOperator`` on ``aws``; executed from the same dict by
-:func:`include.pipeline.local.transform.run_transform_job` locally.
+:func:`include.pipeline.targets.local.sagemaker.transform.run_transform_job` locally.
 """
 
 from __future__ import annotations

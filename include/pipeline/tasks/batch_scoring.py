@@ -134,7 +134,7 @@ class LocalRegistryClient:
         self.lake = lake
 
     def list_model_packages(self, **request) -> dict:
-        from include.pipeline.local import registry
+        from include.pipeline.targets.local.sagemaker import registry
 
         listed = registry.list_model_packages(
             request["ModelPackageGroupName"], self.lake, request.get("ModelApprovalStatus")
@@ -144,7 +144,7 @@ class LocalRegistryClient:
         return {"ModelPackageSummaryList": listed[: request.get("MaxResults", len(listed))]}
 
     def describe_model_package(self, **request) -> dict:
-        from include.pipeline.local import registry
+        from include.pipeline.targets.local.sagemaker import registry
 
         return registry.describe_model_package(request["ModelPackageName"], self.lake)
 

@@ -21,10 +21,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from include.pipeline import rollout, storage
-from include.pipeline.local import lake
 from include.pipeline.requests import deployment
 from include.pipeline.requests.common import short_hash
 from include.pipeline.settings import Settings
+from include.pipeline.targets.local import lake
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +202,7 @@ def failed_requests(settings: Settings, described: dict, variant: str) -> int:
     since = _utc(described["config_created"])
     endpoint = described["endpoint_name"]
     if settings.is_local:
-        from include.pipeline.local.models import STATE_DIR
+        from include.pipeline.targets.local.endpoint.models import STATE_DIR
 
         folder = settings.lake / STATE_DIR / "shadow-logs" / endpoint / variant
         errors = 0

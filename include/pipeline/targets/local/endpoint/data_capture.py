@@ -21,8 +21,8 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from include.pipeline.local.lake import resolve
-from include.pipeline.local.models import STATE_DIR
+from include.pipeline.targets.local.endpoint.models import STATE_DIR
+from include.pipeline.targets.local.lake import resolve
 
 DEFAULT_JSON_TYPES = ("application/json", "application/jsonlines")
 

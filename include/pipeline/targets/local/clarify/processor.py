@@ -1,11 +1,11 @@
 """A local stand-in for the SageMaker Clarify processing container (pre-training bias).
 
 It reads the same ``analysis_config.json`` the aws target uploads, computes the pre-training bias
-metrics of :mod:`include.pipeline.local.clarify_metrics` and writes ``analysis.json`` in Clarify's
+metrics of :mod:`include.pipeline.targets.local.clarify.metrics` and writes ``analysis.json`` in Clarify's
 format, plus an HTML/PNG report when the config asks for one. Like a container entrypoint it is a
 command; the job runner maps the Clarify image to::
 
-    python -m include.pipeline.local.clarify \\
+    python -m include.pipeline.targets.local.clarify.processor \\
         --analysis-config /opt/ml/processing/input/config/analysis_config.json \\
         --dataset /opt/ml/processing/input/data --output /opt/ml/processing/output
 
@@ -25,7 +25,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from include.pipeline.local.clarify_metrics import compute_metrics, resolve_methods
+from include.pipeline.targets.local.clarify.metrics import compute_metrics, resolve_methods
 
 SUPPORTED_DATASET_TYPES = ("text/csv",)
 SUPPORTED_METHODS = ("pre_training_bias", "report")
@@ -281,7 +281,7 @@ def run(config_path: Path, dataset_path: Path, output_dir: Path, log=print) -> l
     staging = Path(tempfile.mkdtemp(prefix=".clarify-", dir=output_dir))
     try:
         if spec.report_name:
-            from include.pipeline.local.clarify_report import write_report
+            from include.pipeline.targets.local.clarify.report import write_report
 
             write_report(analysis, summary, staging, name=spec.report_name, title=spec.report_title)
         (staging / "analysis.json").write_text(json.dumps(analysis, indent=2), encoding="utf-8")

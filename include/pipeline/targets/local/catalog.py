@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from include.pipeline.local.lake import atomic_write_bytes
+from include.pipeline.targets.local.lake import atomic_write_bytes
 
 
 class AlreadyExists(Exception):

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from include.pipeline.local.lake import atomic_write_bytes, resolve
+from include.pipeline.targets.local.lake import atomic_write_bytes, resolve
 
 STATE_DIR = "_sagemaker"
 ACCOUNT = "000000000000"
@@ -223,7 +223,7 @@ class InferenceHandler:
             return self.render(self.infer(data), accept)
         with self._batcher_lock:
             if self._batcher is None:
-                from include.pipeline.local.batching import MicroBatcher
+                from include.pipeline.targets.local.endpoint.batching import MicroBatcher
 
                 self._batcher = MicroBatcher(self.infer)
         return self.render(self._batcher.submit(data), accept)

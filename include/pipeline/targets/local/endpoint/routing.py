@@ -12,7 +12,7 @@ import random
 import threading
 from dataclasses import dataclass, field
 
-from include.pipeline.local.models import SageMakerValidationError
+from include.pipeline.targets.local.endpoint.models import SageMakerValidationError
 
 
 @dataclass

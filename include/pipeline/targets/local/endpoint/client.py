@@ -18,7 +18,7 @@ from pathlib import Path
 
 from include.pipeline import settings as pipeline_settings
 
-SERVER_MODULE = "include.pipeline.local.endpoints"
+SERVER_MODULE = "include.pipeline.targets.local.endpoint.host"
 SETTLED = ("InService", "Failed", "OutOfService")
 
 
@@ -126,7 +126,7 @@ def stop_server(lake: Path) -> bool:
     return stopped
 
 
-if __name__ == "__main__":  # python -m include.pipeline.local.endpoint_client stop
+if __name__ == "__main__":  # python -m include.pipeline.targets.local.endpoint.client stop
     settings = pipeline_settings.load()
     if sys.argv[1:] == ["stop"]:
         print("stopped" if stop_server(settings.lake) else "no endpoint service was running")

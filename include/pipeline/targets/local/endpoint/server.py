@@ -22,8 +22,8 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlparse
 
-from include.pipeline.local.endpoint_service import EndpointService
-from include.pipeline.local.models import InvocationError, SageMakerValidationError
+from include.pipeline.targets.local.endpoint.models import InvocationError, SageMakerValidationError
+from include.pipeline.targets.local.endpoint.service import EndpointService
 
 log = logging.getLogger(__name__)
 JSON11 = "application/x-amz-json-1.1"

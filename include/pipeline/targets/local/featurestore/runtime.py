@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
-from include.pipeline.local import feature_store
+from include.pipeline.targets.local.featurestore import store as feature_store
 
 FLUSH_EVERY = 5000  # buffered offline rows per feature group before a write
 ENDPOINT_ENV = "AWS_ENDPOINT_URL_SAGEMAKER_FEATURESTORE_RUNTIME"

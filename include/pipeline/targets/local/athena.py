@@ -13,7 +13,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from include.pipeline.local import catalog, lake
+from include.pipeline.targets.local import catalog, lake
 
 _TYPES = {
     "string": "VARCHAR",
@@ -96,7 +96,7 @@ def connect(root: Path, database: str | None = None):
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(db)}")
         for name, table in catalog.tables(root, db).items():
             con.execute(f"CREATE VIEW {_quote(db)}.{_quote(name)} AS {_table_sql(root, db, table)}")
-    from include.pipeline.local import feature_store
+    from include.pipeline.targets.local.featurestore import store as feature_store
 
     feature_store.connect(root, con)  # the offline stores, as Glue tables of sagemaker_featurestore
     if database:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from include.pipeline.local.lake import atomic_write_bytes, list_files, resolve
+from include.pipeline.targets.local.lake import atomic_write_bytes, list_files, resolve
 
 _MB = 1024 * 1024
 
@@ -59,7 +59,7 @@ def payload_batches(
 
 
 def _load_handler(model_name: str, lake: Path):
-    from include.pipeline.local.models import load_handler
+    from include.pipeline.targets.local.endpoint.models import load_handler
 
     return load_handler(model_name, lake)
 
@@ -74,7 +74,7 @@ def run_transform_job(
     """Run the transform job of ``request``; return a DescribeTransformJob-shaped result.
 
     ``handler`` (an object with ``predict(body, content_type, accept) -> (bytes, content_type)``)
-    defaults to ``include.pipeline.local.models.load_handler(ModelName, lake)``.
+    defaults to ``include.pipeline.targets.local.endpoint.models.load_handler(ModelName, lake)``.
     A failure is reported as ``TransformJobStatus: Failed`` with a ``FailureReason`` naming the
     file and lines, like SageMaker's describe call, not raised.
     """

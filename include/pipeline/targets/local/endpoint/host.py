@@ -1,4 +1,4 @@
-"""The local SageMaker endpoint service: ``python -m include.pipeline.local.endpoints``.
+"""The local SageMaker endpoint service: ``python -m include.pipeline.targets.local.endpoint.host``.
 
 A long-running HTTP server on 127.0.0.1 (``make serve`` runs it in the foreground; the local
 deploy task starts it on demand through :func:`endpoint_client.ensure_server`). Its state lives
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from include.pipeline import settings as pipeline_settings
-from include.pipeline.local.endpoint_server import EndpointServer
-from include.pipeline.local.endpoint_service import EndpointService, ServiceConfig
+from include.pipeline.targets.local.endpoint.server import EndpointServer
+from include.pipeline.targets.local.endpoint.service import EndpointService, ServiceConfig
 
 
 @dataclass

@@ -15,15 +15,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from include.pipeline.local import blue_green, models
-from include.pipeline.local.data_capture import CaptureWriter
-from include.pipeline.local.endpoint_state import EndpointStore
-from include.pipeline.local.models import (
+from include.pipeline.targets.local.endpoint import blue_green, models
+from include.pipeline.targets.local.endpoint.data_capture import CaptureWriter
+from include.pipeline.targets.local.endpoint.models import (
     HandlerCache,
     InvocationError,
     SageMakerValidationError,
 )
-from include.pipeline.local.routing import Fleet, Route, Traffic, Variant
+from include.pipeline.targets.local.endpoint.routing import Fleet, Route, Traffic, Variant
+from include.pipeline.targets.local.endpoint.state import EndpointStore
 
 log = logging.getLogger(__name__)
 BUSY = ("Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting")

@@ -22,8 +22,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from include.pipeline.local.lake import atomic_copy, atomic_write_bytes, list_files, resolve
 from include.pipeline.settings import REPO_ROOT
+from include.pipeline.targets.local.lake import atomic_copy, atomic_write_bytes, list_files, resolve
 
 ACCOUNT = "000000000000"
 FAILURE_REASON_MAX = 1024  # AWS's FailureReason length limit
@@ -40,7 +40,7 @@ RUNTIMES = (
 )
 CLARIFY_COMMAND = (
     "-m",
-    "include.pipeline.local.clarify",
+    "include.pipeline.targets.local.clarify.processor",
     "--analysis-config",
     "/opt/ml/processing/input/config/analysis_config.json",
     "--dataset",
@@ -351,7 +351,7 @@ def _pack(source: Path, target: Path) -> None:
 
 def _rule_statuses(rule_configs: list[dict], series: dict[str, list[float]]) -> list[dict]:
     try:
-        from include.pipeline.local.debugger import evaluate_rules
+        from include.pipeline.targets.local.sagemaker.debugger import evaluate_rules
     except ImportError as exc:
         return [
             {

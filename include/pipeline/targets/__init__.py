@@ -37,7 +37,8 @@ def _aws(settings: pipeline_settings.Settings) -> SimpleNamespace:
     from airflow.providers.amazon.aws.operators import sagemaker as sm
     from airflow.providers.amazon.aws.operators.athena import AthenaOperator
 
-    from include.pipeline import aws_operators, aws_sensors
+    from include.pipeline.targets.aws import operators as aws_operators
+    from include.pipeline.targets.aws import sensors as aws_sensors
 
     conn = {"aws_conn_id": settings.aws_conn_id, "region_name": settings.region}
     waits = {**conn, "deferrable": True}
@@ -70,7 +71,7 @@ def _aws(settings: pipeline_settings.Settings) -> SimpleNamespace:
 
 
 def _local(settings: pipeline_settings.Settings) -> SimpleNamespace:
-    from include.pipeline.local import operators as local
+    from include.pipeline.targets.local import operators as local
 
     return SimpleNamespace(**{name: getattr(local, name) for name in NAMES})
 
@@ -94,7 +95,7 @@ def client(settings: pipeline_settings.Settings, service: str):
         ).conn
     if service not in ("sagemaker", "sagemaker-runtime"):
         raise ValueError(f"the local target has no {service!r} service")
-    from include.pipeline.local import endpoint_client
+    from include.pipeline.targets.local.endpoint import client as endpoint_client
 
     url = endpoint_client.ensure_server(
         settings.lake, settings.endpoint_host, settings.endpoint_port
@@ -110,7 +111,7 @@ def put_metric_alarm(settings: pipeline_settings.Settings, request: dict) -> str
     else:
         import json
 
-        from include.pipeline.local.lake import atomic_write_bytes
+        from include.pipeline.targets.local.lake import atomic_write_bytes
 
         path = settings.lake / "_sagemaker" / "alarms" / f"{request['AlarmName']}.json"
         atomic_write_bytes(path, json.dumps(request, indent=2).encode())

@@ -17,8 +17,8 @@ import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
-from include.pipeline.local.lake import atomic_write_bytes, resolve
 from include.pipeline.requests.features import FEATURE_STORE_DATABASE, training_set_sql
+from include.pipeline.targets.local.lake import atomic_write_bytes, resolve
 
 ACCOUNT = "000000000000"
 FEATURE_TYPES = ("String", "Integral", "Fractional")

@@ -25,10 +25,10 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from include.pipeline.local.routing import Fleet
+from include.pipeline.targets.local.endpoint.routing import Fleet
 
 if TYPE_CHECKING:
-    from include.pipeline.local.endpoint_service import EndpointService
+    from include.pipeline.targets.local.endpoint.service import EndpointService
 
 POLL_SECONDS = 0.05
 

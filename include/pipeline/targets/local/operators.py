@@ -62,7 +62,7 @@ class LocalOperator(BaseOperator):
 
 def _create_or_skip(operator, create) -> None:
     """Glue's create call with the provider's ``if_exists`` semantics ("skip" or "fail")."""
-    from include.pipeline.local import catalog
+    from include.pipeline.targets.local import catalog
 
     try:
         create()
@@ -94,7 +94,7 @@ class GlueCatalogCreateDatabaseOperator(LocalOperator):
         self.if_exists = if_exists
 
     def execute(self, context) -> str:
-        from include.pipeline.local import catalog
+        from include.pipeline.targets.local import catalog
 
         database_input = {
             k: v
@@ -131,7 +131,7 @@ class GlueCatalogCreateTableOperator(LocalOperator):
         self.if_exists = if_exists
 
     def execute(self, context) -> str:
-        from include.pipeline.local import catalog
+        from include.pipeline.targets.local import catalog
 
         _create_or_skip(
             self,
@@ -163,7 +163,7 @@ class GlueCatalogCreatePartitionOperator(LocalOperator):
         self.if_exists = if_exists
 
     def execute(self, context) -> None:
-        from include.pipeline.local import catalog
+        from include.pipeline.targets.local import catalog
 
         _create_or_skip(
             self,
@@ -197,8 +197,8 @@ class AthenaOperator(LocalOperator):
         self.workgroup = workgroup
 
     def execute(self, context) -> str:
-        from include.pipeline.local import athena
         from include.pipeline.requests.catalog import start_query_execution
+        from include.pipeline.targets.local import athena
 
         request = start_query_execution(
             self.query,
@@ -260,7 +260,9 @@ class SageMakerProcessingOperator(LocalOperator):
         self.output_files_to_xcom = output_files_to_xcom
 
     def execute(self, context) -> dict:
-        from include.pipeline.local import featurestore_runtime, jobs, lake
+        from include.pipeline.targets.local import lake
+        from include.pipeline.targets.local.featurestore import runtime as featurestore_runtime
+        from include.pipeline.targets.local.sagemaker import jobs
 
         # Jobs that call sagemaker-featurestore-runtime (PutRecord) reach the local store.
         with (
@@ -305,11 +307,11 @@ class SageMakerTrainingOperator(LocalOperator):
         self.config = config
 
     def execute(self, context) -> dict:
-        from include.pipeline.local import jobs
+        from include.pipeline.targets.local.sagemaker import jobs
 
         describe = _jsonable(jobs.run_training_job(self.config, lake=self.lake, log=self.log.info))
         # Kept like SageMaker keeps it, for DescribeTrainingJob-style readers (the rules sensor).
-        from include.pipeline.local.lake import atomic_write_bytes
+        from include.pipeline.targets.local.lake import atomic_write_bytes
 
         atomic_write_bytes(
             training_job_path(self.lake, describe["TrainingJobName"]),
@@ -330,7 +332,7 @@ class SageMakerTransformOperator(LocalOperator):
         self.config = config
 
     def execute(self, context) -> dict:
-        from include.pipeline.local import transform
+        from include.pipeline.targets.local.sagemaker import transform
 
         transform_request = self.config.get("Transform", self.config)
         describe = _jsonable(
@@ -357,7 +359,7 @@ class SageMakerCreateFeatureGroupOperator(LocalOperator):
         self.config = config
 
     def execute(self, context) -> dict:
-        from include.pipeline.local import feature_store
+        from include.pipeline.targets.local.featurestore import store as feature_store
 
         region = pipeline_settings.load().region
         described = feature_store.create_feature_group(self.config, self.lake, region=region)
@@ -399,8 +401,8 @@ class SageMakerRegisterModelVersionOperator(LocalOperator):
         self.extras = extras
 
     def execute(self, context) -> str:
-        from include.pipeline.local import registry
         from include.pipeline.requests import registry as requests
+        from include.pipeline.targets.local.sagemaker import registry
 
         kwargs = {
             "image_uri": self.image_uri,
@@ -431,7 +433,7 @@ class _EndpointServiceOperator(LocalOperator):
         self.config = config
 
     def sagemaker(self):
-        from include.pipeline.local import endpoint_client
+        from include.pipeline.targets.local.endpoint import client as endpoint_client
 
         settings = pipeline_settings.load()
         url = endpoint_client.ensure_server(
@@ -488,7 +490,7 @@ class SageMakerEndpointOperator(_EndpointServiceOperator):
     def execute(self, context) -> dict:
         from botocore.exceptions import ClientError
 
-        from include.pipeline.local import endpoint_client
+        from include.pipeline.targets.local.endpoint import client as endpoint_client
 
         client = self.sagemaker()
         if "Model" in self.config:
@@ -531,7 +533,7 @@ class SageMakerFeatureGroupSensor(LocalOperator):
         self.feature_group_name = feature_group_name
 
     def execute(self, context) -> None:
-        from include.pipeline.local import feature_store
+        from include.pipeline.targets.local.featurestore import store as feature_store
 
         status = feature_store.describe_feature_group(self.feature_group_name, self.lake)[
             "FeatureGroupStatus"
@@ -553,7 +555,7 @@ class SageMakerDebugRulesSensor(LocalOperator):
         self.fail_on_issues = fail_on_issues
 
     def execute(self, context) -> list[dict]:
-        from include.pipeline.local.debugger import rule_failures
+        from include.pipeline.targets.local.sagemaker.debugger import rule_failures
 
         described = json.loads(training_job_path(self.lake, self.job_name).read_text())
         statuses = [
