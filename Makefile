@@ -10,6 +10,9 @@ export AIRFLOW_HOME ?= $(CURDIR)/.airflow
 export AIRFLOW__CORE__DAGS_FOLDER ?= $(CURDIR)/dags
 export AIRFLOW__CORE__PLUGINS_FOLDER ?= $(CURDIR)/plugins
 export AIRFLOW__CORE__LOAD_EXAMPLES ?= False
+# `make ui` serves the UI, the REST API and the reports on this machine only (Airflow's default
+# is 0.0.0.0); `make ui AIRFLOW__API__HOST=0.0.0.0` opens them to the network.
+export AIRFLOW__API__HOST ?= 127.0.0.1
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1

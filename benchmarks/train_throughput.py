@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from include.jobs import train  # noqa: E402
 from include.jobs.data import Split  # noqa: E402
-from include.pipeline.requests.training import local_hyperparameters  # noqa: E402
+from include.pipeline.requests.training import hyperparameters  # noqa: E402
 
 
 def review_like_split(rows: int, seq: int, seed: int = 0) -> Split:
@@ -79,7 +79,7 @@ def main() -> None:
     cli.add_argument("--steps", type=int, default=12)
     cli.add_argument("--rounds", type=int, default=2)
     opts = cli.parse_args()
-    hp = local_hyperparameters()
+    hp = hyperparameters("local")
     bs, seq = hp["train_batch_size"], hp["max_seq_length"]
     split = review_like_split(bs * opts.steps, seq)
     batch_list = train.batches(split, bs, shuffle_seed=1, group_by_length=hp["group_by_length"])

@@ -16,9 +16,11 @@ challenger next to the champion (`AllTraffic`).
    - **decide_challenger**: promote (the challenger alone becomes `AllTraffic`), roll back (the
      champion alone), or wait (too few requests). **settle_endpoint** sends the new endpoint
      config with UpdateEndpoint.
-   - **update_bandit_weights**: Thompson sampling on the rewards in
-     `s3://<bucket>/rewards/<endpoint>.jsonl` (Beta posteriors per variant, a weight floor so no
-     arm starves), sent with UpdateEndpointWeightsAndCapacities.
+   - **derive_rewards**: joins each production variant's captured requests with the labels
+     in `s3://<bucket>/ground-truth/<endpoint>/` (Model Monitor's ground-truth format, by
+     inference id) into the reward store `s3://<bucket>/rewards/<endpoint>.jsonl`.
+     **update_bandit_weights**: Thompson sampling on those rewards (Beta posteriors per variant,
+     a weight floor so no arm starves), sent with UpdateEndpointWeightsAndCapacities.
 4. **record_decision**: appends to `s3://<bucket>/rollout/<endpoint>/decisions.jsonl` (one line
    per run) and redraws `s3://<bucket>/rollout/<endpoint>/weights.png`.
 
@@ -28,31 +30,25 @@ server on `local`.
 
 from __future__ import annotations
 
-import os
-
-from airflow.sdk import DAG, XComArg, chain, task
+from airflow.sdk import XComArg, chain, task
 
 from include.pipeline import settings as pipeline_settings
 from include.pipeline import targets
-from include.pipeline.dag_defaults import DEFAULT_ARGS, START_DATE
+from include.pipeline.dag_defaults import reviews_dag
 from include.pipeline.params import ROLLOUT_PARAMS
 
 SETTINGS = pipeline_settings.load()
 ops = targets.operators(SETTINGS)
 
-with DAG(
-    dag_id="endpoint_rollout",
+with reviews_dag(
+    "endpoint_rollout",
+    SETTINGS,
+    schedule=SETTINGS.rollout_schedule,
     description="Captured traffic and rewards -> promote / roll back / bandit weights",
     doc_md=__doc__,
-    schedule=pipeline_settings.parse_schedule(
-        os.environ.get("PIPELINE_ROLLOUT_SCHEDULE", "@hourly")
-    ),
-    start_date=START_DATE,
-    catchup=False,
     max_active_runs=1,  # one decision at a time per endpoint
     params=ROLLOUT_PARAMS,
-    tags=["reviews", "sagemaker", "rollout", "mlops", SETTINGS.target],
-    default_args=DEFAULT_ARGS,
+    tags=["sagemaker", "rollout"],
 ) as dag:
 
     @task.short_circuit(task_id="describe_endpoint")
@@ -73,7 +69,7 @@ with DAG(
 
     @task.branch(task_id="choose_mode")
     def choose_mode(params: dict) -> str:
-        return "update_bandit_weights" if params["mode"] == "bandit" else "decide_challenger"
+        return "derive_rewards" if params["mode"] == "bandit" else "decide_challenger"
 
     @task.branch(task_id="decide_challenger")
     def decide_challenger(
@@ -89,6 +85,17 @@ with DAG(
         if outcome["request"] is None:
             return ["record_decision"]
         return ["settle_endpoint", "record_decision"]
+
+    @task(task_id="derive_rewards")
+    def derive_rewards(described: dict, collected: dict, dag_run=None) -> dict:
+        """Join the variants' captured requests with the ground truth into the reward store."""
+        from include.pipeline.tasks import rollout
+
+        derived = rollout.derive_rewards(
+            SETTINGS, described, collected, time=dag_run.run_after.isoformat()
+        )
+        print(f"{derived['added']} new rewards from {derived['labelled_requests']} labels")
+        return derived
 
     @task(task_id="update_bandit_weights")
     def update_bandit_weights(described: dict, params: dict) -> dict:
@@ -120,6 +127,7 @@ with DAG(
     collected = collect_variant_stats(described)
     mode = choose_mode()
     decided = decide_challenger(described, collected)
+    rewarded = derive_rewards(described, collected)
     bandit = update_bandit_weights(described)
     settle_endpoint = ops.SageMakerEndpointOperator(
         task_id="settle_endpoint",
@@ -128,7 +136,8 @@ with DAG(
     )
     recorded = record_decision()
 
-    chain(described, collected, mode, [decided, bandit])
+    chain(described, collected, mode, [decided, rewarded])
+    chain(rewarded, bandit)
     chain(decided, settle_endpoint, recorded)
     chain(decided, recorded)
     chain(bandit, recorded)

@@ -12,34 +12,32 @@ Scheduled on the watched asset `reviews_incoming` (`s3://<bucket>/incoming/`):
   (`LakeFolderTrigger`); drop a CSV there.
 
 `find_new_arrivals` reads the objects, hashes their content and stops the run (short-circuit)
-when every hash was seen before (`s3://<bucket>/arrivals/<hash>.json`). Otherwise
-`announce_raw_data` emits `reviews_raw` with extra `{"input_uri", "raw_hash"}` and writes the
-marker, and `reviews_pipeline` (scheduled on `reviews_raw`) ingests that file. A file that
-arrives twice starts one pipeline run.
+when every hash was ingested before (`s3://<bucket>/arrivals/<hash>.json`, written by the main
+DAG's ingest task once it succeeded). Otherwise `start_pipeline_run`, mapped over the new files,
+starts one `reviews_pipeline` run per file (run id `arrival__<hash>`, conf `input_uri`): several
+files in one SQS batch or one folder scan each get their run; the same content twice gets one.
 """
 
 from __future__ import annotations
 
-from airflow.sdk import DAG, task
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.sdk import task
 
 from include.pipeline import arrival
 from include.pipeline import settings as pipeline_settings
-from include.pipeline.dag_defaults import DEFAULT_ARGS, START_DATE
+from include.pipeline.dag_defaults import reviews_dag
 
 SETTINGS = pipeline_settings.load()
 INCOMING = arrival.incoming_asset(SETTINGS)
-RAW = arrival.raw_asset(SETTINGS)
 
-with DAG(
-    dag_id="reviews_arrival",
-    description="New raw review files -> dedup by content hash -> reviews_raw asset event",
-    doc_md=__doc__,
+with reviews_dag(
+    "reviews_arrival",
+    SETTINGS,
     schedule=[INCOMING],
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,  # markers are checked and written by one run at a time
-    tags=["reviews", "arrival", "mlops", SETTINGS.target],
-    default_args=DEFAULT_ARGS,
+    description="New raw review files -> dedup by content hash -> one pipeline run per file",
+    doc_md=__doc__,
+    max_active_runs=1,  # queued arrivals merge into the next run; each file still gets its run
+    tags=["arrival"],
 ) as dag:
 
     @task.short_circuit(task_id="find_new_arrivals")
@@ -48,11 +46,14 @@ with DAG(
         events = list(triggering_asset_events.get(INCOMING, [])) if triggering_asset_events else []
         return arrival.find_new(SETTINGS, arrival.arrived_uris(events))
 
-    @task(task_id="announce_raw_data", outlets=[RAW])
-    def announce_raw_data(new: list[dict], outlet_events=None, run_id=None) -> dict:
-        """Emit one reviews_raw event (the newest new file) and remember its content hash."""
-        extra = arrival.announce(SETTINGS, new, run_id=run_id or "")
-        outlet_events[RAW].extra = extra
-        return extra
+    @task(task_id="plan_pipeline_runs")
+    def plan_pipeline_runs(new: list[dict]) -> list[dict]:
+        """One reviews_pipeline run per new file: its run id and conf."""
+        return arrival.pipeline_runs(new)
 
-    announce_raw_data(find_new_arrivals())
+    TriggerDagRunOperator.partial(
+        task_id="start_pipeline_run",
+        trigger_dag_id=arrival.PIPELINE_DAG_ID,
+        skip_when_already_exists=True,  # the content's run exists: started before, not again
+        wait_for_completion=False,
+    ).expand_kwargs(plan_pipeline_runs(find_new_arrivals()))

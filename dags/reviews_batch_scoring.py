@@ -5,7 +5,7 @@ Triggered by hand (**Trigger DAG w/ config**); no schedule.
 
 1. **prepare_input**: `input_uri` is an `s3://` prefix or file of JSON lines
    (`{"features": ["review text"]}` per line), scored where it is, or a CSV whose text column
-   (`text_column`) becomes JSON lines in `s3://<bucket>/runs/<run_id>/batch-scoring/input/`.
+   (`text_column`) becomes JSON lines in `s3://<bucket>/runs/<run key>/batch-scoring/input/`.
 2. **resolve_model**: the model package version to use, `model_package_arn` or the newest
    **Approved** version of the `reviews-sentiment` model package group (Model Registry).
 3. **build_transform_requests**: CreateModel with the package's image and `model.tar.gz`, and
@@ -14,7 +14,7 @@ Triggered by hand (**Trigger DAG w/ config**); no schedule.
    file `F` is answered by `.../batch-scoring/output/F.out`, line *i* answering line *i*
    (`{"predicted_label": -1|0|1, "probability": p}`).
 5. **summarize_scores**: predictions per label, checked against the input record count, in
-   `s3://<bucket>/runs/<run_id>/batch-scoring/summary.json`.
+   `s3://<bucket>/runs/<run key>/batch-scoring/summary.json`.
 
 Same requests and task ids on both targets: the Amazon provider's operators on `aws`, the local
 endpoint service and transform engine on `local`.
@@ -22,26 +22,24 @@ endpoint service and transform engine on `local`.
 
 from __future__ import annotations
 
-from airflow.sdk import DAG, chain, task
+from airflow.sdk import chain, task
 
 from include.pipeline import settings as pipeline_settings
 from include.pipeline import targets
-from include.pipeline.dag_defaults import DEFAULT_ARGS, START_DATE
+from include.pipeline.dag_defaults import reviews_dag
 from include.pipeline.params import BATCH_SCORING
 
 SETTINGS = pipeline_settings.load()
 ops = targets.operators(SETTINGS)
 
-with DAG(
-    dag_id="reviews_batch_scoring",
+with reviews_dag(
+    "reviews_batch_scoring",
+    SETTINGS,
+    schedule=None,
     description="A file of new reviews -> batch transform with an approved model -> label counts",
     doc_md=__doc__,
-    schedule=None,
-    start_date=START_DATE,
-    catchup=False,
     params=BATCH_SCORING,
-    tags=["reviews", "sagemaker", "batch-transform", "mlops", SETTINGS.target],
-    default_args=DEFAULT_ARGS,
+    tags=["sagemaker", "batch-transform"],
 ) as dag:
 
     @task(task_id="prepare_input")
@@ -58,7 +56,7 @@ with DAG(
         """The given or the newest Approved model package version, from the Model Registry."""
         from include.pipeline.requests.registry import package_group_name
         from include.pipeline.tasks import batch_scoring
-        from include.pipeline.tasks.registration import MODEL_NAME
+        from include.pipeline.tasks.registry import MODEL_NAME
 
         model = batch_scoring.resolve_model(
             batch_scoring.registry_client(SETTINGS),

@@ -9,18 +9,23 @@ Takes the Women's E-Commerce Clothing Reviews (raw CSV) through the steps of the
 2. **Clarify** pre-training bias report and the **bias gate** (fail or warn).
 3. **Prepare** (BERT tokenization processing job) into the **Feature Store**; bias report of
    the balanced data.
-4. **Train** (PyTorch script mode) with **Debugger** rules and the profiler; wait for the rules.
-5. **Evaluate** on the test split; **accuracy gate**; **Model Registry** version.
+4. **Candidates** (the `candidates` Param): the fine-tune (a **tuning job**, then the final
+   training with the best trial's hyperparameters; its **Debugger** rules, LossNotDecreasing,
+   Overtraining and the profiler report, evaluated by the pipeline or by Debugger: `rules_mode`);
+   **BlazingText** and **Autopilot** from the same splits (a text-preparation job).
+5. **Evaluate** each on the same test split; the **leaderboard** picks the best by
+   `leaderboard_metric`; **accuracy gate**; **Model Registry** versions (the best, then the
+   others, pending).
 6. **Deploy** an approved version (blue/green canary / linear / all at once, or shadow),
    **smoke test** it; optional teardown of the endpoint.
 
 Every step builds one AWS request (`include/pipeline/requests/`). With `PIPELINE_TARGET=aws` the
 Amazon provider's operators send it; with `local` (the default) the same request runs on embedded
-engines. The run summary lands at `s3://<bucket>/runs/<run_id>/summary.json`.
+engines. The run summary lands at `s3://<bucket>/runs/<run key>/summary.json` (`layout.run_key`).
 
 Trigger it from the form (**Trigger DAG w/ config**): set `input_uri` to your file, or leave it
-empty for the generated sample. New files in `s3://<bucket>/incoming/` start it too
-(`reviews_arrival`).
+empty for the generated sample. Each new file in `s3://<bucket>/incoming/` starts a run of its own
+(`reviews_arrival`, run id `arrival__<content hash>`, the file as `input_uri`).
 """
 
 from __future__ import annotations
@@ -29,13 +34,19 @@ from airflow.sdk import DAG, chain, task, teardown
 
 from include.pipeline import arrival, targets
 from include.pipeline import settings as pipeline_settings
+from include.pipeline import task_ids as T
 from include.pipeline.dag_defaults import DEFAULT_ARGS, START_DATE
+from include.pipeline.documents.evaluation import EVALUATION_FILE
+from include.pipeline.hitl import ModelApprovalOperator
+from include.pipeline.layout import RUN_KEY_TEMPLATE, TEMPLATE_MACROS, Layout, RunLayout
 from include.pipeline.params import PARAMS
 from include.pipeline.requests import catalog
+from include.pipeline.requests.features import SPLITS
 
 SETTINGS = pipeline_settings.load()
 ops = targets.operators(SETTINGS)
-RUN_ID = "{{ run_id }}"
+LAYOUT = Layout(SETTINGS)
+RUN = RunLayout(SETTINGS, RUN_KEY_TEMPLATE)  # rendered per run (TEMPLATE_MACROS)
 
 with DAG(
     dag_id="reviews_pipeline",
@@ -49,14 +60,34 @@ with DAG(
     tags=["reviews", "sagemaker", "mlops", SETTINGS.target],
     template_searchpath=[str(pipeline_settings.REPO_ROOT / "include" / "sql")],
     default_args=DEFAULT_ARGS,
+    user_defined_macros=TEMPLATE_MACROS,
 ) as dag:
     # ----------------------------------------------------------------- ingest, catalog, stats
-    @task(task_id="ingest_reviews")
-    def ingest_reviews(params: dict, ti=None) -> dict:
-        """Raw copy by content hash, transform as the course does, quarantine bad rows."""
+    @task(task_id=T.CHECK_CONFIGURATION)
+    def check_configuration(params: dict, dag_run=None) -> None:
+        """Refuse a run that would fail only after paying for jobs (aws: a placeholder role, no
+        bucket, no input); every problem in one message."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        run_type = getattr(dag_run.run_type, "value", dag_run.run_type)
+        problems = targets.load(SETTINGS).run_problems(
+            params["input_uri"], scheduled=run_type == "scheduled"
+        )
+        if problems:
+            raise AirflowFailException(
+                f"not starting this {SETTINGS.target} run:\n- " + "\n- ".join(problems)
+            )
+
+    @task(task_id=T.INGEST)
+    def ingest_reviews(params: dict, ti=None, run_id=None, dag_run=None) -> dict:
+        """Raw copy by content hash, transform as the course does, quarantine bad rows. A run
+        started by drift or labels re-ingests the serving model's data (registry lineage)."""
         from include.pipeline.tasks.ingest import ingest_task
 
-        result = ingest_task(SETTINGS, params)
+        run_type = getattr(dag_run.run_type, "value", dag_run.run_type)
+        result = ingest_task(
+            SETTINGS, params, run_id=run_id, retraining=run_type == "asset_triggered"
+        )
         ti.xcom_push(key="raw_hash", value=result["raw_hash"])
         return result
 
@@ -65,6 +96,7 @@ with DAG(
         return catalog.partition_input(SETTINGS, ingested["raw_hash"])
 
     ingested = ingest_reviews()
+    check_configuration() >> ingested
     create_glue_database = ops.GlueCatalogCreateDatabaseOperator(
         task_id="create_glue_database",
         database_name=SETTINGS.glue_database,
@@ -85,51 +117,61 @@ with DAG(
     )
     queries = [
         ops.AthenaOperator(
-            task_id=f"query_{name}",
+            task_id=T.query(name),
             query=f"{name}.sql",
             database=SETTINGS.glue_database,
-            output_location=catalog.query_output_location(SETTINGS, RUN_ID),
+            output_location=RUN.query_results(),
         )
         for name in catalog.QUERIES
     ]
 
     # ----------------------------------------------------------------- pre-training bias
-    @task(task_id="build_bias_request")
-    def build_bias_request(ingested: dict, params: dict, run_id=None) -> dict:
+    @task(task_id="publish_bias_configs", multiple_outputs=True)
+    def publish_bias_configs(params: dict, run_id=None) -> dict:
+        """Clarify's analysis_config.json of each stage (raw, balanced), from the Params."""
         from include.pipeline.tasks import bias
 
-        dataset = ingested["dataset_csv_uri"].rsplit("/", 1)[0] + "/"
-        return bias.build_request(SETTINGS, params, run_id=run_id, dataset_uri=dataset)
+        return bias.publish_analysis_configs(SETTINGS, params, run_id=run_id)
 
-    bias_request = build_bias_request(ingested)
+    @task(task_id="build_bias_request")
+    def build_bias_request(ingested: dict, config_uri: str, run_id=None) -> dict:
+        from include.pipeline.tasks import bias
+
+        dataset = LAYOUT.dataset_prefix(ingested["raw_hash"])
+        return bias.build_request(
+            SETTINGS, run_id=run_id, config_uri=config_uri, dataset_uri=dataset
+        )
+
+    bias_configs = publish_bias_configs()
+    bias_request = build_bias_request(ingested, bias_configs["raw"])
     detect_bias = ops.SageMakerProcessingOperator(
         task_id="detect_pretraining_bias", config=bias_request
     )
 
-    @task.branch(task_id="bias_gate")
+    @task.branch(task_id=T.BIAS_GATE)
     def bias_gate(request: dict, params: dict, ti=None) -> str:
         """Thresholds from the Params; `fail` mode stops the run, `warn` continues."""
         from include.pipeline.tasks import bias
 
         verdict = bias.result(SETTINGS, request, params)
-        ti.xcom_push(key="bias", value=verdict)
+        ti.xcom_push(key=T.BIAS_VERDICT_KEY, value=verdict)
         if verdict["violations"] and params["bias_gate_mode"] == "fail":
-            return "stop_on_bias"
-        return "publish_code"
+            return T.STOP_ON_BIAS
+        return T.PUBLISH_CODE
 
-    @task(task_id="stop_on_bias")
+    @task(task_id=T.STOP_ON_BIAS)
     def stop_on_bias(ti=None) -> None:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from include.pipeline.bias_gate import format_violations
+        from include.pipeline.tasks.bias import format_violations
 
-        violations = ti.xcom_pull(task_ids="bias_gate", key="bias")["violations"]
+        violations = ti.xcom_pull(task_ids=T.BIAS_GATE, key=T.BIAS_VERDICT_KEY)["violations"]
         raise AirflowFailException(
             f"bias gate failed: {len(violations)} violation(s)\n{format_violations(violations)}"
         )
 
     # ----------------------------------------------------------------- features
-    @task(task_id="publish_code")
+    @task(task_id=T.PUBLISH_CODE)
     def publish_code() -> dict:
         """The job scripts, content-addressed in S3 (loose files + sourcedir.tar.gz)."""
         from include.pipeline.tasks.code import publish
@@ -140,32 +182,44 @@ with DAG(
     def build_feature_group_request(params: dict) -> dict:
         from include.pipeline.tasks import features
 
-        return features.feature_group_request(SETTINGS, params)
+        return features.build_feature_group_request(SETTINGS, params)
 
     @task(task_id="build_prepare_request")
-    def build_prepare_request(ingested: dict, code: dict, params: dict, dag_run=None) -> dict:
-        from include.pipeline.tasks import features
+    def build_prepare_request(
+        ingested: dict, code: dict, labels: dict, params: dict, dag_run=None
+    ) -> dict:
+        from include.pipeline.tasks import features, retraining
 
-        return features.prepare_request(
+        request = features.prepare_request(
             SETTINGS,
             params,
             run_id=dag_run.run_id,
             event_time=features.event_time(dag_run.run_after),
-            dataset_uri=ingested["dataset_csv_uri"].rsplit("/", 1)[0] + "/",
+            dataset_uri=LAYOUT.dataset_prefix(ingested["raw_hash"]),
             code_uri=code["code_uri"],
+        )
+        return retraining.with_labels(request, labels["uri"])
+
+    @task(task_id="export_labels")
+    def export_labels(ingested: dict, params: dict, run_id=None) -> dict:
+        """The endpoint's human labels, in the prepared shape, join the base data."""
+        from include.pipeline.tasks import retraining
+
+        return retraining.export_labels(
+            SETTINGS, params, run_id=run_id, raw_hash=ingested["raw_hash"]
         )
 
     code = publish_code()
     feature_group = build_feature_group_request()
     create_feature_group = ops.SageMakerCreateFeatureGroupOperator(
-        task_id="create_feature_group", config=feature_group
+        task_id=T.CREATE_FEATURE_GROUP, config=feature_group
     )
     wait_for_feature_group = ops.SageMakerFeatureGroupSensor(
         task_id="wait_for_feature_group", feature_group_name=feature_group["FeatureGroupName"]
     )
     prepare_features = ops.SageMakerProcessingOperator(
-        task_id="prepare_features",
-        config=build_prepare_request(ingested, code),
+        task_id=T.PREPARE_FEATURES,
+        config=build_prepare_request(ingested, code, export_labels(ingested)),
         output_files_to_xcom=[
             {
                 "output_name": "sentiment-features",
@@ -185,179 +239,440 @@ with DAG(
         )
 
     training_set_queries = build_training_set_queries(create_feature_group.output)
+
+    @task(task_id="build_offline_count_query")
+    def build_offline_count_query(feature_group: dict, dag_run=None) -> str:
+        """Counts this run's records in the offline store, which PutRecord reaches late."""
+        from include.pipeline.tasks import features
+
+        return features.offline_count_query(
+            feature_group["FeatureGroup"], features.event_time(dag_run.run_after)
+        )
+
+    wait_for_offline_store = ops.SageMakerOfflineStoreSensor(
+        task_id="wait_for_offline_store",
+        query=build_offline_count_query(create_feature_group.output),
+        expected=f"{{{{ ti.xcom_pull(task_ids='{T.PREPARE_FEATURES}')"
+        "['OutputFiles']['prepare']['records_ingested'] }}",
+        output_location=RUN.query_results(),
+    )
     query_training_set = [
         ops.AthenaOperator(
-            task_id=f"query_training_set_{split}",
+            task_id=T.training_set_query(split),
             query=training_set_queries[split],
             database="sagemaker_featurestore",
-            output_location=f"{SETTINGS.run_uri(RUN_ID, 'training-set', split)}/",
+            output_location=RUN.training_set(split),
         )
-        for split in ("train", "validation", "test")
+        for split in SPLITS
     ]
 
-    @task(task_id="build_balanced_bias_request")
-    def build_balanced_bias_request(params: dict, run_id=None) -> dict:
+    @task(task_id=T.BUILD_BALANCED_BIAS_REQUEST)
+    def build_balanced_bias_request(config_uri: str, run_id=None) -> dict:
         """The same bias analysis over the balanced training split (before vs after)."""
-        from include.pipeline.tasks import bias, features
+        from include.pipeline.tasks import bias
 
         return bias.build_request(
             SETTINGS,
+            run_id=run_id,
+            config_uri=config_uri,
+            dataset_uri=RunLayout(SETTINGS, run_id).balanced(),
+            stage="balanced",
+        )
+
+    balanced_bias_request = build_balanced_bias_request(bias_configs["balanced"])
+    detect_balanced_bias = ops.SageMakerProcessingOperator(
+        task_id=T.DETECT_BALANCED_BIAS, config=balanced_bias_request
+    )
+
+    @task(task_id=T.LOCATE_TRAINING_SET)
+    def locate_training_set(query_ids: dict, run_id=None) -> dict:
+        """Each split's channel is its query's own result object (a retried query's)."""
+        from include.pipeline.tasks import training
+
+        return training.training_set_files(SETTINGS, run_id, query_ids)
+
+    training_set = locate_training_set(
+        {split: query.output for split, query in zip(SPLITS, query_training_set, strict=True)}
+    )
+
+    # ----------------------------------------------------------------- candidates: fine-tune
+    # Each candidate's first task skips its path when the `candidates` Param leaves it out.
+    @task(task_id="build_tuning_request")
+    def build_tuning_request(code: dict, training_set: dict, params: dict, run_id=None) -> dict:
+        """Trials of the fine-tune on a subset, over learning rate and batch size."""
+        from include.pipeline.tasks import candidates
+
+        return candidates.tuning_request(
+            SETTINGS,
             params,
             run_id=run_id,
-            dataset_uri=features.balanced_uri(SETTINGS, run_id),
-            stage="balanced",
-            headers=bias.BALANCED_HEADERS,
+            sourcedir_uri=code["sourcedir_uri"],
+            training_set=training_set,
         )
 
-    balanced_bias_request = build_balanced_bias_request()
-    detect_balanced_bias = ops.SageMakerProcessingOperator(
-        task_id="detect_balanced_bias", config=balanced_bias_request
+    tune_finetune = ops.SageMakerTuningOperator(
+        task_id=T.TUNE, config=build_tuning_request(code, training_set)
     )
 
-    # ----------------------------------------------------------------- training
-    @task(task_id="build_training_request")
-    def build_training_request(code: dict, params: dict, run_id=None) -> dict:
+    @task(task_id="build_training_request", trigger_rule="none_failed")
+    def build_training_request(
+        code: dict, training_set: dict, params: dict, run_id=None, ti=None
+    ) -> dict:
+        """The final fine-tune, with the best trial's hyperparameters when tuning ran."""
+        from include.pipeline.tasks import candidates
+
+        return candidates.final_training_request(
+            SETTINGS,
+            params,
+            run_id=run_id,
+            sourcedir_uri=code["sourcedir_uri"],
+            training_set=training_set,
+            tuned=ti.xcom_pull(task_ids=T.TUNE),
+        )
+
+    training_request = build_training_request(code, training_set)
+    train_model = ops.SageMakerTrainingOperator(task_id=T.TRAIN, config=training_request)
+    wait_for_debugger_rules = ops.SageMakerDebugRulesSensor(
+        task_id=T.WAIT_FOR_DEBUGGER_RULES,
+        job_name=f"{{{{ ti.xcom_pull(task_ids='{T.TRAIN}')['Training']['TrainingJobName'] }}}}",
+        fail_on_issues="{{ params.rules_fail_on_issues }}",
+    )  # rules_mode managed: Debugger's rule jobs; pipeline: the job has none, it passes at once
+
+    @task(task_id=T.CHECK_TRAINING_RULES)
+    def check_training_rules(trained: dict, params: dict) -> dict:
+        """rules_mode pipeline: the project evaluates the rules on the job's training history."""
         from include.pipeline.tasks import training
 
-        return training.training_request(
-            SETTINGS, params, run_id=run_id, sourcedir_uri=code["sourcedir_uri"]
+        return training.check_rules(SETTINGS, params, trained)
+
+    training_rules = check_training_rules(train_model.output)
+
+    # ----------------------------------------------------------------- candidates: text models
+    @task(task_id="build_text_preparation_request")
+    def build_text_preparation_request(
+        code: dict, training_set: dict, params: dict, run_id=None
+    ) -> dict:
+        """The same splits as BlazingText's label lines and Autopilot's CSV."""
+        from include.pipeline.tasks import candidates
+
+        return candidates.prepare_text_request(
+            SETTINGS, params, run_id=run_id, code_uri=code["code_uri"], training_set=training_set
         )
 
-    training_request = build_training_request(code)
-    train_model = ops.SageMakerTrainingOperator(task_id="train_model", config=training_request)
-    wait_for_debugger_rules = ops.SageMakerDebugRulesSensor(
-        task_id="wait_for_debugger_rules",
-        job_name="{{ ti.xcom_pull(task_ids='train_model')['Training']['TrainingJobName'] }}",
-        fail_on_issues="{{ params.rules_fail_on_issues }}",
+    prepare_text = ops.SageMakerProcessingOperator(
+        task_id=T.PREPARE_TEXT, config=build_text_preparation_request(code, training_set)
     )
+
+    @task(task_id="build_blazingtext_request")
+    def build_blazingtext_request(params: dict, run_id=None) -> dict:
+        from include.pipeline.tasks import candidates
+
+        return candidates.blazingtext_request(SETTINGS, params, run_id=run_id)
+
+    blazingtext_request = build_blazingtext_request()
+    train_blazingtext = ops.SageMakerTrainingOperator(
+        task_id=T.TRAIN_BLAZINGTEXT, config=blazingtext_request
+    )
+
+    @task(task_id="build_automl_arguments", multiple_outputs=True)
+    def build_automl_arguments(params: dict, run_id=None) -> dict:
+        from include.pipeline.tasks import candidates
+
+        return candidates.automl_arguments(SETTINGS, params, run_id=run_id)
+
+    automl_arguments = build_automl_arguments()
+    create_automl_job = ops.SageMakerAutoMLOperator(
+        task_id=T.CREATE_AUTOML_JOB,
+        job_name=automl_arguments["job_name"],
+        s3_input=automl_arguments["s3_input"],
+        target_attribute=automl_arguments["target_attribute"],
+        s3_output=automl_arguments["s3_output"],
+        role_arn=automl_arguments["role_arn"],
+        extras=automl_arguments["extras"],
+        wait_for_completion=False,
+    )
+    wait_for_automl_job = ops.SageMakerAutoMLSensor(
+        task_id=T.WAIT_FOR_AUTOML_JOB, job_name=automl_arguments["job_name"]
+    )
+
+    @task(task_id=T.DESCRIBE_AUTOML_JOB)
+    def describe_automl_job(job_name: str) -> dict:
+        from include.pipeline.tasks import candidates
+
+        return candidates.describe_automl_job(targets.client(SETTINGS, "sagemaker"), job_name)
+
+    described_automl_job = describe_automl_job(automl_arguments["job_name"])
 
     # ----------------------------------------------------------------- evaluation and gate
-    @task(task_id="build_evaluation_request")
-    def build_evaluation_request(code: dict, trained: dict, run_id=None) -> dict:
-        from include.pipeline.tasks import training
+    # One evaluation job per candidate, on the fine-tune's test split, one evaluation.json shape.
+    trained_models = {
+        "finetune": train_model.output,
+        "blazingtext": train_blazingtext.output,
+        "autopilot": described_automl_job,
+    }
+    evaluation_requests, evaluations, posttraining_biases = {}, {}, {}
+    for candidate, trained_model in trained_models.items():
 
-        return training.evaluation_request(
-            SETTINGS,
-            run_id=run_id,
-            code_uri=code["code_uri"],
-            model_uri=trained["Training"]["ModelArtifacts"]["S3ModelArtifacts"],
+        @task(task_id=T.build_evaluation(candidate))
+        def build_evaluation_request(
+            code: dict,
+            trained: dict,
+            training_set: dict,
+            params: dict,
+            run_id=None,
+            candidate: str = candidate,
+        ) -> dict:
+            from include.pipeline.tasks import candidates
+
+            return candidates.evaluation_request(
+                SETTINGS,
+                params,
+                run_id=run_id,
+                candidate=candidate,
+                code_uri=code["code_uri"],
+                trained=trained,
+                test_uri=training_set["test"],
+            )
+
+        evaluation_requests[candidate] = build_evaluation_request(code, trained_model, training_set)
+        evaluations[candidate] = ops.SageMakerProcessingOperator(
+            task_id=T.evaluate(candidate),
+            config=evaluation_requests[candidate],
+            output_files_to_xcom=[
+                {
+                    "output_name": "evaluation",
+                    "file_name": EVALUATION_FILE,
+                    "result_name": "evaluation",
+                }
+            ],
         )
 
-    evaluation = build_evaluation_request(code, train_model.output)
-    evaluate_model = ops.SageMakerProcessingOperator(
-        task_id="evaluate_model",
-        config=evaluation,
+        @task(task_id=f"build_posttraining_bias_request_{candidate}")
+        def build_posttraining_bias_request(
+            params: dict, run_id=None, candidate: str = candidate
+        ) -> dict:
+            """Clarify's post-training bias (product_category) of the candidate's predictions."""
+            from include.pipeline.tasks import candidates
+
+            return candidates.posttraining_bias_request(
+                SETTINGS, params, targets.load(SETTINGS).storage, run_id=run_id, candidate=candidate
+            )
+
+        bias_request_of_candidate = build_posttraining_bias_request()
+        posttraining_biases[candidate] = ops.SageMakerProcessingOperator(
+            task_id=T.posttraining_bias(candidate), config=bias_request_of_candidate
+        )
+        chain(evaluations[candidate], bias_request_of_candidate, posttraining_biases[candidate])
+    evaluation, evaluate_model = evaluation_requests["finetune"], evaluations["finetune"]
+
+    @task(task_id=T.RANK_CANDIDATES, trigger_rule="none_failed_min_one_success")
+    def rank_candidates(params: dict, run_id=None, ti=None) -> dict:
+        """The leaderboard: every evaluated candidate, best by `leaderboard_metric` first."""
+        from include.pipeline.tasks import candidates
+
+        results = {
+            name: tuple(
+                ti.xcom_pull(task_ids=task_id)
+                for task_id in (T.TRAINED[name], T.evaluate(name), T.posttraining_bias(name))
+            )
+            for name in T.TRAINED
+        }
+        return candidates.leaderboard(
+            SETTINGS, params, targets.load(SETTINGS).storage, run_id=run_id, results=results
+        )
+
+    leaderboard = rank_candidates()
+
+    @task.short_circuit(task_id="build_champion_evaluation", ignore_downstream_trigger_rules=False)
+    def build_champion_evaluation(
+        code: dict, training_set: dict, params: dict, run_id=None
+    ) -> dict | None:
+        """The serving model on this run's test split; no endpoint yet: no champion."""
+        from include.pipeline.tasks import retraining
+
+        return retraining.champion_evaluation_request(
+            SETTINGS,
+            targets.client(SETTINGS, "sagemaker"),
+            params,
+            run_id=run_id,
+            code_uri=code["code_uri"],
+            test_uri=training_set["test"],
+        )
+
+    champion_evaluation = build_champion_evaluation(code, training_set)
+    evaluate_champion = ops.SageMakerProcessingOperator(
+        task_id="evaluate_champion",
+        config=champion_evaluation,
         output_files_to_xcom=[
             {
                 "output_name": "evaluation",
-                "file_name": "evaluation.json",
+                "file_name": EVALUATION_FILE,
                 "result_name": "evaluation",
             }
         ],
     )
 
-    @task.branch(task_id="accuracy_gate")
-    def accuracy_gate(evaluated: dict, params: dict) -> str:
-        """Register only when test accuracy reaches `min_accuracy`."""
-        from include.pipeline.tasks.training import metrics
+    @task.branch(task_id="accuracy_gate", trigger_rule="none_failed")
+    def accuracy_gate(board: dict, params: dict, ti=None) -> str:
+        """The best candidate registers only at `min_accuracy` or more and above the serving
+        model (champion)."""
+        from include.pipeline.tasks import retraining
 
-        accuracy = metrics(evaluated["OutputFiles"]["evaluation"])["accuracy"]
-        print(f"test accuracy {accuracy:.4f}, required {params['min_accuracy']}")
-        return "build_registration" if accuracy >= params["min_accuracy"] else "skip_registration"
+        evaluated = ti.xcom_pull(task_ids=T.evaluate(board["best"]))
+        passed, why = retraining.gate(evaluated, ti.xcom_pull(task_ids="evaluate_champion"), params)
+        print(f"{board['best']}: {why}")
+        return T.BUILD_REGISTRATION if passed else T.SKIP_REGISTRATION
 
-    @task(task_id="skip_registration")
-    def skip_registration(evaluated: dict, params: dict) -> dict:
-        from include.pipeline.tasks.training import metrics
+    @task(task_id=T.SKIP_REGISTRATION)
+    def skip_registration(board: dict, params: dict, ti=None) -> dict:
+        from include.pipeline.tasks import retraining
 
-        accuracy = metrics(evaluated["OutputFiles"]["evaluation"])["accuracy"]
-        return {"skipped": f"test accuracy {accuracy:.4f} < min_accuracy {params['min_accuracy']}"}
+        evaluated = ti.xcom_pull(task_ids=T.evaluate(board["best"]))
+        _, why = retraining.gate(evaluated, ti.xcom_pull(task_ids="evaluate_champion"), params)
+        return {"skipped": why}
 
     # ----------------------------------------------------------------- registry
-    @task(task_id="build_registration", multiple_outputs=True)
-    def build_registration(
-        ingested: dict, trained: dict, evaluated: dict, params: dict, run_id=None, ti=None
-    ) -> dict:
-        from include.pipeline.tasks import registration
+    @task(task_id=T.BUILD_REGISTRATION, multiple_outputs=True)
+    def build_registration(ingested: dict, board: dict, params: dict, run_id=None, ti=None) -> dict:
+        """The leaderboard's best, with its metrics and lineage."""
+        from include.pipeline.tasks import candidates, registry
 
-        return registration.kwargs(
+        best = candidates.best(board)
+        return registry.registration_arguments(
             SETTINGS,
             params,
             run_id=run_id,
             ingested=ingested,
-            trained=trained,
-            evaluation_uri=registration.evaluation_uri(evaluated),
-            bias=ti.xcom_pull(task_ids="bias_gate", key="bias"),
+            model=best,
+            evaluation_uri=best["evaluation_uri"],
+            bias=ti.xcom_pull(task_ids=T.BIAS_GATE, key=T.BIAS_VERDICT_KEY),
         )
 
-    registration = build_registration(ingested, train_model.output, evaluate_model.output)
+    @task(task_id="build_runner_up_registrations")
+    def build_runner_up_registrations(
+        ingested: dict, board: dict, params: dict, run_id=None, ti=None
+    ) -> list[dict]:
+        """Every other candidate, registered pending (not deployed) with its own metrics."""
+        from include.pipeline.tasks import candidates
+
+        return candidates.runners_up(
+            SETTINGS,
+            params,
+            run_id=run_id,
+            leaderboard_doc=board,
+            ingested=ingested,
+            bias=ti.xcom_pull(task_ids=T.BIAS_GATE, key=T.BIAS_VERDICT_KEY),
+        )
+
+    registration = build_registration(ingested, leaderboard)
     register_model_version = ops.SageMakerRegisterModelVersionOperator(
-        task_id="register_model_version",
+        task_id=T.REGISTER,
         image_uri=registration["image_uri"],
         model_url=registration["model_url"],
         package_group_name=registration["package_group_name"],
+        package_group_desc=registration["package_group_desc"],
         package_desc=registration["package_desc"],
         model_approval=registration["model_approval"],
         extras=registration["extras"],
     )
+    register_runners_up = targets.mapped(
+        ops.SageMakerRegisterModelVersionOperator, task_id=T.REGISTER_RUNNERS_UP
+    ).expand_kwargs(build_runner_up_registrations(ingested, leaderboard))
 
-    @task.branch(task_id="is_approved")
-    def is_approved(params: dict) -> str:
-        """Deploy only approved versions; pending ones wait for a person (registry_cli)."""
-        return (
-            "build_deployment_requests"
-            if params["model_approval"] == "Approved"
-            else ("skip_deployment")
-        )
+    # The approval gate: a pending version waits for a person's Approve / Reject in Airflow's
+    # UI (which sets its registry status); one registered Approved goes straight on.
+    approve_model = ModelApprovalOperator(
+        task_id=T.APPROVE_MODEL,
+        subject=f"Deploy model version {{{{ ti.xcom_pull(task_ids='{T.REGISTER}') }}}}?",
+        body="Test accuracy, bias verdict and lineage are on the run's reports page "
+        "(menu: Reviews pipeline). Approve deploys it to `{{ params.endpoint_name }}`.",
+        model_package_arn=f"{{{{ ti.xcom_pull(task_ids='{T.REGISTER}') }}}}",
+        deploy_task_id=T.BUILD_DEPLOYMENT_REQUESTS,
+        reject_task_id=T.SKIP_DEPLOYMENT,
+    )
 
-    @task(task_id="skip_deployment")
+    @task(task_id=T.SKIP_DEPLOYMENT)
     def skip_deployment(registered_arn: str) -> dict:
-        return {
-            "skipped": f"{registered_arn} awaits approval: python -m "
-            f"include.pipeline.registry_cli approve {registered_arn}"
-        }
+        return {"skipped": f"{registered_arn} was rejected in Airflow: not deployed"}
 
     # ----------------------------------------------------------------- deployment
-    @task(task_id="build_deployment_requests", multiple_outputs=True)
-    def build_deployment_requests(trained: dict, params: dict, run_id=None) -> dict:
-        from include.pipeline.tasks import deployment
+    @task(task_id=T.BUILD_DEPLOYMENT_REQUESTS, multiple_outputs=True)
+    def build_deployment_requests(board: dict, params: dict, run_id=None) -> dict:
+        """The leaderboard's best, in its own serving container."""
+        from include.pipeline.tasks import candidates, deployment
 
         client = targets.client(SETTINGS, "sagemaker")
-        return deployment.requests(
+        best = candidates.best(board)
+        return deployment.build_deployment_requests(
             SETTINGS,
             params,
             run_id=run_id,
-            model_data_url=trained["Training"]["ModelArtifacts"]["S3ModelArtifacts"],
+            model_data_url=best["model_uri"],
             champion_model=deployment.current_model(client, params["endpoint_name"]),
+            candidate=best,
         )
 
     @task(task_id="create_rollback_alarm")
     def create_rollback_alarm(params: dict) -> str:
         from include.pipeline.requests import deployment
 
-        return targets.put_metric_alarm(
-            SETTINGS,
-            deployment.rollback_alarm_request(
-                endpoint_name=params["endpoint_name"],
-                variant_name=deployment.PRIMARY_VARIANT,
-                threshold_percent=5,
-            ),
+        request = deployment.rollback_alarm_request(
+            endpoint_name=params["endpoint_name"],
+            variant_name=deployment.PRIMARY_VARIANT,
+            threshold_percent=params["rollback_error_rate_percent"],
         )
+        targets.client(SETTINGS, "cloudwatch").put_metric_alarm(**request)
+        return request["AlarmName"]
 
-    deploy = build_deployment_requests(train_model.output)
+    deploy = build_deployment_requests(leaderboard)
     create_model = ops.SageMakerModelOperator(task_id="create_model", config=deploy["model"])
     create_endpoint_config = ops.SageMakerEndpointConfigOperator(
         task_id="create_endpoint_config", config=deploy["endpoint_config"]
     )
     deploy_endpoint = ops.SageMakerEndpointOperator(
-        task_id="deploy_endpoint", config=deploy["endpoint"], operation="create"
+        task_id=T.DEPLOY, config=deploy["endpoint"], operation="create"
     )
 
-    @task(task_id="smoke_test_endpoint")
-    def smoke_test_endpoint(params: dict) -> list:
+    @task(task_id="build_monitoring_baseline_request")
+    def build_monitoring_baseline_request(
+        code: dict, board: dict, model: dict, training_set: dict, params: dict, run_id=None
+    ) -> dict:
+        """The served model's data-quality baseline (model_monitor compares traffic to it)."""
+        from include.pipeline.tasks import candidates
+
+        best = candidates.best(board)
+        candidates.require_finetune_served(best)
+        from include.pipeline.tasks import monitoring
+
+        return monitoring.baseline_request(
+            SETTINGS,
+            run_id=run_id,
+            endpoint_name=params["endpoint_name"],
+            model_name=model["ModelName"],
+            model_uri=best["model_uri"],
+            code_uri=code["code_uri"],
+            dataset_uri=training_set["train"],
+        )
+
+    monitoring_baseline = ops.SageMakerProcessingOperator(
+        task_id="monitoring_baseline",
+        config=build_monitoring_baseline_request(code, leaderboard, deploy["model"], training_set),
+    )
+
+    @task(task_id=T.SMOKE_TEST)
+    def smoke_test_endpoint(board: dict, params: dict, run_id=None, dag_run=None) -> list:
+        """Two reviews of known sentiment; their labels are stored as the request's ground truth."""
         from include.pipeline.tasks import deployment
 
         runtime = targets.client(SETTINGS, "sagemaker-runtime")
-        return deployment.smoke_test(runtime, params["endpoint_name"])
+        inference_id = deployment.smoke_inference_id(run_id)
+        answer = deployment.smoke_test(
+            runtime, params["endpoint_name"], inference_id=inference_id, candidate=board["best"]
+        )
+        deployment.record_smoke_ground_truth(
+            SETTINGS, params["endpoint_name"], inference_id=inference_id, time=dag_run.run_after
+        )
+        return answer
 
     @teardown
     def delete_test_endpoint(params: dict) -> str | None:
@@ -382,22 +697,31 @@ with DAG(
     chain(queries, bias_request, detect_bias, gate, [stop_on_bias(), code])
     chain(code, feature_group, create_feature_group, wait_for_feature_group, prepare_features)
     chain(prepare_features, balanced_bias_request, detect_balanced_bias)
-    chain(prepare_features, training_set_queries, query_training_set, training_request)
+    chain(prepare_features, wait_for_offline_store, query_training_set, training_request)
+    chain(training_set_queries, query_training_set)
+    chain(training_set, tune_finetune, training_request)
     chain(prepare_features, training_request, train_model, wait_for_debugger_rules)
-    chain(wait_for_debugger_rules, evaluation, evaluate_model)
+    chain(wait_for_debugger_rules, training_rules, evaluation, evaluate_model)
+    chain(prepare_text, blazingtext_request, train_blazingtext, evaluation_requests["blazingtext"])
+    chain(prepare_text, automl_arguments, create_automl_job, wait_for_automl_job)
+    chain(wait_for_automl_job, described_automl_job, evaluation_requests["autopilot"])
+    chain(list(posttraining_biases.values()), leaderboard)
+    chain(query_training_set, champion_evaluation, evaluate_champion)
+    gate_on_accuracy = accuracy_gate(leaderboard)
     chain(
-        evaluate_model,
-        accuracy_gate(evaluate_model.output),
-        [skip_registration(evaluate_model.output), registration],
+        [leaderboard, evaluate_champion],
+        gate_on_accuracy,
+        [skip_registration(leaderboard), registration],
     )
-    chain(detect_balanced_bias, registration, register_model_version)
+    chain(detect_balanced_bias, registration, register_model_version, register_runners_up)
     chain(
         register_model_version,
-        is_approved(),
+        approve_model,
         [skip_deployment(register_model_version.output), deploy],
     )
     chain(deploy, create_rollback_alarm(), create_model, create_endpoint_config, deploy_endpoint)
-    chain(deploy_endpoint, smoke_test_endpoint(), delete_test_endpoint())
+    chain(deploy_endpoint, smoke_test_endpoint(leaderboard), delete_test_endpoint())
+    chain(deploy_endpoint, monitoring_baseline)
 
     # The summary comes last, after every path (success, gate stops, skips, failures).
     summary = write_run_summary().operator

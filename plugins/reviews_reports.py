@@ -7,7 +7,9 @@ no CDN: the API server may have no internet) from what the runs wrote to the lak
 Routes: ``/`` runs index, ``/runs/{run_id}`` one run, ``/runs/{run_id}/charts/{name}.png``
 server-side charts, ``/artifact?uri=s3://...`` artifacts under the pipeline bucket only,
 ``/api/runs`` the index as JSON. A section whose data is missing reads "not yet"; a section
-that fails to read says so, and the page still renders.
+that fails to read says so, and the page still renders. Every route needs the API server's
+logged-in user (:mod:`include.pipeline.ui_auth`); artifact URIs are checked as resolved
+(:func:`include.pipeline.reports.check_artifact_uri`).
 """
 
 from __future__ import annotations
@@ -27,10 +29,11 @@ except ImportError:  # the API server puts plugins/ on sys.path, not the project
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from airflow.plugins_manager import AirflowPlugin
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from include.pipeline import reports
+from include.pipeline import reports, ui_auth
+from include.pipeline.documents import bias as bias_doc
 
 log = logging.getLogger(__name__)
 
@@ -193,16 +196,15 @@ def violations_table(violations: Any) -> str:
     rows = [
         [
             esc(v.get("facet")),
-            esc(v.get("value")),
+            esc(v.get("value_or_threshold")),
             esc(v.get("metric")),
-            v.get("metric_value"),
+            v.get("value") if v.get("value") is not None else esc(v.get("error", "not computed")),
             v.get("threshold"),
         ]
         for v in violations
-        if isinstance(v, dict)
     ]
     return '<p class="bad">Threshold violations:</p>' + table(
-        ["Facet", "Value", "Metric", "Value of metric", "Threshold"], rows
+        ["Facet", "Facet value", "Metric", "Value of metric", "Threshold"], rows
     )
 
 
@@ -214,7 +216,7 @@ def bias_section(s: dict, base: str, run_path: str) -> str | None:
         kv([("Mode", bias.get("mode"))]),
         f"<p>Report: {artifact_link(base, bias.get('report_uri'))} · "
         f"analysis: {artifact_link(base, bias.get('analysis_uri'))}</p>",
-        violations_table(bias.get("violations")),
+        violations_table(bias_doc.violations_of(bias)),
     ]
     if reports.bias_metrics(s):
         parts.append(
@@ -225,7 +227,7 @@ def bias_section(s: dict, base: str, run_path: str) -> str | None:
         parts.append(
             "<h3>After balancing</h3>"
             f"<p>Report: {artifact_link(base, balanced.get('report_uri'))}</p>"
-            + violations_table(balanced.get("violations"))
+            + violations_table(bias_doc.violations_of(balanced))
         )
     return "".join(parts)
 
@@ -266,26 +268,54 @@ def evaluation_section(s: dict, base: str, run_path: str) -> str | None:
         kv([("Accuracy", ev.get("accuracy")), ("Macro F1", ev.get("macro_f1"))]),
         f"<p>evaluation.json: {artifact_link(base, ev.get('uri'))}</p>",
     ]
-    report = reports.evaluation_report(s) or {}
-    per_class = report.get("per_class") or report.get("classification_report")
-    if isinstance(per_class, dict):
-        rows = [
-            [esc(label)] + [scores.get(k) for k in ("precision", "recall", "f1-score", "support")]
-            for label, scores in per_class.items()
-            if isinstance(scores, dict)
-        ]
-        if rows:
-            parts.append(
-                "<h3>Per class</h3>"
-                + table(["Class", "Precision", "Recall", "F1", "Support"], rows)
-            )
-    scalars = [(k, v) for k, v in sorted(report.items()) if isinstance(v, int | float | str)]
-    if scalars:
-        parts.append("<h3>evaluation.json</h3>" + kv(scalars))
+    report = reports.evaluation_report(s)
+    if report is None:
+        parts.append('<p class="notyet">evaluation.json: not yet</p>')
+        return "".join(parts)
+    parts.append(kv([("Test reviews", report.n_samples)]))
+    rows = [
+        [esc(label), c.precision, c.recall, c.f1, c.support]
+        for label, c in report.per_class.items()
+    ]
+    parts.append(
+        "<h3>Per class</h3>" + table(["Class", "Precision", "Recall", "F1", "Support"], rows)
+    )
+    cm = report.confusion_matrix
+    parts.append(
+        '<h3>Confusion matrix</h3><p class="muted">rows: true label, columns: predicted</p>'
+        + table(
+            ["true \\ predicted", *cm.labels],
+            [[esc(label), *row] for label, row in zip(cm.labels, cm.matrix, strict=True)],
+        )
+    )
     if ev.get("confusion_matrix_uri"):
         img = figure(artifact_url(base, ev["confusion_matrix_uri"]), "Confusion matrix")
         parts.append(f'<div class="charts">{img}</div>')
     return "".join(parts)
+
+
+def leaderboard_section(s: dict, base: str) -> str | None:
+    board = reports.leaderboard(s)
+    if board is None:
+        return None
+    rows = [
+        [
+            esc(r["candidate"]) + (" <b>(deployed)</b>" if r["deployed"] else ""),
+            r["accuracy"],
+            r["macro_f1"],
+            r["training_time_s"],
+            r["model_size_mb"],
+            r["inference_ms_per_review"],
+            artifact_link(base, r["evaluation_uri"], "evaluation.json")
+            + " "
+            + artifact_link(base, r["bias_analysis_uri"], "post-training bias"),
+        ]
+        for r in board["rows"]
+    ]
+    return f"<p>Best by {esc(board['metric'])}: <b>{esc(board['best'])}</b></p>" + table(
+        ["Candidate", "Accuracy", "Macro F1", "Training s", "Model MB", "ms / review", "Reports"],
+        rows,
+    )
 
 
 def registry_section(s: dict, base: str) -> str | None:
@@ -376,11 +406,98 @@ def endpoints_section(s: dict, base: str) -> str | None:
     return "".join(parts) or None
 
 
+def monitoring_section(s: dict, base: str) -> str | None:
+    """Per endpoint (the run's first, then every other monitored one): the latest monitoring
+    windows, their violations, a drift chart per feature (baseline vs the windows) and the
+    human-measured model quality."""
+    from include.pipeline import settings as pipeline_settings
+    from include.pipeline import storage
+    from include.pipeline.documents import monitoring as monitoring_doc
+
+    name = (s.get("deployment") or {}).get("endpoint_name") if isinstance(s, dict) else None
+    if not name:
+        return None
+    settings = pipeline_settings.load()
+    store = storage.for_settings(settings)
+    others = [e for e in monitoring_doc.monitored_endpoints(store, settings) if e != name]
+    return "".join(_endpoint_monitoring(e, base, settings, store) for e in [name, *others])
+
+
+def _endpoint_monitoring(name: str, base: str, settings, store) -> str:
+    from include.pipeline.documents import monitoring as monitoring_doc
+
+    found = monitoring_doc.overview(store, settings, name)
+    parts = []
+    if found["windows"]:
+        features = sorted({f for w in found["windows"] for f in w["means"]})
+        rows = [
+            [esc(w["window"]), w["item_count"], len(w["violations"]), esc(", ".join(w["drifted"]))]
+            + [fmt(w["means"].get(f)) for f in features]
+            for w in found["windows"]
+        ]
+        classes = ["error" if w["violations"] else "" for w in found["windows"]]
+        headers = ["Window", "Records", "Violations", "Features"] + [f"mean {f}" for f in features]
+        parts.append(f"<h3>Monitoring windows of {esc(name)}</h3>" + table(headers, rows, classes))
+        charts = [
+            figure(
+                f"{base}/endpoints/{quote(name, safe='')}/drift/{quote(f, safe='')}.png",
+                f"{f}: baseline vs the latest windows",
+            )
+            for f in reports.drift_features(name, settings)
+        ]
+        if charts:
+            parts.append(f'<div class="charts">{"".join(charts)}</div>')
+        latest = next((w for w in found["windows"] if w["violations"]), None)
+        if latest:
+            parts.append(f"<h3>Violations of {esc(latest['window'])}</h3>")
+            parts.append(
+                table(
+                    ["Feature", "Check", "Description"],
+                    [
+                        [
+                            esc(v["feature_name"]),
+                            esc(v["constraint_check_type"]),
+                            esc(v["description"]),
+                        ]
+                        for v in latest["violations"]
+                    ],
+                )
+            )
+    if found["quality"]:
+        parts.append(
+            "<h3>Human review</h3>"
+            + table(
+                ["Model", "Labels", "Sampled", "Human-measured accuracy", "Disagreement rate"],
+                [
+                    [
+                        esc(m),
+                        q["labels"],
+                        q["sampled"],
+                        fmt(q["accuracy"]),
+                        fmt(q["disagreement_rate"]),
+                    ]
+                    for m, q in found["quality"].items()
+                ],
+            )
+        )
+    return "".join(parts) or (
+        f"<p>{esc(name)}: no monitoring windows and no human labels so far (the "
+        "model_monitor and human_review DAGs write them).</p>"
+    )
+
+
 # --- the app ----------------------------------------------------------------------------------
 
 
 def create_app() -> FastAPI:
-    app = FastAPI(title=TITLE, docs_url=None, redoc_url=None, openapi_url=None)
+    # Every route behind the API server's own login (see include/pipeline/ui_auth.py).
+    app = FastAPI(
+        title=TITLE,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        dependencies=[Depends(ui_auth.require_reader)],
+    )
 
     @app.get("/", response_class=HTMLResponse)
     def index(request: Request) -> HTMLResponse:
@@ -435,11 +552,25 @@ def create_app() -> FastAPI:
                 section(
                     "Evaluation", lambda: evaluation_section(summary, base, run_path), "evaluation"
                 ),
+                section("Leaderboard", lambda: leaderboard_section(summary, base), "leaderboard"),
                 section("Model registry", lambda: registry_section(summary, base), "registry"),
                 section("Endpoints", lambda: endpoints_section(summary, base), "endpoints"),
+                section("Monitoring", lambda: monitoring_section(summary, base), "monitoring"),
             ]
         )
         return page(f"{TITLE}: {run_id}", body, base)
+
+    @app.get("/endpoints/{endpoint_name}/drift/{feature}.png")
+    def drift_chart(endpoint_name: str, feature: str) -> Response:
+        series = reports.drift_series(endpoint_name, feature)
+        if series is None:
+            return Response(
+                f"{endpoint_name} / {feature}: no monitoring window yet",
+                status_code=404,
+                media_type="text/plain",
+            )
+        png = reports.drift_png(series)
+        return Response(png, media_type="image/png", headers={"Cache-Control": "no-cache"})
 
     @app.get("/runs/{run_id}/charts/{name}.png")
     def chart(run_id: str, name: str) -> Response:
@@ -473,7 +604,8 @@ app = create_app()
 
 
 class ReviewsReportsPlugin(AirflowPlugin):
-    """Mounts the reports app at /reviews and adds it to the Browse menu."""
+    """Mounts the reports app at /reviews, adds it to the Browse menu and a "Reports" tab to
+    each DAG run."""
 
     name = "reviews_reports"
     fastapi_apps = [{"app": app, "url_prefix": URL_PREFIX, "name": TITLE}]
@@ -484,5 +616,11 @@ class ReviewsReportsPlugin(AirflowPlugin):
             "destination": "nav",
             "category": "browse",
             "url_route": "reviews-pipeline",
-        }
+        },
+        {  # a "Reports" tab on each DAG run page; the UI fills in {RUN_ID}
+            "name": "Reports",
+            "href": f"{URL_PREFIX}/runs/{{RUN_ID}}",
+            "destination": "dag_run",
+            "url_route": "reviews-run-reports",
+        },
     ]

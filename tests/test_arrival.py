@@ -16,12 +16,12 @@ from airflow.sdk.module_loading import import_string
 
 from include.pipeline import arrival, ingestion, sample
 from include.pipeline import settings as pipeline_settings
-from include.pipeline.storage import LocalStorage
 from include.pipeline.targets.local.arrival_trigger import (
     LakeFolderTrigger,
     is_candidate,
     stable_new,
 )
+from include.pipeline.targets.local.storage import LocalStorage
 from tests.aws_model import assert_valid
 from tests.moto_server import moto_server
 
@@ -186,60 +186,112 @@ def test_arrived_uris_from_both_trigger_payloads():
 # --- dedup by content hash ----------------------------------------------------------------------
 
 
+def _params() -> dict:
+    from include.pipeline.params import PARAMS
+
+    return {name: p.value for name, p in PARAMS.items()}
+
+
 def test_same_content_starts_one_run(lake):
+    from include.pipeline.tasks.ingest import ingest_task
+
     settings = pipeline_settings.load({"PIPELINE_LAKE": str(lake), "PIPELINE_BUCKET": "bk"})
     store = LocalStorage(lake)
-    one, two = sample.csv_bytes(n=60, seed=1), sample.csv_bytes(n=60, seed=2)
+    one, two = sample.csv_bytes(n=200, seed=1), sample.csv_bytes(n=200, seed=2)
     store.write("s3://bk/incoming/one.csv", one)
     store.write("s3://bk/incoming/one-again.csv", one)
     store.write("s3://bk/incoming/two.csv", two)
 
     new = arrival.find_new(settings, ["s3://bk/incoming/one.csv", "s3://bk/incoming/one-again.csv"])
     assert [n["input_uri"] for n in new] == ["s3://bk/incoming/one.csv"]
-    extra = arrival.announce(settings, new, run_id="r1")
-    assert extra == {
-        "input_uri": "s3://bk/incoming/one.csv",
-        "raw_hash": ingestion.content_hash(one),
+    (run,) = arrival.pipeline_runs(new)
+    assert run == {
+        "trigger_run_id": arrival.pipeline_run_id(ingestion.content_hash(one)),
+        "conf": {"input_uri": "s3://bk/incoming/one.csv"},
     }
-    marker = lake / "bk" / "arrivals" / f"{extra['raw_hash']}.json"
-    assert json.loads(marker.read_text())["run_id"] == "r1"
+    # Seen again before its run ingested it: the same run id (the trigger skips an existing run).
+    again = arrival.pipeline_runs(arrival.find_new(settings, ["s3://bk/incoming/one-again.csv"]))
+    assert [r["trigger_run_id"] for r in again] == [run["trigger_run_id"]]
 
+    # The run's ingest writes the marker once the file is ingested.
+    params = {**_params(), **run["conf"]}
+    ingest_task(settings, params, run_id=run["trigger_run_id"])
+    marker = lake / "bk" / "arrivals" / f"{ingestion.content_hash(one)}.json"
+    assert json.loads(marker.read_text())["run_id"] == run["trigger_run_id"]
     # The same bytes again (any name, e.g. after a triggerer restart): nothing new.
     assert arrival.find_new(settings, ["s3://bk/incoming/one-again.csv"]) == []
-    # Announcing again rewrites the same marker: no duplicates.
-    arrival.announce(settings, new, run_id="r1")
+    # A retried ingest rewrites the same marker: no duplicates.
+    ingest_task(settings, params, run_id=run["trigger_run_id"])
     assert [p.name for p in (lake / "bk" / "arrivals").iterdir()] == [marker.name]
     # New content is new; a vanished file is skipped, not an error.
     new = arrival.find_new(settings, ["s3://bk/incoming/gone.csv", "s3://bk/incoming/two.csv"])
     assert [n["raw_hash"] for n in new] == [ingestion.content_hash(two)]
 
 
-def test_announce_needs_an_arrival(lake):
-    settings = pipeline_settings.load({"PIPELINE_LAKE": str(lake)})
-    with pytest.raises(ValueError, match="at least one"):
-        arrival.announce(settings, [])
+def test_failed_ingestion_writes_no_marker(lake):
+    """Bad content is not marked seen: its run fails, and a retry (or the file again) counts."""
+    from airflow.sdk.exceptions import AirflowFailException
 
-
-def test_ingest_takes_the_input_from_the_newest_asset_event(lake):
-    from include.pipeline.params import PARAMS
     from include.pipeline.tasks.ingest import ingest_task
 
     settings = pipeline_settings.load({"PIPELINE_LAKE": str(lake), "PIPELINE_BUCKET": "bk"})
-    data = sample.csv_bytes(n=200, seed=7)
-    LocalStorage(lake).write("s3://bk/incoming/new.csv", data)
-    params = {name: p.value for name, p in PARAMS.items()}
-    events = [
-        {"extra": {"input_uri": "s3://bk/incoming/older.csv"}, "timestamp": "2026-01-01T00:00"},
-        {"extra": {"input_uri": "s3://bk/incoming/new.csv"}, "timestamp": "2026-01-02T00:00"},
-    ]
-    events = [type("Event", (), e)() for e in events]  # attribute access, like the SDK's
-    result = ingest_task(settings, {**params, "input_uri": ""}, asset_events=events)
-    assert result["input_uri"] == "s3://bk/incoming/new.csv"
-    assert result["raw_hash"] == ingestion.content_hash(data)
-    # No events (a manual run outside a task): the generated sample, as before.
-    assert ingest_task(settings, {**params, "input_uri": ""}, asset_events=[])["input_uri"] == (
-        "generated:sample"
+    LocalStorage(lake).write("s3://bk/incoming/bad.csv", b"not,a,review,file\n1,2,3,4\n")
+    (new,) = arrival.find_new(settings, ["s3://bk/incoming/bad.csv"])
+    with pytest.raises(AirflowFailException):
+        ingest_task(settings, {**_params(), "input_uri": new["input_uri"]}, run_id="arrival__x")
+    assert not (lake / "bk" / "arrivals").exists()
+    assert arrival.find_new(settings, ["s3://bk/incoming/bad.csv"]) == [new]
+
+
+def test_several_files_in_the_lake_folder_at_once_each_get_a_run(lake):
+    """Three files land together: the folder trigger reports each, the arrival run that
+    collects the events plans one pipeline run per file, and each run ingests its own file."""
+    from include.pipeline.tasks.ingest import ingest_task
+
+    settings = pipeline_settings.load({"PIPELINE_LAKE": str(lake), "PIPELINE_BUCKET": "bk"})
+    folder = lake / "bk" / "incoming"
+    folder.mkdir(parents=True)
+    data = {f"f{i}.csv": sample.csv_bytes(n=200, seed=10 + i) for i in range(3)}
+    for name, body in data.items():
+        (folder / name).write_bytes(body)
+    trigger = arrival.watcher_trigger(settings)
+
+    async def events(n: int) -> list[dict]:
+        agen, found = trigger.run(), []
+        for _ in range(n):
+            found.append((await asyncio.wait_for(agen.__anext__(), 10)).payload)
+        await agen.aclose()
+        return [{"extra": {"from_trigger": True, "payload": p}} for p in found]
+
+    runs = arrival.pipeline_runs(
+        arrival.find_new(settings, arrival.arrived_uris(asyncio.run(events(3))))
     )
+    assert sorted(r["conf"]["input_uri"] for r in runs) == [f"s3://bk/incoming/{n}" for n in data]
+    assert len({r["trigger_run_id"] for r in runs}) == 3
+    ingested = [
+        ingest_task(settings, {**_params(), **r["conf"]}, run_id=r["trigger_run_id"]) for r in runs
+    ]
+    assert sorted(i["raw_hash"] for i in ingested) == sorted(
+        ingestion.content_hash(b) for b in data.values()
+    )
+    assert arrival.find_new(settings, [r["conf"]["input_uri"] for r in runs]) == []
+
+
+def test_arrival_dag_starts_one_pipeline_run_per_new_file():
+    """The DAG maps the provider's TriggerDagRunOperator over the planned runs (no asset event,
+    which the scheduler would merge into one run)."""
+    from pathlib import Path
+
+    from airflow.dag_processing.dagbag import DagBag
+
+    dags = Path(__file__).resolve().parents[1] / "dags" / "reviews_arrival.py"
+    dag = DagBag(dag_folder=str(dags)).dags["reviews_arrival"]
+    start = dag.get_task("start_pipeline_run")
+    assert type(start).__name__ == "MappedOperator"
+    assert start.partial_kwargs["trigger_dag_id"] == arrival.PIPELINE_DAG_ID
+    assert start.partial_kwargs["skip_when_already_exists"] is True
+    assert dag.get_task("plan_pipeline_runs").downstream_task_ids == {"start_pipeline_run"}
+    assert not dag.get_task("start_pipeline_run").outlets
 
 
 # --- schedules ----------------------------------------------------------------------------------
@@ -251,11 +303,14 @@ def test_main_schedule_cron_or_assets_only():
     assert isinstance(schedule, AssetOrTimeSchedule)
     assert isinstance(schedule.timetable, CronTriggerTimetable)
     assert schedule.timetable.expression == "0 6 * * *"
-    assert [a.name for a in schedule.asset_condition.objects] == ["reviews_raw"]
+    # drift or new human labels: either starts a run (new raw data starts runs of its own)
+    names = ["reviews_drift", "reviews_labeled"]
+    assert [a.name for a in schedule.asset_condition.objects] == names
 
     none = pipeline_settings.load({"PIPELINE_SCHEDULE": "none", "PIPELINE_BUCKET": "bk"})
-    (raw,) = arrival.main_schedule(none)
-    assert raw.name == "reviews_raw" and raw == arrival.raw_asset(none)
+    assets = arrival.main_schedule(none)
+    assert type(assets).__name__ == "AssetAny"
+    assert [a.name for a in assets.objects] == names
 
 
 # --- the aws target -----------------------------------------------------------------------------
@@ -279,10 +334,20 @@ def test_bucket_notification_request_is_valid():
     settings = pipeline_settings.load({"PIPELINE_TARGET": "aws", "PIPELINE_BUCKET": "bk"})
     request = arrival.bucket_notification_request(settings, "arn:aws:sqs:us-east-1:1:q")
     assert_valid("s3", "PutBucketNotificationConfiguration", request)
+    shared = pipeline_settings.load(
+        {"PIPELINE_TARGET": "aws", "PIPELINE_BUCKET": "bk", "PIPELINE_PREFIX": "teams/reviews"}
+    )
+    (rule,) = arrival.bucket_notification_request(shared, "arn:aws:sqs:us-east-1:1:q")[
+        "NotificationConfiguration"
+    ]["QueueConfigurations"][0]["Filter"]["Key"]["FilterRules"]
+    assert rule["Value"] == "teams/reviews/incoming/"  # the watched prefix inside the bucket
 
 
-def test_s3_upload_reaches_the_pipeline_input_through_sqs(monkeypatch):
-    """S3 notification -> SQS -> the provider's trigger -> our parsing -> content-hash dedup."""
+def test_two_arrivals_in_one_sqs_batch_are_both_ingested(monkeypatch):
+    """S3 notification -> SQS -> the provider's trigger -> our parsing -> content-hash dedup ->
+    one pipeline run per file -> each run's ingest (on the aws target, moto S3)."""
+    from include.pipeline.tasks.ingest import ingest_task
+
     with moto_server() as (url, env):
         for key, value in env.items():
             monkeypatch.setenv(key, value)
@@ -299,26 +364,34 @@ def test_s3_upload_reaches_the_pipeline_input_through_sqs(monkeypatch):
         s3.put_bucket_notification_configuration(
             **arrival.bucket_notification_request(settings, queue_arn)
         )
-        data = sample.csv_bytes(n=50, seed=3)
-        s3.put_object(Bucket="bkt", Key="incoming/new reviews.csv", Body=data)
+        first, second = sample.csv_bytes(n=200, seed=3), sample.csv_bytes(n=200, seed=4)
+        s3.put_object(Bucket="bkt", Key="incoming/new reviews.csv", Body=first)
+        s3.put_object(Bucket="bkt", Key="incoming/more.csv", Body=second)
         s3.put_object(Bucket="bkt", Key="elsewhere/other.csv", Body=b"x")  # outside the prefix
 
         trigger = arrival.watcher_trigger(settings, arrival.ArrivalSettings(queue_url=queue_url))
         trigger.wait_time_seconds = 1
 
-        async def first():
+        async def first_batch():
             agen = trigger.run()
             try:
                 return (await asyncio.wait_for(agen.__anext__(), 30)).payload
             finally:
                 await agen.aclose()
 
-        payload = asyncio.run(first())
+        payload = asyncio.run(first_batch())
+        # One asset event carries both files (and the TestEvent S3 sent at configuration).
         uris = arrival.arrived_uris([{"extra": {"from_trigger": True, "payload": payload}}])
-        assert uris == ["s3://bkt/incoming/new reviews.csv"]
-        new = arrival.find_new(settings, uris)
-        assert [n["raw_hash"] for n in new] == [ingestion.content_hash(data)]
-        arrival.announce(settings, new, run_id="r1")
-        assert arrival.find_new(settings, uris) == []
+        assert uris == ["s3://bkt/incoming/new reviews.csv", "s3://bkt/incoming/more.csv"]
+        runs = arrival.pipeline_runs(arrival.find_new(settings, uris))
+        assert [r["conf"]["input_uri"] for r in runs] == uris
+        hashes = [ingestion.content_hash(first), ingestion.content_hash(second)]
+        assert [r["trigger_run_id"] for r in runs] == [arrival.pipeline_run_id(h) for h in hashes]
+        ingested = [
+            ingest_task(settings, {**_params(), **r["conf"]}, run_id=r["trigger_run_id"])
+            for r in runs
+        ]
+        assert [i["raw_hash"] for i in ingested] == hashes
+        assert arrival.find_new(settings, uris) == []  # both marked, once ingested
         # The trigger deleted what it read: the queue is empty.
         assert "Messages" not in sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=0)

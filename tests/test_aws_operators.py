@@ -23,7 +23,7 @@ def test_model_and_endpoint_config_creation_are_idempotent(moto_env):
 
     model = deployment.model_request(
         model_name="m-1",
-        image_uri="763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.5-cpu-py311",
+        image_uri="763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.6-cpu-py312",
         model_data_url="s3://b/model.tar.gz",
         role_arn="arn:aws:iam::123456789012:role/SageMakerRole",
         region="us-east-1",

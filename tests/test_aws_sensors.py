@@ -89,16 +89,31 @@ def test_debug_rules_wait_then_pass(sagemaker):
 
 
 def test_debug_rules_issues_fail_naming_the_rule(sagemaker):
-    from airflow.providers.common.compat.sdk import AirflowException
+    from airflow.sdk.exceptions import AirflowFailException  # not retried: a finding is final
 
     _training_job(sagemaker, "train-issues")
     _rules("train-issues", ("LossNotDecreasing", "IssuesFound"), ("Overfit", "NoIssuesFound"))
     strict = SageMakerDebugRulesSensor(task_id="rules", job_name="train-issues")
-    with pytest.raises(AirflowException, match="LossNotDecreasing") as info:
+    with pytest.raises(AirflowFailException, match="LossNotDecreasing") as info:
         strict.poke(context={})
     assert "Overfit" not in str(info.value)
     lenient = SageMakerDebugRulesSensor(
         task_id="rules", job_name="train-issues", fail_on_issues=False
+    )
+    assert lenient.poke(context={}) is True
+
+
+def test_debug_rules_error_counts_like_issues(sagemaker):
+    """A rule that could not be evaluated proves nothing: it fails or warns like IssuesFound."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    _training_job(sagemaker, "train-error")
+    _rules("train-error", ("LossNotDecreasing", "Error"), ("Overfit", "NoIssuesFound"))
+    strict = SageMakerDebugRulesSensor(task_id="rules", job_name="train-error")
+    with pytest.raises(AirflowFailException, match="LossNotDecreasing Error"):
+        strict.poke(context={})
+    lenient = SageMakerDebugRulesSensor(
+        task_id="rules", job_name="train-error", fail_on_issues=False
     )
     assert lenient.poke(context={}) is True
 
@@ -142,7 +157,7 @@ def test_feature_group_created(sagemaker):
 
 
 def test_feature_group_create_failed(sagemaker):
-    from airflow.providers.common.compat.sdk import AirflowException
+    from airflow.sdk.exceptions import AirflowFailException as AirflowException
 
     arn = _feature_group(sagemaker, "reviews-broken")
     _feature_group_state(arn, FeatureGroupStatus="CreateFailed", FailureReason="bucket denied")

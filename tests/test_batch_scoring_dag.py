@@ -11,13 +11,14 @@ import pytest
 
 from include.pipeline import settings as pipeline_settings
 from include.pipeline.demo import load_dag
+from include.pipeline.layout import RunLayout
 from include.pipeline.requests import registry as registry_requests
 from include.pipeline.requests.common import job_name
 from include.pipeline.targets.local.endpoint import client as endpoint_client
 from include.pipeline.targets.local.lake import atomic_write_bytes, resolve
 from include.pipeline.targets.local.sagemaker import registry
 from include.pipeline.tasks import batch_scoring
-from include.pipeline.tasks.registration import MODEL_NAME
+from include.pipeline.tasks.registry import MODEL_NAME
 from tests.aws_model import assert_valid
 from tests.moto_server import free_port
 from tests.test_inference import build_tiny_model, pack_model
@@ -45,6 +46,7 @@ def register(lake: Path, model_url: str, status: str, run: str) -> str:
         bias_report_uri=None,
         data_hash=f"hash-{run}",
         hyperparameters={"epochs": 1},
+        code_version="0123abc",
         model_approval=status,
     )
     group_request = registry_requests.create_model_package_group_request(kwargs)
@@ -94,7 +96,7 @@ def test_dag_scores_every_review_with_the_latest_approved_version(
     assert dag_run.state == "success", states
     assert set(states.values()) == {"success"}
 
-    folder = batch_scoring.folder_uri(settings, dag_run.run_id)
+    folder = RunLayout(settings, dag_run.run_id).batch_scoring()
     out = resolve(f"{folder}/output/reviews.jsonl.out", lake)
     answers = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(answers) == len(REVIEWS)  # one prediction per input line, in order
@@ -263,6 +265,7 @@ def test_resolve_model_is_the_same_boto3_code_on_aws(monkeypatch):
                 bias_report_uri=None,
                 data_hash=f"hash-{run}",
                 hyperparameters={"epochs": 1},
+                code_version="0123abc",
                 model_approval=status,
             )
             if not arns:

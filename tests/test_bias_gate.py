@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from include.pipeline.bias_gate import (
+from include.pipeline.targets.local.clarify.metrics import PRE_TRAINING_METRICS
+from include.pipeline.tasks.bias import (
     DEFAULT_THRESHOLDS,
     BiasGateFailed,
     apply_gate,
@@ -12,7 +13,6 @@ from include.pipeline.bias_gate import (
     merge_thresholds,
     metric_status,
 )
-from include.pipeline.targets.local.clarify.metrics import PRE_TRAINING_METRICS
 
 
 def _metric(name, value, error=None):

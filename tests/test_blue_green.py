@@ -1,15 +1,21 @@
-"""Blue/green updates under concurrent traffic: zero failed requests, broken models roll back."""
+"""Blue/green updates under concurrent traffic: broken models roll back, callers see what
+SageMaker's callers would (zero failures for a healthy update, ModelErrors from a broken one)."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
 
+from include.pipeline import targets
+from include.pipeline.requests.deployment import rollback_alarm_request
+from include.pipeline.settings import Settings
 from include.pipeline.targets.local.endpoint.blue_green import traffic_steps
 from include.pipeline.targets.local.endpoint.host import start_server
 from tests.aws_model import assert_valid
@@ -21,6 +27,18 @@ from tests.test_inference import (
     build_tiny_model,
     register_model,
 )
+
+ALARM = "reviews-5xx-rate"
+
+
+def put_alarm(lake: Path, name: str, threshold_percent: float) -> None:
+    """The pipeline's rollback alarm (PutMetricAlarm through the local target's cloudwatch)."""
+    request = {
+        **rollback_alarm_request(endpoint_name="any", threshold_percent=threshold_percent),
+        "AlarmName": name,
+    }
+    assert_valid("cloudwatch", "PutMetricAlarm", request)
+    targets.load(Settings(lake=lake)).client("cloudwatch").put_metric_alarm(**request)
 
 
 def single_variant_config(config_name: str, model: str, variant: str) -> dict:
@@ -38,7 +56,9 @@ def single_variant_config(config_name: str, model: str, variant: str) -> dict:
     }
 
 
-def update_request(endpoint: str, config_name: str, routing: dict, alarms: bool = True) -> dict:
+def update_request(
+    endpoint: str, config_name: str, routing: dict, alarms: bool = True, alarm: str = ALARM
+) -> dict:
     deployment = {
         "BlueGreenUpdatePolicy": {
             "TrafficRoutingConfiguration": routing,
@@ -47,7 +67,7 @@ def update_request(endpoint: str, config_name: str, routing: dict, alarms: bool 
         }
     }
     if alarms:
-        deployment["AutoRollbackConfiguration"] = {"Alarms": [{"AlarmName": "reviews-5xx-rate"}]}
+        deployment["AutoRollbackConfiguration"] = {"Alarms": [{"AlarmName": alarm}]}
     request = {
         "EndpointName": endpoint,
         "EndpointConfigName": config_name,
@@ -114,6 +134,7 @@ def lake(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def server(lake):
     running = start_server(lake)
+    put_alarm(lake, ALARM, threshold_percent=5.0)
     sm = boto("sagemaker", running.url)
     for config in (
         single_variant_config("blue", "blue-model", "Blue"),
@@ -247,7 +268,16 @@ def test_error_rate_alarm_rolls_back_a_model_that_fails_on_traffic(server):
     with Load(server.url, "linear-flaky") as load:
         described, _ = run_update(sm, update_request("linear-flaky", "flaky", routing), load)
         time.sleep(0.2)
-    assert load.failures == []  # the old fleet answered every request the new one failed
+    # as on SageMaker, callers routed to the broken new fleet get its ModelErrors until the
+    # rollback (no hidden retry on the old fleet), and the update reports how many
+    assert load.failures
+    assert all("(ModelError)" in f and "flaky model failed" in f for f in load.failures)
+    report = json.loads(
+        urllib.request.urlopen(f"{server.url}/endpoints/linear-flaky/stats").read()
+    )["last_update"]
+    assert report["Outcome"] == "RolledBack"
+    assert report["NewFleetFailedRequests"] == len(load.failures)
+    assert f"callers got {len(load.failures)} failed requests" in described["FailureReason"]
     assert described["EndpointConfigName"] == "blue"
     assert "Alarm reviews-5xx-rate fired" in described["FailureReason"]
     assert set(load.variants) == {"Blue"}
@@ -256,6 +286,26 @@ def test_error_rate_alarm_rolls_back_a_model_that_fails_on_traffic(server):
         EndpointName="linear-flaky", Body='{"features": ["ok"]}', ContentType="application/json"
     )
     assert answer["InvokedProductionVariant"] == "Blue"
+
+
+def test_the_stored_alarm_decides_the_rollback(server, lake):
+    """The same failing model stays when its alarm tolerates the failures (its threshold, not a
+    server setting, decides), and an alarm nobody created fails the update."""
+    put_alarm(lake, "tolerant", threshold_percent=100.0)  # > 100% never happens
+    sm = fresh_endpoint(server, "tolerant-flaky")
+    routing = {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 1}
+    with Load(server.url, "tolerant-flaky") as load:
+        described, _ = run_update(
+            sm, update_request("tolerant-flaky", "flaky", routing, alarm="tolerant"), load
+        )
+    assert described["EndpointConfigName"] == "flaky"
+    assert not described.get("FailureReason")
+
+    sm = fresh_endpoint(server, "no-alarm")
+    sm.update_endpoint(**update_request("no-alarm", "green", routing, alarm="never-created"))
+    described = wait_settled(sm, "no-alarm")
+    assert described["EndpointConfigName"] == "blue"
+    assert "'never-created' does not exist" in described["FailureReason"]
 
 
 def test_an_update_in_progress_cannot_be_updated_again(server):
@@ -272,3 +322,51 @@ def test_an_update_in_progress_cannot_be_updated_again(server):
     described = wait_settled(sm, "busy")
     assert described["EndpointStatus"] == "InService"
     assert described["EndpointConfigName"] == "green"
+
+
+def test_deploy_operator_fails_when_the_update_rolls_back(server, lake):
+    """The endpoint ends InService on the old config: the deploy task fails, not passes."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from include.pipeline.targets.local.operators import SageMakerEndpointOperator
+
+    fresh_endpoint(server, "deploy-broken")
+    routing = {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 1}
+    operator = SageMakerEndpointOperator(
+        task_id="deploy_endpoint",
+        config=update_request("deploy-broken", "broken-load", routing),
+        operation="update",
+        lake=str(lake),
+        region="us-east-1",
+        endpoint_url=server.url,
+    )
+    with pytest.raises(AirflowFailException, match="rolled back, it still serves blue"):
+        operator.execute({})
+
+
+def test_retried_deploy_operator_waits_on_the_update_its_first_attempt_sent(server, lake):
+    """A retry of settle_endpoint / deploy_endpoint while its own update is under way: no second
+    UpdateEndpoint (refused while Updating), the task waits and ends on the new config."""
+    from include.pipeline.targets.local.operators import SageMakerEndpointOperator
+
+    sm = fresh_endpoint(server, "retried")
+    routing = {
+        "Type": "CANARY",
+        "CanarySize": {"Type": "INSTANCE_COUNT", "Value": 1},
+        "WaitIntervalInSeconds": 1,
+    }
+    request = update_request("retried", "green", routing, alarms=False)
+    sm.update_endpoint(**request)  # the first attempt, lost after sending it
+    result = SageMakerEndpointOperator(
+        task_id="settle_endpoint",
+        config={
+            "EndpointConfig": single_variant_config("green", "green-model", "Green"),
+            "Endpoint": request,
+        },
+        operation="update",
+        lake=str(lake),
+        region="us-east-1",
+        endpoint_url=server.url,
+    ).execute({})
+    assert result["Endpoint"]["EndpointStatus"] == "InService"
+    assert result["Endpoint"]["EndpointConfigName"] == "green"

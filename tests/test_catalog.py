@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from include.pipeline import ingestion, sample, settings
+from include.pipeline.layout import Layout, RunLayout
 from include.pipeline.requests import catalog as requests
 from include.pipeline.settings import REPO_ROOT
 from include.pipeline.targets.local import athena, catalog, lake
@@ -57,7 +58,7 @@ def test_requests_validate_against_botocore(cfg):
             requests.start_query_execution(
                 render(name, "ab" * 32),
                 database=cfg.glue_database,
-                output_location=requests.query_output_location(cfg, "manual__run"),
+                output_location=RunLayout(cfg, "manual__run").query_results(),
             ),
         )
 
@@ -65,7 +66,7 @@ def test_requests_validate_against_botocore(cfg):
 def _ingest(cfg, data: bytes) -> tuple[str, pd.DataFrame]:
     result = ingestion.transform(data, source="t")
     raw_hash = ingestion.content_hash(data)
-    uri = requests.partition_location(cfg, raw_hash) + "reviews.parquet"
+    uri = Layout(cfg).transformed_file(raw_hash)
     lake.atomic_write_bytes(
         lake.resolve(uri, cfg.lake), ingestion.to_parquet_bytes(result.transformed)
     )
@@ -85,7 +86,7 @@ def test_local_athena_results_match_pandas_per_partition(cfg):
     )
     hash_a, frame_a = _ingest(cfg, sample.csv_bytes(n=300, seed=1))
     _ingest(cfg, sample.csv_bytes(n=200, seed=2))  # another partition must not leak in
-    output = requests.query_output_location(cfg, "run-1")
+    output = RunLayout(cfg, "run-1").query_results()
 
     expected = {
         "count_by_sentiment": frame_a.groupby("sentiment").size(),

@@ -56,6 +56,15 @@ def test_main_dag_shape(dagbag):
     assert summary.is_teardown and not summary.downstream_task_ids
 
 
+def test_every_task_id_the_summary_pulls_is_a_task_of_the_dag(dagbag):
+    from include.pipeline import task_ids
+
+    dag = dagbag.dags["reviews_pipeline"]
+    missing = sorted(set(task_ids.referenced()) - set(dag.task_ids))
+    assert missing == []
+    assert task_ids.WRITE_SUMMARY in dag.task_ids
+
+
 def test_same_task_ids_on_both_targets():
     ids = {}
     for target in ("local", "aws"):

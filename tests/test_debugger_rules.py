@@ -13,7 +13,7 @@ from include.pipeline.requests.training import (
     VALIDATION_LOSS,
     rule_configurations,
 )
-from include.pipeline.targets.local.sagemaker.debugger import evaluate_rules, rule_failures
+from include.pipeline.training_rules import evaluate_rules, rule_failures
 
 IMAGE = "503895931360.dkr.ecr.us-east-1.amazonaws.com/sagemaker-debugger-rules:latest"
 
@@ -90,10 +90,11 @@ def test_stalled_training_loss_is_not_overtraining():
     )
 
 
-def test_profiler_report_says_it_is_not_produced_locally():
+def test_profiler_report_says_it_is_recorded_not_evaluated():
     status = by_name(evaluate_rules(configs(), HEALTHY))["ProfilerReport"]
     assert status["RuleEvaluationStatus"] == "NoIssuesFound"
-    assert "not produced locally" in status["StatusDetails"]
+    assert "needs Debugger's system and framework profiler data" in status["StatusDetails"]
+    assert "recorded, not evaluated" in status["StatusDetails"]
 
 
 @pytest.mark.parametrize(
@@ -110,4 +111,4 @@ def test_rules_that_cannot_run_report_error(rule, params, series, why):
     status = evaluate_rules(config, series)[0]
     assert status["RuleEvaluationStatus"] == "Error"
     assert why in status["StatusDetails"]
-    assert rule_failures([status]) == []
+    assert rule_failures([status]) == [rule]  # a rule that cannot run fails or warns like issues

@@ -16,8 +16,9 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from include.jobs.feature_records import put_records
-from include.pipeline.requests.features import feature_group_request, put_record_request
+from include.pipeline.requests.features import feature_group_request
 from include.pipeline.targets.local.featurestore import store as fs
+from tests.test_features_requests import put_record as put_record_request
 
 FG = "reviews-fg"
 
@@ -239,9 +240,55 @@ def test_put_records_retries_throttling_then_writes(service: _Service, lake: Pat
     service.throttle = 2
     delays: list[float] = []
     rows = records(3).to_dict("records")
-    assert put_records(_client(service.url), FG, rows, max_attempts=4, sleep=delays.append) == 3
+    written = put_records(
+        _client(service.url), FG, rows, max_workers=1, max_attempts=4, sleep=delays.append
+    )
+    assert written == 3
     assert service.calls == 5 and len(delays) == 2 and delays[1] > delays[0] > 0
     assert fs.get_record(FG, "id-002", lake)["Record"]
+
+
+def test_put_records_concurrent_workers_write_every_record_and_log_progress(
+    service: _Service, lake: Path
+):
+    service.throttle = 3  # throttled calls land on whichever workers come first
+    lines: list[str] = []
+    rows = records(25).to_dict("records")
+    written = put_records(
+        _client(service.url),
+        FG,
+        rows,
+        max_workers=4,
+        sleep=lambda _: None,
+        log=lines.append,
+        progress_every=10,
+    )
+    assert written == 25 and service.calls == 28
+    assert [line.split(" records")[0] for line in lines] == [
+        "PutRecord 10/25",
+        "PutRecord 20/25",
+        "PutRecord 25/25",
+    ]
+    online = [fs.get_record(FG, f"id-{i:03d}", lake)["Record"] for i in range(25)]
+    assert all(online)
+
+
+def test_runtime_put_record_is_readable_at_once_and_offline_after_the_job(
+    service: _Service, lake: Path
+):
+    from include.jobs.feature_records import to_record
+    from include.pipeline.targets.local.featurestore import runtime
+
+    rows = records(30).to_dict("records")
+    with runtime.serve(lake) as url:
+        assert put_records(_client(url), FG, rows, max_workers=3, sleep=lambda _: None) == 30
+        assert fs.get_record(FG, "id-029", lake)["Record"]  # online: written at once
+        assert count(lake) == 0  # offline: buffered, as on AWS it lands minutes later
+        bad = to_record(rows[0])
+        bad[3] = {"FeatureName": "label_id", "ValueAsString": "2.5"}
+        with pytest.raises(ClientError, match="'label_id' must be Integral"):
+            _client(url).put_record(FeatureGroupName=FG, Record=bad)
+    assert count(lake) == 30  # flushed when the job's runtime closes
 
 
 def test_put_records_gives_up_after_max_attempts(service: _Service):
@@ -251,6 +298,7 @@ def test_put_records_gives_up_after_max_attempts(service: _Service):
             _client(service.url),
             FG,
             records(2).to_dict("records"),
+            max_workers=1,
             max_attempts=3,
             sleep=lambda _: None,
         )

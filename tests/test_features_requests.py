@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from include.jobs.feature_records import to_record
 from include.pipeline.requests import features
 from include.pipeline.requests.images import framework_image_uri, image_uri
 from tests.aws_model import assert_valid
@@ -116,8 +117,13 @@ RECORD = {
 }
 
 
+def put_record(feature_group_name: str, record: dict) -> dict:
+    """The PutRecord the prepare job sends for one review (values typed by the definitions)."""
+    return {"FeatureGroupName": feature_group_name, "Record": to_record(record)}
+
+
 def test_put_record_request_is_valid_and_typed():
-    request = features.put_record_request("reviews-fg", RECORD)
+    request = put_record("reviews-fg", RECORD)
     assert_valid("sagemaker-featurestore-runtime", "PutRecord", request)
     values = {f["FeatureName"]: f["ValueAsString"] for f in request["Record"]}
     assert values["sentiment"] == "-1"
@@ -129,18 +135,15 @@ def test_put_record_request_is_valid_and_typed():
 )
 def test_put_record_request_rejects_wrong_types_naming_the_value(feature, value):
     with pytest.raises(ValueError, match=rf"{feature}.*{value!r}"):
-        features.put_record_request("reviews-fg", {**RECORD, feature: value})
+        put_record("reviews-fg", {**RECORD, feature: value})
 
 
-def test_training_set_query_request_is_valid():
-    request = features.training_set_query_request(
-        table="reviews_fg_1700000000", split_type="validation", output_uri="s3://bucket/athena/val"
-    )
+def test_training_set_sql_is_valid():
+    sql = features.training_set_sql("reviews_fg_1700000000", "validation")
+    request = {"QueryString": sql, "ResultConfiguration": {"OutputLocation": "s3://b/val/"}}
     assert_valid("athena", "StartQueryExecution", request)
-    sql = request["QueryString"]
     assert '"sagemaker_featurestore"."reviews_fg_1700000000"' in sql
     assert "split_type = 'validation'" in sql
-    assert request["ResultConfiguration"]["OutputLocation"] == "s3://bucket/athena/val/"
     with pytest.raises(ValueError, match="holdout"):
         features.training_set_sql("t", "holdout")
     with pytest.raises(ValueError, match="x; drop"):

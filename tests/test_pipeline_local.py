@@ -16,6 +16,8 @@ import pytest
 
 from include.pipeline import ingestion, sample
 from include.pipeline.targets.local import lake as lake_paths
+from include.pipeline.targets.local.endpoint import models
+from include.pipeline.tasks.deployment import resource_name
 from tests.conftest import REPO
 from tests.moto_server import free_port
 
@@ -25,6 +27,9 @@ DEPLOY = {
     "model_approval": "Approved",
     "delete_endpoint_after_run": True,
     "traffic_wait_seconds": 1,
+    # The candidates' paths with the smallest budgets: one tuning trial of two steps per epoch.
+    "tuning_max_jobs": 1,
+    "tuning_trial_steps": 2,
 }
 
 
@@ -70,21 +75,63 @@ def test_run_succeeds_and_writes_the_summary(sample_run):
     _, summary, _ = sample_run
     assert summary["state"] == "success" and summary["failed_tasks"] == []
     assert summary["started_at"] < summary["finished_at"]
+    # Where the time went: every finished task's seconds, and the training job's own.
+    assert (
+        summary["task_seconds"]["train_model"] > 0 and "ingest_reviews" in summary["task_seconds"]
+    )
+    assert summary["training"]["training_seconds"] >= 0
     ingestion_entry = summary["ingestion"]
     assert ingestion_entry["rows"] == 600 and ingestion_entry["quarantined"] == 0
     assert sum(ingestion_entry["by_sentiment"].values()) == 600
-    # Only the paths the gates did not take are skipped.
+    # Only the paths the gates did not take are skipped (and the fine-tune's monitoring baseline
+    # when another candidate serves).
     skipped = {t for t, state in summary["task_states"].items() if state == "skipped"}
-    assert skipped == {"stop_on_bias", "skip_registration", "skip_deployment"}
+    not_monitored = set()
+    if summary["leaderboard"]["best"] != "finetune":
+        not_monitored = {"build_monitoring_baseline_request", "monitoring_baseline"}
+    no_champion = {"evaluate_champion"}  # a fresh lake: no endpoint serves yet
+    assert skipped == {
+        "stop_on_bias",
+        "skip_registration",
+        "skip_deployment",
+        *no_champion,
+        *not_monitored,
+    }
     assert set(summary) >= {
         "ingestion",
         "bias",
         "features",
         "training",
         "evaluation",
+        "leaderboard",
         "registration",
         "deployment",
     }
+
+
+def test_every_candidate_is_on_the_leaderboard_and_the_best_serves(sample_run):
+    lake, summary, _ = sample_run
+    board = summary["leaderboard"]
+    entries = board["entries"]
+    assert {e["candidate"] for e in entries} == {"finetune", "blazingtext", "autopilot"}
+    assert board["metric"] == "accuracy" and board["best"] == entries[0]["candidate"]
+    assert entries[0]["accuracy"] == max(e["accuracy"] for e in entries)
+    for entry in entries:  # one evaluation document shape, with the serving costs
+        doc = json.loads(lake_paths.resolve(entry["evaluation_uri"], lake).read_text())
+        assert doc["metrics"]["accuracy"]["value"] == entry["accuracy"]
+        assert entry["model_size_bytes"] > 0 and entry["inference_ms_per_review"] > 0
+        assert entry["training_time_s"] is not None
+        # Clarify's post-training bias of the candidate's test-split predictions
+        analysis = json.loads(lake_paths.resolve(entry["bias_analysis_uri"], lake).read_text())
+        facets = analysis["post_training_bias_metrics"]["facets"]["product_category"]
+        assert {m["name"] for m in facets[0]["metrics"]} >= {"DPPL", "DI", "AD", "CDDPL", "TE"}
+    # The best is the deployed model; the others are registered after it, pending.
+    registration = summary["registration"]
+    assert len(registration["runners_up"]) == len(entries) - 1
+    deployed = summary["deployment"]
+    model = models.describe_model(resource_name(deployed["endpoint_name"], summary["run_id"]), lake)
+    assert model["PrimaryContainer"]["ModelDataUrl"] == entries[0]["model_uri"]
+    assert model["PrimaryContainer"]["Image"] == entries[0]["image_uri"]
 
 
 def test_every_step_reports_what_it_produced(sample_run):
@@ -108,8 +155,9 @@ def test_every_step_reports_what_it_produced(sample_run):
     }
     assert set(training["metrics"]) == {"train:loss", "validation:loss", "validation:accuracy"}
     assert lake_paths.resolve(training["model_uri"], lake).stat().st_size > 1_000_000
-    evaluation = summary["evaluation"]
-    assert evaluation["accuracy"] >= 0.6  # the gate let it through
+    evaluation = summary["evaluation"]  # the fine-tune's
+    assert 0 <= evaluation["accuracy"] <= 1
+    assert summary["leaderboard"]["entries"][0]["accuracy"] >= 0.6  # the gate let the best in
     assert (
         lake_paths.resolve(evaluation["confusion_matrix_uri"], lake).read_bytes()[:4] == b"\x89PNG"
     )
@@ -159,7 +207,11 @@ def test_rerun_on_the_same_file_stores_the_raw_copy_once(sample_run, tmp_path):
     assert second["features"]["train"] == first["features"]["train"]
     train_set = pd.read_csv(lake_paths.resolve(second["features"]["training_set"]["train"], lake))
     assert len(train_set) == first["features"]["train"] and train_set["review_id"].is_unique
-    assert second["registration"]["model_package_arn"].endswith("/reviews-sentiment/2")
+    # (each run registers every candidate: its best first)
+    versions = 1 + len(first["registration"]["runners_up"])
+    assert second["registration"]["model_package_arn"].endswith(
+        f"/reviews-sentiment/{versions + 1}"
+    )
 
 
 def test_bad_input_fails_the_run_with_a_clear_message(airflow_db, tmp_path):

@@ -28,6 +28,7 @@ def _kwargs(run: str = "manual__1", **overrides) -> dict:
         "bias_report_uri": f"s3://reviews-pipeline/runs/{run}/bias/analysis.json",
         "data_hash": f"hash-{run}",
         "hyperparameters": {"epochs": 1, "learning_rate": 2e-5},
+        "code_version": "0123abc",
     }
     return rq.register_model_version_kwargs(**(args | overrides))
 
@@ -49,7 +50,9 @@ def test_registration_creates_a_version_with_metrics_and_lineage(tmp_path):
     assert described["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"] == (
         "s3://reviews-pipeline/runs/manual__1/evaluate/evaluation.json"
     )
-    assert described["ModelMetrics"]["Bias"]["Report"]["S3Uri"].endswith("bias/analysis.json")
+    assert described["ModelMetrics"]["Bias"]["PreTrainingReport"]["S3Uri"].endswith(
+        "bias/analysis.json"
+    )
     lineage = described["CustomerMetadataProperties"]
     assert lineage["data_hash"] == "hash-manual__1"
     assert lineage["hp.learning_rate"] == "2e-05"

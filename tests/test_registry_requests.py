@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import io
 import re
+from pathlib import Path
 
 import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
 from include.pipeline import registry_cli
+from include.pipeline.requests import deployment
 from include.pipeline.requests import registry as rq
+from include.pipeline.tasks import registry as registry_task
 from tests.aws_model import assert_valid
 
 REGION = "us-east-1"
@@ -26,6 +29,8 @@ def _kwargs(**overrides) -> dict:
         "data_hash": "9f2c1e",
         "hyperparameters": {"epochs": 1, "learning_rate": 2e-5, "max_seq_length": 64},
         "image_uris": {"training": "763104351884.dkr.ecr.us-east-1.amazonaws.com/pt-train:2.1"},
+        "code_version": "0123abc",
+        "environment": deployment.container_environment(REGION),
     }
     return rq.register_model_version_kwargs(**(args | overrides))
 
@@ -60,7 +65,7 @@ def test_register_requests_validate_against_botocore():
     assert request["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"].endswith(
         "evaluation.json"
     )
-    assert request["ModelMetrics"]["Bias"]["Report"]["S3Uri"].endswith("analysis.json")
+    assert request["ModelMetrics"]["Bias"]["PreTrainingReport"]["S3Uri"].endswith("analysis.json")
     assert request["InferenceSpecification"]["SupportedContentTypes"] == ["application/json"]
 
 
@@ -100,23 +105,30 @@ def test_lineage_is_flat_strings_within_aws_limits():
         data_hash="abc123",
         hyperparameters={"epochs": 2, "learning_rate": 3e-5, "freeze_bert_layer": False},
         image_uris={"inference": "img:1"},
+        code_version="0123abc",
     )
     assert all(isinstance(k, str) and isinstance(v, str) for k, v in props.items())
     assert props["data_hash"] == "abc123"
     assert props["hp.epochs"] == "2" and props["hp.freeze_bert_layer"] == "False"
     assert props["image.inference"] == "img:1"
     assert props["pkg.torch"] != "" and props["pkg.apache-airflow"].startswith("3.")
-    assert props["code_version"] == "unknown" or re.fullmatch(
-        r"[0-9a-f]{40}", props["code_version"]
-    )
+    assert props["code_version"] == "0123abc"
     assert len(props) <= 50
     assert all(len(k) <= 128 and len(v) <= 256 for k, v in props.items())
 
 
-def test_lineage_code_version_override(monkeypatch):
+def test_code_version_is_the_checkout_commit_unless_overridden(monkeypatch):
+    """Resolved on the Airflow side (tasks/registry.py), passed into the pure builder."""
+    monkeypatch.delenv("PIPELINE_CODE_VERSION", raising=False)
+    found = registry_task.code_version()
+    assert found == "unknown" or re.fullmatch(r"[0-9a-f]{40}", found)
     monkeypatch.setenv("PIPELINE_CODE_VERSION", "0123abc")
-    props = rq.lineage(data_hash="h", hyperparameters={}, image_uris={})
-    assert props["code_version"] == "0123abc"
+    assert registry_task.code_version() == "0123abc"
+
+
+def test_the_pure_registry_builder_runs_no_subprocess():
+    source = Path(rq.__file__).read_text()
+    assert "subprocess" not in source and "os.environ" not in source
 
 
 @pytest.mark.parametrize(
@@ -129,32 +141,34 @@ def test_lineage_code_version_override(monkeypatch):
 )
 def test_lineage_refuses_what_aws_would(hyperparameters, message):
     with pytest.raises(ValueError, match=message):
-        rq.lineage(data_hash="h", hyperparameters=hyperparameters, image_uris={})
+        rq.lineage(data_hash="h", hyperparameters=hyperparameters, image_uris={}, code_version="v")
 
 
 def test_requests_equal_what_the_provider_operator_sends(moto_endpoint):
-    """Run the real operator against moto and capture the boto3 parameters it sends."""
-    from airflow.providers.amazon.aws.operators.sagemaker import (
-        SageMakerRegisterModelVersionOperator,
-    )
+    """Run the aws target's operator (the provider's, extended) against moto and capture the
+    boto3 parameters it sends."""
+    from include.pipeline.targets.aws.operators import SageMakerRegisterModelVersionOperator
 
     kwargs = _kwargs()
     operator = SageMakerRegisterModelVersionOperator(
         task_id="register", aws_conn_id=None, region_name=REGION, **kwargs
     )
-    sent: dict[str, dict] = {}
+    sent: dict[str, list[dict]] = {}
 
     def capture(params, model, **_):
-        sent[model.name] = dict(params)
+        sent.setdefault(model.name, []).append(dict(params))
 
     operator.hook.conn.meta.events.register("provide-client-params.sagemaker.*", capture)
     arn = operator.execute(context={})
 
-    assert sent["CreateModelPackageGroup"] == rq.create_model_package_group_request(kwargs)
-    assert sent["CreateModelPackage"] == rq.create_model_package_request(kwargs)
-    described = boto3.client("sagemaker", region_name=REGION).describe_model_package(
-        ModelPackageName=arn
-    )
+    assert sent["CreateModelPackageGroup"][0] == rq.create_model_package_group_request(kwargs)
+    assert sent["CreateModelPackage"] == [rq.create_model_package_request(kwargs)]
+    client = boto3.client("sagemaker", region_name=REGION)
+    group = client.describe_model_package_group(ModelPackageGroupName="reviews-sentiment")
+    assert group["ModelPackageGroupDescription"] == kwargs["package_group_desc"]
+    described = client.describe_model_package(ModelPackageName=arn)
+    container = described["InferenceSpecification"]["Containers"][0]
+    assert container["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
     assert described["ModelPackageGroupName"] == "reviews-sentiment"
     assert described["CustomerMetadataProperties"]["data_hash"] == "9f2c1e"
     assert described["ModelApprovalStatus"] == "PendingManualApproval"

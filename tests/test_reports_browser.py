@@ -23,6 +23,8 @@ from urllib.parse import quote
 
 import pytest
 
+from tests.airflow_auth import COOKIE, reader_token
+from tests.recorded_run import summary_path
 from tests.test_reports_plugin import OLDER_RUN_ID, RUN_ID, build_lake, load_plugin_module
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,7 +51,7 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def server(tmp_path, monkeypatch):
+def server(tmp_path, monkeypatch, airflow_db):
     """uvicorn serving the plugin app under /reviews, reading a freshly built lake."""
     import uvicorn
     from fastapi import FastAPI
@@ -198,17 +200,28 @@ def open_page(tools: DevTools, url: str) -> None:
         time.sleep(0.05)
 
 
+def log_in(tools: DevTools, server: str) -> None:
+    """The cookie the Airflow UI sets at login: a JWT from this process's auth manager."""
+    cookie = {"name": COOKIE, "value": reader_token(), "url": server, "httpOnly": True}
+    assert tools.send("Network.setCookie", cookie).get("success", True)
+
+
 def test_run_page_in_headless_chromium(server, browser):
+    log_in(browser, server)
+    lake = Path(os.environ["PIPELINE_LAKE"])  # the recorded run's summary, as the page reads it
+    summary = json.loads(summary_path(lake).read_text())
+    accuracy = f"{summary['evaluation']['accuracy']:.4f}"
+    macro_f1 = f"{summary['evaluation']['macro_f1']:.4f}"
     open_page(browser, f"{server}/reviews/")
     assert browser.evaluate("document.title") == "Reviews pipeline"
     index_text = browser.evaluate("document.body.innerText")
-    assert RUN_ID in index_text and OLDER_RUN_ID in index_text and "0.8125" in index_text
+    assert RUN_ID in index_text and OLDER_RUN_ID in index_text and accuracy in index_text
     link = browser.evaluate(f"document.querySelector('a[href*=\"{quote(RUN_ID, safe='')}\"]').href")
     assert link == f"{server}/reviews/runs/{quote(RUN_ID, safe='')}"
 
     open_page(browser, link)
     text = browser.evaluate("document.body.innerText")
-    for expected in ("0.8125", "0.7931", "reviews-train-1", "Threshold violations", "InService"):
+    for expected in (accuracy, macro_f1, "reviews-train-1", "Threshold violations", "InService"):
         assert expected in text, expected
     images = browser.evaluate(
         "Array.from(document.images).map(i => [i.alt, i.naturalWidth, i.naturalHeight])"
@@ -229,6 +242,7 @@ def test_browser_check_catches_a_broken_image(server, browser):
     """The console/network checks above can fail: a missing artifact is reported."""
     bad = quote("s3://reviews-pipeline/runs/x/missing.png", safe="")
     page_url = f"{server}/reviews/artifact?uri={bad}"
+    log_in(browser, server)
     mark = len(browser.events)
     browser.send("Page.navigate", {"url": page_url})
     browser.wait_for("Page.loadEventFired", mark)

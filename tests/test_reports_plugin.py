@@ -7,7 +7,6 @@ registry (DuckDB) version and endpoint state with data-capture files.
 from __future__ import annotations
 
 import importlib.util
-import io
 import json
 import os
 import subprocess
@@ -18,12 +17,19 @@ from urllib.parse import quote
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.airflow_auth import COOKIE, reader_token
+from tests.recorded_run import (
+    ENDPOINT,
+    OLDER_RUN_ID,
+    RUN_ID,
+    RUN_KEY,
+    copy_recorded_run,
+    summary_path,
+)
+
 REPO = Path(__file__).resolve().parents[1]
 PLUGIN_FILE = REPO / "plugins" / "reviews_reports.py"
 BUCKET = "reviews-pipeline"
-RUN_ID = "manual__2025-03-01T10:00:00+00:00"
-OLDER_RUN_ID = "scheduled__2025-02-01T00:00:00+00:00"
-ENDPOINT = "reviews-sentiment"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -40,168 +46,19 @@ def _write(path: Path, data: bytes | str) -> None:
     path.write_bytes(data.encode() if isinstance(data, str) else data)
 
 
-def _confusion_matrix_png() -> bytes:
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(3, 3), dpi=80)
-    ax = fig.add_subplot(1, 1, 1)
-    ax.imshow([[50, 5, 2], [6, 40, 8], [1, 7, 60]], cmap="Blues")
-    ax.set_title("Confusion matrix")
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    return buffer.getvalue()
-
-
-def _register(lake: Path, run_uri: str) -> str:
-    from include.pipeline.targets.local.sagemaker import registry
-
-    group = "ReviewsSentiment"
-    package = {
-        "ModelPackageGroupName": group,
-        "ModelApprovalStatus": "PendingManualApproval",
-        "InferenceSpecification": {
-            "Containers": [
-                {"Image": "pytorch-inference:2", "ModelDataUrl": f"{run_uri}/model.tar.gz"}
-            ],
-            "SupportedContentTypes": ["application/jsonlines"],
-            "SupportedResponseMIMETypes": ["application/jsonlines"],
-        },
-        "ModelMetrics": {
-            "ModelQuality": {
-                "Statistics": {
-                    "ContentType": "application/json",
-                    "S3Uri": f"{run_uri}/evaluation.json",
-                }
-            }
-        },
-        "CustomerMetadataProperties": {"run_id": RUN_ID, "data_hash": "abc123<script>"},
-    }
-    return registry.register_model_version({"ModelPackageGroupName": group}, package, lake)
-
-
 def build_lake(root: Path) -> Path:
-    """A lake with one complete run, one run with only ingestion, registry and endpoint state."""
+    """A lake with the recorded runs (real documents and summaries, see tests/recorded_run.py:
+    a full one and an older one with only ingestion), a registry version and endpoint state
+    with data-capture files."""
     lake = root / "lake"
-    run_dir = lake / BUCKET / "runs" / RUN_ID
-    run_uri = f"s3://{BUCKET}/runs/{RUN_ID}"
-    _write(run_dir / "evaluation" / "confusion_matrix.png", _confusion_matrix_png())
-    _write(
-        run_dir / "evaluation" / "evaluation.json",
-        json.dumps(
-            {
-                "accuracy": 0.8125,
-                "macro_f1": 0.7931,
-                "per_class": {
-                    "-1": {"precision": 0.8, "recall": 0.7, "f1-score": 0.75, "support": 57},
-                    "0": {"precision": 0.7, "recall": 0.75, "f1-score": 0.72, "support": 54},
-                    "1": {"precision": 0.9, "recall": 0.88, "f1-score": 0.89, "support": 68},
-                },
-            }
-        ),
-    )
-    _write(
-        run_dir / "training" / "metrics.json",
-        json.dumps(
-            {
-                "train_loss": [1.1, 0.9, 0.7, 0.55],
-                "validation_loss": [1.0, 0.85, 0.72, 0.66],
-                "validation_accuracy": [0.45, 0.6, 0.7, 0.78],
-            }
-        ),
-    )
-    analysis = {
-        "version": "1.0",
-        "pre_training_bias_metrics": {
-            "label": "sentiment",
-            "facets": {
-                "product_category": [
-                    {
-                        "value_or_threshold": value,
-                        "metrics": [
-                            {"name": "CI", "description": "Class Imbalance (CI)", "value": ci},
-                            {"name": "DPL", "description": "Difference in labels", "value": dpl},
-                        ],
-                    }
-                    for value, ci, dpl in (("Dresses", 0.42, 0.05), ("Jackets", -0.3, -0.12))
-                ]
-            },
-        },
-    }
-    _write(run_dir / "bias" / "analysis.json", json.dumps(analysis))
-    _write(run_dir / "bias" / "report.html", "<html><body><h1>Bias report</h1></body></html>")
-    arn = _register(lake, run_uri)
-    summary = {
-        "run_id": RUN_ID,
-        "dag_id": "reviews_pipeline",
-        "target": "local",
-        "started_at": "2025-03-01T10:00:00+00:00",
-        "finished_at": "2025-03-01T10:20:00+00:00",
-        "state": "success",
-        "ingestion": {
-            "rows": 6004,
-            "quarantined": 3,
-            "by_sentiment": {"-1": 700, "0": 900, "1": 4404},
-            "by_category": {"Dresses": 2000, "Tops": 2500, "Jackets": 1504},
-            "raw_uri": f"s3://{BUCKET}/raw/abc/reviews.csv",
-        },
-        "bias": {
-            "analysis_uri": f"{run_uri}/bias/analysis.json",
-            "report_uri": f"{run_uri}/bias/report.html",
-            "mode": "warn",
-            "violations": [
-                {
-                    "facet": "product_category",
-                    "value": "Dresses",
-                    "metric": "CI",
-                    "metric_value": 0.42,
-                    "threshold": 0.3,
-                }
-            ],
-        },
-        "training": {
-            "job_name": "reviews-train-1",
-            "metrics": {"train_loss": 0.55, "validation_loss": 0.66, "validation_accuracy": 0.78},
-            "rule_statuses": [
-                {
-                    "RuleConfigurationName": "LossNotDecreasing",
-                    "RuleEvaluationStatus": "NoIssuesFound",
-                }
-            ],
-            "model_uri": f"{run_uri}/model.tar.gz",
-            "metrics_uri": f"{run_uri}/training/metrics.json",
-        },
-        "evaluation": {
-            "accuracy": 0.8125,
-            "macro_f1": 0.7931,
-            "uri": f"{run_uri}/evaluation/evaluation.json",
-            "confusion_matrix_uri": f"{run_uri}/evaluation/confusion_matrix.png",
-        },
-        "registration": {"model_package_arn": arn, "status": "PendingManualApproval"},
-        "deployment": {
-            "endpoint_name": ENDPOINT,
-            "endpoint_url": "http://127.0.0.1:8765",
-            "strategy": "canary",
-            "variants": [{"VariantName": "AllTraffic", "CurrentWeight": 1.0}],
-        },
-    }
-    _write(run_dir / "summary.json", json.dumps(summary))
-    _write(
-        lake / BUCKET / "runs" / OLDER_RUN_ID / "summary.json",
-        json.dumps(
-            {
-                "run_id": OLDER_RUN_ID,
-                "started_at": "2025-02-01T00:00:00+00:00",
-                "state": "running",
-                "ingestion": {"rows": 10},
-            }
-        ),
-    )
+    copy_recorded_run(lake)
     capture = f"s3://{BUCKET}/datacapture"
     _write(
         lake / "_sagemaker" / "endpoints" / f"{ENDPOINT}.json",
         json.dumps(
             {
                 "EndpointName": ENDPOINT,
+                "EndpointArn": f"arn:aws:sagemaker:us-east-1:000000000000:endpoint/{ENDPOINT}",
                 "EndpointStatus": "InService",
                 "EndpointConfigName": f"{ENDPOINT}-config-2",
                 "ProductionVariants": [
@@ -227,53 +84,96 @@ def lake(tmp_path, monkeypatch):
     return root
 
 
+def recorded_summary(lake: Path) -> dict:
+    return json.loads(summary_path(lake).read_text())
+
+
+def f4(value: float) -> str:
+    """A number as the page shows it."""
+    return f"{value:.4f}"
+
+
 @pytest.fixture(scope="module")
 def plugin():
     return load_plugin_module()
 
 
 @pytest.fixture
-def client(plugin, lake):
-    return TestClient(plugin.app)
+def client(plugin, lake, airflow_db):
+    # Logged in as the API server's auth manager would have it (see tests/airflow_auth.py).
+    return TestClient(plugin.app, cookies={COOKIE: reader_token()})
 
 
-def test_index_lists_runs_newest_first_with_key_metrics(client):
+def test_index_lists_runs_newest_first_with_key_metrics(client, lake):
+    summary = recorded_summary(lake)
     response = client.get("/")
     assert response.status_code == 200
     text = response.text
     assert f'/runs/{quote(RUN_ID, safe="")}"' in text
     assert text.index(RUN_ID) < text.index(OLDER_RUN_ID)
-    assert "0.8125" in text and "0.7931" in text and "6004" in text
+    evaluation = summary["evaluation"]
+    assert f4(evaluation["accuracy"]) in text and f4(evaluation["macro_f1"]) in text
+    assert str(summary["ingestion"]["rows"]) in text
+    assert f4(summary["training"]["metrics"]["validation:accuracy"]) in text
 
 
-def test_api_runs_is_json(client):
+def test_api_runs_is_json(client, lake):
+    summary = recorded_summary(lake)
     rows = client.get("/api/runs").json()
     assert [r["run_id"] for r in rows] == [RUN_ID, OLDER_RUN_ID]
-    assert rows[0]["accuracy"] == 0.8125
-    assert rows[0]["bias_violations"] == 1
+    assert rows[0]["accuracy"] == summary["evaluation"]["accuracy"]
+    assert rows[0]["validation_accuracy"] == summary["training"]["metrics"]["validation:accuracy"]
+    assert rows[0]["bias_violations"] == 1  # Jackets' DPL -0.32 over the default 0.2
     assert rows[0]["registration"] == "PendingManualApproval"
-    assert rows[1]["accuracy"] is None
+    assert rows[1]["accuracy"] is None and rows[1]["validation_accuracy"] is None
 
 
-def test_run_page_shows_every_section(client):
+def test_run_page_shows_every_section(client, lake):
+    from include.pipeline.documents import evaluation as evaluation_doc
+
+    summary = recorded_summary(lake)
     response = client.get(f"/runs/{quote(RUN_ID, safe='')}")
     assert response.status_code == 200
     text = response.text
-    for expected in ("0.8125", "0.7931", "reviews-train-1", "LossNotDecreasing", "NoIssuesFound"):
+    evaluation = summary["evaluation"]
+    for expected in (
+        f4(evaluation["accuracy"]),
+        f4(evaluation["macro_f1"]),
+        "reviews-train-1",
+        "LossNotDecreasing",
+        "NoIssuesFound",
+    ):
         assert expected in text
-    assert "Threshold violations" in text and "Dresses" in text
+    assert "Threshold violations" in text and "Jackets" in text
+    # The per-class table and the confusion matrix come from the job's evaluation.json.
+    report = evaluation_doc.parse(
+        (lake / BUCKET / "runs" / RUN_KEY / "evaluation" / "evaluation.json").read_bytes()
+    )
+    assert report.training_history is not None and report.training_history.val_acc
+    section = text[text.index('id="evaluation"') :]
+    assert "Per class" in section and "Confusion matrix" in section
+    for label, scores in report.per_class.items():
+        row = f"<td>{label}</td>" + "".join(
+            f'<td class="num">{v}</td>'
+            for v in (f4(scores.precision), f4(scores.recall), f4(scores.f1), scores.support)
+        )
+        assert row in section, row
+    for label, counts in zip(
+        report.confusion_matrix.labels, report.confusion_matrix.matrix, strict=True
+    ):
+        assert f"<td>{label}</td>" + "".join(f'<td class="num">{c}</td>' for c in counts) in section
     assert "/charts/curves.png" in text and "/charts/bias.png" in text
     assert "/charts/sentiment.png" in text
     assert (
         "artifact?uri="
-        + quote(f"s3://{BUCKET}/runs/{RUN_ID}/evaluation/confusion_matrix.png", safe="")
+        + quote(f"s3://{BUCKET}/runs/{RUN_KEY}/evaluation/confusion_matrix.png", safe="")
         in text
     )
     assert "Group ReviewsSentiment" in text and "PendingManualApproval" in text
     assert "abc123&lt;script&gt;" in text and "abc123<script>" not in text  # escaped lineage
     assert "blue" in text and "green" in text and "blue: 9" in text and "green: 2" in text
     assert "0.9000 → 0.9000" not in text and "0.1000 → 0.5000" in text
-    assert "not yet" not in text.replace("training curves: not yet", "")
+    assert "not yet" not in text
 
 
 def test_charts_are_real_pngs(client):
@@ -287,21 +187,20 @@ def test_charts_are_real_pngs(client):
 
 
 def test_artifact_route_serves_png_json_and_sandboxed_html(client, lake):
-    png_uri = f"s3://{BUCKET}/runs/{RUN_ID}/evaluation/confusion_matrix.png"
+    summary = recorded_summary(lake)
+    png_uri = f"s3://{BUCKET}/runs/{RUN_KEY}/evaluation/confusion_matrix.png"
     response = client.get("/artifact", params={"uri": png_uri})
     assert response.status_code == 200
     assert response.headers["content-type"] == "image/png"
     assert (
         response.content
-        == (lake / BUCKET / "runs" / RUN_ID / "evaluation" / "confusion_matrix.png").read_bytes()
+        == (lake / BUCKET / "runs" / RUN_KEY / "evaluation" / "confusion_matrix.png").read_bytes()
     )
     doc = client.get(
-        "/artifact", params={"uri": f"s3://{BUCKET}/runs/{RUN_ID}/evaluation/evaluation.json"}
+        "/artifact", params={"uri": f"s3://{BUCKET}/runs/{RUN_KEY}/evaluation/evaluation.json"}
     )
-    assert doc.json()["accuracy"] == 0.8125
-    report = client.get(
-        "/artifact", params={"uri": f"s3://{BUCKET}/runs/{RUN_ID}/bias/report.html"}
-    )
+    assert doc.json()["metrics"]["accuracy"]["value"] == summary["evaluation"]["accuracy"]
+    report = client.get("/artifact", params={"uri": summary["bias"]["report_uri"]})
     assert report.status_code == 200 and "Bias report" in report.text
     assert report.headers["content-security-policy"] == "sandbox"
 
@@ -312,9 +211,9 @@ def test_artifact_route_serves_png_json_and_sandboxed_html(client, lake):
         f"s3://{BUCKET}/runs/../../etc/passwd.json",
         f"s3://{BUCKET}/runs/%2e%2e/x.png",
         f"s3://{BUCKET}/runs/a\\..\\b.png",
-        f"s3://other-bucket/runs/{RUN_ID}/evaluation/confusion_matrix.png",
+        f"s3://other-bucket/runs/{RUN_KEY}/evaluation/confusion_matrix.png",
         f"s3://{BUCKET}/_sagemaker/endpoints/{ENDPOINT}.json",
-        f"s3://{BUCKET}/runs/{RUN_ID}/model.tar.gz",
+        f"s3://{BUCKET}/runs/{RUN_KEY}/model.tar.gz",
         "file:///etc/passwd",
         "/etc/passwd",
         f"s3://{BUCKET}//etc/passwd.json",
@@ -327,7 +226,7 @@ def test_artifact_route_rejects_traversal_and_foreign_uris(client, uri):
 
 
 def test_artifact_route_missing_file_is_404(client):
-    response = client.get("/artifact", params={"uri": f"s3://{BUCKET}/runs/{RUN_ID}/none.png"})
+    response = client.get("/artifact", params={"uri": f"s3://{BUCKET}/runs/{RUN_KEY}/none.png"})
     assert response.status_code == 404
     assert "does not exist" in response.text
 
@@ -338,17 +237,19 @@ def test_missing_pieces_render_not_yet_never_500(client, lake):
     assert older.text.count("not yet") >= 4  # bias, training, evaluation, registry
     assert client.get(f"/runs/{quote(OLDER_RUN_ID, safe='')}/charts/curves.png").status_code == 404
     # Artifacts a summary points at vanish; registry and endpoint state go missing.
-    run_dir = lake / BUCKET / "runs" / RUN_ID
-    (run_dir / "training" / "metrics.json").unlink()
-    (run_dir / "bias" / "analysis.json").write_text("{not json")
+    accuracy = f4(recorded_summary(lake)["evaluation"]["accuracy"])
+    run_dir = lake / BUCKET / "runs" / RUN_KEY
+    (run_dir / "evaluation" / "evaluation.json").unlink()
+    (run_dir / "bias" / "raw" / "report" / "analysis.json").write_text("{not json")
     (lake / "_sagemaker" / "registry.duckdb").unlink()
     (lake / "_sagemaker" / "endpoints" / f"{ENDPOINT}.json").write_text("[")
     page = client.get(f"/runs/{quote(RUN_ID, safe='')}")
     assert page.status_code == 200
     assert "training curves: not yet" in page.text
     assert "registry versions: not yet" in page.text
+    assert "evaluation.json: not yet" in page.text
     assert "/charts/curves.png" not in page.text and "/charts/bias.png" not in page.text
-    assert "0.8125" in page.text
+    assert accuracy in page.text
 
 
 def test_broken_summary_and_unknown_run(client, lake):
@@ -363,23 +264,23 @@ def test_broken_summary_and_unknown_run(client, lake):
 def test_empty_lake_index(plugin, tmp_path, monkeypatch):
     monkeypatch.setenv("PIPELINE_LAKE", str(tmp_path / "empty"))
     monkeypatch.setenv("PIPELINE_TARGET", "local")
-    response = TestClient(plugin.app).get("/")
+    response = TestClient(plugin.app, cookies={COOKIE: reader_token()}).get("/")
     assert response.status_code == 200 and "no runs yet" in response.text
-    assert TestClient(plugin.app).get("/api/runs").json() == []
+    assert TestClient(plugin.app, cookies={COOKIE: reader_token()}).get("/api/runs").json() == []
 
 
 def test_values_are_escaped(client, lake):
-    summary_path = lake / BUCKET / "runs" / RUN_ID / "summary.json"
-    summary = json.loads(summary_path.read_text())
+    path = summary_path(lake)
+    summary = json.loads(path.read_text())
     summary["state"] = "<img src=x onerror=alert(1)>"
     summary["training"]["job_name"] = '"><script>alert(1)</script>'
-    summary_path.write_text(json.dumps(summary))
+    path.write_text(json.dumps(summary))
     for text in (client.get("/").text, client.get(f"/runs/{quote(RUN_ID, safe='')}").text):
         assert "<img src=x" not in text and "<script>alert" not in text
         assert "&lt;img src=x" in text or "&lt;script&gt;" in text
 
 
-def test_plugin_registers_with_airflow_and_mounts_under_reviews(tmp_path):
+def test_plugin_registers_with_airflow_and_mounts_under_reviews(tmp_path, airflow_db):
     """Airflow's own plugin manager loads plugins/ and its API-server hook mounts the app."""
     lake = build_lake(tmp_path)
     script = """
@@ -387,19 +288,24 @@ import json
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from airflow import plugins_manager
-from airflow.api_fastapi.app import init_plugins
+from airflow.api_fastapi.app import init_auth_manager, init_plugins
+from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
 from airflow.api_fastapi.core_api.datamodels.plugins import ExternalViewResponse
 
 plugins, errors = plugins_manager._get_plugins()
 info = [p for p in plugins_manager.get_plugin_info() if p["name"] == "reviews_reports"]
 views = [ExternalViewResponse(**v).model_dump() for v in info[0]["external_views"]] if info else []
 app = FastAPI()
+auth = init_auth_manager(app)
 init_plugins(app)
-client = TestClient(app)
+anonymous = TestClient(app).get("/reviews/api/runs").status_code
+token = auth.generate_jwt(SimpleAuthManagerUser(username="reviewer", role="viewer"))
+client = TestClient(app, cookies={"_token": token})
 runs = client.get("/reviews/api/runs").json()
 page = client.get("/reviews/")
 print(json.dumps({"errors": errors, "info": info, "views": views, "runs": runs,
-                  "page": page.text, "status": page.status_code}, default=str))
+                  "page": page.text, "status": page.status_code, "anonymous": anonymous},
+                 default=str))
 """
     env = {
         **os.environ,
@@ -407,6 +313,7 @@ print(json.dumps({"errors": errors, "info": info, "views": views, "runs": runs,
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__LAZY_LOAD_PLUGINS": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_db / 'airflow.db'}",
         "PIPELINE_LAKE": str(lake),
         "PIPELINE_TARGET": "local",
         "PYTHONPATH": "",
@@ -435,7 +342,13 @@ print(json.dumps({"errors": errors, "info": info, "views": views, "runs": runs,
     assert result["views"][0]["name"] == "Reviews pipeline"
     assert result["views"][0]["href"] == "/reviews/"
     assert result["views"][0]["destination"] == "nav"
+    run_view = result["views"][1]  # the "Reports" tab on each DAG run; the UI fills {RUN_ID}
+    assert (run_view["name"], run_view["destination"]) == ("Reports", "dag_run")
+    assert run_view["href"].replace("{RUN_ID}", quote(RUN_ID, safe="")) == (
+        f"/reviews/runs/{quote(RUN_ID, safe='')}"
+    )
     assert [r["run_id"] for r in result["runs"]] == [RUN_ID, OLDER_RUN_ID]
     # Links inside the mounted app carry the mount prefix.
     assert result["status"] == 200
+    assert result["anonymous"] == 401  # the reports need the API server's login
     assert f'href="/reviews/runs/{quote(RUN_ID, safe="")}"' in result["page"]

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from include.pipeline import rollout as r
+from include.pipeline.documents import rewards
+from include.pipeline.documents import rollout as decisions_log
 from include.pipeline.targets.local.lake import atomic_write_bytes
 
 START = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
@@ -159,14 +161,36 @@ def test_reward_store_is_idempotent_and_feeds_the_bandit(tmp_path):
     store = tmp_path / "rewards" / "reviews" / "rewards.jsonl"
     predictions = {"AllTraffic": {"1": 1, "2": 0, "3": -1}, "Challenger": {"4": 1, "5": 1}}
     labels = {"1": 1, "2": 1, "3": -1, "4": 1, "5": 1, "6": 0}
-    records = r.rewards_from_labels(predictions, labels, time="2025-03-01T10:00:00Z")
-    assert r.append_rewards(store, records) == 5
-    assert r.append_rewards(store, records) == 0  # re-run adds nothing
-    counts = r.reward_counts(r.read_rewards(store), variants=["AllTraffic", "Challenger", "New"])
+    records = rewards.rewards_from_labels(predictions, labels, time="2025-03-01T10:00:00Z")
+    assert rewards.append_rewards(store, records) == 5
+    assert rewards.append_rewards(store, records) == 0  # re-run adds nothing
+    counts = rewards.reward_counts(
+        rewards.read_rewards(store), variants=["AllTraffic", "Challenger", "New"]
+    )
     assert counts == {"AllTraffic": (2, 1), "Challenger": (2, 0), "New": (0, 0)}
     store.write_text(store.read_text() + '{"variant": "A", "inference_id": "9", "reward": 2}\n')
-    with pytest.raises(r.CaptureFormatError, match="rewards.jsonl line 6"):
-        r.read_rewards(store)
+    with pytest.raises(rewards.RewardFormatError, match="rewards.jsonl line 6"):
+        rewards.read_rewards(store)
+
+
+def test_ground_truth_round_trips_and_a_bad_line_is_named(tmp_path):
+    body = rewards.ground_truth_lines({"smoke-1": [1, -1], "r2": 0})
+    lines = body.decode().splitlines()
+    assert json.loads(lines[0])["groundTruthData"] == {"data": "0", "encoding": "CSV"}
+    assert rewards.read_ground_truth(lines, source="gt.jsonl") == {"smoke-1": [1, -1], "r2": [0]}
+    with pytest.raises(rewards.RewardFormatError, match="gt.jsonl line 2: bad ground truth"):
+        rewards.read_ground_truth(
+            [lines[0], '{"groundTruthData": {"data": "7"}}'], source="gt.jsonl"
+        )
+    with pytest.raises(rewards.RewardFormatError, match="label 2"):
+        rewards.ground_truth_record("x", [1, 2])
+
+
+def test_a_request_of_several_reviews_earns_a_reward_only_when_every_label_matches():
+    predictions = {"AllTraffic": {"a": [1, -1]}, "Challenger": {"b": [1, 1]}}
+    labels = {"a": [1, -1], "b": [1, -1]}
+    got = rewards.rewards_from_labels(predictions, labels, time="t", source="ground_truth")
+    assert [(x["variant"], x["reward"]) for x in got] == [("AllTraffic", 1), ("Challenger", 0)]
 
 
 def test_decisions_log_and_weights_plot(tmp_path):
@@ -183,9 +207,9 @@ def test_decisions_log_and_weights_plot(tmp_path):
             "mode": "bandit",
             "weights": weights,
         }
-        assert r.append_decision(log, decision) is True
-    assert r.append_decision(log, decision) is False  # same id: not logged twice
-    decisions = r.read_decisions(log)
+        assert decisions_log.append_decision(log, decision) is True
+    assert decisions_log.append_decision(log, decision) is False  # same id: not logged twice
+    decisions = decisions_log.read_decisions(log)
     assert len(decisions) == 6
     assert decisions[-1]["weights"]["Challenger"] > decisions[0]["weights"]["Challenger"]
 
@@ -196,6 +220,10 @@ def test_decisions_log_and_weights_plot(tmp_path):
     assert matplotlib.image.imread(png).shape[0] > 100
     with pytest.raises(ValueError, match="no decision carries weights"):
         r.plot_weights([{"time": "2025-01-01T00:00:00"}], tmp_path / "x.png")
+
+    log.write_text(log.read_text() + '{"mode": "bandit"}\n')
+    with pytest.raises(decisions_log.DecisionFormatError, match="line 7: not a decision"):
+        decisions_log.read_decisions(log)
 
 
 def test_reads_what_the_local_endpoint_captures(tmp_path):

@@ -7,15 +7,21 @@ import importlib.util
 import itertools
 import json
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from include.pipeline import rollout
 from include.pipeline import settings as pipeline_settings
+from include.pipeline import targets
+from include.pipeline.documents import rewards
+from include.pipeline.documents import rollout as decisions_log
+from include.pipeline.layout import Layout
+from include.pipeline.params import PARAMS
 from include.pipeline.requests import deployment
 from include.pipeline.targets.local.endpoint.host import start_server
 from include.pipeline.targets.local.lake import resolve
+from include.pipeline.tasks import deployment as deployment_step
 from include.pipeline.tasks import rollout as rollout_tasks
 from tests.aws_model import assert_valid
 from tests.conftest import REPO
@@ -23,13 +29,19 @@ from tests.test_endpoint_server import boto, wait_settled
 from tests.test_inference import WORDS, build_tiny_model, register_model
 
 CHAMPION, CHALLENGER = deployment.PRIMARY_VARIANT, deployment.CHALLENGER_VARIANT
+MAIN_DEFAULTS = {name: param.value for name, param in PARAMS.items()}
 
 
 @pytest.fixture(scope="module")
-def rollout_lake(tmp_path_factory) -> Path:
+def tiny_model(tmp_path_factory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture(scope="module")
+def rollout_lake(tmp_path_factory, tiny_model) -> Path:
     """Champion and challenger: the same tiny model registered twice, so they agree."""
     root = tmp_path_factory.mktemp("lake").resolve()
-    model = build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+    model = tiny_model
     register_model(root, model, "champion-model")
     register_model(root, model, "challenger-model")
     register_model(root, model, "solo-model")
@@ -81,9 +93,55 @@ def deploy(settings, server, endpoint: str, variants: list[tuple[str, str, float
     return sm
 
 
+def deploy_from_main_dag(settings, server, tiny_model: Path, endpoint: str, weight: float):
+    """Two runs of the main DAG's deployment step: the first model alone, then the second with
+    ``deployment_strategy=ab`` next to it. Returns the client and the two model names."""
+    sm = boto("sagemaker", server.url)
+    alarm = deployment.rollback_alarm_request(endpoint_name=endpoint, threshold_percent=5)
+    targets.client(settings, "cloudwatch").put_metric_alarm(**alarm)  # create_rollback_alarm
+    names = []
+    for run_id in ("manual__1", "manual__2"):
+        params = {**MAIN_DEFAULTS, "endpoint_name": endpoint, "traffic_wait_seconds": 0}
+        params |= {"deployment_strategy": "ab", "ab_challenger_weight": weight}
+        built = deployment_step.build_deployment_requests(
+            settings,
+            params,
+            run_id=run_id,
+            model_data_url="s3://unused/model.tar.gz",
+            champion_model=deployment_step.current_model(sm, endpoint),
+        )
+        # The step's CreateModel names the model; the tiny model's archive stands in for it.
+        register_model(settings.lake, tiny_model, built["model"]["ModelName"])
+        names.append(built["model"]["ModelName"])
+        assert_valid("sagemaker", "CreateEndpointConfig", built["endpoint_config"])
+        sm.create_endpoint_config(**built["endpoint_config"])
+        if run_id == "manual__1":
+            sm.create_endpoint(**built["endpoint"])
+        else:
+            sm.update_endpoint(**{k: v for k, v in built["endpoint"].items() if k != "Tags"})
+        assert wait_settled(sm, endpoint)["EndpointStatus"] == "InService"
+    return sm, names
+
+
 def reviews(n: int) -> list[str]:
     combos = itertools.cycle(itertools.permutations(WORDS, 4))
     return [" ".join(next(combos)) for _ in range(n)]
+
+
+def predict(server, endpoint: str, texts: list[str], target: str, ids: list[str]) -> list:
+    """``[(inference id, predicted label)]`` of one request per text, sent to ``target``."""
+    runtime = boto("sagemaker-runtime", server.url)
+    answers = []
+    for text, iid in zip(texts, ids, strict=True):
+        response = runtime.invoke_endpoint(
+            EndpointName=endpoint,
+            Body=json.dumps({"features": [text]}),
+            ContentType="application/json",
+            TargetVariant=target,
+            InferenceId=iid,
+        )
+        answers.append((iid, json.loads(response["Body"].read())[0]["predicted_label"]))
+    return answers
 
 
 def invoke(server, endpoint: str, texts: list[str], target: str | None = None, ids=None) -> list:
@@ -116,24 +174,21 @@ def weights(sm, endpoint: str) -> dict[str, float]:
     return {v["VariantName"]: v["DesiredWeight"] for v in described["ProductionVariants"]}
 
 
-def test_bandit_shifts_weight_to_the_better_arm_and_logs_it(airflow_db, env, server):
+def test_bandit_shifts_weight_to_the_better_arm_and_logs_it(airflow_db, env, server, tiny_model):
+    """From an A/B deployment of the main DAG: rewards derived from ground truth by inference id."""
     endpoint = "reviews-bandit"
-    sm = deploy(
-        env,
-        server,
-        endpoint,
-        [(CHAMPION, "champion-model", 0.5), (CHALLENGER, "challenger-model", 0.5)],
-    )
-    served = invoke(server, endpoint, reviews(36))
+    sm, (champion_model, new_model) = deploy_from_main_dag(env, server, tiny_model, endpoint, 0.5)
+    assert weights(sm, endpoint) == {CHAMPION: 0.5, CHALLENGER: 0.5}
+    served = invoke(server, endpoint, reviews(6))
     assert set(served) == {CHAMPION, CHALLENGER}  # 0.5 / 0.5 reaches both
-    stamp = "2026-01-01T00:00:00Z"
-    records = [
-        rollout.reward_record(v, int(i < good), inference_id=f"{v}-{i}", time=stamp)
-        for v, good, total in ((CHALLENGER, 30, 35), (CHAMPION, 8, 35))
-        for i in range(total)
-    ]
-    rewards = resolve(rollout_tasks.rewards_uri(env, endpoint), env.lake)
-    assert rollout.append_rewards(rewards, records) == 70
+    labels = {}
+    for variant, good, total in ((CHALLENGER, 30, 35), (CHAMPION, 8, 35)):
+        ids = [f"{variant}-{i}" for i in range(total)]
+        predicted = predict(server, endpoint, reviews(total), variant, ids)
+        # The first `good` labels agree with the variant's answer, the rest do not.
+        labels |= {iid: p if i < good else (p + 2) % 3 - 1 for i, (iid, p) in enumerate(predicted)}
+    stamp = datetime(2026, 1, 1, tzinfo=UTC)
+    rollout_tasks.write_ground_truth(env, endpoint, labels, time=stamp, name="review-1")
 
     states = run(load_dag(), endpoint_name=endpoint, mode="bandit", seed=7, weight_floor=0.05)
 
@@ -144,33 +199,31 @@ def test_bandit_shifts_weight_to_the_better_arm_and_logs_it(airflow_db, env, ser
     request = deployment.weights_request(endpoint, after)
     assert_valid("sagemaker", "UpdateEndpointWeightsAndCapacities", request)
 
-    decisions = rollout.read_decisions(
-        resolve(rollout_tasks.decisions_uri(env, endpoint), env.lake)
+    decisions = decisions_log.read_decisions(
+        resolve(Layout(env).rollout_decisions(endpoint), env.lake)
     )
     assert len(decisions) == 1
     assert decisions[0]["mode"] == "bandit"
     assert decisions[0]["weights"] == pytest.approx(after)
     assert decisions[0]["rewards"] == {CHALLENGER: [30, 5], CHAMPION: [8, 27]}
-    png = resolve(rollout_tasks.weights_plot_uri(env, endpoint), env.lake)
+    png = resolve(Layout(env).rollout_weights_plot(endpoint), env.lake)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     stats = json.loads(resolve(decisions_stats_uri(env, endpoint), env.lake).read_text())
-    assert stats[CHAMPION]["requests"] + stats[CHALLENGER]["requests"] == 36
+    assert stats[CHAMPION]["requests"] + stats[CHALLENGER]["requests"] == 76
+    store = resolve(Layout(env).rewards(endpoint), env.lake)
+    assert len(rewards.read_rewards(store)) == 70  # the labelled requests; a re-run adds none
 
 
 def decisions_stats_uri(settings, endpoint: str) -> str:
     """The one stats file the single run of this endpoint wrote."""
-    (uri,) = rollout_tasks.list_uris(settings, settings.s3_uri("rollout", endpoint, "stats") + "/")
+    (uri,) = rollout_tasks.list_uris(settings, Layout(settings).rollout_stats_folder(endpoint))
     return uri
 
 
-def test_evaluate_promotes_an_agreeing_challenger(airflow_db, env, server):
+def test_evaluate_promotes_an_agreeing_challenger(airflow_db, env, server, tiny_model):
+    """The challenger the main DAG's ``ab`` strategy deployed, promoted from captured traffic."""
     endpoint = "reviews-ab"
-    sm = deploy(
-        env,
-        server,
-        endpoint,
-        [(CHAMPION, "champion-model", 0.5), (CHALLENGER, "challenger-model", 0.5)],
-    )
+    sm, (champion_model, new_model) = deploy_from_main_dag(env, server, tiny_model, endpoint, 0.5)
     texts = reviews(12)
     ids = [f"req-{i}" for i in range(len(texts))]
     # The same requests to both variants (one inference id each), so answers can be paired.
@@ -197,10 +250,10 @@ def test_evaluate_promotes_an_agreeing_challenger(airflow_db, env, server):
     described = sm.describe_endpoint(EndpointName=endpoint)
     assert [v["VariantName"] for v in described["ProductionVariants"]] == [CHAMPION]
     config = sm.describe_endpoint_config(EndpointConfigName=described["EndpointConfigName"])
-    assert [v["ModelName"] for v in config["ProductionVariants"]] == ["challenger-model"]
+    assert [v["ModelName"] for v in config["ProductionVariants"]] == [new_model]
     assert config["DataCaptureConfig"]["DestinationS3Uri"] == env.s3_uri("data-capture")
-    (decision,) = rollout.read_decisions(
-        resolve(rollout_tasks.decisions_uri(env, endpoint), env.lake)
+    (decision,) = decisions_log.read_decisions(
+        resolve(Layout(env).rollout_decisions(endpoint), env.lake)
     )
     assert decision["decision"]["decision"] == "promote"
     assert decision["weights"] == {CHAMPION: 1.0}
@@ -224,8 +277,8 @@ def test_evaluate_waits_without_enough_traffic(airflow_db, env, server):
     assert states["settle_endpoint"] == "skipped"
     assert states["record_decision"] == "success"
     assert weights(sm, endpoint) == {CHAMPION: 0.5, CHALLENGER: 0.5}  # untouched
-    (decision,) = rollout.read_decisions(
-        resolve(rollout_tasks.decisions_uri(env, endpoint), env.lake)
+    (decision,) = decisions_log.read_decisions(
+        resolve(Layout(env).rollout_decisions(endpoint), env.lake)
     )
     assert decision["decision"]["decision"] == "wait"
     assert "need 50 requests" in decision["decision"]["reason"]
@@ -262,8 +315,8 @@ def test_evaluate_promotes_a_shadow_from_its_captured_copies(airflow_db, env, se
 
     run(load_dag(), endpoint_name=endpoint, mode="evaluate", min_requests=10)
 
-    (decision,) = rollout.read_decisions(
-        resolve(rollout_tasks.decisions_uri(env, endpoint), env.lake)
+    (decision,) = decisions_log.read_decisions(
+        resolve(Layout(env).rollout_decisions(endpoint), env.lake)
     )
     assert decision["decision"]["decision"] == "promote", decision
     assert decision["decision"]["paired_requests"] == 12  # paired by input, no inference ids
@@ -347,10 +400,10 @@ def test_aws_glue_reads_capture_rewards_and_metrics_and_writes_the_log_in_s3(mon
         assert collected["variants"][CHAMPION]["label_counts"] == {"-1": 1, "0": 0, "1": 1}
 
         lines = [
-            json.dumps(rollout.reward_record(v, r, inference_id=f"{v}{i}", time=created))
+            json.dumps(rewards.reward_record(v, r, inference_id=f"{v}{i}", time=created))
             for i, (v, r) in enumerate([(CHALLENGER, 1)] * 20 + [(CHAMPION, 0)] * 20)
         ]
-        rewards_key = rollout_tasks.rewards_uri(settings, endpoint).split("/", 3)[3]
+        rewards_key = Layout(settings).key(Layout(settings).rewards(endpoint))
         s3.put_object(Bucket=settings.bucket, Key=rewards_key, Body="\n".join(lines))
         params = {"seed": 1, "weight_floor": 0.1}
         outcome = rollout_tasks.bandit_weights(settings, described, params)
@@ -366,10 +419,10 @@ def test_aws_glue_reads_capture_rewards_and_metrics_and_writes_the_log_in_s3(mon
                 mode="bandit",
                 outcome=outcome,
             )
-        log_key = rollout_tasks.decisions_uri(settings, endpoint).split("/", 3)[3]
+        log_key = Layout(settings).key(Layout(settings).rollout_decisions(endpoint))
         log_lines = s3.get_object(Bucket=settings.bucket, Key=log_key)["Body"].read().splitlines()
         assert [json.loads(line)["decision_id"] for line in log_lines] == [f"{endpoint}:aws-run"]
-        png_key = rollout_tasks.weights_plot_uri(settings, endpoint).split("/", 3)[3]
+        png_key = Layout(settings).key(Layout(settings).rollout_weights_plot(endpoint))
         png = s3.get_object(Bucket=settings.bucket, Key=png_key)["Body"].read()
         assert png[:4] == b"\x89PNG"
 

@@ -2,8 +2,8 @@
 
 Driven through the REST API as a user's client would: trigger ``reviews_pipeline`` on the
 generated sample and wait for success; then drop a CSV in the watched lake folder and see the
-``reviews_arrival`` run start an asset-triggered ``reviews_pipeline`` run; drop the same bytes
-again and see no new pipeline run. Needs PostgreSQL on 127.0.0.1:5432 (user ``postgres``, trust
+``reviews_arrival`` run start a ``reviews_pipeline`` run of that file (run id
+``arrival__<content hash>``); drop the same bytes again and see no new pipeline run. Needs PostgreSQL on 127.0.0.1:5432 (user ``postgres``, trust
 auth; ``.ci/run`` starts it). A fresh database per test, dropped afterwards.
 """
 
@@ -23,8 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from include.pipeline import sample
+from include.pipeline import arrival, sample
 from include.pipeline.ingestion import content_hash
+from include.pipeline.layout import run_key
 from include.pipeline.targets.local import lake as lake_files
 from tests.conftest import REPO
 from tests.moto_server import free_port
@@ -262,7 +263,7 @@ def test_rest_triggered_run_succeeds(airflow):
     assert run["run_type"] == "manual"
     done = airflow.wait_for_run("reviews_pipeline", run["dag_run_id"])
     assert done["state"] == "success"
-    summary = airflow.lake / BUCKET / "runs" / run["dag_run_id"] / "summary.json"
+    summary = airflow.lake / BUCKET / "runs" / run_key(run["dag_run_id"]) / "summary.json"
     assert summary.is_file(), f"no run summary at {summary}"
 
 
@@ -281,13 +282,15 @@ def test_new_file_in_watched_folder_starts_one_pipeline_run(airflow):
     assert first["state"] == "success", airflow.tails()
     assert first["run_type"] == "asset_triggered"
 
-    def asset_run():
-        runs = airflow.runs("reviews_pipeline", run_type="asset_triggered")
+    run_id = arrival.pipeline_run_id(content_hash(data))
+
+    def arrival_run():
+        runs = [r for r in airflow.runs("reviews_pipeline") if r["dag_run_id"] == run_id]
         return runs[0] if runs else None
 
-    run = airflow.wait("an asset-triggered reviews_pipeline run", asset_run, timeout=120)
+    run = airflow.wait("the file's reviews_pipeline run", arrival_run, timeout=120)
     done = airflow.wait_for_run("reviews_pipeline", run["dag_run_id"])
-    assert done["run_type"] == "asset_triggered"
+    assert done["state"] == "success"
     xcom = airflow.api(
         "GET",
         f"/api/v2/dags/reviews_pipeline/dagRuns/{run['dag_run_id']}"
@@ -304,6 +307,13 @@ def test_new_file_in_watched_folder_starts_one_pipeline_run(airflow):
     second = runs[0]
     assert second["state"] == "success", airflow.tails()
     states = airflow.task_states("reviews_arrival", second["dag_run_id"])
-    assert states == {"find_new_arrivals": "success", "announce_raw_data": "skipped"}
-    time.sleep(15)  # bounded: a (wrong) asset event would have queued a run by now
-    assert len(airflow.runs("reviews_pipeline", run_type="asset_triggered")) == 1
+    assert states == {
+        "find_new_arrivals": "success",
+        "plan_pipeline_runs": "skipped",
+        "start_pipeline_run": "skipped",
+    }
+    time.sleep(15)  # bounded: a (wrong) trigger would have queued a run by now
+    started = [
+        r for r in airflow.runs("reviews_pipeline") if r["dag_run_id"].startswith("arrival__")
+    ]
+    assert len(started) == 1

@@ -7,17 +7,17 @@ import json
 import pytest
 
 from include.pipeline import settings
+from include.pipeline.layout import RunLayout
 
 
 def test_defaults_are_the_local_target():
     s = settings.load({})
-    assert s.target == "local" and s.is_local
+    assert s.target == "local"
     assert s.lake == settings.REPO_ROOT / ".lake"
     assert s.schedule == "@daily" and s.endpoint_url == "http://127.0.0.1:8765"
     assert s.s3_uri("raw", "x.csv") == "s3://reviews-pipeline/raw/x.csv"
     assert (
-        s.run_uri("manual__1", "summary.json")
-        == "s3://reviews-pipeline/runs/manual__1/summary.json"
+        RunLayout(s, "manual__1").summary() == "s3://reviews-pipeline/runs/manual__1/summary.json"
     )
 
 
@@ -58,7 +58,7 @@ def test_environment_overrides_and_connection_extra_fallback(tmp_path):
 def test_a_prefix_namespaces_every_key_in_a_shared_bucket():
     s = settings.load({"PIPELINE_BUCKET": "shared", "PIPELINE_PREFIX": "/teams/reviews/"})
     assert s.s3_uri("raw", "x.csv") == "s3://shared/teams/reviews/raw/x.csv"
-    assert s.run_uri("r1", "summary.json") == "s3://shared/teams/reviews/runs/r1/summary.json"
+    assert RunLayout(s, "r1").summary() == "s3://shared/teams/reviews/runs/r1/summary.json"
 
 
 def test_an_unknown_target_is_refused_by_name():

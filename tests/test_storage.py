@@ -9,11 +9,12 @@ import pytest
 
 from include.pipeline import storage
 from include.pipeline.targets.local import lake as lake_paths
+from include.pipeline.targets.local.storage import LocalStorage
 from tests.moto_server import moto_server
 
 
 def test_local_storage_writes_atomically_and_reads_back(lake):
-    store = storage.LocalStorage(lake)
+    store = LocalStorage(lake)
     uri = "s3://bucket/a/b.txt"
     assert not store.exists(uri)
     store.write(uri, b"hello")
@@ -22,7 +23,7 @@ def test_local_storage_writes_atomically_and_reads_back(lake):
 
 
 def test_missing_objects_and_files_name_the_uri(lake, tmp_path):
-    store = storage.LocalStorage(lake)
+    store = LocalStorage(lake)
     with pytest.raises(FileNotFoundError, match="s3://bucket/nope.csv: no such file"):
         store.read("s3://bucket/nope.csv")
     with pytest.raises(FileNotFoundError, match="nope.csv: no such file"):
@@ -65,5 +66,5 @@ def test_public_course_file_is_read_unsigned(lake, monkeypatch):
         for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
             monkeypatch.delenv(name, raising=False)
         # Not in the lake: the local target falls back to the public bucket, unsigned.
-        data = storage.LocalStorage(lake).read(storage.PUBLIC_RAW_URI)
+        data = LocalStorage(lake).read(storage.PUBLIC_RAW_URI)
     assert data.startswith(b"Review Text,Rating,Class Name")

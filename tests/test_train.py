@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -181,6 +182,9 @@ def test_model_dir_holds_weights_tokenizer_and_serving_code(job, tiny_model, tmp
     ):
         assert (model_dir / name).is_file(), name
     assert (model_dir / "code" / "inference.py").read_text().startswith("def model_fn")
+    # The metric history travels inside model.tar.gz (the evaluation job publishes it).
+    history = json.loads((model_dir / "training_history.json").read_text())
+    assert set(history) == {"train_loss", "val_loss", "val_acc"} and history["val_acc"]
     assert (model_dir / "code" / "requirements.txt").is_file()
 
     from transformers import AutoConfig

@@ -13,7 +13,7 @@ from include.pipeline.requests.common import job_name
 from tests.aws_model import assert_valid
 
 ROLE = "arn:aws:iam::123456789012:role/SageMakerExecutionRole"
-IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.5-cpu-py311"
+IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.6-cpu-py312"
 RULE_IMAGE = "503895931360.dkr.ecr.us-east-1.amazonaws.com/sagemaker-debugger-rules:latest"
 
 
@@ -99,12 +99,12 @@ def test_metric_regexes_read_train_py_lines():
 
 
 def test_local_defaults_use_the_packaged_model():
-    hp = training.local_hyperparameters()
+    hp = training.hyperparameters("local")
     assert (Path(hp["pretrained_model"]) / "config.json").is_file()
-    assert training.aws_hyperparameters()["pretrained_model"] == "roberta-base"
-    assert training.local_hyperparameters(epochs=2)["epochs"] == 2
+    assert training.hyperparameters("aws")["pretrained_model"] == "roberta-base"
+    assert training.hyperparameters("local", epochs=2)["epochs"] == 2
     with pytest.raises(ValueError, match="unknown hyperparameter"):
-        training.local_hyperparameters(epoch=2)
+        training.hyperparameters("local", epoch=2)
 
 
 def test_evaluation_request_is_valid_and_maps_paths():

@@ -8,12 +8,22 @@ prepare job can import it inside a SageMaker container, and the Airflow side re-
 from __future__ import annotations
 
 import json
+import math
 import random
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 
 RECORD_IDENTIFIER = "review_id"
 EVENT_TIME = "event_time"
+# The prepare job's splits (the ``split_type`` feature) and the columns of its balanced-rows CSV
+# (the balanced bias report's dataset), stated once for the job and the Airflow side.
+SPLITS = ("train", "validation", "test")
+BALANCED_COLUMNS = ("sentiment", "review_body", "product_category")
+# The sentiment labels (negative, neutral, positive) and the prepare job's balancing modes.
+SENTIMENTS = (-1, 0, 1)
+BALANCE_MODES = ("none", "sentiment", "category_sentiment")
 
 # (FeatureName, FeatureType) in record order; types are Feature Store's String/Integral/Fractional.
 FEATURE_DEFINITIONS: tuple[tuple[str, str], ...] = (
@@ -116,21 +126,37 @@ def put_records(
     feature_group_name: str,
     rows: Iterable[Mapping[str, object]],
     *,
+    max_workers: int = 4,
     max_attempts: int = 5,
     base_delay: float = 0.2,
     sleep: Callable[[float], None] = time.sleep,
+    log: Callable[[str], None] | None = None,
+    progress_every: int = 1000,
 ) -> int:
-    """PutRecord every row with bounded retries (exponential backoff + jitter) on transient errors.
+    """PutRecord every row, as the SDK's ``FeatureGroup.ingest(max_workers=...)`` does: the rows
+    split into one contiguous batch per worker thread, each record retried with bounded
+    exponential backoff + jitter on transient errors.
 
-    Every row is validated first, so a bad value fails before any record is written. Returns the
-    number of records written; raises the last error once a record has used ``max_attempts``.
+    Every row is validated first, so a bad value fails before any record is written. A record
+    that used ``max_attempts`` (or failed for good) stops the other workers and its error is
+    raised. ``log`` gets a progress line every ``progress_every`` records. Returns the number of
+    records written.
     """
     records = [to_record(row, where=f"row {i}") for i, row in enumerate(rows)]
-    for record in records:
+    if not records:
+        return 0
+    workers = max(1, min(max_workers, len(records)))
+    size = math.ceil(len(records) / workers)
+    lock = threading.Lock()
+    stop = threading.Event()
+    done = [0]
+    started = time.perf_counter()
+
+    def put(record: list[dict[str, str]]) -> None:
         for attempt in range(1, max_attempts + 1):
             try:
                 client.put_record(FeatureGroupName=feature_group_name, Record=record)
-                break
+                return
             except Exception as exc:  # botocore ClientError / connection errors
                 code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
                 transient = code in RETRYABLE_ERRORS or type(exc).__name__ in (
@@ -138,7 +164,31 @@ def put_records(
                     "ConnectionClosedError",
                     "ReadTimeoutError",
                 )
-                if not transient or attempt == max_attempts:
+                if not transient or attempt == max_attempts or stop.is_set():
                     raise
                 sleep(base_delay * 2 ** (attempt - 1) * (1 + random.random()))
+
+    def worker(batch: list[list[dict[str, str]]]) -> None:
+        for record in batch:
+            if stop.is_set():
+                return
+            try:
+                put(record)
+            except BaseException:
+                stop.set()
+                raise
+            with lock:
+                done[0] += 1
+                count = done[0]
+            if log is not None and (count % progress_every == 0 or count == len(records)):
+                rate = count / max(time.perf_counter() - started, 1e-9)
+                log(f"PutRecord {count}/{len(records)} records ({rate:.0f}/s)")
+
+    batches = [records[i : i + size] for i in range(0, len(records), size)]
+    if len(batches) == 1:
+        worker(batches[0])
+    else:
+        with ThreadPoolExecutor(max_workers=len(batches)) as pool:
+            for future in [pool.submit(worker, batch) for batch in batches]:
+                future.result()
     return len(records)

@@ -19,17 +19,16 @@ import hashlib
 import json
 import os
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-try:  # as a script in the container: sibling module
-    from feature_records import FEATURE_NAMES, FEATURE_TYPES, encode_ids, put_records
-except ImportError:  # imported as include.jobs.prepare (tests, benchmarks)
-    from include.jobs.feature_records import FEATURE_NAMES, FEATURE_TYPES, encode_ids, put_records
+if __package__:  # imported as include.jobs.prepare (tests, benchmarks)
+    from . import feature_records as records
+else:  # run as a script in the container: sibling module
+    import feature_records as records
 
-REQUIRED_COLUMNS = ("sentiment", "review_body", "product_category")
-SPLITS = ("train", "validation", "test")
-BALANCED_COLUMNS = ("sentiment", "review_body", "product_category")
+REQUIRED_COLUMNS = records.BALANCED_COLUMNS
 SPLIT_COLUMNS = (
     "review_id",
     "sentiment",
@@ -41,8 +40,6 @@ SPLIT_COLUMNS = (
     "split_type",
     "event_time",
 )
-BALANCE_MODES = ("none", "sentiment", "category_sentiment")
-SENTIMENTS = (-1, 0, 1)
 
 
 def _bool(text: str) -> bool:
@@ -72,7 +69,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--validation-split-percentage", type=_fraction, required=True)
     p.add_argument("--test-split-percentage", type=_fraction, required=True)
     p.add_argument("--balance-dataset", type=_bool, default=None, help="true = sentiment mode")
-    p.add_argument("--balance-mode", choices=BALANCE_MODES, default=None)
+    p.add_argument("--balance-mode", choices=records.BALANCE_MODES, default=None)
     p.add_argument("--max-seq-length", type=int, required=True)
     p.add_argument("--pretrained-model", required=True, help="Hugging Face id or local folder")
     p.add_argument("--feature-group-name", required=True)
@@ -81,6 +78,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--event-time", default="", help="ISO-8601 UTC; default: now")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--ingest-workers", type=int, default=4, help="concurrent PutRecord threads")
     p.add_argument("--current-host", default="")
     args = p.parse_args(argv)
     if args.balance_mode is None:
@@ -95,6 +93,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             f"{args.train_split_percentage} + {args.validation_split_percentage} + "
             f"{args.test_split_percentage} = {total:g}"
         )
+    if args.ingest_workers < 1:
+        p.error(f"--ingest-workers must be at least 1, got {args.ingest_workers}")
     if args.max_seq_length < 2:
         p.error(f"--max-seq-length must be at least 2, got {args.max_seq_length}")
     args.event_time = _event_time(args.event_time)
@@ -150,12 +150,12 @@ def read_reviews(folder: Path):
             raise ValueError(f"{path}: missing columns {missing} (has {list(df.columns)})")
         df = df[list(REQUIRED_COLUMNS)].copy()
         sentiment = pd.to_numeric(df["sentiment"].str.strip(), errors="coerce")
-        bad = ~sentiment.isin(SENTIMENTS)
+        bad = ~sentiment.isin(records.SENTIMENTS)
         if bad.any():
             row = int(bad.to_numpy().nonzero()[0][0])
             raise ValueError(
                 f"{path}: row {row + 2} column 'sentiment' has value "
-                f"{df['sentiment'].iloc[row]!r}; expected one of {list(SENTIMENTS)}"
+                f"{df['sentiment'].iloc[row]!r}; expected one of {list(records.SENTIMENTS)}"
             )
         df["sentiment"] = sentiment.astype("int64")
         df["review_body"] = df["review_body"].str.strip()
@@ -168,15 +168,15 @@ def balance(df, mode: str, seed: int):
     (``category_sentiment``); which rows stay is decided by a seeded hash of the review id."""
     if mode == "none":
         return df
-    if mode not in BALANCE_MODES:
-        raise ValueError(f"balance mode {mode!r} is not one of {BALANCE_MODES}")
+    if mode not in records.BALANCE_MODES:
+        raise ValueError(f"balance mode {mode!r} is not one of {records.BALANCE_MODES}")
     df = df.assign(_rank=_rank(seed, "balance", df["review_id"])).sort_values("_rank")
     if mode == "sentiment":
-        counts = df.groupby("sentiment").size().reindex(SENTIMENTS, fill_value=0)
+        counts = df.groupby("sentiment").size().reindex(records.SENTIMENTS, fill_value=0)
         out = df.groupby("sentiment").head(int(counts.min()))
     else:
         counts = df.groupby(["product_category", "sentiment"]).size().unstack(fill_value=0)
-        keep = counts.reindex(columns=list(SENTIMENTS), fill_value=0).min(axis=1)
+        keep = counts.reindex(columns=list(records.SENTIMENTS), fill_value=0).min(axis=1)
         df = df.assign(_keep=df["product_category"].map(keep))
         out = df[df.groupby(["product_category", "sentiment"]).cumcount() < df["_keep"]]
         out = out.drop(columns="_keep")
@@ -198,8 +198,8 @@ def split(df, fractions: dict[str, float], seed: int):
     df["split_type"] = "test"
     df.loc[position < n_train + n_val, "split_type"] = "validation"
     df.loc[position < n_train, "split_type"] = "train"
-    counts = df["split_type"].value_counts().reindex(SPLITS, fill_value=0)
-    empty = [s for s in SPLITS if counts[s] == 0]
+    counts = df["split_type"].value_counts().reindex(records.SPLITS, fill_value=0)
+    empty = [s for s in records.SPLITS if counts[s] == 0]
     if empty:
         raise ValueError(
             f"split {empty} is empty ({len(df)} rows, fractions {fractions}); "
@@ -252,7 +252,7 @@ def tokenize(tokenizer, texts: list[str], max_seq_length: int, batch_size: int):
                 return_tensors="np",
             )
             ids[start:stop], masks[start:stop] = enc["input_ids"], enc["attention_mask"]
-            strings.extend(map(encode_ids, enc["input_ids"].tolist()))
+            strings.extend(map(records.encode_ids, enc["input_ids"].tolist()))
             continue
         encodings = backend.encode_batch(batch, add_special_tokens=True)
         rows = [e.ids for e in encodings]
@@ -297,8 +297,8 @@ def _token_lists(matrix):
 
 def feature_frame(df):
     """The feature group's columns, typed and checked (a wrong type names column and value)."""
-    out = df[list(FEATURE_NAMES)].reset_index(drop=True)
-    for name, kind in FEATURE_TYPES.items():
+    out = df[list(records.FEATURE_NAMES)].reset_index(drop=True)
+    for name, kind in records.FEATURE_TYPES.items():
         column = out[name]
         if kind == "Integral" and column.dtype.kind not in "iu":
             raise ValueError(f"feature {name!r} must be Integral, got {column.iloc[0]!r}")
@@ -309,14 +309,25 @@ def feature_frame(df):
     return out
 
 
-def prepare(args: argparse.Namespace, log=print) -> dict:
+def _log(message: str) -> None:
+    """One flushed line: the task log shows the job's progress while it runs."""
+    print(message, flush=True)
+
+
+def prepare(args: argparse.Namespace, log=_log) -> dict:
     """The whole job; returns a summary (also logged as its last line)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    started = time.perf_counter()
+
+    def step(what: str) -> None:  # progress in the job log, with the seconds since the start
+        log(f"prepare: {what} ({time.perf_counter() - started:.1f} s)")
+
     tokenizer = load_tokenizer(args.pretrained_model)
     host = current_host(args.current_host)
     df = read_reviews(Path(args.input_data))
+    step(f"read {len(df)} reviews from {args.input_data}")
     df["review_id"] = [
         review_id(s, b, c)
         for s, b, c in zip(df["sentiment"], df["review_body"], df["product_category"], strict=True)
@@ -333,14 +344,16 @@ def prepare(args: argparse.Namespace, log=print) -> dict:
     }
     df = split(df, fractions, args.seed).reset_index(drop=True)
     df["event_time"] = args.event_time
+    step(f"balanced ({args.balance_mode}) and split into {len(df)} rows")
     ids, masks, df["input_ids"] = tokenize(
         tokenizer, df["review_body"].tolist(), args.max_seq_length, args.batch_size
     )
+    step(f"tokenized {len(df)} reviews to {args.max_seq_length} tokens")
     features = feature_frame(df)  # checked before anything is written
 
     out = Path(args.output_data)
     counts = {}
-    for name in SPLITS:
+    for name in records.SPLITS:
         rows = (df["split_type"] == name).to_numpy().nonzero()[0]
         counts[name] = len(rows)
         part = df.iloc[rows]
@@ -360,7 +373,7 @@ def prepare(args: argparse.Namespace, log=print) -> dict:
     features.to_parquet(out / "features" / f"part-{host}-features.parquet", index=False)
     # The balanced rows as CSV: what the bias report reads to compare before vs after balancing.
     (out / "balanced").mkdir(parents=True, exist_ok=True)
-    df[list(BALANCED_COLUMNS)].to_csv(
+    df[list(records.BALANCED_COLUMNS)].to_csv(
         out / "balanced" / f"part-{host}-balanced.csv", index=False, quoting=csv.QUOTE_NONNUMERIC
     )
 
@@ -369,7 +382,15 @@ def prepare(args: argparse.Namespace, log=print) -> dict:
         import boto3
 
         client = boto3.client("sagemaker-featurestore-runtime", region_name=args.region or None)
-        ingested = put_records(client, args.feature_group_name, features.to_dict("records"))
+        step(f"wrote the splits; PutRecord to {args.feature_group_name}")
+        ingested = records.put_records(
+            client,
+            args.feature_group_name,
+            features.to_dict("records"),
+            max_workers=args.ingest_workers,
+            log=log,
+        )
+        step(f"ingested {ingested} records")
     summary = {
         "host": host,
         "rows_read": read,

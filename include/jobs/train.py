@@ -21,6 +21,7 @@ import json
 import math
 import os
 import random
+import re
 import shutil
 import sys
 import time
@@ -30,9 +31,10 @@ import numpy as np
 import torch
 
 if __package__:  # imported as include.jobs.train (tests, benchmarks)
-    from .data import LABELS, Split, id2label, load_split, used_width
+    from . import data, documents
 else:  # run as a script (container, job runner): sibling modules sit on sys.path[0]
-    from data import LABELS, Split, id2label, load_split, used_width
+    import data
+    import documents
 
 SCRIPT_DIR = Path(__file__).resolve().parent
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -67,6 +69,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--learning_rate", type=float, default=5e-5)
     p.add_argument("--weight_decay", type=float, default=0.01)
+    p.add_argument(
+        "--layerwise_lr_decay",
+        type=float,
+        default=1.0,
+        help="each encoder layer below the top gets this times the rate above it; 1: off",
+    )
+    p.add_argument(
+        "--head_learning_rate",
+        type=float,
+        default=0.0,
+        help="classifier (and pooler) rate; 0: --learning_rate",
+    )
     p.add_argument("--warmup_ratio", type=float, default=0.1)
     p.add_argument("--train_batch_size", type=int, default=32)
     p.add_argument("--validation_batch_size", type=int, default=64)
@@ -97,6 +111,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             p.error(f"--{name} must be >= 1, got {getattr(args, name)}")
     if not args.learning_rate > 0:
         p.error(f"--learning_rate must be > 0, got {args.learning_rate}")
+    if not 0 < args.layerwise_lr_decay <= 1:
+        p.error(f"--layerwise_lr_decay must be in (0, 1], got {args.layerwise_lr_decay}")
+    if args.head_learning_rate < 0:
+        p.error(f"--head_learning_rate must be >= 0, got {args.head_learning_rate}")
     return args
 
 
@@ -115,8 +133,8 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def load_channel(folder: str, name: str, max_seq_length: int, pad_token_id: int = 0) -> Split:
-    split = load_split(folder, pad_token_id=pad_token_id)
+def load_channel(folder: str, name: str, max_seq_length: int, pad_token_id: int = 0) -> data.Split:
+    split = data.load_split(folder, pad_token_id=pad_token_id)
     if split.seq_length > max_seq_length:
         raise ValueError(
             f"channel {name!r} ({folder}): rows are padded to {split.seq_length} tokens but"
@@ -126,7 +144,7 @@ def load_channel(folder: str, name: str, max_seq_length: int, pad_token_id: int 
     return split
 
 
-def tensors(split: Split) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def tensors(split: data.Split) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return (
         torch.from_numpy(split.input_ids),
         torch.from_numpy(split.attention_mask),
@@ -135,7 +153,7 @@ def tensors(split: Split) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
 
 def batches(
-    split: Split,
+    split: data.Split,
     batch_size: int,
     *,
     shuffle_seed: int | None = None,
@@ -167,7 +185,7 @@ def batches(
     for start in range(0, len(labels), batch_size):
         index = order[start : start + batch_size]
         batch_mask = mask[index]
-        width = used_width(batch_mask)
+        width = data.used_width(batch_mask)
         out.append((ids[index][:, :width], batch_mask[:, :width], labels[index]))
         if limit and len(out) >= limit:
             break
@@ -177,10 +195,10 @@ def batches(
 def build_model(pretrained: str, freeze_base: bool):
     from transformers import AutoModelForSequenceClassification
 
-    labels = id2label()
+    labels = data.id2label()
     model = AutoModelForSequenceClassification.from_pretrained(
         pretrained,
-        num_labels=len(LABELS),
+        num_labels=len(data.LABELS),
         id2label=labels,
         label2id={v: k for k, v in labels.items()},
     )
@@ -188,6 +206,35 @@ def build_model(pretrained: str, freeze_base: bool):
         for param in model.base_model.parameters():
             param.requires_grad = False
     return model
+
+
+_LAYER = re.compile(r"\.layers?\.(\d+)\.")
+_NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "layernorm.weight")
+
+
+def parameter_groups(model, args: argparse.Namespace) -> list[dict]:
+    """AdamW groups with layer-wise learning-rate decay (what works for small-BERT fine-tuning
+    on few samples): the head at ``head_learning_rate``, the top encoder layer at
+    ``learning_rate``, each layer below ``layerwise_lr_decay`` times the one above, embeddings
+    last; biases and LayerNorm weights without weight decay. Frozen parameters are left out.
+    """
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    base = getattr(model, "base_model_prefix", "")
+    layers = [int(m.group(1)) for n, _ in named if (m := _LAYER.search(n))]
+    top = max(layers, default=-1)
+    head_lr = args.head_learning_rate or args.learning_rate
+    groups: dict[tuple[float, float], list] = {}
+    for name, param in named:
+        found = _LAYER.search(name)
+        if found:
+            lr = args.learning_rate * args.layerwise_lr_decay ** (top - int(found.group(1)))
+        elif "embeddings" in name and name.startswith(base):
+            lr = args.learning_rate * args.layerwise_lr_decay ** (top + 1)
+        else:  # classifier, pooler: new or task-specific weights
+            lr = head_lr
+        decay = 0.0 if name.endswith(_NO_DECAY) else args.weight_decay
+        groups.setdefault((lr, decay), []).append(param)
+    return [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
 
 
 def train_steps(model, batch_list, optimizer, scheduler, loss_fn, dev, *, on_step=None) -> None:
@@ -225,7 +272,7 @@ def evaluate(model, batch_list, loss_fn, dev) -> tuple[float, float]:
     return total_loss / count, correct / count
 
 
-def fingerprint(args: argparse.Namespace, train: Split) -> str:
+def fingerprint(args: argparse.Namespace, train: data.Split) -> str:
     """What a checkpoint must match to be resumed: same model, data and schedule."""
     keys = (
         "pretrained_model",
@@ -233,6 +280,8 @@ def fingerprint(args: argparse.Namespace, train: Split) -> str:
         "epochs",
         "learning_rate",
         "weight_decay",
+        "layerwise_lr_decay",
+        "head_learning_rate",
         "warmup_ratio",
         "train_batch_size",
         "train_steps_per_epoch",
@@ -323,11 +372,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     model = build_model(args.pretrained_model, args.freeze_bert_layer).to(dev)
     loss_fn = torch.nn.CrossEntropyLoss()
-    optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad],
-        lr=args.learning_rate,
-        weight_decay=args.weight_decay,
-    )
+    optimizer = torch.optim.AdamW(parameter_groups(model, args), lr=args.learning_rate)
     scheduler = get_linear_schedule_with_warmup(
         optimizer, int(args.warmup_ratio * total_steps), total_steps
     )
@@ -353,7 +398,9 @@ def main(argv: list[str] | None = None) -> dict:
         f"training on {dev}: {len(train)} rows, {args.epochs} epoch(s) x {steps_per_epoch} steps"
         f" of {args.train_batch_size}, {len(validation)} validation rows"
     )
+    loop = {"seconds": 0.0, "samples": 0}
     for epoch in range(start_epoch + 1, args.epochs + 1):
+        epoch_started = time.perf_counter()
         epoch_batches = batches(
             train,
             args.train_batch_size,
@@ -374,6 +421,8 @@ def main(argv: list[str] | None = None) -> dict:
             history=history,
             hook=hook,
         )
+        loop["seconds"] += time.perf_counter() - epoch_started
+        loop["samples"] += sum(len(batch[2]) for batch in epoch_batches)
         if checkpoint_dir is not None:
             save_checkpoint(
                 checkpoint_dir,
@@ -389,12 +438,27 @@ def main(argv: list[str] | None = None) -> dict:
             )
             log(f"checkpoint written after epoch {epoch}")
 
+    # What the whole job (and the DAG around it) is compared with: see benchmarks/.
+    log(
+        f"training loop: {loop['seconds']:.1f} s for {loop['samples']} samples"
+        f" ({loop['samples'] / max(loop['seconds'], 1e-9):.1f} samples/s, validation included)"
+    )
     model.eval()
     save_model(model, tokenizer, Path(args.model_dir))
+    # In the model folder, so model.tar.gz carries it on every target (the evaluation job
+    # publishes it with its report); output/data is only a tarball on SageMaker.
+    (Path(args.model_dir) / documents.TRAINING_HISTORY_FILE).write_text(
+        json.dumps(documents.TrainingHistory(**history).to_dict(), indent=2)
+    )
     if args.output_data_dir:
         out = Path(args.output_data_dir)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.json").write_text(json.dumps(history, indent=2))
+        timing = {"loop_seconds": round(loop["seconds"], 3), "samples_seen": loop["samples"]}
+        (out / "metrics.json").write_text(json.dumps({**history, **timing}, indent=2))
+        # Also in output.tar.gz, a small archive: what the pipeline's rule evaluation reads.
+        (out / documents.TRAINING_HISTORY_FILE).write_text(
+            json.dumps(documents.TrainingHistory(**history).to_dict(), indent=2)
+        )
     return history
 
 

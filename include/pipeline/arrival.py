@@ -1,21 +1,23 @@
 """Data arrival: new raw files start the main DAG, once per distinct content.
 
-Two assets carry it:
-
 - ``reviews_incoming`` (``s3://<bucket>/incoming/``) is *watched*. ``aws``: S3 event
   notifications go to an SQS queue (``PIPELINE_ARRIVAL_QUEUE_URL``), read by the Amazon
   provider's ``SqsSensorTrigger`` (a ``BaseEventTrigger``; the common-messaging provider's
   ``MessageQueueTrigger`` would wrap the same trigger but is not installed). ``local``: the lake
   folder ``<lake>/<bucket>/incoming/`` is scanned by
   :class:`~include.pipeline.targets.local.arrival_trigger.LakeFolderTrigger`.
-- ``reviews_raw`` (``s3://<bucket>/raw/``) is what the ``reviews_arrival`` DAG emits, with extra
-  ``{"input_uri": ..., "raw_hash": ...}``, once per new content hash; the main DAG is scheduled
-  on it (:func:`main_schedule`) and its ingest task reads the URI back
-  (:func:`input_uri_from_events`).
 
-Dedup: a marker object ``s3://<bucket>/arrivals/<sha256>.json`` per content seen, written by the
-task that emits the event; a file that arrives twice (same bytes, any name, or again after a
-triggerer restart re-reports it) finds its marker and starts nothing.
+The ``reviews_arrival`` DAG starts one main-DAG run per new file (:func:`pipeline_runs`: a
+``TriggerDagRunOperator`` mapped over the files, ``conf={"input_uri": ...}``). Not an asset
+event: the scheduler merges the events queued while a run goes into one run, which ingested only
+the newest file; an SQS batch of several files lost all but one.
+
+Dedup, exactly once per content: the run id is ``arrival__<hash>`` (:func:`pipeline_run_id`), so
+a file seen again before its ingestion ended finds its run and starts none; the marker
+``s3://<bucket>/arrivals/<sha256>.json`` is written by the main DAG's ingest task once ingestion
+succeeded (:func:`mark_seen`), so content ingested once (any name, any way, or re-reported after
+a triggerer restart) starts nothing. A file whose ingestion failed keeps its run id: clear that
+run to retry it, or drop corrected content (a new hash).
 
 Cheap to import (the DAG files do): no pandas/torch/duckdb, no I/O at import.
 """
@@ -24,75 +26,49 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import unquote_plus
 
+from include.pipeline.layout import Layout
 from include.pipeline.settings import Settings
 
 log = logging.getLogger(__name__)
 
-INCOMING_PREFIX = "incoming"
-MARKER_PREFIX = "arrivals"
 INCOMING_ASSET = "reviews_incoming"
-RAW_ASSET = "reviews_raw"
+PIPELINE_DAG_ID = "reviews_pipeline"  # the DAG an arrival starts (dags/reviews_pipeline.py)
+RUN_ID_PREFIX = "arrival__"
 CREATED_EVENT = "ObjectCreated:"
 
 
 @dataclass(frozen=True)
 class ArrivalSettings:
-    """The arrival knobs (``PIPELINE_ARRIVAL_*``); kept here, next to the only code using them."""
+    """The arrival knobs (``PIPELINE_ARRIVAL_*`` in :class:`Settings`) the watcher uses."""
 
     queue_url: str = ""
     poll_interval: float = 5.0
     sqs_waiter_delay: int = 30
 
 
-def load_arrival_settings(env: Mapping[str, str] | None = None) -> ArrivalSettings:
-    env = os.environ if env is None else env
+def load_arrival_settings(settings: Settings) -> ArrivalSettings:
     return ArrivalSettings(
-        queue_url=env.get("PIPELINE_ARRIVAL_QUEUE_URL", "").strip(),
-        poll_interval=float(env.get("PIPELINE_ARRIVAL_POLL_SECONDS", "5")),
-        sqs_waiter_delay=int(env.get("PIPELINE_ARRIVAL_SQS_WAIT_SECONDS", "30")),
+        queue_url=settings.arrival_queue_url,
+        poll_interval=settings.arrival_poll_seconds,
+        sqs_waiter_delay=settings.arrival_sqs_wait_seconds,
     )
 
 
-def incoming_uri(settings: Settings) -> str:
-    """The watched prefix: ``s3://<bucket>/incoming/`` (locally the lake folder of that URI)."""
-    return settings.s3_uri(INCOMING_PREFIX) + "/"
-
-
-def marker_uri(settings: Settings, raw_hash: str) -> str:
-    return settings.s3_uri(MARKER_PREFIX, f"{raw_hash}.json")
-
-
 def watcher_trigger(settings: Settings, arrival: ArrivalSettings | None = None):
-    """The event trigger that watches the incoming prefix; ``None`` on aws without a queue."""
-    arrival = arrival or load_arrival_settings()
-    if settings.is_local:
-        from include.pipeline.targets.local import lake
-        from include.pipeline.targets.local.arrival_trigger import LakeFolderTrigger
+    """The target's event trigger on the incoming prefix; ``None`` on aws without a queue."""
+    from include.pipeline import targets
 
-        folder = lake.resolve(incoming_uri(settings), settings.lake)
-        return LakeFolderTrigger(
-            folder=str(folder),
-            uri_prefix=incoming_uri(settings),
-            poll_interval=arrival.poll_interval,
-        )
-    if not arrival.queue_url:
-        return None
-    from airflow.providers.amazon.aws.triggers.sqs import SqsSensorTrigger
-
-    return SqsSensorTrigger(
-        sqs_queue=arrival.queue_url,
-        aws_conn_id=settings.aws_conn_id,
-        region_name=settings.region,
-        max_messages=10,
-        wait_time_seconds=20,  # long polling: one request per 20 s while the queue is empty
-        waiter_delay=arrival.sqs_waiter_delay,
-        delete_message_on_reception=True,
+    arrival = arrival or load_arrival_settings(settings)
+    return targets.load(settings).arrival_trigger(
+        Layout(settings).incoming(),
+        queue_url=arrival.queue_url,
+        poll_interval=arrival.poll_interval,
+        sqs_waiter_delay=arrival.sqs_waiter_delay,
     )
 
 
@@ -102,19 +78,18 @@ def incoming_asset(settings: Settings, arrival: ArrivalSettings | None = None):
 
     trigger = watcher_trigger(settings, arrival)
     watchers = [AssetWatcher(name=f"{INCOMING_ASSET}_watcher", trigger=trigger)] if trigger else []
-    return Asset(name=INCOMING_ASSET, uri=incoming_uri(settings), watchers=watchers)
-
-
-def raw_asset(settings: Settings):
-    """The asset the arrival DAG updates and the main DAG is scheduled on."""
-    from airflow.sdk import Asset
-
-    return Asset(name=RAW_ASSET, uri=settings.s3_uri("raw") + "/")
+    return Asset(name=INCOMING_ASSET, uri=Layout(settings).incoming(), watchers=watchers)
 
 
 def main_schedule(settings: Settings):
-    """The main DAG's schedule: new raw data, or (when a cron is set) the cron as well."""
-    assets = [raw_asset(settings)]
+    """The main DAG's schedule: drift or enough new human labels
+    (:mod:`include.pipeline.feedback`), either one; and the cron when one is set. New raw data
+    starts its own runs (:func:`pipeline_runs`)."""
+    from airflow.sdk import AssetAny
+
+    from include.pipeline import feedback
+
+    assets = AssetAny(*feedback.retraining_assets(settings))
     if not settings.schedule:
         return assets
     from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable
@@ -135,7 +110,7 @@ def s3_sensor(settings: Settings, task_id: str = "wait_for_incoming_file"):
 
     return S3KeySensor(
         task_id=task_id,
-        bucket_key=incoming_uri(settings) + "*.csv",
+        bucket_key=Layout(settings).incoming() + "*.csv",
         wildcard_match=True,
         aws_conn_id=settings.aws_conn_id,
         deferrable=True,
@@ -150,6 +125,8 @@ def bucket_notification_request(settings: Settings, queue_arn: str) -> dict:
     The one-time set-up behind the aws watcher (the queue's policy must allow
     ``s3.amazonaws.com`` to ``sqs:SendMessage``; infrastructure code owns that).
     """
+    layout = Layout(settings)
+    incoming_key = layout.key(layout.incoming())
     return {
         "Bucket": settings.bucket,
         "NotificationConfiguration": {
@@ -158,9 +135,7 @@ def bucket_notification_request(settings: Settings, queue_arn: str) -> dict:
                     "Id": "reviews-arrival",
                     "QueueArn": queue_arn,
                     "Events": ["s3:ObjectCreated:*"],
-                    "Filter": {
-                        "Key": {"FilterRules": [{"Name": "prefix", "Value": INCOMING_PREFIX + "/"}]}
-                    },
+                    "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": incoming_key}]}},
                 }
             ]
         },
@@ -215,7 +190,7 @@ def find_new(settings: Settings, uris: Iterable[str], store=None) -> list[dict]:
     """The arrived files whose content was not seen before: ``[{input_uri, raw_hash}]``.
 
     Reads each object once (via :mod:`include.pipeline.storage`); two URIs with the same bytes
-    count once. Writes nothing: :func:`mark_seen` records the hash after the event is emitted.
+    count once. Writes nothing: the ingest task records the hash once it ingested the file.
     """
     from include.pipeline import ingestion, storage
 
@@ -228,7 +203,7 @@ def find_new(settings: Settings, uris: Iterable[str], store=None) -> list[dict]:
             log.warning("arrived file %s is gone; skipping it", uri)
             continue
         raw_hash = ingestion.content_hash(data)
-        if store.exists(marker_uri(settings, raw_hash)):
+        if store.exists(Layout(settings).arrival_marker(raw_hash)):
             log.info("%s: content %s already seen; no new run", uri, raw_hash[:12])
         elif any(n["raw_hash"] == raw_hash for n in new):
             log.info("%s: same content as another file of this batch", uri)
@@ -237,43 +212,28 @@ def find_new(settings: Settings, uris: Iterable[str], store=None) -> list[dict]:
     return new
 
 
+def pipeline_run_id(raw_hash: str) -> str:
+    """The main-DAG run of one content: the same bytes always map to the same run."""
+    if len(raw_hash) < 16:
+        raise ValueError(f"raw_hash {raw_hash!r} is not a content hash")
+    return f"{RUN_ID_PREFIX}{raw_hash[:32]}"
+
+
+def pipeline_runs(new: list[dict]) -> list[dict]:
+    """``TriggerDagRunOperator`` keyword arguments, one main-DAG run per new file."""
+    return [
+        {"trigger_run_id": pipeline_run_id(n["raw_hash"]), "conf": {"input_uri": n["input_uri"]}}
+        for n in new
+    ]
+
+
 def mark_seen(settings: Settings, arrival: dict, run_id: str = "", store=None) -> str:
-    """Write the content-hash marker (atomic, same key on re-runs: idempotent)."""
+    """Write the content-hash marker of an ingested file (atomic, same key on re-runs:
+    idempotent). ``arrival``: ``{"input_uri", "raw_hash", ...}``."""
     from include.pipeline import storage
 
     store = store or storage.for_settings(settings)
     body = {**arrival, "run_id": run_id, "seen_at": datetime.now(UTC).isoformat()}
     return store.write(
-        marker_uri(settings, arrival["raw_hash"]), json.dumps(body, indent=2).encode()
+        Layout(settings).arrival_marker(arrival["raw_hash"]), json.dumps(body, indent=2).encode()
     )
-
-
-def announce(settings: Settings, new: list[dict], run_id: str = "", store=None) -> dict:
-    """The ``reviews_raw`` event extra for the newest new file, its hash marked as seen.
-
-    One event per arrival run (the main DAG ingests one file per run); other new files of the
-    same batch are named in the log and left unmarked, so dropping them again starts a run.
-    """
-    if not new:
-        raise ValueError("announce() needs at least one new arrival")
-    chosen = new[-1]
-    for other in new[:-1]:
-        log.warning("not starting a run for %s; drop it again later", other["input_uri"])
-    mark_seen(settings, chosen, run_id=run_id, store=store)
-    return {"input_uri": chosen["input_uri"], "raw_hash": chosen["raw_hash"]}
-
-
-def input_uri_from_events(events: Iterable) -> str:
-    """The newest ``reviews_raw`` event's ``input_uri`` ('' when the run has none).
-
-    Asset-triggered runs collect every event since the previous run; when several files
-    arrived in between, the newest is ingested and the others are named in the log.
-    """
-    found = []
-    for event in sorted(events, key=lambda e: str(getattr(e, "timestamp", ""))):
-        extra = event.extra if hasattr(event, "extra") else event["extra"]
-        if (extra or {}).get("input_uri"):
-            found.append(extra["input_uri"])
-    if len(found) > 1:
-        log.warning("%d arrivals in one run; ingesting the newest, not %s", len(found), found[:-1])
-    return found[-1] if found else ""

@@ -1,4 +1,5 @@
-"""What every DAG of the project shares: owner, retries with backoff, start date."""
+"""What every DAG of the project shares: owner, retries with backoff, start date, no catch-up,
+the project's tags."""
 
 from __future__ import annotations
 
@@ -14,3 +15,18 @@ DEFAULT_ARGS = {
     "retry_exponential_backoff": True,
     "max_retry_delay": timedelta(minutes=10),
 }
+
+
+def reviews_dag(dag_id: str, settings, *, tags: list[str], **kwargs):
+    """The DAG ``dag_id`` with the shared defaults; ``tags`` go between ``reviews`` and
+    ``mlops``, the target's name last (so a UI filter finds a target's DAGs)."""
+    from airflow.sdk import DAG
+
+    return DAG(
+        dag_id=dag_id,
+        start_date=START_DATE,
+        catchup=False,
+        tags=["reviews", *tags, "mlops", settings.target],
+        default_args=DEFAULT_ARGS,
+        **kwargs,
+    )

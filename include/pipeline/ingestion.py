@@ -8,9 +8,11 @@ problems are quarantined with a reason, never dropped silently.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
+import unicodedata
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -27,6 +29,7 @@ BAD_REASONS = (
     "rating_out_of_range",
     "unknown_sentiment",
     "missing_product_category",
+    "text_spans_records",
 )
 SMALL_CATEGORY = "category_too_small"
 
@@ -50,7 +53,7 @@ def content_hash(data: bytes) -> str:
 
 
 def decode(data: bytes, *, source: str, encoding: str = "utf-8") -> str:
-    """Decode strictly; name the byte offset and line of the first invalid byte."""
+    """Decode strictly; name the byte offset and line of the first invalid byte or NUL."""
     if not data.strip():
         raise IngestionError(f"{source}: the file is empty")
     try:
@@ -59,29 +62,159 @@ def decode(data: bytes, *, source: str, encoding: str = "utf-8") -> str:
         raise IngestionError(f"{source}: unknown encoding {encoding!r}") from exc
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
+        hint = ""
+        if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            hint = " (the file starts with a UTF-16 byte order mark: pass encoding 'utf-16')"
         raise IngestionError(
             f"{source}: byte {exc.start} (line {line}) is not valid {encoding}: "
-            f"{data[exc.start : exc.start + 4]!r}"
+            f"{data[exc.start : exc.start + 4]!r}{hint}"
         ) from exc
-    return text.removeprefix("\ufeff")
+    text = text.removeprefix("\ufeff")
+    nul = text.find("\x00")
+    if nul >= 0:  # a binary file, or UTF-16 read as a single-byte encoding
+        line = text.count("\n", 0, nul) + 1
+        raise IngestionError(
+            f"{source}: character {nul} (line {line}) is a NUL byte: not a text CSV file "
+            f"in {encoding} (is it UTF-16 or a spreadsheet?)"
+        )
+    return text
 
 
-def read_table(text: str, *, source: str) -> pd.DataFrame:
-    """Parse CSV text as strings (nothing coerced yet); names malformed rows."""
+@dataclass
+class Table:
+    """The parsed file: every field a string, one row per CSV record, header names made safe."""
+
+    frame: pd.DataFrame
+    lines: list[str]  # the physical lines, as csv counts them (\n, \r\n or \r ends one)
+    spans: list[tuple[int, int]]  # each row's first and last physical line (1-based)
+    renamed: list[dict]  # header names changed so that no column is lost or overwritten
+
+
+# Columns the quarantine adds next to the user's columns: an input column of the same name is
+# renamed, so the quarantine keeps the user's values and the pipeline's side by side.
+RESERVED_COLUMNS = (S.SOURCE_ROW, S.QUARANTINE_REASON)
+
+
+def _clean_name(name: str) -> str:
+    """Header names compare as text, not bytes: NFKC (no-break space -> space), no format chars."""
+    name = unicodedata.normalize("NFKC", name)
+    return "".join(c for c in name if unicodedata.category(c) != "Cf").strip()
+
+
+def column_names(header: list[str], *, source: str) -> tuple[list[str], list[dict]]:
+    """Unique, non-blank column names for ``header`` and what was renamed (and why).
+
+    A blank name becomes ``column_<position>``; a name the quarantine reserves becomes
+    ``<name> (input)``; a repeated name gets ``_<position>``, except a required column's, which is
+    ambiguous (which copy holds the data?) and rejected.
+    """
+    required = set(S.RAW_REQUIRED) | set(S.PREPARED_REQUIRED)
+    names: list[str] = []
+    renamed: list[dict] = []
+    first_at: dict[str, int] = {}
+    for position, raw in enumerate(header, start=1):
+        name, why = _clean_name(raw), None
+        if not name:
+            name, why = f"column_{position}", "blank header"
+        elif name in RESERVED_COLUMNS:
+            name, why = f"{name} (input)", "the quarantine's own column has this name"
+        elif name != raw:
+            why = "whitespace or invisible characters"
+        if name in first_at:
+            if name in required:
+                raise IngestionError(
+                    f"{source}: header: columns {first_at[name]} and {position} are both named "
+                    f"{name!r}; which one holds the data is ambiguous"
+                )
+            name, why = f"{name}_{position}", f"repeats column {first_at[name]}'s name"
+        while name in first_at:  # a generated name taken by a later-or-earlier real one
+            name = f"{name}_{position}"
+        first_at[name] = position
+        names.append(name)
+        if why:
+            renamed.append({"position": position, "header": raw, "name": name, "why": why})
+    return names, renamed
+
+
+def _field_count_error(
+    source: str,
+    names: list[str],
+    rows: list[list[str]],
+    spans: list[tuple[int, int]],
+    header_line: int,
+) -> IngestionError:
+    """Say what is wrong when rows and header disagree on the number of fields."""
+    n = len(names)
+    counts = [len(r) for r in rows]
+    if all(c == n + 1 for c in counts) and all(r[-1].strip() == "" for r in rows):
+        return IngestionError(
+            f"{source}: every row has {n + 1} fields but the header has {n}: each row ends with "
+            "an extra empty field (a trailing comma?), which would shift every field by one"
+        )
+    if all(c == n - 1 for c in counts) and names[-1] == f"column_{n}":
+        return IngestionError(
+            f"{source}: the header has {n} fields but every row has {n - 1}: the header ends "
+            "with an extra comma"
+        )
+    bad = [(i, c) for i, c in enumerate(counts) if c != n]
+
+    def what(i: int, c: int) -> str:
+        extra = (
+            (f"field {c} has" if c == n + 1 else f"fields {n + 1}-{c} have") + " no column"
+            if c > n
+            else f"no value for column {', '.join(repr(x) for x in names[c:])}"
+        )
+        return f"row {i + 1} (line {spans[i][0]}) has {c} fields: {extra}"
+
+    shown = "; ".join(what(i, c) for i, c in bad[:3])
+    more = f"; and {len(bad) - 3} more rows" if len(bad) > 3 else ""
+    return IngestionError(
+        f"{source}: the header (line {header_line}) has {n} fields but {shown}{more}"
+    )
+
+
+def read_table(text: str, *, source: str) -> Table:
+    """Parse CSV text as strings (nothing coerced yet); names malformed rows and lines.
+
+    Python's csv reader, not pandas': pandas silently turns a first column it finds one field
+    too many for into the index, which shifts or duplicates columns instead of failing.
+    """
     import pandas as pd
 
-    try:
-        frame = pd.read_csv(
-            io.StringIO(text), dtype=str, keep_default_na=False, na_values=[], engine="c"
-        )
-    except pd.errors.EmptyDataError as exc:
-        raise IngestionError(f"{source}: the file is empty") from exc
-    except pd.errors.ParserError as exc:
-        raise IngestionError(f"{source}: not a valid CSV file: {exc}") from exc
-    frame = frame.loc[:, [c for c in frame.columns if not str(c).startswith("Unnamed: ")]]
-    if frame.empty:
+    lines = list(io.StringIO(text, newline=""))
+    reader = csv.reader(lines, strict=True)
+    records: list[list[str]] = []
+    spans: list[tuple[int, int]] = []
+    first = 1
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            row = f"row {len(records)}" if records else "the header"
+            hint = ""
+            if "field larger than field limit" in str(exc):
+                hint = " (an unclosed quote swallowing the rest of the file?)"
+            elif "unexpected end of data" in str(exc):
+                hint = " (a quote opened and never closed)"
+            raise IngestionError(
+                f"{source}: {row} starting on line {first} is not valid CSV: {exc}{hint}"
+            ) from exc
+        if record and not (len(record) == 1 and not record[0].strip()):
+            records.append(record)
+            spans.append((first, reader.line_num))
+        first = reader.line_num + 1
+    if not records:
+        raise IngestionError(f"{source}: the file is empty")
+    names, renamed = column_names(records[0], source=source)
+    rows, row_spans = records[1:], spans[1:]
+    if not rows:
         raise IngestionError(f"{source}: the file has a header but no rows")
-    return frame
+    if any(len(r) != len(names) for r in rows):
+        raise _field_count_error(source, names, rows, row_spans, spans[0][0])
+    frame = pd.DataFrame(rows, columns=names, dtype=object)
+    return Table(frame=frame, lines=lines, spans=row_spans, renamed=renamed)
 
 
 def detect_shape(columns: list[str], *, source: str) -> str:
@@ -97,10 +230,44 @@ def detect_shape(columns: list[str], *, source: str) -> str:
         if len(raw_missing) <= len(prep_missing)
         else ("prepared", prep_missing)
     )
+    hints = []
+    lower = {c.lower(): c for c in columns}
+    hints += [
+        f"{lower[m.lower()]!r} differs from {m!r} in case" for m in missing if m.lower() in lower
+    ]
+    if len(columns) == 1:
+        found = [d for d in (";", "\t", "|") if d in columns[0]]
+        if found:
+            hints.append(f"the header has one column: is the delimiter {found[0]!r}, not ','?")
+    hint = f"; {'; '.join(hints)}" if hints else ""
     raise IngestionError(
         f"{source}: missing required columns {missing} for the {shape} shape "
-        f"(found columns: {list(columns)})"
+        f"(found columns: {list(columns)}){hint}"
     )
+
+
+def _spanned_records(table: Table, shape: str) -> pd.Series:
+    """Rows whose quoted text swallowed a record boundary (a stray opening quote).
+
+    A row spanning several physical lines is suspect when each of those lines, read with the
+    quote taken literally, is a complete row of its own that passes every row check: a review
+    that merely contains line breaks almost never splits that way.
+    """
+    import pandas as pd
+
+    n = len(table.frame.columns)
+    suspect = pd.Series(False, index=table.frame.index)
+    for i, (first, last) in enumerate(table.spans):
+        if last == first:
+            continue
+        pieces = [table.lines[j - 1] for j in range(first, last + 1)]
+        split = [next(csv.reader([p.rstrip("\r\n")], quoting=csv.QUOTE_NONE)) for p in pieces]
+        if any(len(fields) != n for fields in split):
+            continue
+        candidate = pd.DataFrame(split, columns=table.frame.columns, dtype=object)
+        reason, _ = _row_reasons(candidate, shape)
+        suspect.iloc[i] = bool((reason == "").all())
+    return suspect
 
 
 def _row_reasons(frame: pd.DataFrame, shape: str) -> tuple[pd.Series, pd.DataFrame]:
@@ -156,9 +323,11 @@ def transform(
     ``max_bad_fraction`` of the rows are bad (the quarantine is still returned on the error as
     ``.result`` so the caller can store it for inspection).
     """
-    frame = read_table(decode(data, source=source, encoding=encoding), source=source)
+    table = read_table(decode(data, source=source, encoding=encoding), source=source)
+    frame = table.frame
     shape = detect_shape(list(frame.columns), source=source)
     reason, rows = _row_reasons(frame, shape)
+    reason[_spanned_records(table, shape)] = "text_spans_records"
 
     bad = reason != ""
     good = rows[~bad]
@@ -186,6 +355,7 @@ def transform(
             "quarantined": len(quarantine),
             "bad_rows": n_bad,
             "quarantine_reasons": reasons,
+            "renamed_columns": table.renamed,
             "shape": shape,
             "by_sentiment": {
                 str(k): int(v) for k, v in sorted(transformed[S.SENTIMENT].value_counts().items())

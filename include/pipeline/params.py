@@ -8,9 +8,17 @@ from __future__ import annotations
 
 from airflow.sdk import Param
 
+from include.jobs.feature_records import BALANCE_MODES
+from include.pipeline import schema
 from include.pipeline import settings as pipeline_settings
+from include.pipeline.documents import leaderboard as leaderboard_doc
+from include.pipeline.requests import automl as automl_requests
+from include.pipeline.requests import bias as bias_requests
+from include.pipeline.requests import deployment as deployment_requests
 from include.pipeline.requests import registry as registry_requests
 from include.pipeline.requests import training as training_defaults
+from include.pipeline.requests import tuning as tuning_requests
+from include.pipeline.tasks import bias as bias_gate
 
 # Model defaults are the target's measured defaults, kept in one place: requests/training.py.
 _HP = training_defaults.DEFAULT_HYPERPARAMETERS[pipeline_settings.load().target]
@@ -53,7 +61,7 @@ INGESTION = {
 
 BIAS = {
     "bias_facets": Param(
-        ["product_category"],
+        list(bias_requests.DEFAULT_PARAMS["bias_facets"]),
         type="array",
         items={"type": "string"},
         minItems=1,
@@ -61,21 +69,21 @@ BIAS = {
         description="Columns whose values are compared with all other rows (facet d vs a).",
     ),
     "bias_label_values": Param(
-        [1],
+        list(bias_requests.DEFAULT_PARAMS["bias_label_values"]),
         type="array",
-        items={"type": "integer", "enum": [-1, 0, 1]},
+        items={"type": "integer", "enum": list(schema.SENTIMENTS)},
         minItems=1,
         title="Favourable sentiment values",
         description="Label values Clarify counts as the positive outcome.",
     ),
     "bias_group_variable": Param(
-        "product_category",
+        bias_requests.DEFAULT_PARAMS["bias_group_variable"],
         type="string",
         title="CDDL group variable",
         description="Column CDDL conditions on (Clarify's group_variable).",
     ),
     "bias_thresholds": Param(
-        {"DPL": 0.2, "KL": 0.2, "JS": 0.05, "LP": 0.25, "TVD": 0.2, "KS": 0.2, "CDDL": 0.2},
+        {m: t for m, t in bias_gate.DEFAULT_THRESHOLDS.items() if t is not None},
         type="object",
         title="Bias thresholds",
         description="Per metric: the gate passes when |value| <= threshold (null: not gated).",
@@ -83,7 +91,7 @@ BIAS = {
     "bias_gate_mode": Param(
         "warn",
         type="string",
-        enum=["fail", "warn"],
+        enum=list(bias_gate.GATE_MODES),
         title="Bias gate mode",
         description="fail: stop the run listing every violation; warn: continue and mark the "
         "run summary.",
@@ -118,7 +126,7 @@ FEATURES = {
     "balance_mode": Param(
         "sentiment",
         type="string",
-        enum=["none", "sentiment", "category_sentiment"],
+        enum=list(BALANCE_MODES),
         title="Balancing",
         description="Downsample to the smallest sentiment class, or within each category x "
         "sentiment, as the course does; the bias report is run again on the balanced data.",
@@ -192,6 +200,17 @@ TRAINING = {
         title="Fail on Debugger issues",
         description="LossNotDecreasing / Overtraining issues fail the run (else: warn).",
     ),
+    "rules_mode": Param(
+        training_defaults.RULES_MODES[0],
+        type="string",
+        enum=list(training_defaults.RULES_MODES),
+        title="Rules: who evaluates them",
+        description=(
+            "pipeline: the project evaluates LossNotDecreasing, Overtraining and the profiler "
+            "report on the training history (no SageMaker Debugger needed; it is closed to new "
+            "customers). managed: SageMaker Debugger's rule jobs, for accounts that have it."
+        ),
+    ),
     "loss_not_decreasing_num_steps": Param(
         10,
         type="integer",
@@ -222,8 +241,9 @@ EVALUATION = {
         type="string",
         enum=["PendingManualApproval", "Approved"],
         title="Registration status",
-        description="Approved versions are deployed by this run; pending ones wait for "
-        "`python -m include.pipeline.registry_cli approve ARN`.",
+        description="Approved versions are deployed by this run; pending ones wait for a "
+        "person's Approve / Reject in Airflow's UI (task approve_model), which sets the "
+        "registry status.",
     ),
 }
 
@@ -238,10 +258,21 @@ DEPLOYMENT = {
     "deployment_strategy": Param(
         "canary",
         type="string",
-        enum=["all_at_once", "canary", "linear", "shadow"],
+        enum=list(deployment_requests.DEPLOYMENT_STRATEGIES),
         title="Deployment strategy",
         description="How an existing endpoint moves to the new model: blue/green all at once, "
-        "canary, linear, or the new model as a shadow variant.",
+        "canary, linear; or next to the champion: shadow (a copy of the traffic) or ab (a "
+        "Challenger variant with its share of the traffic, for the endpoint_rollout DAG's "
+        "evaluate or bandit mode).",
+    ),
+    "ab_challenger_weight": Param(
+        0.1,
+        type="number",
+        minimum=0,
+        maximum=1,
+        title="A/B challenger share",
+        description="ab: share of the traffic the new model (Challenger variant) gets; the "
+        "champion (AllTraffic) keeps the rest.",
     ),
     "canary_percent": Param(
         10,
@@ -260,12 +291,22 @@ DEPLOYMENT = {
         description="linear: share of capacity moved per step.",
     ),
     "traffic_wait_seconds": Param(
-        60,
+        deployment_requests.ROLLBACK_BAKE_SECONDS,
         type="integer",
         minimum=0,
         maximum=3600,
         title="Bake time per step (s)",
-        description="Wait between traffic shifts; alarms may roll back meanwhile.",
+        description="Wait between traffic shifts; alarms may roll back meanwhile (the "
+        "rollback alarm needs two 60 s periods plus CloudWatch's delay to trip).",
+    ),
+    "rollback_error_rate_percent": Param(
+        deployment_requests.ROLLBACK_ERROR_RATE_PERCENT,
+        type="number",
+        minimum=0,
+        maximum=100,
+        title="Rollback error rate (%)",
+        description="The new fleet's 5XX error rate (percent of its invocations over the "
+        "alarm's two minutes) that rolls a blue/green deployment back.",
     ),
     "data_capture_percent": Param(
         100,
@@ -283,7 +324,79 @@ DEPLOYMENT = {
     ),
 }
 
-PARAMS = {**INGESTION, **BIAS, **FEATURES, **TRAINING, **EVALUATION, **DEPLOYMENT}
+CANDIDATES = {
+    "candidates": Param(
+        list(leaderboard_doc.CANDIDATES),
+        type="array",
+        items={"type": "string", "enum": list(leaderboard_doc.CANDIDATES)},
+        minItems=1,
+        uniqueItems=True,
+        title="Model candidates",
+        description="What this run trains: finetune (the BERT-family fine-tune, tuned first), "
+        "blazingtext (the built-in text classifier), autopilot (AutoML). Each is evaluated on "
+        "the same test split; the best by the leaderboard metric is deployed, the others stay "
+        "registered.",
+    ),
+    "leaderboard_metric": Param(
+        "accuracy",
+        type="string",
+        enum=list(leaderboard_doc.METRICS),
+        title="Leaderboard metric",
+        description="Test-split metric that picks the deployed candidate.",
+    ),
+    "tuning_max_jobs": Param(
+        2,
+        type="integer",
+        minimum=0,
+        title="Tuning trials",
+        description="Training jobs of the fine-tune's tuning job (learning rate, batch size); "
+        "the best trial's hyperparameters train the final model. 0: no tuning.",
+    ),
+    "tuning_trial_steps": Param(
+        tuning_requests.DEFAULT_BUDGET["trial_steps_per_epoch"],
+        type="integer",
+        minimum=1,
+        title="Steps per epoch of a trial",
+        description="Trials train on a subset: this many batches per epoch.",
+    ),
+    "tuning_strategy": Param(
+        "Bayesian",
+        type="string",
+        enum=[s for s in tuning_requests.STRATEGIES if s != "Grid"],
+        title="Tuning strategy",
+        description="Bayesian (TPE locally), Random or Hyperband.",
+    ),
+    "tuning_warm_start_parent": Param(
+        "",
+        type="string",
+        title="Warm start from tuning job",
+        description="A finished tuning job whose trials seed this one (empty: none).",
+    ),
+    "automl_max_candidates": Param(
+        automl_requests.DEFAULT_BUDGET["max_candidates"],
+        type="integer",
+        minimum=1,
+        title="Autopilot: candidates",
+        description="MaxCandidates of the AutoML job.",
+    ),
+    "automl_max_runtime_s": Param(
+        automl_requests.PIPELINE_JOB_RUNTIME_S[pipeline_settings.load().target],
+        type="integer",
+        minimum=1,
+        title="Autopilot: job runtime (s)",
+        description="MaxAutoMLJobRuntimeInSeconds; each candidate gets half of it at most.",
+    ),
+}
+
+PARAMS = {
+    **INGESTION,
+    **BIAS,
+    **FEATURES,
+    **TRAINING,
+    **CANDIDATES,
+    **EVALUATION,
+    **DEPLOYMENT,
+}
 
 # The endpoint_rollout DAG's form.
 ROLLOUT_PARAMS = {
@@ -374,5 +487,81 @@ BATCH_SCORING = {
         enum=list(registry_requests.INSTANCE_TYPES),
         title="Transform instance type",
         description="Instance type of the batch transform job (aws; ignored locally).",
+    ),
+}
+
+# The model_monitor DAG's form.
+MONITOR_PARAMS = {
+    "endpoint_name": DEPLOYMENT["endpoint_name"],
+    "window_hours": Param(
+        1,
+        type="integer",
+        minimum=1,
+        maximum=8,
+        title="Window (hours)",
+        description="Captured traffic of this many hours before the run's end is one window.",
+    ),
+    "min_records": Param(
+        50,
+        type="integer",
+        minimum=1,
+        title="Minimum captured records",
+        description="A window with fewer records is not judged and emits no drift event.",
+    ),
+}
+
+# The human_review DAG's form.
+REVIEW_PARAMS = {
+    "endpoint_name": DEPLOYMENT["endpoint_name"],
+    "confidence_threshold": Param(
+        0.6,
+        type="number",
+        minimum=0,
+        maximum=1,
+        title="Confidence threshold",
+        description="Answers with a probability below this go to a person.",
+    ),
+    "sample_rate": Param(
+        0.05,
+        type="number",
+        minimum=0,
+        maximum=1,
+        title="Sample of confident answers",
+        description="Share of the confident answers also sent, to measure the model unbiased.",
+    ),
+    "max_reviews": Param(
+        20,
+        type="integer",
+        minimum=1,
+        maximum=500,
+        title="Most review tasks per run",
+        description="Low-confidence reviews first, then the sample, lowest probability first.",
+    ),
+    "window_hours": Param(
+        24,
+        type="integer",
+        minimum=1,
+        title="Window (hours)",
+        description="Captured traffic of this many hours before the run is considered.",
+    ),
+    "review_timeout_minutes": Param(
+        24 * 60,
+        type="number",
+        exclusiveMinimum=0,
+        title="Answer timeout (minutes)",
+        description="An unanswered review task is skipped after this long (no label).",
+    ),
+    "min_new_labels": Param(
+        50,
+        type="integer",
+        minimum=1,
+        title="New labels that start a retraining",
+        description="This many new labels since the last event emit reviews_labeled.",
+    ),
+    "seed": Param(
+        0,
+        type=["integer", "null"],
+        title="Sampling seed",
+        description="Which confident answers the random sample picks (by review id).",
     ),
 }

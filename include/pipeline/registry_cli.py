@@ -6,65 +6,39 @@
     python -m include.pipeline.registry_cli approve ARN [--note TEXT]
     python -m include.pipeline.registry_cli reject ARN [--note TEXT]
 
-``PIPELINE_TARGET=aws`` sends the same request dicts with boto3's SageMaker client; the default
-``local`` target reads and writes the DuckDB registry in the lake.
+The requests go to the target's ``sagemaker`` client: SageMaker on ``PIPELINE_TARGET=aws``, the
+DuckDB registry in the lake on the default ``local`` target (``--lake`` picks another lake).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from datetime import datetime
 from pathlib import Path
 
 from include.pipeline import settings as pipeline_settings
+from include.pipeline import targets
 from include.pipeline.requests import registry as requests
 
 
-class LocalRegistry:
-    """The local engine behind the registry calls the CLI needs."""
+class Registry:
+    """The CLI's registry calls on the target's ``sagemaker`` client (the same request dicts on
+    both targets), every page of a listing, responses without ``ResponseMetadata``."""
 
-    def __init__(self, lake: Path):
-        self.lake = lake
-
-    def list_model_package_groups(self, request: dict) -> list[dict]:
-        from include.pipeline.targets.local.sagemaker import registry
-
-        return registry.list_model_package_groups(self.lake)["ModelPackageGroupSummaryList"]
-
-    def list_model_packages(self, request: dict) -> list[dict]:
-        from include.pipeline.targets.local.sagemaker import registry
-
-        return registry.list_model_packages(
-            request["ModelPackageGroupName"], self.lake, request.get("ModelApprovalStatus")
-        )["ModelPackageSummaryList"]
-
-    def describe_model_package(self, request: dict) -> dict:
-        from include.pipeline.targets.local.sagemaker import registry
-
-        return registry.describe_model_package(request["ModelPackageName"], self.lake)
-
-    def update_model_package(self, request: dict) -> dict:
-        from include.pipeline.targets.local.sagemaker import registry
-
-        return registry.update_model_package(request, self.lake)
-
-
-class AwsRegistry:
-    """SageMaker itself, through boto3, with the same request dicts."""
-
-    def __init__(self, region: str):
-        import boto3
-
-        self.client = boto3.client("sagemaker", region_name=region)
+    def __init__(self, client):
+        self.client = client
 
     def _all(self, operation: str, request: dict, key: str) -> list[dict]:
-        return [
-            item
-            for page in self.client.get_paginator(operation).paginate(**request)
-            for item in page[key]
-        ]
+        items, request = [], dict(request)
+        while True:
+            page = getattr(self.client, operation)(**request)
+            items += page[key]
+            if not page.get("NextToken"):
+                return items
+            request["NextToken"] = page["NextToken"]
 
     def list_model_package_groups(self, request: dict) -> list[dict]:
         return self._all("list_model_package_groups", request, "ModelPackageGroupSummaryList")
@@ -148,10 +122,9 @@ def main(argv: list[str] | None = None, out=None) -> int:
     out = out or sys.stdout
     args = build_parser().parse_args(argv)
     cfg = pipeline_settings.load()
-    if cfg.is_local:
-        backend = LocalRegistry(args.lake.resolve() if args.lake else cfg.lake)
-    else:
-        backend = AwsRegistry(cfg.region)
+    if args.lake:
+        cfg = dataclasses.replace(cfg, lake=args.lake.resolve())
+    backend = Registry(targets.load(cfg).client("sagemaker"))
     try:
         if args.command == "groups":
             result = backend.list_model_package_groups(requests.list_model_package_groups_request())

@@ -16,12 +16,14 @@ import re
 from typing import Any
 
 from include.pipeline import settings as pipeline_settings
+from include.pipeline.documents import bias as bias_doc
+from include.pipeline.documents import evaluation as evaluation_doc
+from include.pipeline.documents import summary as summary_doc
+from include.pipeline.layout import Layout, RunLayout
 from include.pipeline.targets.local import lake as local_lake
 
 log = logging.getLogger(__name__)
 
-RUNS_PREFIX = "runs"
-SUMMARY_NAME = "summary.json"
 SAGEMAKER_STATE = "_sagemaker"
 CONTENT_TYPES = {
     ".png": "image/png",
@@ -51,45 +53,30 @@ def _settings(settings: pipeline_settings.Settings | None) -> pipeline_settings.
     return settings or pipeline_settings.load()
 
 
-# --- the reading layer: one function per access kind, local lake or S3 by target ------------
+# --- the reading layer: the target's storage and clients -------------------------------------
 
 
-def _s3_hook(settings: pipeline_settings.Settings):
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+def _target(settings: pipeline_settings.Settings | None):
+    from include.pipeline import targets
 
-    return S3Hook(aws_conn_id=settings.aws_conn_id)
+    return targets.load(_settings(settings))
 
 
 def read_bytes(uri: str, settings: pipeline_settings.Settings | None = None) -> bytes:
-    """The bytes stored at an ``s3://`` URI: the local lake or S3 (S3Hook), by the target.
+    """The bytes stored at an ``s3://`` URI (the target's storage).
 
     Raises :class:`ArtifactNotFound` when nothing is stored there.
     """
-    s = _settings(settings)
-    bucket, key = local_lake.split_s3_uri(uri)
-    if s.is_local:
-        path = local_lake.resolve(uri, s.lake)
-        if not path.is_file():
-            raise ArtifactNotFound(f"{uri} does not exist in the lake ({path})")
-        return path.read_bytes()
-    hook = _s3_hook(s)
-    if not hook.check_for_key(key, bucket_name=bucket):
-        raise ArtifactNotFound(f"{uri} does not exist")
-    # read_key decodes as UTF-8; PNG artifacts need the raw body.
-    return hook.get_key(key, bucket_name=bucket).get()["Body"].read()
+    storage = _target(settings).storage
+    try:
+        return storage.read(uri)
+    except FileNotFoundError:
+        raise ArtifactNotFound(f"{uri} does not exist ({storage.location(uri)})") from None
 
 
 def _list_keys(prefix_uri: str, settings: pipeline_settings.Settings) -> list[str]:
     """Every object URI under a prefix, sorted."""
-    bucket, key = local_lake.split_s3_uri(prefix_uri)
-    if settings.is_local:
-        root = settings.lake / bucket
-        return [
-            f"s3://{bucket}/{p.relative_to(root).as_posix()}"
-            for p in local_lake.list_files(prefix_uri, settings.lake)
-        ]
-    keys = _s3_hook(settings).list_keys(bucket_name=bucket, prefix=key) or []
-    return sorted(f"s3://{bucket}/{k}" for k in keys)
+    return _target(settings).storage.list(prefix_uri)
 
 
 def read_json(uri: str | None, settings: pipeline_settings.Settings | None = None) -> Any | None:
@@ -109,28 +96,51 @@ def read_json(uri: str | None, settings: pipeline_settings.Settings | None = Non
 
 
 def check_artifact_uri(uri: str, settings: pipeline_settings.Settings | None = None) -> str:
-    """The normalised URI when it names a servable file under the configured bucket.
+    """The URI of the servable file ``uri`` names, checked as written and once resolved.
 
-    Rejects other schemes and buckets, ``..`` segments, backslashes, control characters and file
-    types the plugin does not serve, with :class:`ArtifactRejected`.
+    Rejects, with :class:`ArtifactRejected`: other schemes and buckets; ``..`` and empty
+    segments, backslashes, ``%``, ``?`` and ``#`` (URL syntax, no part of a key the pipeline
+    writes), control characters; keys S3 refuses (over 1,024 bytes) or the lake cannot hold (a
+    segment over 255 bytes); engine state and file types the plugin does not serve. A link in
+    the lake is followed first and its target checked the same way, since the string does not
+    show where it leads.
     """
     s = _settings(settings)
     if not isinstance(uri, str) or not uri.startswith("s3://"):
         raise ArtifactRejected(f"not an s3:// URI: {uri!r}")
-    if any(ord(c) < 32 for c in uri) or "\\" in uri or "%" in uri:
-        raise ArtifactRejected(f"URI contains forbidden characters: {uri!r}")
-    bucket, key = local_lake.split_s3_uri(uri)
+    if any(ord(c) < 32 or ord(c) == 127 or c in "\\%?#" for c in uri):
+        raise ArtifactRejected(f"URI contains forbidden characters: {uri[:200]!r}")
+    _check_key(uri, s)
+    try:
+        resolved = _target(s).storage.canonical_uri(uri)
+    except ValueError as exc:
+        raise ArtifactRejected(str(exc)) from exc
+    if resolved != uri:
+        _check_key(resolved, s)
+    return resolved
+
+
+MAX_KEY_BYTES = 1024  # S3's limit on an object key
+MAX_SEGMENT_BYTES = 255  # a file name's limit on the lake's file systems
+
+
+def _check_key(uri: str, s: pipeline_settings.Settings) -> None:
+    bucket, _ = local_lake.split_s3_uri(uri)
     if bucket != s.bucket:
         raise ArtifactRejected(f"{uri!r} is outside the pipeline bucket s3://{s.bucket}/")
     key = uri[len(f"s3://{bucket}/") :]  # as written: split_s3_uri drops leading slashes
     parts = key.split("/")
     if not key or any(p in ("", ".", "..") for p in parts):
         raise ArtifactRejected(f"{uri!r} is not a plain object key")
+    if len(key.encode()) > MAX_KEY_BYTES or any(len(p.encode()) > MAX_SEGMENT_BYTES for p in parts):
+        raise ArtifactRejected(
+            f"{uri[:200]!r}...: key longer than {MAX_KEY_BYTES} bytes or a segment longer than "
+            f"{MAX_SEGMENT_BYTES} bytes"
+        )
     if parts[0].startswith("_"):
         raise ArtifactRejected(f"{uri!r} is engine state, not an artifact")
     if content_type(key) is None:
         raise ArtifactRejected(f"{uri!r}: file type {posixpath.splitext(key)[1]!r} is not served")
-    return f"s3://{bucket}/{posixpath.normpath(key)}"
 
 
 def content_type(key: str) -> str | None:
@@ -146,32 +156,21 @@ def valid_run_id(run_id: str) -> bool:
     return bool(_RUN_ID.match(run_id)) and run_id not in (".", "..")
 
 
-def summary_uri(run_id: str, settings: pipeline_settings.Settings | None = None) -> str:
-    return _settings(settings).run_uri(run_id, SUMMARY_NAME)
-
-
 def load_summary(run_id: str, settings: pipeline_settings.Settings | None = None) -> dict | None:
     """A run's ``summary.json``, or ``None`` when the run (or its summary) does not exist."""
     if not valid_run_id(run_id):
         return None
-    doc = read_json(summary_uri(run_id, settings), settings)
-    if not isinstance(doc, dict):
+    uri = RunLayout(_settings(settings), run_id).summary()
+    try:
+        return summary_doc.parse(read_bytes(uri, settings), run_id, uri)
+    except ArtifactNotFound:
         return None
-    doc.setdefault("run_id", run_id)
-    return doc
 
 
 def run_ids(settings: pipeline_settings.Settings | None = None) -> list[str]:
     """The run ids that have a folder under ``runs/`` (one listing level, not every artifact)."""
     s = _settings(settings)
-    if s.is_local:
-        root = local_lake.resolve(s.s3_uri(RUNS_PREFIX), s.lake)
-        return (
-            sorted(p.parent.name for p in root.glob(f"*/{SUMMARY_NAME}")) if root.is_dir() else []
-        )
-    _, runs_key = local_lake.split_s3_uri(s.s3_uri(RUNS_PREFIX))
-    prefixes = _s3_hook(s).list_prefixes(bucket_name=s.bucket, prefix=f"{runs_key}/", delimiter="/")
-    return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in prefixes or [])
+    return _target(s).storage.folders(Layout(s).runs())
 
 
 def list_runs(settings: pipeline_settings.Settings | None = None) -> list[dict]:
@@ -197,7 +196,7 @@ def run_row(summary: dict) -> dict:
         registered = f"skipped: {registration['skipped']}"
     else:
         registered = _get(summary, "registration", "status")
-    violations = _get(summary, "bias", "violations")
+    violations = bias_doc.violations_of(summary_doc.entry(summary, "bias"))
     return {
         "run_id": summary.get("run_id"),
         "dag_id": summary.get("dag_id"),
@@ -206,8 +205,8 @@ def run_row(summary: dict) -> dict:
         "started_at": summary.get("started_at"),
         "finished_at": summary.get("finished_at"),
         "rows": _get(summary, "ingestion", "rows"),
-        "bias_violations": len(violations) if isinstance(violations, list) else None,
-        "validation_accuracy": _get(summary, "training", "metrics", "validation_accuracy"),
+        "bias_violations": None if violations is None else len(violations),
+        "validation_accuracy": summary_doc.validation_accuracy(summary),
         "accuracy": _get(summary, "evaluation", "accuracy"),
         "macro_f1": _get(summary, "evaluation", "macro_f1"),
         "registration": registered,
@@ -218,24 +217,53 @@ def run_row(summary: dict) -> dict:
 # --- run sections -----------------------------------------------------------------------------
 
 
-def training_series(summary: dict, settings=None) -> dict[str, list[float]] | None:
-    """The training curves: ``{metric: [values...]}`` from ``training.metrics_uri``."""
-    doc = read_json(_get(summary, "training", "metrics_uri"), settings)
-    if not isinstance(doc, dict):
+def leaderboard(summary: dict) -> dict | None:
+    """The run's candidates, best first (the summary's copy of ``leaderboard.json``): one row
+    each of metric, training time, model size and inference latency per review."""
+    board = summary_doc.entry(summary, "leaderboard")
+    if not isinstance(board, dict) or not board.get("entries"):
         return None
-    series = {}
-    for name, values in doc.items():
-        if isinstance(values, list):
-            numbers = [float(v) for v in values if isinstance(v, int | float)]
-            if numbers:
-                series[str(name)] = numbers
+    rows = [
+        {
+            "candidate": e.get("candidate"),
+            "accuracy": e.get("accuracy"),
+            "macro_f1": e.get("macro_f1"),
+            "training_time_s": e.get("training_time_s"),
+            "model_size_mb": None
+            if e.get("model_size_bytes") is None
+            else round(e["model_size_bytes"] / 1e6, 3),
+            "inference_ms_per_review": e.get("inference_ms_per_review"),
+            "evaluation_uri": e.get("evaluation_uri"),
+            "bias_analysis_uri": e.get("bias_analysis_uri"),
+            "deployed": i == 0,
+        }
+        for i, e in enumerate(board["entries"])
+    ]
+    return {"metric": board.get("metric"), "best": board.get("best"), "rows": rows}
+
+
+def training_series(summary: dict, settings=None) -> dict[str, list[float]] | None:
+    """The training curves ``{series: [values...]}``: the history the training job saved with
+    the model, as the evaluation job published it in ``evaluation.json``."""
+    report = evaluation_report(summary, settings)
+    history = report.training_history if report else None
+    series = {k: v for k, v in history.to_dict().items() if v} if history else {}
     return series or None
 
 
-def evaluation_report(summary: dict, settings=None) -> dict | None:
-    """``evaluation.json`` (per-class scores etc.), or ``None`` before the evaluation job ran."""
-    doc = read_json(_get(summary, "evaluation", "uri"), settings)
-    return doc if isinstance(doc, dict) else None
+def evaluation_report(summary: dict, settings=None) -> evaluation_doc.Evaluation | None:
+    """``evaluation.json``, or ``None`` before the evaluation job wrote it (or when it is not
+    in its owner's shape: logged)."""
+    uri = _get(summary_doc.entry(summary, "evaluation"), "uri")
+    if not uri:
+        return None
+    try:
+        return evaluation_doc.parse(read_bytes(uri, settings), uri)
+    except ArtifactNotFound:
+        return None
+    except evaluation_doc.DocumentError as exc:
+        log.warning("%s", exc)
+        return None
 
 
 def bias_metrics(summary: dict, settings=None) -> list[dict]:
@@ -285,30 +313,22 @@ def registry_versions(summary: dict, settings=None) -> dict | None:
     arn = _get(summary, "registration", "model_package_arn")
     if not isinstance(arn, str) or _group_of(arn) is None:
         return None
-    if s.is_local:
-        from include.pipeline.targets.local.sagemaker import registry
+    from botocore.exceptions import ClientError
 
-        if not registry.db_path(s.lake).is_file():  # reading must not create the registry
-            return None
+    client = _target(s).client("sagemaker")
 
-        def describe(a):
-            return registry.describe_model_package(a, s.lake)
+    def describe(a):
+        return client.describe_model_package(ModelPackageName=a)
 
-        def list_group(g):
-            return registry.list_model_packages(g, s.lake)
-    else:
-        from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
-
-        client = SageMakerHook(aws_conn_id=s.aws_conn_id).conn
-
-        def describe(a):
-            return client.describe_model_package(ModelPackageName=a)
-
-        def list_group(g):
-            return client.list_model_packages(ModelPackageGroupName=g, MaxResults=100)
+    def list_group(g):
+        return client.list_model_packages(ModelPackageGroupName=g, MaxResults=100)
 
     # ARNs carry the group name lower-cased; the describe call knows its real spelling.
-    group = describe(arn).get("ModelPackageGroupName") or _group_of(arn)
+    try:
+        group = describe(arn).get("ModelPackageGroupName") or _group_of(arn)
+    except ClientError as exc:  # not registered (yet), or the registry is gone
+        log.warning("Could not describe %s: %s", arn, exc)
+        return None
     listing = list_group(group)
     versions = []
     for item in _summaries_of(listing):
@@ -355,29 +375,26 @@ def _model_metrics(package: dict) -> dict[str, str]:
 def endpoints(summary: dict | None = None, settings=None) -> list[dict]:
     """Endpoints with variants, weights and recent traffic (data-capture records per variant).
 
-    Locally every endpoint document under ``<lake>/_sagemaker/endpoints/``; on aws the run's
-    endpoint via DescribeEndpoint. Empty when none exists yet.
+    The run's endpoint via DescribeEndpoint (without a run: every endpoint ListEndpoints
+    names). Empty when none exists yet; one that cannot be described is left out.
     """
+    from botocore.exceptions import ClientError
+
     s = _settings(settings)
     docs: list[dict] = []
     name = _get(summary, "deployment", "endpoint_name") if summary else None
-    if s.is_local:
-        folder = s.lake / SAGEMAKER_STATE / "endpoints"
-        for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-            try:
-                doc = json.loads(path.read_text())
-            except (OSError, ValueError) as exc:
-                log.warning("Skipping unreadable endpoint state %s: %s", path, exc)
-                continue
-            if isinstance(doc, dict):
-                doc.setdefault("EndpointName", path.stem)
-                docs.append(doc)
-    elif name:
-        from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
-
-        docs.append(
-            SageMakerHook(aws_conn_id=s.aws_conn_id).conn.describe_endpoint(EndpointName=name)
+    try:
+        client = _target(s).client("sagemaker")
+        names = (
+            [name] if name else [e["EndpointName"] for e in client.list_endpoints()["Endpoints"]]
         )
+        for endpoint in names:
+            try:
+                docs.append(client.describe_endpoint(EndpointName=endpoint))
+            except ClientError as exc:
+                log.warning("Could not describe endpoint %s: %s", endpoint, exc)
+    except (ClientError, OSError) as exc:
+        log.warning("Could not list endpoints: %s", exc)
     return [_endpoint_view(doc, s, this_run=doc.get("EndpointName") == name) for doc in docs]
 
 
@@ -542,3 +559,116 @@ def chart_png(name: str, summary: dict, settings=None) -> bytes | None:
         rows = bias_metrics(summary, settings)
         return bias_png(rows) if rows else None
     raise ValueError(f"unknown chart {name!r}; one of {', '.join(CHARTS)}")
+
+
+# --- drift charts: one feature of one endpoint, baseline vs the latest monitoring windows -----
+
+# SageMaker's EndpointName rule; a feature name as monitor.py writes them.
+_ENDPOINT_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+_FEATURE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+
+def drift_features(endpoint_name: str, settings=None) -> list[str]:
+    """The features the newest window of ``endpoint_name`` has statistics for (chart order)."""
+    from include.pipeline.documents import monitoring as monitoring_doc
+
+    s = _settings(settings)
+    store = _target(s).storage
+    layout = Layout(s)
+    for name in sorted(store.folders(layout.monitoring_reports(endpoint_name)), reverse=True):
+        uri = layout.monitoring_report(endpoint_name, name) + monitoring_doc.STATISTICS_FILE
+        stats = read_json(uri, s)
+        if isinstance(stats, dict):
+            return [f["name"] for f in stats.get("features", []) if "name" in f]
+    return []
+
+
+def drift_series(endpoint_name: str, feature: str, settings=None) -> dict | None:
+    """A drift chart's data (:func:`include.pipeline.documents.monitoring.drift`); ``None`` for
+    a name that is no endpoint or feature name, or when no window has been judged yet."""
+    from include.pipeline.documents import monitoring as monitoring_doc
+
+    if not _ENDPOINT_NAME.match(endpoint_name) or not _FEATURE_NAME.match(feature):
+        return None
+    s = _settings(settings)
+    try:
+        return monitoring_doc.drift(_target(s).storage, s, endpoint_name, feature)
+    except (ValueError, KeyError, TypeError):  # a broken document hides the chart, not the page
+        log.exception("drift chart of %s / %s", endpoint_name, feature)
+        return None
+
+
+def _shares(feature: dict | None) -> dict[str, float]:
+    buckets = (((feature or {}).get("string_statistics") or {}).get("distribution") or {}).get(
+        "categorical", {}
+    ).get("buckets") or []
+    total = sum(b["count"] for b in buckets) or 1
+    return {str(b["value"]): b["count"] / total for b in buckets}
+
+
+def drift_png(series: dict) -> bytes:
+    """Numerical feature: each window's mean with its standard deviation against the baseline's
+    (dashed line and band); categorical: each value's share in the baseline and the windows.
+    Windows with a violation on the feature are drawn in red."""
+    feature, windows, base = series["feature"], series["windows"], series["baseline"]
+    labels = [w["window"].replace("T", " ") + "h" for w in windows]
+    fig, ax = _figure(6.4, 3.4)
+    numeric = any(
+        "numerical_statistics" in (f or {}) for f in [base, *(w["statistics"] for w in windows)]
+    )
+    if numeric:
+        stats = [(w["statistics"] or {}).get("numerical_statistics") for w in windows]
+        xs = [i for i, st in enumerate(stats) if st]
+        means = [stats[i]["mean"] for i in xs]
+        ax.errorbar(
+            xs,
+            means,
+            yerr=[stats[i]["std_dev"] for i in xs],
+            marker="o",
+            capsize=3,
+            color="C0",
+            label="window mean ± std",
+        )
+        drifted = [i for i in xs if windows[i]["drifted"]]
+        if drifted:
+            ax.scatter(
+                drifted,
+                [stats[i]["mean"] for i in drifted],
+                color="C3",
+                zorder=3,
+                label="drift violation",
+            )
+        if base and "numerical_statistics" in base:
+            b = base["numerical_statistics"]
+            ax.axhline(b["mean"], color="black", linestyle="--", linewidth=1, label="baseline")
+            ax.axhspan(b["mean"] - b["std_dev"], b["mean"] + b["std_dev"], color="0.85")
+        ax.set_ylabel(feature)
+        ax.set_xticks(range(len(labels)), labels)
+        ax.margins(x=0.15)
+    else:
+        columns = [("baseline", _shares(base), False)] if base else []
+        columns += [
+            (lab, _shares(w["statistics"]), w["drifted"])
+            for lab, w in zip(labels, windows, strict=True)
+        ]
+        values = sorted({v for _, shares, _ in columns for v in shares})
+        width = 0.8 / max(len(values), 1)
+        for j, value in enumerate(values):
+            ax.bar(
+                [i + j * width for i in range(len(columns))],
+                [shares.get(value, 0.0) for _, shares, _ in columns],
+                width,
+                label=value,
+                color=f"C{j % 10}",
+            )
+        ax.set_xticks([i + 0.4 - width / 2 for i in range(len(columns))], [c[0] for c in columns])
+        for tick, (_, _, drifted) in zip(ax.get_xticklabels(), columns, strict=True):
+            if drifted:
+                tick.set_color("C3")
+        ax.set_ylabel("share of reviews")
+        ax.set_ylim(0, 1)
+    if len(labels) > 3:
+        ax.tick_params(axis="x", labelrotation=45)
+    ax.set_title(f"{feature}: baseline vs monitoring windows")
+    ax.legend(fontsize="x-small", ncol=2)
+    return _png(fig)

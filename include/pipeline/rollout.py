@@ -15,15 +15,9 @@ Inputs are files, the same on both targets (S3 objects on ``aws``, lake files lo
   ``eventMetadata`` carries ``"error"`` or ``"statusCode" >= 500``, still counts as an error.
   ``eventMetadata.modelLatencyMs`` (local extension) feeds the latency statistics when present.
 
-- **Reward store**: ``<rewards prefix>/<endpoint>/*.jsonl``, one JSON object per line::
+- **Reward store** and **ground truth**: see :mod:`include.pipeline.documents.rewards`.
 
-    {"variant": "Challenger", "inference_id": "...", "reward": 1, "time": "...Z", "source": ...}
-
-  ``reward`` is 1 (success: the prediction agreed with the later human label / positive
-  feedback) or 0. ``(variant, inference_id)`` is the record's identity: re-appending is a no-op.
-
-- **Decisions log**: ``<rewards prefix>/<endpoint>/decisions.jsonl``, one decision per line
-  with ``decision_id``, ``time``, ``mode``, ``weights`` and the evidence; plotted by
+- **Decisions log**: see :mod:`include.pipeline.documents.rollout`; plotted by
   :func:`plot_weights`.
 """
 
@@ -36,9 +30,10 @@ import random
 from collections.abc import Iterable
 from pathlib import Path
 
-from include.pipeline.targets.local.lake import atomic_write_bytes
+from include.pipeline.documents.jsonl import json_lines
+from include.pipeline.schema import SENTIMENTS
 
-LABELS = (-1, 0, 1)
+LABELS = SENTIMENTS
 _LABEL_KEYS = ("predicted_label", "label", "prediction", "sentiment")
 
 
@@ -58,15 +53,7 @@ def capture_files(root: Path, endpoint_name: str, variant_name: str) -> list[Pat
 def read_capture(lines: Iterable[str | bytes], *, source: str) -> list[dict]:
     """Parse capture lines; an error names ``source`` and the line number."""
     records = []
-    for number, line in enumerate(lines, start=1):
-        if isinstance(line, bytes):
-            line = line.decode("utf-8")
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError as exc:
-            raise CaptureFormatError(f"{source} line {number}: not JSON: {exc}") from exc
+    for number, record in json_lines(lines, source=source, error=CaptureFormatError):
         if not isinstance(record, dict) or "captureData" not in record:
             raise CaptureFormatError(f"{source} line {number}: no 'captureData' key")
         if "endpointInput" not in record["captureData"]:
@@ -271,82 +258,7 @@ def challenger_decision(
     )
 
 
-# ---------------------------------------------------------------- rewards and the bandit
-
-
-def reward_record(
-    variant: str, reward: int, *, inference_id: str, time: str, source: str = "human_label"
-) -> dict:
-    if reward not in (0, 1):
-        raise ValueError(f"reward={reward!r} for {variant}/{inference_id}: must be 0 or 1")
-    return {
-        "variant": variant,
-        "inference_id": str(inference_id),
-        "reward": int(reward),
-        "time": time,
-        "source": source,
-    }
-
-
-def rewards_from_labels(
-    predictions: dict[str, dict[str, int]], labels: dict[str, int], *, time: str
-) -> list[dict]:
-    """Rewards from human labels: ``predictions[variant][inference_id]`` vs ``labels[id]``."""
-    return [
-        reward_record(variant, int(pred == labels[iid]), inference_id=iid, time=time)
-        for variant, by_id in sorted(predictions.items())
-        for iid, pred in sorted(by_id.items())
-        if iid in labels
-    ]
-
-
-def read_rewards(path: Path) -> list[dict]:
-    """The records of one reward file; a bad line is named by file and line number."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    records = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-            reward_record(
-                record["variant"],
-                record["reward"],
-                inference_id=record["inference_id"],
-                time=record.get("time", ""),
-            )
-        except (ValueError, KeyError, TypeError) as exc:
-            raise CaptureFormatError(f"{path} line {number}: bad reward record: {exc}") from exc
-        records.append(record)
-    return records
-
-
-def append_rewards(path: Path, records: Iterable[dict]) -> int:
-    """Add reward records not already stored (by variant + inference id); returns how many."""
-    path = Path(path)
-    existing = read_rewards(path)
-    seen = {(r["variant"], r["inference_id"]) for r in existing}
-    new = []
-    for record in records:
-        key = (record["variant"], str(record["inference_id"]))
-        if key not in seen:
-            seen.add(key)
-            new.append(record)
-    if new:
-        lines = [json.dumps(r, sort_keys=True) for r in [*existing, *new]]
-        atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
-    return len(new)
-
-
-def reward_counts(records: Iterable[dict], variants: Iterable[str] = ()) -> dict[str, tuple]:
-    """``{variant: (successes, failures)}``; listed ``variants`` appear even with no rewards."""
-    counts = {v: [0, 0] for v in variants}
-    for record in records:
-        pair = counts.setdefault(record["variant"], [0, 0])
-        pair[0 if record["reward"] else 1] += 1
-    return {v: (s, f) for v, (s, f) in sorted(counts.items())}
+# ---------------------------------------------------------------- the bandit
 
 
 def thompson_weights(
@@ -379,34 +291,7 @@ def thompson_weights(
     return {arm: floor + free * wins[arm] / samples for arm in arms}
 
 
-# ---------------------------------------------------------------- decisions log and plot
-
-
-def append_decision(path: Path, decision: dict) -> bool:
-    """Log one decision (needs ``decision_id`` and ``time``); a repeated id is not re-added."""
-    for key in ("decision_id", "time"):
-        if key not in decision:
-            raise ValueError(f"decision needs {key!r}: {decision}")
-    existing = read_decisions(path)
-    if any(d["decision_id"] == decision["decision_id"] for d in existing):
-        return False
-    lines = [json.dumps(d, sort_keys=True, default=str) for d in [*existing, decision]]
-    atomic_write_bytes(Path(path), ("\n".join(lines) + "\n").encode())
-    return True
-
-
-def read_decisions(path: Path) -> list[dict]:
-    path = Path(path)
-    if not path.exists():
-        return []
-    decisions = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if line.strip():
-            try:
-                decisions.append(json.loads(line))
-            except ValueError as exc:
-                raise CaptureFormatError(f"{path} line {number}: not JSON: {exc}") from exc
-    return decisions
+# ---------------------------------------------------------------- the weights plot
 
 
 def plot_weights(decisions: list[dict], path: Path) -> Path:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from include.jobs import feature_records
+
 # The public raw file (womens_clothing_ecommerce_reviews.csv), as the course reads it.
 RAW_TEXT = "Review Text"
 RAW_RATING = "Rating"
@@ -38,7 +40,7 @@ TRANSFORMED_COLUMNS = (
 )
 PARTITION_KEY = "raw_hash"
 
-SENTIMENTS = (-1, 0, 1)
+SENTIMENTS = feature_records.SENTIMENTS  # stated where the container jobs can import it
 QUARANTINE_REASON = "reason"
 
 

@@ -47,20 +47,28 @@ class Settings:
     endpoint_host: str = "127.0.0.1"
     endpoint_port: int = 8765
     pretrained_model: str = ""
+    # the endpoint_rollout DAG's schedule
+    rollout_schedule: str | None = "@hourly"
+    # closing the loop: model_monitor / human_review schedules; managed-service options
+    monitor_schedule: str | None = "@hourly"
+    review_schedule: str | None = "@daily"
+    monitoring_mode: str = "jobs"  # jobs (own processing jobs) | model_monitor (aws option)
+    review_ui: str = "airflow"  # airflow (HITL operators) | a2i (aws option)
+    # the git commit recorded as lineage; empty: ask git
+    code_version: str = ""
+    # reviews_arrival: the SQS queue fed by S3 notifications (aws), poll intervals
+    arrival_queue_url: str = ""
+    arrival_poll_seconds: float = 5.0
+    arrival_sqs_wait_seconds: int = 30
+    # local endpoint host limits (the rollback threshold is the alarm's, not a setting)
+    endpoint_max_body_bytes: int = 6 * 1024 * 1024
+    endpoint_min_invocations: int = 1
     extra: dict = field(default_factory=dict)
-
-    @property
-    def is_local(self) -> bool:
-        return self.target == "local"
 
     def s3_uri(self, *parts: str) -> str:
         """``s3://<bucket>/[<prefix>/]<parts...>``: the one way artifact URIs are formed."""
         key = "/".join(p.strip("/") for p in (self.prefix, *parts) if p)
         return f"s3://{self.bucket}/{key}"
-
-    def run_uri(self, run_id: str, *parts: str) -> str:
-        """Where a DAG run keeps its artifacts: every path carries the run id."""
-        return self.s3_uri("runs", run_id, *parts)
 
     @property
     def endpoint_url(self) -> str:
@@ -95,6 +103,13 @@ def parse_schedule(text: str) -> str | None:
     return None if text.lower() in ("", "none", "null") else text
 
 
+def _choice(env: dict, name: str, choices: tuple[str, ...]) -> str:
+    value = env.get(name, choices[0]).strip().lower() or choices[0]
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} is not one of {', '.join(choices)}")
+    return value
+
+
 def load(env: dict | None = None) -> Settings:
     """Settings from the environment (``PIPELINE_*``), falling back to the AWS connection extra."""
     env = dict(os.environ if env is None else env)
@@ -121,5 +136,18 @@ def load(env: dict | None = None) -> Settings:
         endpoint_host=env.get("PIPELINE_ENDPOINT_HOST", "127.0.0.1"),
         endpoint_port=int(env.get("PIPELINE_ENDPOINT_PORT", "8765")),
         pretrained_model=env.get("PIPELINE_PRETRAINED_MODEL", ""),
+        rollout_schedule=parse_schedule(env.get("PIPELINE_ROLLOUT_SCHEDULE", "@hourly")),
+        monitor_schedule=parse_schedule(env.get("PIPELINE_MONITOR_SCHEDULE", "@hourly")),
+        review_schedule=parse_schedule(env.get("PIPELINE_REVIEW_SCHEDULE", "@daily")),
+        monitoring_mode=_choice(env, "PIPELINE_MONITORING_MODE", ("jobs", "model_monitor")),
+        review_ui=_choice(env, "PIPELINE_REVIEW_UI", ("airflow", "a2i")),
+        code_version=env.get("PIPELINE_CODE_VERSION", "").strip(),
+        arrival_queue_url=env.get("PIPELINE_ARRIVAL_QUEUE_URL", "").strip(),
+        arrival_poll_seconds=float(env.get("PIPELINE_ARRIVAL_POLL_SECONDS", "5")),
+        arrival_sqs_wait_seconds=int(env.get("PIPELINE_ARRIVAL_SQS_WAIT_SECONDS", "30")),
+        endpoint_max_body_bytes=int(
+            env.get("PIPELINE_ENDPOINT_MAX_BODY_BYTES", str(6 * 1024 * 1024))
+        ),
+        endpoint_min_invocations=int(env.get("PIPELINE_ENDPOINT_MIN_INVOCATIONS", "1")),
         extra=extra,
     )

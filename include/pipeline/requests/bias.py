@@ -2,22 +2,21 @@
 
 The aws target sends :func:`bias_job_request` with ``SageMakerProcessingOperator`` to the Clarify
 container; the local target hands the identical dict to the job runner, which runs
-:mod:`include.pipeline.targets.local.clarify.processor` on the same config. Container paths and input/output names
-are the ones the SageMaker SDK's ``SageMakerClarifyProcessor`` uses.
+:mod:`include.pipeline.targets.local.clarify.processor` on the same config. Container paths:
+:mod:`include.pipeline.requests.clarify_container`.
 """
 
 from __future__ import annotations
 
 from include.pipeline import schema as S
-from include.pipeline.requests.common import processing_input, processing_output
+from include.pipeline.requests.clarify_container import (
+    CONFIG_INPUT_DIR,
+    DATA_INPUT_DIR,
+    OUTPUT_DIR,
+    REPORT_NAME,
+)
+from include.pipeline.requests.common import cluster_config, processing_input, processing_output
 from include.pipeline.targets.local.clarify.metrics import PRE_TRAINING_METRICS
-
-CONFIG_INPUT_DIR = "/opt/ml/processing/input/config"
-DATA_INPUT_DIR = "/opt/ml/processing/input/data"
-OUTPUT_DIR = "/opt/ml/processing/output"
-CONFIG_FILE = "analysis_config.json"
-ANALYSIS_FILE = "analysis.json"
-REPORT_NAME = "report"
 
 # Step parameters (DAG Params of the same names), with the course's choices as defaults.
 DEFAULT_PARAMS = {
@@ -99,6 +98,29 @@ def analysis_config(params: dict, headers: list[str]) -> dict:
     return config
 
 
+# The issue's post-training metrics (Clarify's names). FT (the flip test) is left out: its k-NN
+# reads numeric feature columns, and a candidate's predictions file has only the facet.
+POST_TRAINING_METHODS = ("DPPL", "DI", "DCA", "DCR", "RD", "DAR", "DRR", "AD", "CDDPL", "TE")
+
+
+def post_training_analysis_config(params: dict, headers: list[str]) -> dict:
+    """Clarify's analysis config for the post-training bias of a model whose predictions are in
+    the dataset (``predicted_label`` column): the same label, facets and group as the
+    pre-training analysis, over the candidate's test-split predictions."""
+    config = analysis_config({**params, "bias_methods": ["CI"], "bias_report": False}, headers)
+    config.pop("group_variable", None)
+    del config["methods"]
+    group = _param(params, "bias_group_variable")
+    if group not in headers:
+        raise ValueError(f"bias_group_variable column {group!r} (for CDDPL) is not in {headers}")
+    return {
+        **config,
+        "predicted_label": "predicted_label",
+        "group_variable": group,
+        "methods": {"post_training_bias": {"methods": list(POST_TRAINING_METHODS)}},
+    }
+
+
 def bias_job_request(
     *,
     job_name: str,
@@ -127,12 +149,6 @@ def bias_job_request(
         "ProcessingOutputConfig": {
             "Outputs": [processing_output("analysis_result", output_uri, OUTPUT_DIR)]
         },
-        "ProcessingResources": {
-            "ClusterConfig": {
-                "InstanceCount": 1,
-                "InstanceType": instance_type,
-                "VolumeSizeInGB": 30,
-            }
-        },
+        "ProcessingResources": {"ClusterConfig": cluster_config(instance_type)},
         "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
     }

@@ -7,9 +7,10 @@ and the queries of a run read exactly the data that run ingested.
 from __future__ import annotations
 
 from include.pipeline import schema as S
+from include.pipeline.layout import TRANSFORMED_TABLE, Layout
 from include.pipeline.settings import Settings
 
-TABLE = "reviews"
+TABLE = TRANSFORMED_TABLE  # the Glue table is named after its folder
 PARQUET_SERDE = {
     "InputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
     "OutputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
@@ -21,20 +22,12 @@ PARQUET_SERDE = {
 QUERIES = ("count_by_sentiment", "count_by_category", "count_by_category_sentiment")
 
 
-def table_location(settings: Settings) -> str:
-    return settings.s3_uri("transformed", TABLE) + "/"
-
-
-def partition_location(settings: Settings, raw_hash: str) -> str:
-    return f"{table_location(settings)}{S.PARTITION_KEY}={raw_hash}/"
-
-
 def database_input(settings: Settings) -> dict:
     """The GlueCatalogCreateDatabaseOperator arguments, as CreateDatabase's DatabaseInput."""
     return {
         "Name": settings.glue_database,
         "Description": "Women's E-Commerce Clothing Reviews: transformed tables",
-        "LocationUri": settings.s3_uri("transformed") + "/",
+        "LocationUri": Layout(settings).transformed(),
     }
 
 
@@ -48,7 +41,7 @@ def table_input(settings: Settings) -> dict:
         "PartitionKeys": [{"Name": S.PARTITION_KEY, "Type": "string"}],
         "StorageDescriptor": {
             "Columns": [{"Name": n, "Type": t} for n, t in S.TRANSFORMED_COLUMNS],
-            "Location": table_location(settings),
+            "Location": Layout(settings).table(),
             **PARQUET_SERDE,
         },
     }
@@ -60,14 +53,10 @@ def partition_input(settings: Settings, raw_hash: str) -> dict:
         "Values": [raw_hash],
         "StorageDescriptor": {
             "Columns": [{"Name": n, "Type": t} for n, t in S.TRANSFORMED_COLUMNS],
-            "Location": partition_location(settings, raw_hash),
+            "Location": Layout(settings).partition(raw_hash),
             **PARQUET_SERDE,
         },
     }
-
-
-def query_output_location(settings: Settings, run_id: str) -> str:
-    return settings.run_uri(run_id, "athena") + "/"
 
 
 def start_query_execution(

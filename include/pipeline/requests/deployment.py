@@ -14,6 +14,8 @@ variant name of the old one. A challenger lives next to it as :data:`CHALLENGER_
 
 from __future__ import annotations
 
+from include.pipeline.requests.common import with_optional
+
 PRIMARY_VARIANT = "AllTraffic"
 CHALLENGER_VARIANT = "Challenger"
 SHADOW_VARIANT = "Shadow"
@@ -21,6 +23,8 @@ SHADOW_VARIANT = "Shadow"
 # The Param values of the main DAG's deploy step; "ab" is also understood by the rollout DAG.
 DEPLOYMENT_STRATEGIES = ("all_at_once", "canary", "linear", "shadow", "ab")
 _ROUTING = {"all_at_once": "ALL_AT_ONCE", "canary": "CANARY", "linear": "LINEAR"}
+# AWS refuses a canary or linear step over 50% of the fleet: one instance cannot be split.
+SHIFTED_FLEET_MIN_INSTANCES = 2
 
 INFERENCE_PROGRAM = "inference.py"
 SUBMIT_DIRECTORY = "/opt/ml/model/code"
@@ -32,20 +36,10 @@ def _check_range(name: str, value: float, low: float, high: float) -> None:
         raise ValueError(f"{name}={value!r} is outside SageMaker's allowed range [{low}, {high}]")
 
 
-def model_request(
-    *,
-    model_name: str,
-    image_uri: str,
-    model_data_url: str,
-    role_arn: str,
-    region: str,
-    environment: dict[str, str] | None = None,
-) -> dict:
-    """CreateModel for the PyTorch inference container running ``include/jobs/inference.py``.
-
-    The training job packs the inference code under ``code/`` inside ``model.tar.gz``, which the
-    container unpacks to ``/opt/ml/model``; hence the submit directory.
-    """
+def container_environment(region: str, environment: dict[str, str] | None = None) -> dict:
+    """The inference container's environment: run ``inference.py`` from the model archive's
+    ``code/``. CreateModel and the registered model package carry the same one, so a model
+    deployed from the registry serves through the same handler."""
     env = {
         "SAGEMAKER_PROGRAM": INFERENCE_PROGRAM,
         "SAGEMAKER_SUBMIT_DIRECTORY": SUBMIT_DIRECTORY,
@@ -55,6 +49,27 @@ def model_request(
     bad = {k: v for k, v in env.items() if not isinstance(v, str)}
     if bad:
         raise ValueError(f"model environment values must be strings: {bad}")
+    return env
+
+
+def model_request(
+    *,
+    model_name: str,
+    image_uri: str,
+    model_data_url: str,
+    role_arn: str,
+    region: str,
+    environment: dict[str, str] | None = None,
+    script_mode: bool = True,
+) -> dict:
+    """CreateModel for the PyTorch inference container running ``include/jobs/inference.py``.
+
+    The training job packs the inference code under ``code/`` inside ``model.tar.gz``, which the
+    container unpacks to ``/opt/ml/model``; hence the submit directory. ``script_mode`` False:
+    a container that serves its archive itself (BlazingText, an Autopilot candidate), with
+    ``environment`` as given.
+    """
+    env = container_environment(region, environment) if script_mode else dict(environment or {})
     return {
         "ModelName": model_name,
         "ExecutionRoleArn": role_arn,
@@ -132,15 +147,24 @@ def strategy_variants(
     if strategy not in DEPLOYMENT_STRATEGIES:
         raise ValueError(f"strategy={strategy!r} is not one of {', '.join(DEPLOYMENT_STRATEGIES)}")
 
+    shifted = strategy in ("canary", "linear")
+    smallest = SHIFTED_FLEET_MIN_INSTANCES if shifted else 1
+
     def variant(spec: dict, name: str, weight: float) -> dict:
         missing = {"model_name", "instance_type"} - spec.keys()
         if missing:
             raise ValueError(f"variant {name}: missing {sorted(missing)} in {spec}")
+        count = int(spec.get("instance_count", smallest))
+        if count < smallest:
+            raise ValueError(
+                f"variant {name}: {strategy} needs at least {smallest} instances "
+                f"(AWS caps a traffic step at 50% of the fleet), got instance_count={count}"
+            )
         return production_variant(
             variant_name=name,
             model_name=spec["model_name"],
             instance_type=spec["instance_type"],
-            instance_count=spec.get("instance_count", 1),
+            instance_count=count,
             weight=weight,
         )
 
@@ -192,14 +216,12 @@ def endpoint_config_request(
             f"endpoint config {config_name}: shadow variants need exactly one production "
             f"variant, got {len(variants)}"
         )
-    request: dict = {"EndpointConfigName": config_name, "ProductionVariants": variants}
-    if shadow_variants:
-        request["ShadowProductionVariants"] = shadow_variants
-    if data_capture:
-        request["DataCaptureConfig"] = data_capture
-    if tags:
-        request["Tags"] = [{"Key": k, "Value": v} for k, v in sorted(tags.items())]
-    return request
+    return with_optional(
+        {"EndpointConfigName": config_name, "ProductionVariants": variants},
+        ShadowProductionVariants=shadow_variants,
+        DataCaptureConfig=data_capture,
+        tags=tags,
+    )
 
 
 def deployment_config(
@@ -257,12 +279,11 @@ def endpoint_request(
     tags: dict[str, str] | None = None,
 ) -> dict:
     """CreateEndpoint / UpdateEndpoint (the two share every key used here but Tags)."""
-    request: dict = {"EndpointName": endpoint_name, "EndpointConfigName": config_name}
-    if deployment:
-        request["DeploymentConfig"] = deployment
-    if tags:
-        request["Tags"] = [{"Key": k, "Value": v} for k, v in sorted(tags.items())]
-    return request
+    return with_optional(
+        {"EndpointName": endpoint_name, "EndpointConfigName": config_name},
+        DeploymentConfig=deployment,
+        tags=tags,
+    )
 
 
 def endpoint_operator_config(
@@ -324,6 +345,12 @@ def _dimensions(endpoint_name: str, variant_name: str) -> list[dict]:
 
 
 ROLLBACK_ALARM_METRIC = "5xx-rate"  # the alarm blue/green updates roll back on
+# The new fleet's 5XX error rate (% of invocations) that rolls a deployment back: the
+# ``rollback_error_rate_percent`` Param's default; the local engine reads it from the alarm.
+ROLLBACK_ERROR_RATE_PERCENT = 5.0
+# The rollback alarm's window (``rollback_alarm_request``: 2 periods of 60 s) plus CloudWatch's
+# publishing delay: a shorter bake ends before the alarm can trip. The bake Param's default.
+ROLLBACK_BAKE_SECONDS = 300
 
 
 def alarm_name(endpoint_name: str, variant_name: str, metric: str) -> str:
@@ -334,7 +361,7 @@ def rollback_alarm_request(
     *,
     endpoint_name: str,
     variant_name: str = PRIMARY_VARIANT,
-    threshold_percent: float = 1.0,
+    threshold_percent: float = ROLLBACK_ERROR_RATE_PERCENT,
     period_seconds: int = 60,
     evaluation_periods: int = 2,
     datapoints_to_alarm: int | None = None,
@@ -387,36 +414,6 @@ def rollback_alarm_request(
     }
 
 
-def latency_alarm_request(
-    *,
-    endpoint_name: str,
-    variant_name: str = PRIMARY_VARIANT,
-    threshold_ms: float = 500.0,
-    percentile: str = "p90",
-    period_seconds: int = 60,
-    evaluation_periods: int = 2,
-) -> dict:
-    """CloudWatch PutMetricAlarm on the variant's ``ModelLatency`` percentile (microseconds)."""
-    if threshold_ms <= 0:
-        raise ValueError(f"threshold_ms={threshold_ms!r} must be > 0")
-    return {
-        "AlarmName": alarm_name(endpoint_name, variant_name, f"latency-{percentile}"),
-        "AlarmDescription": (
-            f"Rolls back {endpoint_name} deployments when {variant_name}'s {percentile} model "
-            f"latency exceeds {threshold_ms} ms"
-        ),
-        "Namespace": "AWS/SageMaker",
-        "MetricName": "ModelLatency",
-        "Dimensions": _dimensions(endpoint_name, variant_name),
-        "ExtendedStatistic": percentile,
-        "Period": int(period_seconds),
-        "EvaluationPeriods": int(evaluation_periods),
-        "Threshold": float(threshold_ms) * 1000.0,
-        "ComparisonOperator": "GreaterThanThreshold",
-        "TreatMissingData": "notBreaching",
-    }
-
-
 def weights_request(endpoint_name: str, weights: dict[str, float]) -> dict:
     """UpdateEndpointWeightsAndCapacities: set each production variant's traffic weight."""
     if not weights:
@@ -436,11 +433,3 @@ def weights_request(endpoint_name: str, weights: dict[str, float]) -> dict:
 
 def delete_endpoint_request(name: str) -> dict:
     return {"EndpointName": name}
-
-
-def delete_endpoint_config_request(name: str) -> dict:
-    return {"EndpointConfigName": name}
-
-
-def delete_model_request(name: str) -> dict:
-    return {"ModelName": name}

@@ -6,61 +6,47 @@ is started from there, so ``from data import …`` resolves inside the container
 
 from __future__ import annotations
 
-from include.pipeline.requests.common import processing_input, processing_output
+from include.jobs.documents import MODEL_KINDS
+from include.pipeline.requests.common import (
+    PROCESSING_ROOT,
+    processing_input,
+    processing_output,
+    script_step_request,
+)
 
-PROCESSING_ROOT = "/opt/ml/processing"
 MODEL_PATH = f"{PROCESSING_ROOT}/input/model"
 TEST_PATH = f"{PROCESSING_ROOT}/input/data"
-CODE_PATH = f"{PROCESSING_ROOT}/input/code"
 EVALUATION_PATH = f"{PROCESSING_ROOT}/output/evaluation"
 ENTRY_POINT = "evaluate.py"
 EVALUATION_OUTPUT = "evaluation"
 
 
 def evaluation_job_request(
-    *,
-    job_name: str,
-    role_arn: str,
-    region: str,
-    image_uri: str,
-    code_uri: str,
-    model_uri: str,
-    test_uri: str,
-    output_uri: str,
-    instance_type: str,
-    max_runtime_s: int = 3600,
+    *, model_uri: str, test_uri: str, output_uri: str, model_kind: str = "finetune", **job
 ) -> dict:
-    """CreateProcessingJob keyword arguments: model.tar.gz + test split -> evaluation.json + PNG."""
-    return {
-        "ProcessingJobName": job_name,
-        "RoleArn": role_arn,
-        "AppSpecification": {
-            "ImageUri": image_uri,
-            "ContainerEntrypoint": ["python3", f"{CODE_PATH}/{ENTRY_POINT}"],
-            "ContainerArguments": [
-                "--model_path",
-                MODEL_PATH,
-                "--test_path",
-                TEST_PATH,
-                "--output_dir",
-                EVALUATION_PATH,
-            ],
-        },
-        "ProcessingInputs": [
+    """CreateProcessingJob keyword arguments: model.tar.gz + test split -> evaluation.json + PNG.
+
+    ``model_kind`` is the candidate that made the archive (evaluate.py's ``--model_kind``);
+    ``job``: :func:`script_step_request`'s (job_name, role_arn, region, image_uri, code_uri,
+    instance_type, max_runtime_s)."""
+    if model_kind not in MODEL_KINDS:
+        raise ValueError(f"model kind {model_kind!r} is not one of {MODEL_KINDS}")
+    kind = [] if model_kind == "finetune" else ["--model_kind", model_kind]
+    return script_step_request(
+        entry_point=ENTRY_POINT,
+        arguments=[
+            "--model_path",
+            MODEL_PATH,
+            "--test_path",
+            TEST_PATH,
+            "--output_dir",
+            EVALUATION_PATH,
+            *kind,
+        ],  # fmt: skip
+        inputs=[
             processing_input("model", model_uri, MODEL_PATH),
             processing_input("test", test_uri, TEST_PATH),
-            processing_input("code", code_uri, CODE_PATH),
         ],
-        "ProcessingOutputConfig": {
-            "Outputs": [processing_output(EVALUATION_OUTPUT, output_uri, EVALUATION_PATH)]
-        },
-        "ProcessingResources": {
-            "ClusterConfig": {
-                "InstanceCount": 1,
-                "InstanceType": instance_type,
-                "VolumeSizeInGB": 30,
-            }
-        },
-        "StoppingCondition": {"MaxRuntimeInSeconds": max_runtime_s},
-        "Environment": {"AWS_DEFAULT_REGION": region},
-    }
+        outputs=[processing_output(EVALUATION_OUTPUT, output_uri, EVALUATION_PATH)],
+        **job,
+    )

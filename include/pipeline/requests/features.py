@@ -13,9 +13,14 @@ from include.jobs.feature_records import (
     EVENT_TIME,
     FEATURE_DEFINITIONS,
     RECORD_IDENTIFIER,
-    to_record,
+    SPLITS,
 )
-from include.pipeline.requests.common import processing_input, processing_output
+from include.pipeline.requests.common import (
+    CODE_PATH,
+    processing_input,
+    processing_output,
+    script_job_request,
+)
 from include.pipeline.settings import REPO_ROOT
 
 __all__ = [
@@ -27,16 +32,12 @@ __all__ = [
     "SPLITS",
     "feature_group_request",
     "prepare_job_request",
-    "put_record_request",
-    "training_set_query_request",
     "training_set_sql",
 ]
 
-SPLITS = ("train", "validation", "test")
 FEATURE_STORE_DATABASE = "sagemaker_featurestore"
 TRAINING_SET_SQL = REPO_ROOT / "include" / "sql" / "training_set.sql"
 
-CODE_DIR = "/opt/ml/processing/input/code"
 INPUT_DIR = "/opt/ml/processing/input/data"
 OUTPUT_DIR = "/opt/ml/processing/output"
 # output name -> sub-folder the prepare job writes (and sub-prefix of output_uri)
@@ -115,34 +116,26 @@ def prepare_job_request(
     """
     output_uri = output_uri.rstrip("/")
     distribution = "ShardedByS3Key" if instance_count > 1 else "FullyReplicated"
-    return {
-        "ProcessingJobName": job_name,
-        "RoleArn": role_arn,
-        "AppSpecification": {
-            "ImageUri": image_uri,
-            "ContainerEntrypoint": ["python3", f"{CODE_DIR}/prepare.py"],
-            "ContainerArguments": prepare_arguments(params, feature_group_name, region),
-        },
-        "Environment": {"AWS_REGION": region, "PYTHONUNBUFFERED": "1"},
-        "ProcessingResources": {
-            "ClusterConfig": {
-                "InstanceCount": int(instance_count),
-                "InstanceType": instance_type,
-                "VolumeSizeInGB": int(volume_size_gb),
-            }
-        },
-        "StoppingCondition": {"MaxRuntimeInSeconds": int(max_runtime_s)},
-        "ProcessingInputs": [
-            processing_input("code", code_uri, CODE_DIR),
+    return script_job_request(
+        job_name=job_name,
+        role_arn=role_arn,
+        image_uri=image_uri,
+        entry_point="prepare.py",
+        arguments=prepare_arguments(params, feature_group_name, region),
+        inputs=[
+            processing_input("code", code_uri, CODE_PATH),
             processing_input("reviews", input_uri, INPUT_DIR, distribution),
         ],
-        "ProcessingOutputConfig": {
-            "Outputs": [
-                processing_output(name, f"{output_uri}/{folder}", f"{OUTPUT_DIR}/{folder}")
-                for name, folder in PREPARE_OUTPUTS.items()
-            ]
-        },
-    }
+        outputs=[
+            processing_output(name, f"{output_uri}/{folder}", f"{OUTPUT_DIR}/{folder}")
+            for name, folder in PREPARE_OUTPUTS.items()
+        ],
+        instance_type=instance_type,
+        instance_count=instance_count,
+        volume_size_gb=volume_size_gb,
+        max_runtime_s=max_runtime_s,
+        environment={"AWS_REGION": region, "PYTHONUNBUFFERED": "1"},
+    )
 
 
 def feature_group_request(
@@ -170,11 +163,6 @@ def feature_group_request(
         "RoleArn": role_arn,
         "Description": description,
     }
-
-
-def put_record_request(feature_group_name: str, record: dict) -> dict:
-    """PutRecord for one review (values checked against the feature definitions)."""
-    return {"FeatureGroupName": feature_group_name, "Record": to_record(record)}
 
 
 _EVENT_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
@@ -205,19 +193,21 @@ def training_set_sql(
     ).strip()
 
 
-def training_set_query_request(
-    *,
-    table: str,
-    split_type: str,
-    output_uri: str,
-    database: str = FEATURE_STORE_DATABASE,
-    workgroup: str = "primary",
-) -> dict:
-    """Athena StartQueryExecution for one split; ``table`` is the feature group's
-    ``OfflineStoreConfig.DataCatalogConfig.TableName``."""
-    return {
-        "QueryString": training_set_sql(table, split_type, database),
-        "QueryExecutionContext": {"Database": database, "Catalog": "AwsDataCatalog"},
-        "ResultConfiguration": {"OutputLocation": output_uri.rstrip("/") + "/"},
-        "WorkGroup": workgroup,
-    }
+def offline_record_count_sql(
+    table: str, event_time: str, database: str = FEATURE_STORE_DATABASE
+) -> str:
+    """How many of one prepare run's records (its ``--event-time``) the offline store holds.
+
+    PutRecord reaches the offline store minutes later; the training-set queries wait until this
+    count reaches what the prepare job reports ingested. Distinct ids: a retried prepare job
+    writes some records twice.
+    """
+    for what, value in (("table", table), ("database", database)):
+        if not _IDENTIFIER.match(value):
+            raise ValueError(f"{what} name {value!r} is not a plain identifier")
+    if not _EVENT_TIME.match(event_time):
+        raise ValueError(f"event_time {event_time!r} is not like 2026-01-31T12:00:00Z")
+    return (
+        f'SELECT count(DISTINCT {RECORD_IDENTIFIER}) AS records FROM "{database}"."{table}" '
+        f"WHERE {EVENT_TIME} = '{event_time}'"
+    )

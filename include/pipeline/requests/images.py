@@ -8,9 +8,14 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-# The framework images every job uses: one place for the versions.
-PYTORCH_VERSION = "2.5"
-PYTHON_VERSION = "py311"
+# The framework images every job uses: one place for the versions. 2.6 is the newest PyTorch the
+# installed SDK's tables offer for training, processing and inference alike, and the oldest that
+# transformers 5 runs on (tests/test_images.py reads that minimum from the pinned library).
+PYTORCH_VERSION = "2.6"
+PYTHON_VERSION = "py312"
+# What the PyTorch training / inference images already ship: include/jobs/requirements.txt does
+# not re-pin these (the job code uses their stable APIs only).
+IMAGE_SHIPS = ("torch", "numpy", "pandas", "matplotlib", "boto3", "scipy")
 TRAINING_INSTANCE = "ml.g4dn.xlarge"
 PROCESSING_INSTANCE = "ml.c5.2xlarge"
 INFERENCE_INSTANCE = "ml.m5.xlarge"

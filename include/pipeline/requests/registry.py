@@ -10,11 +10,8 @@ version -- metrics, lineage, approval -- is fixed here, nowhere else.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 from include.pipeline.requests.common import short_hash
@@ -30,29 +27,9 @@ LINEAGE_PACKAGES = ("torch", "transformers", "apache-airflow", "apache-airflow-p
 _MAX_ENTRIES, _MAX_KEY, _MAX_VALUE = 50, 128, 256
 _METADATA_EXTRA_CHARS = set("_.:/=+-@ ")
 _GROUP_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
-_REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 # ---------------------------------------------------------------------------------------- lineage
-def code_version(repo: Path = _REPO_ROOT) -> str:
-    """The git commit the code was built from; ``PIPELINE_CODE_VERSION`` wins (MWAA, images)."""
-    if os.environ.get("PIPELINE_CODE_VERSION"):
-        return os.environ["PIPELINE_CODE_VERSION"]
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=repo,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    sha = out.stdout.strip()
-    return sha if out.returncode == 0 and re.fullmatch(r"[0-9a-f]{7,64}", sha) else "unknown"
-
-
 def package_versions(names: tuple[str, ...] = LINEAGE_PACKAGES) -> dict[str, str]:
     """Installed versions, read from package metadata (nothing heavy is imported)."""
     versions = {}
@@ -90,14 +67,16 @@ def lineage(
     data_hash: str,
     hyperparameters: dict[str, Any],
     image_uris: dict[str, str],
+    code_version: str,
 ) -> dict[str, str]:
     """``CustomerMetadataProperties`` of a version: what data, code, settings and images made it.
 
-    Flat string pairs (AWS allows nothing else): ``data_hash``, ``code_version`` (git sha),
+    Flat string pairs (AWS allows nothing else): ``data_hash``, ``code_version`` (the git sha the
+    Airflow side resolved: a pure builder runs no ``git``),
     ``hp.<name>`` per hyperparameter, ``image.<role>`` per container image, ``pkg.<name>`` per
     package version. Raises ``ValueError`` naming the entry that breaks an AWS limit.
     """
-    props = {"data_hash": str(data_hash), "code_version": code_version()}
+    props = {"data_hash": str(data_hash), "code_version": str(code_version)}
     props |= {f"hp.{k}": str(v) for k, v in sorted(hyperparameters.items())}
     props |= {f"image.{k}": str(v) for k, v in sorted(image_uris.items())}
     props |= {f"pkg.{k}": v for k, v in package_versions().items()}
@@ -117,12 +96,15 @@ def package_group_name(model_name: str) -> str:
 
 
 def model_metrics(*, evaluation_uri: str, bias_report_uri: str | None) -> dict:
-    """``ModelMetrics``: model quality from evaluation.json, bias from the Clarify report."""
+    """``ModelMetrics``: model quality from evaluation.json; the pre-training Clarify report
+    (bias of the data, measured before training) as ``Bias.PreTrainingReport``."""
     metrics: dict = {
         "ModelQuality": {"Statistics": {"ContentType": CONTENT_TYPE, "S3Uri": evaluation_uri}}
     }
     if bias_report_uri:
-        metrics["Bias"] = {"Report": {"ContentType": CONTENT_TYPE, "S3Uri": bias_report_uri}}
+        metrics["Bias"] = {
+            "PreTrainingReport": {"ContentType": CONTENT_TYPE, "S3Uri": bias_report_uri}
+        }
     return metrics
 
 
@@ -135,10 +117,12 @@ def register_model_version_kwargs(
     bias_report_uri: str | None,
     data_hash: str,
     hyperparameters: dict[str, Any],
+    code_version: str,
     image_uris: dict[str, str] | None = None,
     model_approval: str = "PendingManualApproval",
     description: str = "",
     environment: dict[str, str] | None = None,
+    content_type: str = CONTENT_TYPE,
 ) -> dict:
     """Constructor arguments of ``SageMakerRegisterModelVersionOperator`` (besides task_id & co).
 
@@ -156,7 +140,12 @@ def register_model_version_kwargs(
     if not model_url.endswith(".tar.gz"):
         raise ValueError(f"model_url {model_url!r} must point at a model.tar.gz archive")
     images = {"inference": image_uri, **(image_uris or {})}
-    props = lineage(data_hash=data_hash, hyperparameters=hyperparameters, image_uris=images)
+    props = lineage(
+        data_hash=data_hash,
+        hyperparameters=hyperparameters,
+        image_uris=images,
+        code_version=code_version,
+    )
     container: dict = {"Image": image_uri, "ModelDataUrl": model_url}
     if environment:
         container["Environment"] = dict(environment)
@@ -172,8 +161,8 @@ def register_model_version_kwargs(
         "extras": {
             "InferenceSpecification": {
                 "Containers": [container],
-                "SupportedContentTypes": [CONTENT_TYPE],
-                "SupportedResponseMIMETypes": [CONTENT_TYPE],
+                "SupportedContentTypes": [content_type],
+                "SupportedResponseMIMETypes": [content_type],
                 "SupportedRealtimeInferenceInstanceTypes": list(INSTANCE_TYPES),
                 "SupportedTransformInstanceTypes": list(INSTANCE_TYPES[:2]),
             },
@@ -192,15 +181,31 @@ def _approval_value(status: Any) -> str:
     return getattr(status, "value", status)
 
 
-def create_model_package_group_request(kwargs: dict) -> dict:
-    """The CreateModelPackageGroup request the operator sends first.
+# The register operator's arguments (the provider's SageMakerRegisterModelVersionOperator),
+# which the two request builders below read.
+REGISTER_ARGUMENTS = (
+    "image_uri",
+    "model_url",
+    "package_group_name",
+    "package_group_desc",
+    "package_desc",
+    "model_approval",
+    "extras",
+)
 
-    Mirrors the provider exactly, including its use of ``package_desc`` (not
-    ``package_group_desc``) as the group description.
-    """
+
+def register_arguments(operator) -> dict:
+    """The register operator's arguments as the request builders take them."""
+    return {name: getattr(operator, name) for name in REGISTER_ARGUMENTS}
+
+
+def create_model_package_group_request(kwargs: dict) -> dict:
+    """The CreateModelPackageGroup request sent first, described by ``package_group_desc`` (the
+    project's aws operator creates the group with it; the provider alone would send
+    ``package_desc``, the version's description)."""
     return {
         "ModelPackageGroupName": kwargs["package_group_name"],
-        "ModelPackageGroupDescription": kwargs.get("package_desc", ""),
+        "ModelPackageGroupDescription": kwargs.get("package_group_desc", ""),
     }
 
 

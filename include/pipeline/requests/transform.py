@@ -6,6 +6,8 @@ Sent by ``SageMakerTransformOperator`` on ``aws``; executed from the same dict b
 
 from __future__ import annotations
 
+from include.pipeline.requests.common import with_optional
+
 SPLIT_TYPES = ("None", "Line")
 BATCH_STRATEGIES = ("MultiRecord", "SingleRecord")
 DEFAULT_MAX_PAYLOAD_MB = 6  # SageMaker's default, and the real-time endpoint's request limit
@@ -62,6 +64,4 @@ def transform_job_request(
         },
         "TransformResources": {"InstanceType": instance_type, "InstanceCount": int(instance_count)},
     }
-    if tags:
-        request["Tags"] = [{"Key": k, "Value": v} for k, v in sorted(tags.items())]
-    return request
+    return with_optional(request, tags=tags)

@@ -1,15 +1,32 @@
-"""The operator set of each target, so the DAG files never branch on the target.
+"""The seam: everything that differs between the targets, behind one value per target.
 
-``operators()`` returns a namespace of operator factories with the same names on both targets:
-the Amazon provider's classes (with the connection and ``deferrable=True`` where they wait) on
-``aws``, their local twins on ``local``. Only the chosen target's modules are imported, so a
-local DAG parse does not pay for the provider's imports.
+``load(settings)`` returns the :class:`Target` of ``settings.target``; the rest of the pipeline
+calls it and never asks which target runs:
+
+- ``operators()``: operator factories with the same names on both targets (the Amazon
+  provider's classes with the connection and ``deferrable=True`` where they wait, or their local
+  twins bound to the lake);
+- ``storage``: ``s3://`` objects (S3 through ``S3Hook``, or the lake folder);
+- ``client(service)``: a boto3 client (through the Airflow connection, or local clients with
+  boto3's method names, requests and responses: the Model Registry, the endpoint service,
+  CloudWatch alarms);
+- ``runtime_url`` and ``endpoint_notice`` for what a person is told about a deployed endpoint;
+- ``preflight()``: conflicts known before a run starts (raised at once, not after the training);
+- ``run_problems(input_uri, scheduled=...)``: misconfiguration that would fail a run only after
+  it paid for jobs (the DAG's first task refuses the run with all of them in one message);
+- ``arrival_trigger``: the event trigger that watches the incoming prefix.
+
+Only the chosen target's modules are imported, so a local DAG parse does not pay for the
+provider's imports.
 """
 
 from __future__ import annotations
 
-from functools import partial
+import importlib
+from contextlib import AbstractContextManager
+from pathlib import Path
 from types import SimpleNamespace
+from typing import Any, Protocol
 
 from include.pipeline import settings as pipeline_settings
 
@@ -24,95 +41,73 @@ NAMES = (
     "SageMakerCreateFeatureGroupOperator",
     "SageMakerFeatureGroupSensor",
     "SageMakerDebugRulesSensor",
+    "SageMakerOfflineStoreSensor",
     "SageMakerRegisterModelVersionOperator",
     "SageMakerModelOperator",
     "SageMakerEndpointConfigOperator",
     "SageMakerEndpointOperator",
     "SageMakerTransformOperator",
+    "SageMakerTuningOperator",
+    "SageMakerAutoMLOperator",
+    "SageMakerAutoMLSensor",
 )
+_CLASSES = {
+    "local": "include.pipeline.targets.local.target:LocalTarget",
+    "aws": "include.pipeline.targets.aws.target:AwsTarget",
+}
 
 
-def _aws(settings: pipeline_settings.Settings) -> SimpleNamespace:
-    from airflow.providers.amazon.aws.operators import glue_catalog
-    from airflow.providers.amazon.aws.operators import sagemaker as sm
-    from airflow.providers.amazon.aws.operators.athena import AthenaOperator
+class Storage(Protocol):
+    """``s3://`` objects on the target. Missing objects raise ``FileNotFoundError``."""
 
-    from include.pipeline.targets.aws import operators as aws_operators
-    from include.pipeline.targets.aws import sensors as aws_sensors
-
-    conn = {"aws_conn_id": settings.aws_conn_id, "region_name": settings.region}
-    waits = {**conn, "deferrable": True}
-    return SimpleNamespace(
-        GlueCatalogCreateDatabaseOperator=partial(
-            glue_catalog.GlueCatalogCreateDatabaseOperator, **conn
-        ),
-        GlueCatalogCreateTableOperator=partial(glue_catalog.GlueCatalogCreateTableOperator, **conn),
-        GlueCatalogCreatePartitionOperator=partial(
-            aws_operators.GlueCatalogCreatePartitionOperator, **conn
-        ),
-        AthenaOperator=partial(AthenaOperator, **waits, sleep_time=5),
-        SageMakerProcessingOperator=partial(sm.SageMakerProcessingOperator, **waits),
-        SageMakerTrainingOperator=partial(sm.SageMakerTrainingOperator, **waits),
-        SageMakerCreateFeatureGroupOperator=partial(
-            aws_operators.SageMakerCreateFeatureGroupOperator, **conn
-        ),
-        SageMakerFeatureGroupSensor=partial(aws_sensors.SageMakerFeatureGroupSensor, **conn),
-        SageMakerDebugRulesSensor=partial(aws_sensors.SageMakerDebugRulesSensor, **conn),
-        SageMakerRegisterModelVersionOperator=partial(
-            aws_operators.SageMakerRegisterModelVersionOperator, **conn
-        ),
-        SageMakerModelOperator=partial(aws_operators.SageMakerModelOperator, **conn),
-        SageMakerEndpointConfigOperator=partial(
-            aws_operators.SageMakerEndpointConfigOperator, **conn
-        ),
-        SageMakerEndpointOperator=partial(sm.SageMakerEndpointOperator, **waits),
-        SageMakerTransformOperator=partial(sm.SageMakerTransformOperator, **waits),
-    )
+    def read(self, uri: str) -> bytes: ...
+    def read_text(self, uri: str) -> str: ...
+    def read_json(self, uri: str) -> Any: ...
+    def write(self, uri: str, data: bytes) -> str: ...
+    def exists(self, uri: str) -> bool: ...
+    def list(self, prefix: str) -> list[str]: ...
+    def folders(self, prefix: str) -> list[str]: ...
+    def as_file(self, uri: str, *, write: bool = False) -> AbstractContextManager[Path]: ...
+    def location(self, uri: str) -> str: ...
+    def canonical_uri(self, uri: str) -> str: ...  # links followed; an error if they leave it
 
 
-def _local(settings: pipeline_settings.Settings) -> SimpleNamespace:
-    from include.pipeline.targets.local import operators as local
+class Target(Protocol):
+    name: str
+    settings: pipeline_settings.Settings
+    storage: Storage
+    runtime_url: str
 
-    return SimpleNamespace(**{name: getattr(local, name) for name in NAMES})
+    def operators(self) -> SimpleNamespace: ...
+    def client(self, service: str) -> Any: ...
+    def endpoint_notice(self, deployment: dict) -> str: ...
+    def preflight(self) -> None: ...
+    def run_problems(self, input_uri: str, *, scheduled: bool) -> list[str]: ...
+    def arrival_trigger(
+        self, incoming_uri: str, *, queue_url: str, poll_interval: float, sqs_waiter_delay: int
+    ) -> Any: ...
+
+
+def load(settings: pipeline_settings.Settings | None = None) -> Target:
+    """The target ``settings`` name (default: the environment's settings)."""
+    settings = settings or pipeline_settings.load()
+    module, _, name = _CLASSES[settings.target].partition(":")
+    target = getattr(importlib.import_module(module), name)(settings)
+    ops = target.operators()
+    missing = [n for n in NAMES if not hasattr(ops, n)]
+    assert not missing, f"target {settings.target} lacks {missing}"
+    return target
 
 
 def operators(settings: pipeline_settings.Settings | None = None) -> SimpleNamespace:
-    settings = settings or pipeline_settings.load()
-    ops = _aws(settings) if settings.target == "aws" else _local(settings)
-    missing = [n for n in NAMES if not hasattr(ops, n)]
-    assert not missing, f"target {settings.target} lacks {missing}"
-    return ops
+    return load(settings).operators()
+
+
+def mapped(factory, **partial_kwargs):
+    """``factory.partial(...)`` for dynamic task mapping (``.expand_kwargs``) of an operator of
+    the set: the set's factories are ``functools.partial`` objects over the operator class."""
+    return factory.func.partial(**factory.keywords, **partial_kwargs)
 
 
 def client(settings: pipeline_settings.Settings, service: str):
-    """A boto3 client for ``service`` on the target: AWS through the Airflow connection, or the
-    local endpoint service (``sagemaker``, ``sagemaker-runtime``), started when needed."""
-    if settings.target == "aws":
-        from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
-
-        return AwsBaseHook(
-            aws_conn_id=settings.aws_conn_id, client_type=service, region_name=settings.region
-        ).conn
-    if service not in ("sagemaker", "sagemaker-runtime"):
-        raise ValueError(f"the local target has no {service!r} service")
-    from include.pipeline.targets.local.endpoint import client as endpoint_client
-
-    url = endpoint_client.ensure_server(
-        settings.lake, settings.endpoint_host, settings.endpoint_port
-    )
-    return endpoint_client.client(service, url, settings.region)
-
-
-def put_metric_alarm(settings: pipeline_settings.Settings, request: dict) -> str:
-    """PutMetricAlarm on aws; locally the alarm is recorded in the lake, where the endpoint
-    service's blue/green updates treat it as an invocation-error-rate check of the new fleet."""
-    if settings.target == "aws":
-        client(settings, "cloudwatch").put_metric_alarm(**request)
-    else:
-        import json
-
-        from include.pipeline.targets.local.lake import atomic_write_bytes
-
-        path = settings.lake / "_sagemaker" / "alarms" / f"{request['AlarmName']}.json"
-        atomic_write_bytes(path, json.dumps(request, indent=2).encode())
-    return request["AlarmName"]
+    return load(settings).client(service)

@@ -1,11 +1,8 @@
 """The batch scoring DAG's Airflow-side glue: input preparation, the approved model, the
 CreateModel + CreateTransformJob requests, and the summary of the scores.
 
-Everything below works on both targets. The one target branch is :func:`registry_client`: on
-``aws`` the Model Registry is SageMaker's (boto3 through the Airflow connection); locally it is
-the DuckDB registry in the lake, which the local endpoint server does not serve, so a small
-adapter gives its functions boto3's call shape. :func:`resolve_model` then makes the same boto3
-calls on either.
+Everything below works on both targets: the Model Registry is the target's ``sagemaker``
+client (:func:`registry_client`), and :func:`resolve_model` makes the same boto3 calls on either.
 """
 
 from __future__ import annotations
@@ -13,9 +10,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-from pathlib import Path
 
 from include.pipeline import schema, storage
+from include.pipeline.documents.jsonl import json_lines
+from include.pipeline.layout import RunLayout
 from include.pipeline.requests import deployment, transform
 from include.pipeline.requests import registry as registry_requests
 from include.pipeline.requests.common import job_name
@@ -26,11 +24,6 @@ LABELS = schema.SENTIMENTS
 # CSV text columns tried in order when the form leaves text_column empty.
 TEXT_COLUMNS = (schema.REVIEW_BODY, schema.RAW_TEXT)
 _LISTED_SKIPS = 20
-
-
-def folder_uri(settings: Settings, run_id: str, *parts: str) -> str:
-    """Everything a scoring run writes lives under ``runs/<run_id>/batch-scoring/``."""
-    return settings.run_uri(run_id, "batch-scoring", *parts)
 
 
 # ------------------------------------------------------------------------------------- input
@@ -83,13 +76,9 @@ def csv_to_jsonlines(data: bytes, uri: str, text_column: str = "") -> tuple[byte
 def check_jsonlines(data: bytes, uri: str) -> int:
     """The number of records; a clear error naming the line that is not one review."""
     records = 0
-    for number, line in enumerate(_decode(data, uri).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except ValueError as exc:
-            raise ValueError(f"{uri} line {number}: not JSON: {exc}") from None
+    lines = _decode(data, uri).splitlines()
+    for number, obj in json_lines(lines, source=uri):
+        line = lines[number - 1]
         features = obj.get("features") if isinstance(obj, dict) else None
         if not (isinstance(features, list) and len(features) == 1 and isinstance(features[0], str)):
             raise ValueError(
@@ -121,41 +110,17 @@ def prepare_input(settings: Settings, params: dict, *, run_id: str) -> dict:
         lines, stats = csv_to_jsonlines(data, uri, (params.get("text_column") or "").strip())
     else:
         lines, stats = data, {"records": check_jsonlines(data, uri)}
-    target = folder_uri(settings, run_id, "input", "reviews.jsonl")
+    target = RunLayout(settings, run_id).batch_input()
     store.write(target, lines)
     return {"source_uri": uri, "input_uri": target, **stats}
 
 
 # ------------------------------------------------------------------------------------- model
-class LocalRegistryClient:
-    """The local registry with boto3's call shape, for the two calls :func:`resolve_model` makes."""
-
-    def __init__(self, lake: Path):
-        self.lake = lake
-
-    def list_model_packages(self, **request) -> dict:
-        from include.pipeline.targets.local.sagemaker import registry
-
-        listed = registry.list_model_packages(
-            request["ModelPackageGroupName"], self.lake, request.get("ModelApprovalStatus")
-        )["ModelPackageSummaryList"]  # oldest first
-        if request.get("SortOrder") == "Descending":
-            listed.reverse()
-        return {"ModelPackageSummaryList": listed[: request.get("MaxResults", len(listed))]}
-
-    def describe_model_package(self, **request) -> dict:
-        from include.pipeline.targets.local.sagemaker import registry
-
-        return registry.describe_model_package(request["ModelPackageName"], self.lake)
-
-
 def registry_client(settings: Settings):
-    """The Model Registry as a boto3-shaped client: SageMaker on aws, the lake's DuckDB locally."""
-    if settings.is_local:
-        return LocalRegistryClient(settings.lake)
+    """The Model Registry: the target's boto3 (or boto3-shaped) ``sagemaker`` client."""
     from include.pipeline import targets
 
-    return targets.client(settings, "sagemaker")
+    return targets.load(settings).client("sagemaker")
 
 
 def latest_approved_request(group: str) -> dict:
@@ -203,9 +168,9 @@ def build_requests(
     """CreateModel (the package's container) and CreateTransformJob over ``input_uri``.
 
     Names are per run (a cleared task targets the same model and job); the outputs go to
-    ``runs/<run_id>/batch-scoring/output/<input file>.out``.
+    ``runs/<run key>/batch-scoring/output/<input file>.out``.
     """
-    from include.pipeline.tasks.registration import MODEL_NAME
+    from include.pipeline.tasks.registry import MODEL_NAME
 
     model_name = job_name(f"{MODEL_NAME}-batch", run_id)
     create_model = deployment.model_request(
@@ -220,7 +185,7 @@ def build_requests(
         job_name=job_name(f"{MODEL_NAME}-batch-scoring", run_id),
         model_name=model_name,
         input_uri=input_uri,
-        output_uri=folder_uri(settings, run_id, "output") + "/",
+        output_uri=RunLayout(settings, run_id).batch_output(),
         instance_type=params["instance_type"],
         content_type=CONTENT_TYPE,
         split_type="Line",
@@ -260,15 +225,13 @@ def summarize(
     When the number of input records is known (CSV or local input), a different number of
     predictions fails the task: lines were lost or split.
     """
-    from include.pipeline.tasks.rollout import list_uris
-
     job = scored["Transform"]
     output = job["TransformOutput"]["S3OutputPath"].rstrip("/") + "/"
     store = storage.for_settings(settings)
     files = []
     totals = dict.fromkeys(LABELS, 0)
     probability = 0.0
-    for uri in (u for u in list_uris(settings, output) if u.endswith(".out")):
+    for uri in (u for u in store.list(output) if u.endswith(".out")):
         counted = count_predictions(store.read(uri), uri)
         files.append({"uri": uri, "predictions": sum(counted["counts"].values())})
         probability += counted["probability_sum"]
@@ -297,6 +260,6 @@ def summarize(
         "mean_probability": probability / total if total else None,
     }
     summary["summary_uri"] = store.write(
-        folder_uri(settings, run_id, "summary.json"), json.dumps(summary, indent=2).encode()
+        RunLayout(settings, run_id).batch_summary(), json.dumps(summary, indent=2).encode()
     )
     return summary

@@ -13,6 +13,8 @@ import io
 import tarfile
 
 from include.pipeline import storage
+from include.pipeline.layout import Layout
+from include.pipeline.requests import images
 from include.pipeline.settings import REPO_ROOT, Settings
 
 JOBS_DIR = REPO_ROOT / "include" / "jobs"
@@ -46,10 +48,22 @@ def publish(settings: Settings) -> dict:
     digest = hashlib.sha256()
     for name, data in files.items():
         digest.update(name.encode() + b"\0" + data)
-    prefix = settings.s3_uri("code", digest.hexdigest()[:16])
+    prefix = Layout(settings).code(digest.hexdigest()[:16])
     store = storage.for_settings(settings)
     if not store.exists(f"{prefix}/{SOURCEDIR}"):
         for name, data in files.items():
             store.write(f"{prefix}/scripts/{name}", data)
         store.write(f"{prefix}/{SOURCEDIR}", sourcedir_bytes(files))
     return {"code_uri": f"{prefix}/scripts/", "sourcedir_uri": f"{prefix}/{SOURCEDIR}"}
+
+
+def script_job(settings: Settings, scope: str = "processing") -> dict:
+    """The request arguments a job script's step takes from the settings: role, region, the
+    PyTorch image of ``scope`` ("processing" or "training") and its instance type."""
+    instance = images.TRAINING_INSTANCE if scope == "training" else images.PROCESSING_INSTANCE
+    return {
+        "role_arn": settings.role_arn,
+        "region": settings.region,
+        "image_uri": images.pytorch_image_uri(settings.region, scope, instance),
+        "instance_type": instance,
+    }

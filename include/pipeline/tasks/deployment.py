@@ -4,12 +4,18 @@ smoke test, and the teardown."""
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
+from include.pipeline.layout import Layout
 from include.pipeline.requests import deployment, images
 from include.pipeline.requests.common import short_hash
 from include.pipeline.settings import Settings
 
-SMOKE_REVIEWS = ["I love this dress, it fits perfectly!", "The fabric ripped after one wash."]
+# Reviews with known sentiment: the smoke test's answers become ground truth for the rewards.
+SMOKE_REVIEWS = {
+    "I love this dress, it fits perfectly!": 1,
+    "The fabric ripped after one wash.": -1,
+}
 
 
 def resource_name(endpoint_name: str, run_id: str) -> str:
@@ -17,24 +23,37 @@ def resource_name(endpoint_name: str, run_id: str) -> str:
     return f"{endpoint_name[:50]}-{short_hash(run_id)}"
 
 
-def requests(
+def build_deployment_requests(
     settings: Settings,
     params: dict,
     *,
     run_id: str,
     model_data_url: str,
     champion_model: str | None,
+    candidate: dict | None = None,
 ) -> dict:
-    """CreateModel, CreateEndpointConfig and the endpoint request of the chosen strategy."""
+    """CreateModel, CreateEndpointConfig and the endpoint request of the chosen strategy.
+
+    ``ab`` and ``shadow`` put the new model next to ``champion_model`` (the endpoint's live
+    primary variant): ``ab`` as the Challenger variant with ``ab_challenger_weight`` of the
+    traffic, which the endpoint_rollout DAG later promotes / rolls back or weighs as a bandit arm.
+    ``candidate`` (a leaderboard entry) names the image and environment of a model that is not
+    the fine-tune.
+    """
     strategy = params["deployment_strategy"]
     endpoint_name = params["endpoint_name"]
     name = resource_name(endpoint_name, run_id)
+    script_mode = candidate is None or candidate["candidate"] == "finetune"
     model = deployment.model_request(
         model_name=name,
-        image_uri=deployment.inference_image(settings.region),
+        image_uri=deployment.inference_image(settings.region)
+        if candidate is None
+        else candidate["image_uri"],
         model_data_url=model_data_url,
         role_arn=settings.role_arn,
         region=settings.region,
+        environment=None if script_mode else candidate["environment"],
+        script_mode=script_mode,
     )
     variant = {"model_name": name, "instance_type": images.INFERENCE_INSTANCE}
     champion = (
@@ -43,14 +62,17 @@ def requests(
         else None
     )
     variants, shadows = deployment.strategy_variants(
-        strategy, challenger=variant, champion=champion
+        strategy,
+        challenger=variant,
+        champion=champion,
+        challenger_weight=params["ab_challenger_weight"],
     )
     config = deployment.endpoint_config_request(
         config_name=name,
         variants=variants,
         shadow_variants=shadows,
         data_capture=deployment.data_capture_config(
-            settings.s3_uri("data-capture"), sampling_percent=params["data_capture_percent"]
+            Layout(settings).data_capture(), sampling_percent=params["data_capture_percent"]
         ),
     )
     blue_green = deployment.deployment_config(
@@ -74,15 +96,57 @@ def requests(
     return {"model": model, "endpoint_config": config, "endpoint": endpoint, "strategy": strategy}
 
 
-def smoke_test(runtime_client, endpoint_name: str) -> list[dict]:
+def smoke_inference_id(run_id: str) -> str:
+    """The smoke request's InferenceId: its data-capture record and ground truth share it."""
+    return f"smoke-{short_hash(run_id)}"
+
+
+def _smoke_call(candidate: str) -> tuple[dict, callable]:
+    """The InvokeEndpoint arguments of the smoke reviews in the served model's contract, and how
+    its answer reads as ``[{"predicted_label", "probability"}]``."""
+    reviews = list(SMOKE_REVIEWS)
+    if candidate == "blazingtext":  # BlazingText: tokenized texts in, fastText labels out
+        from include.jobs.prepare_text import LABEL_PREFIX, tokenize
+        from include.pipeline.requests.blazingtext import inference_request
+
+        body = inference_request([tokenize(r) for r in reviews], k=1)
+
+        def read(answer: bytes) -> list:
+            return [
+                {
+                    "predicted_label": int(item["label"][0].removeprefix(LABEL_PREFIX)),
+                    "probability": float(item["prob"][0]),
+                }
+                for item in json.loads(answer)
+            ]
+
+        return {"ContentType": "application/json", "Body": json.dumps(body)}, read
+    if candidate == "autopilot":  # Autopilot: one CSV text per row, predicted_label,probability
+        import csv
+        import io
+
+        rows = io.StringIO()
+        csv.writer(rows).writerows([r] for r in reviews)
+
+        def read(answer: bytes) -> list:
+            lines = csv.reader(io.StringIO(answer.decode()))
+            return [{"predicted_label": int(label), "probability": float(p)} for label, p in lines]
+
+        return {"ContentType": "text/csv", "Accept": "text/csv", "Body": rows.getvalue()}, read
+    body = json.dumps({"features": reviews})
+    call = {"ContentType": "application/json", "Accept": "application/json", "Body": body}
+    return call, json.loads
+
+
+def smoke_test(
+    runtime_client, endpoint_name: str, *, inference_id: str, candidate: str = "finetune"
+) -> list[dict]:
     """Invoke the endpoint with two reviews; the answer must be one label + probability each."""
+    call, read = _smoke_call(candidate)
     response = runtime_client.invoke_endpoint(
-        EndpointName=endpoint_name,
-        ContentType="application/json",
-        Accept="application/json",
-        Body=json.dumps({"features": SMOKE_REVIEWS}),
+        EndpointName=endpoint_name, InferenceId=inference_id, **call
     )
-    answer = json.loads(response["Body"].read())
+    answer = read(response["Body"].read())
     if not isinstance(answer, list) or len(answer) != len(SMOKE_REVIEWS):
         raise ValueError(
             f"endpoint {endpoint_name}: expected {len(SMOKE_REVIEWS)} predictions, got {answer!r}"
@@ -94,6 +158,22 @@ def smoke_test(runtime_client, endpoint_name: str) -> list[dict]:
         ):
             raise ValueError(f"endpoint {endpoint_name}: malformed prediction {item!r}")
     return answer
+
+
+def record_smoke_ground_truth(
+    settings: Settings, endpoint_name: str, *, inference_id: str, time: datetime
+) -> str:
+    """The smoke reviews' known labels as ground truth of the smoke request, so the variant
+    that answered it earns a reward (the rollout DAG's bandit); idempotent per run."""
+    from include.pipeline.tasks import rollout
+
+    return rollout.write_ground_truth(
+        settings,
+        endpoint_name,
+        {inference_id: list(SMOKE_REVIEWS.values())},
+        time=time,
+        name=inference_id,
+    )
 
 
 def current_model(sagemaker_client, endpoint_name: str) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from include.pipeline.layout import Layout, RunLayout
 from include.pipeline.requests import features, images
 from include.pipeline.requests.common import job_name
 from include.pipeline.settings import Settings, default_model
@@ -15,11 +16,11 @@ def feature_group_name(settings: Settings) -> str:
     return f"{settings.glue_database}-{FEATURE_GROUP}"
 
 
-def feature_group_request(settings: Settings, params: dict) -> dict:
+def build_feature_group_request(settings: Settings, params: dict) -> dict:
     return features.feature_group_request(
         feature_group_name=feature_group_name(settings),
         role_arn=settings.role_arn,
-        offline_store_uri=settings.s3_uri("feature-store"),
+        offline_store_uri=Layout(settings).feature_store(),
         online_store=params["online_store"],
     )
 
@@ -30,10 +31,6 @@ def pretrained_model(settings: Settings, params: dict) -> str:
         or settings.pretrained_model
         or default_model(settings.target)
     )
-
-
-def prepare_output_uri(settings: Settings, run_id: str) -> str:
-    return settings.run_uri(run_id, "features")
 
 
 def prepare_request(
@@ -63,18 +60,13 @@ def prepare_request(
             settings.region, "processing", images.PROCESSING_INSTANCE
         ),
         input_uri=dataset_uri,
-        output_uri=prepare_output_uri(settings, run_id),
+        output_uri=RunLayout(settings, run_id).features(),
         code_uri=code_uri,
         params=prepare_params,
         feature_group_name=feature_group_name(settings),
         region=settings.region,
         instance_type=images.PROCESSING_INSTANCE,
     )
-
-
-def balanced_uri(settings: Settings, run_id: str) -> str:
-    """The balanced rows as CSV (prepare's ``sentiment-balanced`` output), for the bias report."""
-    return f"{prepare_output_uri(settings, run_id)}/balanced/"
 
 
 def event_time(run_after: datetime) -> str:
@@ -92,8 +84,7 @@ def training_set_queries(feature_group: dict, run_event_time: str) -> dict[str, 
     }
 
 
-def training_set_uri(settings: Settings, run_id: str, split: str) -> str:
-    """Where the training-set query of ``split`` leaves its result: a training channel."""
-    if split not in features.SPLITS:
-        raise ValueError(f"split {split!r} is not one of {features.SPLITS}")
-    return f"{settings.run_uri(run_id, 'training-set', split)}/"
+def offline_count_query(feature_group: dict, run_event_time: str) -> str:
+    """The count of this run's records in the group's offline table (the readiness wait)."""
+    table = feature_group["OfflineStoreConfig"]["DataCatalogConfig"]["TableName"]
+    return features.offline_record_count_sql(table, run_event_time)

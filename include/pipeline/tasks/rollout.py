@@ -14,17 +14,16 @@ import json
 import logging
 import math
 import re
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 
 from include.pipeline import rollout, storage
+from include.pipeline.documents import rewards
+from include.pipeline.documents import rollout as decisions_log
+from include.pipeline.layout import Layout
 from include.pipeline.requests import deployment
 from include.pipeline.requests.common import short_hash
 from include.pipeline.settings import Settings
-from include.pipeline.targets.local import lake
+from include.pipeline.times import utc
 
 log = logging.getLogger(__name__)
 
@@ -36,62 +35,15 @@ _HOUR_FOLDER = re.compile(r"/(\d{4})/(\d{2})/(\d{2})/(\d{2})/[^/]+$")
 # ---------------------------------------------------------------- where things are
 
 
-def rewards_uri(settings: Settings, endpoint_name: str) -> str:
-    """The reward store of one endpoint (written by whoever joins predictions with labels)."""
-    return settings.s3_uri("rewards", f"{endpoint_name}.jsonl")
-
-
-def decisions_uri(settings: Settings, endpoint_name: str) -> str:
-    return settings.s3_uri("rollout", endpoint_name, "decisions.jsonl")
-
-
-def weights_plot_uri(settings: Settings, endpoint_name: str) -> str:
-    return settings.s3_uri("rollout", endpoint_name, "weights.png")
-
-
-def stats_uri(settings: Settings, endpoint_name: str, run_id: str) -> str:
-    """Full per-variant statistics of one run (predictions included; too big for XCom)."""
-    return settings.s3_uri(
-        "rollout", endpoint_name, "stats", f"{short_hash(run_id, length=16)}.json"
-    )
-
-
 def list_uris(settings: Settings, prefix: str) -> list[str]:
-    """Every object under an ``s3://`` prefix, sorted: lake files locally, S3 keys on aws."""
-    bucket, key = lake.split_s3_uri(prefix)
-    if settings.is_local:
-        root = (settings.lake / bucket).resolve()
-        files = lake.list_files(prefix, settings.lake)
-        return [f"s3://{bucket}/{p.resolve().relative_to(root).as_posix()}" for p in files]
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-    keys = S3Hook(aws_conn_id=settings.aws_conn_id).list_keys(bucket_name=bucket, prefix=key)
-    return [f"s3://{bucket}/{k}" for k in sorted(keys or [])]
+    """Every object under an ``s3://`` prefix, sorted (the target's storage)."""
+    return storage.for_settings(settings).list(prefix)
 
 
-@contextmanager
-def as_file(settings: Settings, uri: str, *, write: bool = False) -> Iterator[Path]:
-    """A local path for ``uri`` (the lake file itself, or a temp copy on aws, uploaded back
-    when ``write``), so the file-based functions of :mod:`include.pipeline.rollout` serve both."""
-    if settings.is_local:
-        yield lake.resolve(uri, settings.lake)
-        return
-    store = storage.for_settings(settings)
-    with tempfile.TemporaryDirectory(prefix="rollout-") as tmp:
-        path = Path(tmp) / uri.rsplit("/", 1)[-1]
-        if store.exists(uri):
-            path.write_bytes(store.read(uri))
-        yield path
-        if write and path.exists():
-            store.write(uri, path.read_bytes())
-
-
-def _utc(value) -> datetime:
-    if isinstance(value, int | float):
-        return datetime.fromtimestamp(value, UTC)
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+def as_file(settings: Settings, uri: str, *, write: bool = False):
+    """A local path for ``uri`` (uploaded back when ``write``), so the file-based functions of
+    :mod:`include.pipeline.rollout` serve both targets."""
+    return storage.for_settings(settings).as_file(uri, write=write)
 
 
 # ---------------------------------------------------------------- describe
@@ -145,7 +97,7 @@ def describe(client, endpoint_name: str) -> dict | None:
     return {
         "endpoint_name": endpoint_name,
         "config_name": config_name,
-        "config_created": _utc(config["CreationTime"]).isoformat(),
+        "config_created": utc(config["CreationTime"]).isoformat(),
         "variants": variants,
         "shadows": shadows,
         "weights": {v["name"]: v["weight"] for v in variants},
@@ -169,7 +121,7 @@ def capture_records(settings: Settings, described: dict, variant: str) -> list[d
     """The captured requests of ``variant`` since its endpoint config was created."""
     if not described["capture_uri"]:
         return []
-    since = _utc(described["config_created"])
+    since = utc(described["config_created"])
     store = storage.for_settings(settings)
     prefix = f"{described['capture_uri']}/{described['endpoint_name']}/{variant}/"
     records = []
@@ -180,7 +132,7 @@ def capture_records(settings: Settings, described: dict, variant: str) -> list[d
         r
         for r in records
         if "inferenceTime" not in r["eventMetadata"]
-        or _utc(r["eventMetadata"]["inferenceTime"]) >= since
+        or utc(r["eventMetadata"]["inferenceTime"]) >= since
     ]
 
 
@@ -194,25 +146,11 @@ def metric_period(since: datetime, now: datetime) -> int:
 
 
 def failed_requests(settings: Settings, described: dict, variant: str) -> int:
-    """Requests of ``variant`` that failed (SageMaker captures answered ones only).
-
-    aws: CloudWatch ``Invocation5XXErrors`` since the config was created. local: the shadow
-    log's failed shadow answers (production failures reach the caller and are not captured).
-    """
-    since = _utc(described["config_created"])
+    """Requests of ``variant`` that failed (SageMaker captures answered ones only): CloudWatch
+    ``Invocation5XXErrors`` since the config was created (locally: the shadow log's failed
+    shadow answers; production failures reach the caller and are not captured)."""
+    since = utc(described["config_created"])
     endpoint = described["endpoint_name"]
-    if settings.is_local:
-        from include.pipeline.targets.local.endpoint.models import STATE_DIR
-
-        folder = settings.lake / STATE_DIR / "shadow-logs" / endpoint / variant
-        errors = 0
-        for path in sorted(folder.rglob("*.jsonl")) if folder.exists() else []:
-            for line in path.read_text().splitlines():
-                if line.strip():
-                    record = json.loads(line)
-                    if record.get("shadowError") and _utc(record["inferenceTime"]) >= since:
-                        errors += 1
-        return errors
     from include.pipeline import targets
 
     now = datetime.now(UTC)
@@ -233,8 +171,8 @@ def failed_requests(settings: Settings, described: dict, variant: str) -> int:
 
 
 def collect_stats(settings: Settings, described: dict, *, run_id: str) -> dict:
-    """Statistics of every variant; the full ones (with predictions) go to :func:`stats_uri`,
-    the summary (without) is returned for XCom and the task log."""
+    """Statistics of every variant; the full ones (with predictions, too big for XCom) go to
+    ``Layout.rollout_stats``, the summary (without) is returned for XCom and the task log."""
     names = [v["name"] for v in described["variants"] + described["shadows"]]
     full = {
         name: rollout.variant_stats(
@@ -243,7 +181,7 @@ def collect_stats(settings: Settings, described: dict, *, run_id: str) -> dict:
         )
         for name in names
     }
-    uri = stats_uri(settings, described["endpoint_name"], run_id)
+    uri = Layout(settings).rollout_stats(described["endpoint_name"], run_id)
     storage.for_settings(settings).write(uri, json.dumps(full, sort_keys=True).encode())
     summary = {n: {k: v for k, v in s.items() if k != "predictions"} for n, s in full.items()}
     return {"stats_uri": uri, "variants": summary}
@@ -323,7 +261,44 @@ def _capture_request(described_capture: dict | None) -> dict | None:
     return {k: described_capture[k] for k in _CAPTURE_KEYS if k in described_capture}
 
 
-# ---------------------------------------------------------------- bandit
+# ---------------------------------------------------------------- rewards and the bandit
+
+
+def write_ground_truth(
+    settings: Settings, endpoint_name: str, labels: dict, *, time: datetime, name: str
+) -> str:
+    """Store the labels ``{inference_id: label or [labels]}`` of served requests as one
+    ground-truth file of hour ``time``; the same ``name`` rewrites the same file (idempotent).
+    The human-review loop calls this; so does the main DAG's smoke test (known labels)."""
+    hour = time.astimezone(UTC).strftime("%Y/%m/%d/%H")
+    uri = f"{Layout(settings).ground_truth(endpoint_name)}{hour}/{name}.jsonl"
+    storage.for_settings(settings).write(uri, rewards.ground_truth_lines(labels))
+    return uri
+
+
+def derive_rewards(settings: Settings, described: dict, collected: dict, *, time: str) -> dict:
+    """Append the rewards of every production variant's captured requests that have ground
+    truth: the join of data capture and labels by inference id (idempotent per request)."""
+    endpoint = described["endpoint_name"]
+    store = storage.for_settings(settings)
+    truth: dict[str, list[int]] = {}
+    for uri in list_uris(settings, Layout(settings).ground_truth(endpoint)):
+        if uri.endswith(".jsonl"):
+            truth |= rewards.read_ground_truth(store.read(uri).splitlines(), source=uri)
+    full = json.loads(store.read(collected["stats_uri"]))
+    predictions = {
+        v["name"]: {
+            key.removeprefix("id:"): labels
+            for key, labels in full.get(v["name"], {}).get("predictions", {}).items()
+            if key.startswith("id:")
+        }
+        for v in described["variants"]
+    }
+    records = rewards.rewards_from_labels(predictions, truth, time=time, source="ground_truth")
+    uri = Layout(settings).rewards(endpoint)
+    with as_file(settings, uri, write=True) as path:
+        added = rewards.append_rewards(path, records)
+    return {"rewards_uri": uri, "labelled_requests": len(truth), "added": added}
 
 
 def bandit_weights(settings: Settings, described: dict, params: dict) -> dict:
@@ -334,9 +309,9 @@ def bandit_weights(settings: Settings, described: dict, params: dict) -> dict:
             f"endpoint {described['endpoint_name']}: bandit mode needs two or more production "
             f"variants, has {names} (shadows {[v['name'] for v in described['shadows']]})"
         )
-    with as_file(settings, rewards_uri(settings, described["endpoint_name"])) as path:
-        records = [r for r in rollout.read_rewards(path) if r["variant"] in names]
-    counts = rollout.reward_counts(records, variants=names)
+    with as_file(settings, Layout(settings).rewards(described["endpoint_name"])) as path:
+        records = [r for r in rewards.read_rewards(path) if r["variant"] in names]
+    counts = rewards.reward_counts(records, variants=names)
     weights = rollout.thompson_weights(counts, seed=params["seed"], floor=params["weight_floor"])
     return {
         "rewards": {k: list(v) for k, v in counts.items()},
@@ -352,19 +327,15 @@ def record(
     settings: Settings, *, endpoint_name: str, run_id: str, time: str, mode: str, outcome: dict
 ) -> dict:
     """Append the decision (idempotent per run) and redraw the weights plot."""
-    decision = {
-        "decision_id": f"{endpoint_name}:{run_id}",
-        "time": time,
-        "mode": mode,
-        "endpoint_name": endpoint_name,
-        "weights": outcome["weights"],
-        **{k: v for k, v in outcome.items() if k not in ("weights", "request")},
-    }
-    log_uri = decisions_uri(settings, endpoint_name)
-    plot_uri = weights_plot_uri(settings, endpoint_name)
+    entry = decisions_log.decision(
+        endpoint_name=endpoint_name, run_id=run_id, time=time, mode=mode, outcome=outcome
+    )
+    layout = Layout(settings)
+    log_uri = layout.rollout_decisions(endpoint_name)
+    plot_uri = layout.rollout_weights_plot(endpoint_name)
     with as_file(settings, log_uri, write=True) as path:
-        added = rollout.append_decision(path, decision)
-        decisions = rollout.read_decisions(path)
+        added = decisions_log.append_decision(path, entry)
+        decisions = decisions_log.read_decisions(path)
     with as_file(settings, plot_uri, write=True) as path:
         rollout.plot_weights(decisions, path)
     return {"decisions_uri": log_uri, "plot_uri": plot_uri, "added": added}

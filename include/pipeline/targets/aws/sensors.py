@@ -12,9 +12,30 @@ from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
 from airflow.providers.amazon.aws.sensors.sagemaker import SageMakerBaseSensor
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowException
+from airflow.sdk import BaseSensorOperator
+from airflow.sdk.exceptions import AirflowFailException
+
+from include.pipeline.requests.training import RULE_FINDINGS
 
 RULE_TERMINAL_STATES = frozenset({"NoIssuesFound", "IssuesFound", "Error", "Stopped"})
 _PENDING, _DONE, _ISSUES = "InProgress", "Completed", "IssuesFound"
+
+
+class _TerminalSensor(SageMakerBaseSensor):
+    """A failed state is final: fail without retries (the provider raises a retryable error)."""
+
+    def poke(self, context) -> bool:
+        response = self.get_sagemaker_response()
+        if response["ResponseMetadata"]["HTTPStatusCode"] != 200:
+            self.log.info("Bad HTTP response: %s", response)
+            return False
+        state = self.state_from_response(response)
+        self.log.info("%s currently %s", self.resource_type, state)
+        if state in self.failed_states():
+            raise AirflowFailException(
+                f"SageMaker {self.resource_type}: {self.get_failed_reason_from_response(response)}"
+            )
+        return state not in self.non_terminal_states()
 
 
 def rule_statuses(response: dict) -> list[dict]:
@@ -25,11 +46,11 @@ def rule_statuses(response: dict) -> list[dict]:
     ]
 
 
-class SageMakerDebugRulesSensor(SageMakerBaseSensor):
+class SageMakerDebugRulesSensor(_TerminalSensor):
     """Wait until every Debugger / Profiler rule of a training job has a terminal status.
 
-    ``IssuesFound`` fails the task naming the rules (``fail_on_issues=True``) or only logs a
-    warning; ``Error`` and ``Stopped`` (the rule itself could not finish) are warnings. While the
+    ``IssuesFound`` and ``Error`` (the rule could not be evaluated) fail the task naming the
+    rules (``fail_on_issues=True``, without retries) or only log a warning; ``Stopped`` warns. While the
     training job runs and SageMaker has listed no rule evaluation yet, the sensor keeps waiting.
     """
 
@@ -73,9 +94,7 @@ class SageMakerDebugRulesSensor(SageMakerBaseSensor):
             )
         for status in statuses:
             outcome = status["RuleEvaluationStatus"]
-            if outcome in ("Error", "Stopped") or (
-                outcome == "IssuesFound" and not self._fail_on_issues
-            ):
+            if outcome == "Stopped" or (outcome in RULE_FINDINGS and not self._fail_on_issues):
                 self.log.warning(
                     "Rule %s of %s: %s %s",
                     status.get("RuleConfigurationName"),
@@ -84,21 +103,22 @@ class SageMakerDebugRulesSensor(SageMakerBaseSensor):
                     status.get("StatusDetails", ""),
                 )
         if self._fail_on_issues and any(
-            s["RuleEvaluationStatus"] == "IssuesFound" for s in statuses
+            s["RuleEvaluationStatus"] in RULE_FINDINGS for s in statuses
         ):
             return _ISSUES
         return _DONE
 
     def get_failed_reason_from_response(self, response: dict) -> str:
         found = [
-            f"{s.get('RuleConfigurationName')} ({s.get('StatusDetails') or 'no details'})"
+            f"{s.get('RuleConfigurationName')} {s.get('RuleEvaluationStatus')} "
+            f"({s.get('StatusDetails') or 'no details'})"
             for s in rule_statuses(response)
-            if s.get("RuleEvaluationStatus") == "IssuesFound"
+            if s.get("RuleEvaluationStatus") in RULE_FINDINGS
         ]
         return f"training job {self.job_name}: rules found issues: {', '.join(found)}"
 
 
-class SageMakerFeatureGroupSensor(SageMakerBaseSensor):
+class SageMakerFeatureGroupSensor(_TerminalSensor):
     """Wait until a feature group is ``Created``; fail with its reason on ``CreateFailed``."""
 
     template_fields: Sequence[str] = aws_template_fields("feature_group_name")
@@ -133,3 +153,71 @@ class SageMakerFeatureGroupSensor(SageMakerBaseSensor):
             f"feature group {self.feature_group_name} is {response.get('FeatureGroupStatus')}: "
             f"{response.get('FailureReason', 'no FailureReason given')}"
         )
+
+
+class SageMakerOfflineStoreSensor(BaseSensorOperator):
+    """Wait until the offline store holds the records the prepare job put (``expected``).
+
+    PutRecord reaches the offline store asynchronously (minutes); the training-set queries run
+    after this sensor, so they never read an empty or partial store. Each poke is one Athena
+    ``query`` (a count, :func:`include.pipeline.requests.features.offline_record_count_sql`)
+    through the provider's ``AthenaHook``. On ``timeout`` the task fails naming both counts.
+    """
+
+    template_fields: Sequence[str] = ("query", "expected", "output_location")
+
+    def __init__(
+        self,
+        *,
+        query: str,
+        expected: int | str,
+        output_location: str,
+        database: str = "sagemaker_featurestore",
+        aws_conn_id: str | None = "aws_default",
+        region_name: str | None = None,
+        **kwargs,
+    ):
+        kwargs.setdefault("mode", "reschedule")
+        kwargs.setdefault("poke_interval", 60)
+        kwargs.setdefault("timeout", 45 * 60)  # AWS: usually within 15 minutes
+        super().__init__(**kwargs)
+        self.query = query
+        self.expected = expected
+        self.output_location = output_location
+        self.database = database
+        self.aws_conn_id = aws_conn_id
+        self.region_name = region_name
+        self.found: int | None = None
+
+    def count(self) -> int:
+        from airflow.providers.amazon.aws.hooks.athena import AthenaHook
+
+        hook = AthenaHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
+        query_id = hook.run_query(
+            self.query, {"Database": self.database}, {"OutputLocation": self.output_location}
+        )
+        state = hook.poll_query_status(query_id, max_polling_attempts=60, sleep_time=2)
+        if state != "SUCCEEDED":
+            raise AirflowException(
+                f"offline store count query {query_id} {state}: "
+                f"{hook.get_state_change_reason(query_id)}"
+            )
+        rows = hook.get_query_results(query_id)["ResultSet"]["Rows"]
+        return int(rows[1]["Data"][0]["VarCharValue"]) if len(rows) > 1 else 0
+
+    def poke(self, context) -> bool:
+        self.found = self.count()
+        self.log.info("offline store: %d of %s records of this run", self.found, self.expected)
+        return self.found >= int(self.expected)
+
+    def execute(self, context):
+        from airflow.sdk.exceptions import AirflowSensorTimeout
+
+        try:
+            return super().execute(context)
+        except AirflowSensorTimeout as exc:
+            raise AirflowSensorTimeout(
+                f"the offline store holds {self.found if self.found is not None else 'fewer'} "
+                f"of the {self.expected} records the prepare job put, after {self.timeout}s "
+                f"(query: {self.query})"
+            ) from exc

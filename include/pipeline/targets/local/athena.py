@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from include.pipeline.targets.local import catalog, lake
+from include.pipeline.targets.local.names import safe_join, validate
 
 _TYPES = {
     "string": "VARCHAR",
@@ -108,7 +109,8 @@ def connect(root: Path, database: str | None = None):
 
 
 def _record_path(root: Path, query_execution_id: str) -> Path:
-    return root / "_athena" / f"{query_execution_id}.json"
+    validate("athena", "GetQueryExecution", "QueryExecutionId", query_execution_id)
+    return safe_join(root / "_athena", f"{query_execution_id}.json")
 
 
 def start_query_execution(
@@ -121,7 +123,10 @@ def start_query_execution(
 ) -> str:
     """Run the query to completion; return its id. Failures are recorded, then raised."""
     qid = str(uuid.uuid4())
+    validate("athena", "StartQueryExecution", "WorkGroup", WorkGroup)
     context = QueryExecutionContext or {}
+    if context.get("Database") is not None:
+        validate("athena", "QueryExecutionContext", "Database", context["Database"])
     output = (ResultConfiguration or {}).get("OutputLocation")
     if not output:
         raise QueryFailed("No output location provided. An output location is required.")

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from include.pipeline.targets.local.lake import atomic_write_bytes
+from include.pipeline.targets.local.names import safe_join, validate
 
 
 class AlreadyExists(Exception):
@@ -24,6 +25,14 @@ def _root(lake: Path) -> Path:
     return lake / "_glue"
 
 
+def _path(lake: Path, database: str, *rest: str) -> Path:
+    """A catalog file: Glue's name rules for the database (and table), then one file name each."""
+    validate("glue", "CreateTable", "DatabaseName", database)
+    if rest and rest[0] != "database.json":
+        validate("glue", "GetTable", "Name", rest[0])
+    return safe_join(_root(lake), database, *rest)
+
+
 def _write_new(path: Path, document: dict, what: str) -> None:
     if path.exists():
         raise AlreadyExists(f"{what} already exists")
@@ -31,16 +40,16 @@ def _write_new(path: Path, document: dict, what: str) -> None:
 
 
 def create_database(lake: Path, DatabaseInput: dict, **_: object) -> None:
-    name = DatabaseInput["Name"]
-    _write_new(_root(lake) / name / "database.json", DatabaseInput, f"Database {name}")
+    name = validate("glue", "DatabaseInput", "Name", DatabaseInput["Name"])
+    _write_new(_path(lake, name, "database.json"), DatabaseInput, f"Database {name}")
 
 
 def create_table(lake: Path, DatabaseName: str, TableInput: dict, **_: object) -> None:
-    if not (_root(lake) / DatabaseName / "database.json").exists():
+    if not _path(lake, DatabaseName, "database.json").exists():
         raise EntityNotFound(f"Database {DatabaseName} not found")
-    name = TableInput["Name"]
+    name = validate("glue", "TableInput", "Name", TableInput["Name"])
     _write_new(
-        _root(lake) / DatabaseName / name / "table.json", TableInput, f"Table {DatabaseName}.{name}"
+        _path(lake, DatabaseName, name, "table.json"), TableInput, f"Table {DatabaseName}.{name}"
     )
 
 
@@ -48,13 +57,16 @@ def create_partition(
     lake: Path, DatabaseName: str, TableName: str, PartitionInput: dict, **_: object
 ) -> None:
     get_table(lake, DatabaseName, TableName)
-    values = "/".join(PartitionInput["Values"])
-    path = _root(lake) / DatabaseName / TableName / "partitions" / f"{values}.json"
+    parts = [validate("glue", "PartitionInput", "Values", v) for v in PartitionInput["Values"]]
+    if not parts:
+        raise ValueError(f"Partition of {DatabaseName}.{TableName}: Values is empty")
+    values = "/".join(parts)
+    path = _path(lake, DatabaseName, TableName, "partitions", *parts[:-1], f"{parts[-1]}.json")
     _write_new(path, PartitionInput, f"Partition {values} of {DatabaseName}.{TableName}")
 
 
 def get_table(lake: Path, database: str, table: str) -> dict:
-    path = _root(lake) / database / table / "table.json"
+    path = _path(lake, database, table, "table.json")
     if not path.exists():
         raise EntityNotFound(f"Table {database}.{table} not found")
     return json.loads(path.read_text())
@@ -68,10 +80,10 @@ def databases(lake: Path) -> list[str]:
 def tables(lake: Path, database: str) -> dict[str, dict]:
     return {
         p.parent.name: json.loads(p.read_text())
-        for p in sorted((_root(lake) / database).glob("*/table.json"))
+        for p in sorted(_path(lake, database).glob("*/table.json"))
     }
 
 
 def partitions(lake: Path, database: str, table: str) -> list[dict]:
-    folder = _root(lake) / database / table / "partitions"
-    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+    folder = _path(lake, database, table, "partitions")
+    return [json.loads(p.read_text()) for p in sorted(folder.rglob("*.json"))]

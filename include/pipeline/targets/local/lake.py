@@ -14,11 +14,16 @@ from urllib.parse import urlparse
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
-    """``s3://bucket/a/b`` -> ``("bucket", "a/b")``; a clear error for anything else."""
-    parsed = urlparse(uri)
-    if parsed.scheme != "s3" or not parsed.netloc:
+    """``s3://bucket/a/b`` -> ``("bucket", "a/b")``; a clear error for anything else.
+
+    Split as S3 does, not as a URL: ``?`` and ``#`` are characters of the key, so
+    ``s3://b/model.bin?.json`` names the key ``model.bin?.json``, never ``model.bin``.
+    """
+    scheme, sep, rest = uri.partition("://")
+    bucket, _, key = rest.partition("/")
+    if scheme != "s3" or not sep or not bucket:
         raise ValueError(f"not an s3:// URI: {uri!r}")
-    return parsed.netloc, parsed.path.lstrip("/")
+    return bucket, key.lstrip("/")
 
 
 def resolve(uri: str | os.PathLike, lake: Path) -> Path:
@@ -33,6 +38,20 @@ def resolve(uri: str | os.PathLike, lake: Path) -> Path:
     if text.startswith("file://"):
         return Path(urlparse(text).path)
     return Path(text).expanduser()
+
+
+def resolve_in_bucket(uri: str, lake: Path) -> str:
+    """The URI of the file ``uri`` really is, links followed; an error if that leaves its bucket.
+
+    What a reader of untrusted URIs checks: a link inside the bucket may point at engine state
+    or at another bucket, which the URI's text does not show.
+    """
+    bucket, _ = split_s3_uri(uri)
+    path = resolve(uri, lake)
+    root = (lake / bucket).resolve()
+    if not path.is_relative_to(root):
+        raise ValueError(f"{uri!r} leads out of s3://{bucket}/ (a link?)")
+    return f"s3://{bucket}/{path.relative_to(root).as_posix()}"
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> Path:

@@ -12,11 +12,12 @@ import json
 import os
 from collections.abc import Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from airflow.sdk import BaseOperator
 
-from include.pipeline import settings as pipeline_settings
+from include.pipeline.requests.registry import REGISTER_ARGUMENTS
 
 _AWS_ONLY = frozenset(
     {
@@ -50,48 +51,70 @@ _AWS_ONLY = frozenset(
 
 
 class LocalOperator(BaseOperator):
-    """Drops the AWS-only arguments and gives subclasses the lake root."""
+    """Drops the AWS-only arguments and keeps where the local engines are.
 
-    def __init__(self, **kwargs: Any) -> None:
+    ``targets.load(settings).operators()`` binds ``lake``, ``region`` and ``endpoint_url`` (plain
+    strings, so they survive DAG serialization); the operator never re-reads the environment.
+    """
+
+    def __init__(self, *, lake: str, region: str, endpoint_url: str, **kwargs: Any) -> None:
         super().__init__(**{k: v for k, v in kwargs.items() if k not in _AWS_ONLY})
+        self.lake_root = str(lake)
+        self.region = region
+        self.endpoint_url = endpoint_url
 
     @property
-    def lake(self):
-        return pipeline_settings.load().lake
+    def lake(self) -> Path:
+        return Path(self.lake_root)
 
 
-def _create_or_skip(operator, create) -> None:
-    """Glue's create call with the provider's ``if_exists`` semantics ("skip" or "fail")."""
-    from include.pipeline.targets.local import catalog
+class _ConfigOperator(LocalOperator):
+    """An operator whose argument is the AWS request itself (``config``), as the provider's."""
 
-    try:
-        create()
-        operator.log.info("%s: created.", operator.task_id)
-    except catalog.AlreadyExists as exc:
-        if operator.if_exists != "skip":
-            raise
-        operator.log.info("%s, skipping.", exc)
+    template_fields: Sequence[str] = ("config",)
+    template_fields_renderers = {"config": "json"}
+
+    def __init__(self, *, config: dict, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.config = config
 
 
-class GlueCatalogCreateDatabaseOperator(LocalOperator):
+class _GlueCreateOperator(LocalOperator):
+    """A Glue create call in ``database_name`` with the provider's ``if_exists`` semantics
+    ("skip" or "fail")."""
+
+    def __init__(self, *, database_name: str, if_exists: str = "skip", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.database_name = database_name
+        self.if_exists = if_exists
+
+    def create(self, call, **request) -> None:
+        from include.pipeline.targets.local import catalog
+
+        try:
+            call(self.lake, **request)
+            self.log.info("%s: created.", self.task_id)
+        except catalog.AlreadyExists as exc:
+            if self.if_exists != "skip":
+                raise
+            self.log.info("%s, skipping.", exc)
+
+
+class GlueCatalogCreateDatabaseOperator(_GlueCreateOperator):
     template_fields: Sequence[str] = ("database_name", "description", "location_uri")
 
     def __init__(
         self,
         *,
-        database_name: str,
         description: str | None = None,
         location_uri: str | None = None,
         parameters: dict | None = None,
-        if_exists: str = "skip",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.database_name = database_name
         self.description = description
         self.location_uri = location_uri
         self.parameters = parameters
-        self.if_exists = if_exists
 
     def execute(self, context) -> str:
         from include.pipeline.targets.local import catalog
@@ -106,73 +129,45 @@ class GlueCatalogCreateDatabaseOperator(LocalOperator):
             }.items()
             if v is not None
         }
-        _create_or_skip(
-            self, lambda: catalog.create_database(self.lake, DatabaseInput=database_input)
-        )
+        self.create(catalog.create_database, DatabaseInput=database_input)
         return self.database_name
 
 
-class GlueCatalogCreateTableOperator(LocalOperator):
+class GlueCatalogCreateTableOperator(_GlueCreateOperator):
     template_fields: Sequence[str] = ("database_name", "table_name", "table_input")
 
-    def __init__(
-        self,
-        *,
-        database_name: str,
-        table_name: str,
-        table_input: dict,
-        if_exists: str = "skip",
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, *, table_name: str, table_input: dict, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.database_name = database_name
         self.table_name = table_name
         self.table_input = table_input
-        self.if_exists = if_exists
 
     def execute(self, context) -> str:
         from include.pipeline.targets.local import catalog
 
-        _create_or_skip(
-            self,
-            lambda: catalog.create_table(
-                self.lake,
-                DatabaseName=self.database_name,
-                TableInput={**self.table_input, "Name": self.table_name},
-            ),
+        self.create(
+            catalog.create_table,
+            DatabaseName=self.database_name,
+            TableInput={**self.table_input, "Name": self.table_name},
         )
         return self.table_name
 
 
-class GlueCatalogCreatePartitionOperator(LocalOperator):
+class GlueCatalogCreatePartitionOperator(_GlueCreateOperator):
     template_fields: Sequence[str] = ("database_name", "table_name", "partition_input")
 
-    def __init__(
-        self,
-        *,
-        database_name: str,
-        table_name: str,
-        partition_input: dict,
-        if_exists: str = "skip",
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, *, table_name: str, partition_input: dict, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.database_name = database_name
         self.table_name = table_name
         self.partition_input = partition_input
-        self.if_exists = if_exists
 
     def execute(self, context) -> None:
         from include.pipeline.targets.local import catalog
 
-        _create_or_skip(
-            self,
-            lambda: catalog.create_partition(
-                self.lake,
-                DatabaseName=self.database_name,
-                TableName=self.table_name,
-                PartitionInput=self.partition_input,
-            ),
+        self.create(
+            catalog.create_partition,
+            DatabaseName=self.database_name,
+            TableName=self.table_name,
+            PartitionInput=self.partition_input,
         )
 
 
@@ -233,7 +228,10 @@ def _environment(values: dict[str, str]):
 
 
 def training_job_path(lake, name: str):
-    return lake / "_sagemaker" / "training-jobs" / f"{name}.json"
+    from include.pipeline.targets.local.names import safe_join, validate
+
+    validate("sagemaker", "DescribeTrainingJob", "TrainingJobName", name)
+    return safe_join(lake / "_sagemaker" / "training-jobs", f"{name}.json")
 
 
 def _raise_if_failed(describe: dict, status_key: str, kind: str) -> None:
@@ -246,17 +244,13 @@ def _raise_if_failed(describe: dict, status_key: str, kind: str) -> None:
         )
 
 
-class SageMakerProcessingOperator(LocalOperator):
+class SageMakerProcessingOperator(_ConfigOperator):
     """Runs CreateProcessingJob with the local job runner; returns ``{"Processing": describe}``."""
 
     template_fields: Sequence[str] = ("config", "output_files_to_xcom")
-    template_fields_renderers = {"config": "json"}
 
-    def __init__(
-        self, *, config: dict, output_files_to_xcom: list[dict] | None = None, **kwargs: Any
-    ) -> None:
+    def __init__(self, *, output_files_to_xcom: list[dict] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.config = config
         self.output_files_to_xcom = output_files_to_xcom
 
     def execute(self, context) -> dict:
@@ -272,7 +266,7 @@ class SageMakerProcessingOperator(LocalOperator):
                     featurestore_runtime.ENDPOINT_ENV: url,
                     "AWS_ACCESS_KEY_ID": "local",
                     "AWS_SECRET_ACCESS_KEY": "local",
-                    "AWS_DEFAULT_REGION": pipeline_settings.load().region,
+                    "AWS_DEFAULT_REGION": self.region,
                 }
             ),
         ):
@@ -296,19 +290,18 @@ class SageMakerProcessingOperator(LocalOperator):
         return result
 
 
-class SageMakerTrainingOperator(LocalOperator):
+class SageMakerTrainingOperator(_ConfigOperator):
     """Runs CreateTrainingJob with the local job runner; returns ``{"Training": describe}``."""
-
-    template_fields: Sequence[str] = ("config",)
-    template_fields_renderers = {"config": "json"}
-
-    def __init__(self, *, config: dict, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.config = config
 
     def execute(self, context) -> dict:
         from include.pipeline.targets.local.sagemaker import jobs
 
+        previous = training_job_path(self.lake, self.config["TrainingJobName"])
+        if previous.exists():  # a retry: adopt the job a previous attempt completed, as on aws
+            describe = json.loads(previous.read_text())
+            if describe.get("TrainingJobStatus") == "Completed":
+                self.log.info("Adopting completed training job %s", describe["TrainingJobName"])
+                return {"Training": describe}
         describe = _jsonable(jobs.run_training_job(self.config, lake=self.lake, log=self.log.info))
         # Kept like SageMaker keeps it, for DescribeTrainingJob-style readers (the rules sensor).
         from include.pipeline.targets.local.lake import atomic_write_bytes
@@ -321,15 +314,8 @@ class SageMakerTrainingOperator(LocalOperator):
         return {"Training": describe}
 
 
-class SageMakerTransformOperator(LocalOperator):
+class SageMakerTransformOperator(_ConfigOperator):
     """Runs CreateTransformJob locally (the model from the local model store)."""
-
-    template_fields: Sequence[str] = ("config",)
-    template_fields_renderers = {"config": "json"}
-
-    def __init__(self, *, config: dict, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.config = config
 
     def execute(self, context) -> dict:
         from include.pipeline.targets.local.sagemaker import transform
@@ -338,46 +324,24 @@ class SageMakerTransformOperator(LocalOperator):
         describe = _jsonable(
             transform.run_transform_job(transform_request, lake=self.lake, log=self.log.info)
         )
-        if describe.get("TransformJobStatus") != "Completed":
-            from airflow.exceptions import AirflowException
-
-            raise AirflowException(
-                f"SageMaker transform job {describe.get('TransformJobName')} failed because "
-                f"{describe.get('FailureReason', 'of an unknown error')}"
-            )
+        _raise_if_failed(describe, "TransformJobStatus", "Transform")
         return {"Transform": describe}
 
 
-class SageMakerCreateFeatureGroupOperator(LocalOperator):
+class SageMakerCreateFeatureGroupOperator(_ConfigOperator):
     """CreateFeatureGroup in the local feature store (idempotent); ``{"FeatureGroup": describe}``."""
-
-    template_fields: Sequence[str] = ("config",)
-    template_fields_renderers = {"config": "json"}
-
-    def __init__(self, *, config: dict, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.config = config
 
     def execute(self, context) -> dict:
         from include.pipeline.targets.local.featurestore import store as feature_store
 
-        region = pipeline_settings.load().region
-        described = feature_store.create_feature_group(self.config, self.lake, region=region)
+        described = feature_store.create_feature_group(self.config, self.lake, region=self.region)
         return {"FeatureGroup": _jsonable(described)}
 
 
 class SageMakerRegisterModelVersionOperator(LocalOperator):
     """Registers a model version in the local registry from the provider operator's arguments."""
 
-    template_fields: Sequence[str] = (
-        "image_uri",
-        "model_url",
-        "package_group_name",
-        "package_group_desc",
-        "package_desc",
-        "model_approval",
-        "extras",
-    )
+    template_fields: Sequence[str] = REGISTER_ARGUMENTS
 
     def __init__(
         self,
@@ -404,42 +368,25 @@ class SageMakerRegisterModelVersionOperator(LocalOperator):
         from include.pipeline.requests import registry as requests
         from include.pipeline.targets.local.sagemaker import registry
 
-        kwargs = {
-            "image_uri": self.image_uri,
-            "model_url": self.model_url,
-            "package_group_name": self.package_group_name,
-            "package_desc": self.package_desc,
-            "model_approval": self.model_approval,
-            "extras": self.extras,
-        }
+        kwargs = requests.register_arguments(self)
         arn = registry.register_model_version(
             requests.create_model_package_group_request(kwargs),
             requests.create_model_package_request(kwargs),
             self.lake,
-            pipeline_settings.load().region,
+            self.region,
         )
         self.log.info("Registered model version %s", arn)
         return arn
 
 
-class _EndpointServiceOperator(LocalOperator):
+class _EndpointServiceOperator(_ConfigOperator):
     """Talks to the local endpoint service with boto3 (starting the service when needed)."""
-
-    template_fields: Sequence[str] = ("config",)
-    template_fields_renderers = {"config": "json"}
-
-    def __init__(self, *, config: dict, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.config = config
 
     def sagemaker(self):
         from include.pipeline.targets.local.endpoint import client as endpoint_client
 
-        settings = pipeline_settings.load()
-        url = endpoint_client.ensure_server(
-            settings.lake, settings.endpoint_host, settings.endpoint_port
-        )
-        return endpoint_client.client("sagemaker", url)
+        url = endpoint_client.ensure_server(self.lake, url=self.endpoint_url)
+        return endpoint_client.client("sagemaker", url, self.region)
 
 
 def _clean(response: dict) -> dict:
@@ -465,6 +412,21 @@ class SageMakerEndpointConfigOperator(_EndpointServiceOperator):
         _create_or_keep(client.create_endpoint_config, self.config, self.log)
         name = self.config["EndpointConfigName"]
         return {"EndpointConfig": _clean(client.describe_endpoint_config(EndpointConfigName=name))}
+
+
+def _previous_attempt(client, endpoint: dict) -> str | None:
+    """:func:`~include.pipeline.targets.waits.previous_attempt` of the local endpoint."""
+    from botocore.exceptions import ClientError
+
+    from include.pipeline.targets.waits import previous_attempt
+
+    try:
+        described = client.describe_endpoint(EndpointName=endpoint["EndpointName"])
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] == "ValidationException":  # no such endpoint yet
+            return None
+        raise
+    return previous_attempt(described, endpoint)
 
 
 def _create_or_keep(create, request: dict, log) -> None:
@@ -498,7 +460,16 @@ class SageMakerEndpointOperator(_EndpointServiceOperator):
         if "EndpointConfig" in self.config:
             _create_or_keep(client.create_endpoint_config, self.config["EndpointConfig"], self.log)
         endpoint = self.config.get("Endpoint", self.config)
-        if self.operation == "update":
+        updated = self.operation == "update"
+        previous = _previous_attempt(client, endpoint)
+        if previous:  # a retry: the request was sent already (as the aws operator does)
+            self.log.info(
+                "endpoint %s: %s on %s (a previous attempt)",
+                endpoint["EndpointName"],
+                previous,
+                endpoint["EndpointConfigName"],
+            )
+        elif updated:
             client.update_endpoint(**endpoint)
         else:
             try:
@@ -507,19 +478,38 @@ class SageMakerEndpointOperator(_EndpointServiceOperator):
                 if "already exist" not in exc.response["Error"].get("Message", "").lower():
                     raise
                 client.update_endpoint(**{k: v for k, v in endpoint.items() if k != "Tags"})
-        described = endpoint_client.wait_for_endpoint(
-            endpoint["EndpointName"], client.meta.endpoint_url
-        )
-        if described["EndpointStatus"] != "InService" or described.get("FailureReason"):
-            from airflow.exceptions import AirflowException
+                updated = True
+        from include.pipeline.targets.local.endpoint.blue_green import max_update_seconds
 
-            raise AirflowException(
-                f"endpoint {endpoint['EndpointName']} is {described['EndpointStatus']}: "
-                f"{described.get('FailureReason', '')}"
+        described = endpoint_client.wait_for_endpoint(
+            endpoint["EndpointName"],
+            client.meta.endpoint_url,
+            timeout=max(300.0, max_update_seconds(endpoint.get("DeploymentConfig"))),
+        )
+        report = (
+            endpoint_client.update_report(endpoint["EndpointName"], client.meta.endpoint_url)
+            if updated
+            else None
+        )
+        if report:
+            self.log.info(
+                "update to %s: %s; the new fleet failed %d of the %d requests routed to it",
+                report["EndpointConfigName"],
+                report["Outcome"],
+                report["NewFleetFailedRequests"],
+                report["NewFleetInvocations"],
             )
+        from include.pipeline.targets.waits import not_serving_reason
+
+        reason = not_serving_reason(described, endpoint, alarms=[])  # reason names the alarm
+        if reason:
+            from airflow.sdk.exceptions import AirflowFailException
+
+            raise AirflowFailException(reason)  # a rollback: retrying cannot change it
         return {
             "EndpointConfig": endpoint.get("EndpointConfigName"),
             "Endpoint": _jsonable(described),
+            **({"UpdateReport": report} if report else {}),
         }
 
 
@@ -555,7 +545,7 @@ class SageMakerDebugRulesSensor(LocalOperator):
         self.fail_on_issues = fail_on_issues
 
     def execute(self, context) -> list[dict]:
-        from include.pipeline.targets.local.sagemaker.debugger import rule_failures
+        from include.pipeline.training_rules import rule_failures
 
         described = json.loads(training_job_path(self.lake, self.job_name).read_text())
         statuses = [
@@ -573,8 +563,165 @@ class SageMakerDebugRulesSensor(LocalOperator):
         if failures:
             message = f"training job {self.job_name}: rules found issues: {', '.join(failures)}"
             if str(self.fail_on_issues).lower() == "true":
-                from airflow.exceptions import AirflowException
+                from airflow.sdk.exceptions import AirflowFailException
 
-                raise AirflowException(message)
+                raise AirflowFailException(message)  # a finding: retrying cannot change it
             self.log.warning(message)
         return statuses
+
+
+class SageMakerTuningOperator(_ConfigOperator):
+    """Runs CreateHyperParameterTuningJob with the local Optuna engine; returns
+    ``{"Tuning": describe}`` like the provider's. Each trial's DescribeTrainingJob is kept where
+    the training operator keeps its own."""
+
+    def execute(self, context) -> dict:
+        from include.pipeline.targets.local.lake import atomic_write_bytes
+        from include.pipeline.targets.local.sagemaker import tuning
+
+        def keep(describe: dict) -> None:
+            atomic_write_bytes(
+                training_job_path(self.lake, describe["TrainingJobName"]),
+                json.dumps(_jsonable(describe), indent=2).encode(),
+            )
+
+        describe = tuning.run_tuning_job(
+            self.config, lake=self.lake, log=self.log.info, on_training_job=keep
+        )
+        _raise_if_failed(describe, "HyperParameterTuningJobStatus", "HyperParameterTuning")
+        return {"Tuning": _jsonable(describe)}
+
+
+class SageMakerAutoMLOperator(LocalOperator):
+    """Runs CreateAutoMLJob (the provider operator's arguments) with the local FLAML engine.
+
+    Returns what the provider's returns: the ``BestCandidate`` when waiting, else None (the
+    ``SageMakerAutoMLSensor`` then reads the finished job)."""
+
+    template_fields: Sequence[str] = (
+        "job_name",
+        "s3_input",
+        "target_attribute",
+        "s3_output",
+        "role_arn",
+        "compressed_input",
+        "time_limit",
+        "autodeploy_endpoint_name",
+        "extras",
+    )
+
+    def __init__(
+        self,
+        *,
+        job_name: str,
+        s3_input: str,
+        target_attribute: str,
+        s3_output: str,
+        role_arn: str,
+        compressed_input: bool = False,
+        time_limit: int | None = None,
+        autodeploy_endpoint_name: str | None = None,
+        extras: dict | None = None,
+        wait_for_completion: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.job_name, self.s3_input, self.target_attribute = job_name, s3_input, target_attribute
+        self.s3_output, self.role_arn = s3_output, role_arn
+        self.compressed_input, self.time_limit = compressed_input, time_limit
+        self.autodeploy_endpoint_name, self.extras = autodeploy_endpoint_name, extras
+        self.wait = wait_for_completion
+
+    def request(self) -> dict:
+        """The CreateAutoMLJob request the provider's hook builds from these arguments."""
+        source = {
+            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": self.s3_input}},
+            "TargetAttributeName": self.target_attribute,
+        }
+        if self.compressed_input:
+            source["CompressionType"] = "Gzip"
+        request = {
+            "AutoMLJobName": self.job_name,
+            "InputDataConfig": [source],
+            "OutputDataConfig": {"S3OutputPath": self.s3_output},
+            "RoleArn": self.role_arn,
+        }
+        if self.time_limit:
+            limit = {"MaxAutoMLJobRuntimeInSeconds": int(self.time_limit)}
+            request["AutoMLJobConfig"] = {"CompletionCriteria": limit}
+        if self.autodeploy_endpoint_name:
+            raise ValueError("autodeploy_endpoint_name: the local AutoML engine does not deploy")
+        request.update(self.extras or {})
+        return request
+
+    def execute(self, context) -> dict | None:
+        from include.pipeline.targets.local.sagemaker import automl
+
+        describe = automl.run_automl_job(self.request(), lake=self.lake, log=self.log.info)
+        _raise_if_failed(describe, "AutoMLJobStatus", "AutoML")
+        return describe["BestCandidate"] if self.wait else None
+
+
+class SageMakerAutoMLSensor(LocalOperator):
+    """The finished local AutoML job: succeeds on Completed, fails with its reason otherwise."""
+
+    template_fields: Sequence[str] = ("job_name",)
+
+    def __init__(self, *, job_name: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.job_name = job_name
+
+    def execute(self, context) -> None:
+        from include.pipeline.targets.local.sagemaker import automl
+
+        _raise_if_failed(
+            automl.describe_automl_job(self.job_name, self.lake), "AutoMLJobStatus", "AutoML"
+        )
+
+
+class SageMakerOfflineStoreSensor(LocalOperator):
+    """The local store writes the offline store synchronously: one count, same contract (fewer
+    records than the prepare job put fails the task at once, naming both counts)."""
+
+    template_fields: Sequence[str] = ("query", "expected", "output_location")
+
+    def __init__(
+        self,
+        *,
+        query: str,
+        expected: int | str,
+        output_location: str,
+        database: str = "sagemaker_featurestore",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.query = query
+        self.expected = expected
+        self.output_location = output_location
+        self.database = database
+
+    def execute(self, context) -> int:
+        import csv
+        import io
+
+        from include.pipeline.targets.local import athena, lake
+
+        qid = athena.start_query_execution(
+            self.lake,
+            QueryString=self.query,
+            QueryExecutionContext={"Database": self.database},
+            ResultConfiguration={"OutputLocation": self.output_location},
+        )
+        result = athena.get_query_execution(self.lake, qid)["QueryExecution"]
+        path = lake.resolve(result["ResultConfiguration"]["OutputLocation"], self.lake)
+        rows = list(csv.reader(io.StringIO(path.read_text())))
+        found = int(rows[1][0]) if len(rows) > 1 else 0
+        self.log.info("offline store: %d of %s records of this run", found, self.expected)
+        if found < int(self.expected):
+            from airflow.sdk.exceptions import AirflowFailException
+
+            raise AirflowFailException(
+                f"the offline store holds {found} of the {self.expected} records the prepare "
+                f"job put (query: {self.query})"
+            )
+        return found

@@ -158,19 +158,25 @@ _COMPUTE: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray | None], float]
 assert _COMPUTE.keys() == PRE_TRAINING_METRICS.keys()
 
 
-def resolve_methods(methods: str | Sequence[str]) -> list[str]:
-    """Clarify's ``methods`` value ("all" or a list of names) -> the names, in Clarify's order."""
+def resolve_methods(
+    methods: str | Sequence[str],
+    known: Sequence[str] = PRE_TRAINING_METRICS,
+    *,
+    stage: str = "pre_training",
+) -> list[str]:
+    """Clarify's ``methods`` value ("all" or a list of names) -> the names, in Clarify's order;
+    ``known``/``stage`` name the metric family (pre-training here, post-training beside)."""
     if isinstance(methods, str):
         if methods.strip().lower() == "all":
-            return list(PRE_TRAINING_METRICS)
+            return list(known)
         methods = [m.strip() for m in methods.split(",") if m.strip()]
-    unknown = [m for m in methods if m not in PRE_TRAINING_METRICS]
+    unknown = [m for m in methods if m not in known]
     if unknown or not methods:
         raise ValueError(
-            f"pre_training_bias methods {unknown or methods!r} are not pre-training metrics; "
-            f"choose from {', '.join(PRE_TRAINING_METRICS)} or 'all'"
+            f"{stage}_bias methods {unknown or methods!r} are not "
+            f"{stage.replace('_', '-')} metrics; choose from {', '.join(known)} or 'all'"
         )
-    return [m for m in PRE_TRAINING_METRICS if m in methods]
+    return [m for m in known if m in methods]
 
 
 def json_value(value: float) -> float | str | None:

@@ -25,10 +25,17 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from include.pipeline.requests.clarify_container import ANALYSIS_FILE
 from include.pipeline.targets.local.clarify.metrics import compute_metrics, resolve_methods
+from include.pipeline.targets.local.clarify.posttraining import (
+    compute_post_training_metrics,
+)
+from include.pipeline.targets.local.clarify.posttraining import (
+    resolve_methods as resolve_post_training,
+)
 
 SUPPORTED_DATASET_TYPES = ("text/csv",)
-SUPPORTED_METHODS = ("pre_training_bias", "report")
+SUPPORTED_METHODS = ("pre_training_bias", "post_training_bias", "report")
 
 
 class ClarifyInputError(ValueError):
@@ -51,6 +58,9 @@ class AnalysisSpec:
     headers: tuple[str, ...] | None
     report_name: str | None
     report_title: str
+    # post_training_bias over the model's predictions in the dataset's ``predicted_label`` column
+    post_methods: tuple[str, ...] = ()
+    predicted_label: str | None = None
 
 
 def parse_config(config: dict, source: str = "analysis_config.json") -> AnalysisSpec:
@@ -66,12 +76,29 @@ def parse_config(config: dict, source: str = "analysis_config.json") -> Analysis
     unsupported = sorted(set(methods) - set(SUPPORTED_METHODS))
     if unsupported:
         raise fail(f"methods {unsupported} are not supported locally (only pre_training_bias)")
-    if "pre_training_bias" not in methods:
-        raise fail("methods.pre_training_bias is missing: nothing to compute")
+    if not {"pre_training_bias", "post_training_bias"} & set(methods):
+        raise fail(
+            "methods.pre_training_bias (or post_training_bias) is missing: nothing to compute"
+        )
     try:
-        names = resolve_methods(methods["pre_training_bias"].get("methods", "all"))
+        names = (
+            resolve_methods(methods["pre_training_bias"].get("methods", "all"))
+            if "pre_training_bias" in methods
+            else []
+        )
+        post_names = (
+            resolve_post_training(methods["post_training_bias"].get("methods", "all"))
+            if "post_training_bias" in methods
+            else []
+        )
     except ValueError as exc:
         raise fail(str(exc)) from None
+    predicted_label = config.get("predicted_label")
+    if post_names and (not isinstance(predicted_label, str) or not predicted_label):
+        raise fail(
+            "post_training_bias needs 'predicted_label': the dataset column of the model's "
+            "predictions (the local processor calls no model)"
+        )
     label = config.get("label")
     if not isinstance(label, str) or not label:
         raise fail("'label' must name the label column")
@@ -88,8 +115,8 @@ def parse_config(config: dict, source: str = "analysis_config.json") -> Analysis
     if not facets:
         raise fail("'facet' must list at least one facet column")
     group_variable = config.get("group_variable")
-    if "CDDL" in names and not group_variable:
-        raise fail("CDDL needs 'group_variable' (a column name)")
+    if ("CDDL" in names or "CDDPL" in post_names) and not group_variable:
+        raise fail("CDDL / CDDPL need 'group_variable' (a column name)")
     headers = config.get("headers")
     report = methods.get("report") or {}
     return AnalysisSpec(
@@ -101,6 +128,8 @@ def parse_config(config: dict, source: str = "analysis_config.json") -> Analysis
         headers=tuple(headers) if headers else None,
         report_name=report.get("name") if report else None,
         report_title=report.get("title", "Bias report") if report else "Bias report",
+        post_methods=tuple(post_names),
+        predicted_label=predicted_label if post_names else None,
     )
 
 
@@ -169,8 +198,11 @@ def _require_column(data, column: str, role: str, origins) -> None:
         )
 
 
-def positive_label_index(series, label_values: tuple):
-    """Rows whose label is one of the favourable values (compared as text, then as numbers)."""
+def positive_label_index(series, label_values: tuple, *, must_occur: bool = True):
+    """Rows whose label is one of the favourable values (compared as text, then as numbers).
+
+    A favourable value absent from the data's labels is an input error; absent from a model's
+    predictions (``must_occur=False``) it is a finding the metrics report, not an error."""
     import pandas as pd
 
     wanted = [str(v) for v in label_values]
@@ -184,6 +216,8 @@ def positive_label_index(series, label_values: tuple):
             hits = (numeric == float(v)).to_numpy()
         except (TypeError, ValueError):
             hits = None
+        if (hits is None or not hits.any()) and not must_occur:
+            continue
         if hits is None or not hits.any():
             shown = sorted(seen)[:20]
             raise ClarifyInputError(
@@ -207,12 +241,18 @@ def analyse(data, spec: AnalysisSpec, origins=()) -> tuple[dict, dict]:
     for facet in spec.facets:
         _require_column(data, facet.name, "facet", origins)
     group_codes = None
-    if spec.group_variable and "CDDL" in spec.methods:
+    predicted = None
+    if spec.predicted_label:
+        _require_column(data, spec.predicted_label, "predicted_label", origins)
+        predicted = positive_label_index(
+            data[spec.predicted_label], spec.label_values, must_occur=False
+        )
+    if spec.group_variable and ("CDDL" in spec.methods or "CDDPL" in spec.post_methods):
         _require_column(data, spec.group_variable, "group_variable", origins)
         group_codes, _ = pd.factorize(data[spec.group_variable])
     positive = positive_label_index(data[spec.label], spec.label_values)
 
-    facets_out, stats = {}, {}
+    facets_out, post_out, stats = {}, {}, {}
     for facet in spec.facets:
         codes, uniques = pd.factorize(data[facet.name])
         if facet.values is None:
@@ -229,11 +269,17 @@ def analyse(data, spec: AnalysisSpec, origins=()) -> tuple[dict, dict]:
                     f"facet value(s) {unseen} never occur in facet column {facet.name!r}"
                 )
             groups = [(list(facet.values), data[facet.name].isin(facet.values).to_numpy())]
-        entries, rows = [], []
+        entries, post_entries, rows = [], [], []
         for values, sensitive in groups:
             value = ",".join(values)
-            metrics = compute_metrics(spec.methods, positive, sensitive, group_codes)
-            entries.append({"value_or_threshold": value, "metrics": metrics})
+            if spec.methods:
+                metrics = compute_metrics(spec.methods, positive, sensitive, group_codes)
+                entries.append({"value_or_threshold": value, "metrics": metrics})
+            if predicted is not None:
+                post = compute_post_training_metrics(
+                    spec.post_methods, positive, predicted, sensitive, group_codes
+                )
+                post_entries.append({"value_or_threshold": value, "metrics": post})
             n, n_pos = int(sensitive.sum()), int((sensitive & positive).sum())
             rows.append(
                 {
@@ -245,15 +291,19 @@ def analyse(data, spec: AnalysisSpec, origins=()) -> tuple[dict, dict]:
                 }
             )
         facets_out[facet.name] = entries
+        post_out[facet.name] = post_entries
         stats[facet.name] = rows
-    analysis = {
-        "version": "1.0",
-        "pre_training_bias_metrics": {
-            "label": spec.label,
-            "facets": facets_out,
-            "label_value_or_threshold": ",".join(map(str, spec.label_values)),
-        },
-    }
+    analysis: dict = {"version": "1.0"}
+    for section, methods, found in (
+        ("pre_training_bias_metrics", spec.methods, facets_out),
+        ("post_training_bias_metrics", spec.post_methods, post_out),
+    ):
+        if methods:
+            analysis[section] = {
+                "label": spec.label,
+                "facets": found,
+                "label_value_or_threshold": ",".join(map(str, spec.label_values)),
+            }
     summary = {
         "rows": len(data),
         "positive_share": float(np.mean(positive)) if len(data) else 0.0,
@@ -284,10 +334,10 @@ def run(config_path: Path, dataset_path: Path, output_dir: Path, log=print) -> l
             from include.pipeline.targets.local.clarify.report import write_report
 
             write_report(analysis, summary, staging, name=spec.report_name, title=spec.report_title)
-        (staging / "analysis.json").write_text(json.dumps(analysis, indent=2), encoding="utf-8")
+        (staging / ANALYSIS_FILE).write_text(json.dumps(analysis, indent=2), encoding="utf-8")
         written = []
-        names = sorted(p.name for p in staging.iterdir() if p.name != "analysis.json")
-        for name in [*names, "analysis.json"]:
+        names = sorted(p.name for p in staging.iterdir() if p.name != ANALYSIS_FILE)
+        for name in [*names, ANALYSIS_FILE]:
             os.replace(staging / name, output_dir / name)
             written.append(output_dir / name)
     finally:

@@ -9,28 +9,59 @@ Runs in a background thread of the endpoint server, following the request's
   ``INSTANCE_COUNT`` (of the new fleet's instances).
 - ``TerminationWaitInSeconds``: a last bake with all traffic on the new fleet, the old one kept.
 - ``MaximumExecutionTimeoutInSeconds``: past it, the update rolls back.
-- ``AutoRollbackConfiguration.Alarms``: locally every alarm name stands for one check, the new
-  fleet's invocation error rate (model failures / invocations) during every wait and bake; when
-  it passes the server's threshold (``PIPELINE_ENDPOINT_ERROR_RATE``) the update rolls back.
-  Without alarms only a failed health check rolls back, as on AWS.
+- ``AutoRollbackConfiguration.Alarms``: the alarms stored through the local ``cloudwatch``
+  client (:mod:`include.pipeline.targets.local.cloudwatch`). One on ``Invocation5XXErrors`` is
+  evaluated during every wait and bake on the new fleet's failures over the alarm's window, with
+  its threshold and comparison; the update rolls back when it fires. An alarm that does not
+  exist fails the update. Without alarms only a failed health check rolls back, as on AWS.
 
 Before any traffic moves, the new fleet must pass a health check: every variant's model loads
-and answers a warm-up invocation. While the update runs the old fleet keeps serving, and a
-request the new fleet fails is answered by the old fleet (and counted against the new one), so a
-healthy update and a rolled-back broken one both cost clients zero failed requests.
+and answers a warm-up invocation. While the update runs the old fleet keeps serving its share; a
+request routed to the new fleet is answered by the new fleet alone, so callers see its
+ModelErrors until the rollback, as on SageMaker. The update's outcome records how many requests
+it failed (:meth:`EndpointService.finish_update`).
+
+This module knows the service only through :class:`UpdateHost` (no import of the service).
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Protocol
 
-from include.pipeline.targets.local.endpoint.routing import Fleet
+from include.pipeline.targets.local import cloudwatch
+from include.pipeline.targets.local.cloudwatch import ErrorRateRule
+from include.pipeline.targets.local.endpoint.routing import Fleet, Traffic
 
-if TYPE_CHECKING:
-    from include.pipeline.targets.local.endpoint.service import EndpointService
-
+log = logging.getLogger(__name__)
 POLL_SECONDS = 0.05
+DESCRIBE_MARGIN_SECONDS = 120.0  # health check and model loading on top of the waits
+
+
+class UpdateHost(Protocol):
+    """What an update needs from the hosting service."""
+
+    traffic: dict[str, Traffic]
+    config: object  # ServiceConfig: min_invocations
+    lake: Path  # where the rollback alarms are stored
+
+    def health_check(self, fleet: Fleet) -> None: ...
+
+    def finish_update(
+        self, name: str, fleet: Fleet | None, ok: bool, reason: str | None
+    ) -> None: ...
+
+
+def max_update_seconds(deployment: dict | None, instances: int = 1) -> float:
+    """The longest an UpdateEndpoint with ``deployment`` may run before it settles: its
+    MaximumExecutionTimeoutInSeconds when given, else every wait and bake plus a margin."""
+    policy = (deployment or {}).get("BlueGreenUpdatePolicy") or {}
+    waits = sum(wait for _, wait in traffic_steps(policy, instances))
+    waits += float(policy.get("TerminationWaitInSeconds") or 0)
+    limit = float(policy.get("MaximumExecutionTimeoutInSeconds") or 0)
+    return (min(limit, waits) if limit else waits) + DESCRIBE_MARGIN_SECONDS
 
 
 def traffic_steps(policy: dict, instances: int) -> list[tuple[float, float]]:
@@ -64,16 +95,20 @@ def traffic_steps(policy: dict, instances: int) -> list[tuple[float, float]]:
 
 
 def run_update(
-    service: EndpointService, name: str, config: dict, deployment: dict, retain: bool
+    service: UpdateHost, name: str, config: dict, deployment: dict, retain: bool
 ) -> None:
     """The whole update; ends with the endpoint InService on the new or (rollback) old config."""
     traffic = service.traffic[name]
     policy = deployment.get("BlueGreenUpdatePolicy") or {}
     rollback = deployment.get("AutoRollbackConfiguration") or {}
-    alarms = [a["AlarmName"] for a in rollback.get("Alarms") or []]
     started = time.monotonic()
     timeout = float(policy.get("MaximumExecutionTimeoutInSeconds") or 0) or None
     new = Fleet.from_config(config, keep_weights=traffic.live if retain else None)
+    try:
+        alarms = alarm_rules(service.lake, rollback)
+    except ValueError as err:
+        service.finish_update(name, new, ok=False, reason=str(err))
+        return
     try:
         steps = traffic_steps(policy, new.instance_count())
         steps.append((1.0, float(policy.get("TerminationWaitInSeconds") or 0)))
@@ -97,20 +132,39 @@ def run_update(
     service.finish_update(name, new, ok=True, reason=None)
 
 
+def alarm_rules(lake, rollback: dict) -> list[ErrorRateRule]:
+    """The rules of ``AutoRollbackConfiguration.Alarms``, read from the alarms stored through
+    the local ``cloudwatch`` client (PutMetricAlarm); a missing alarm fails the update."""
+    rules = []
+    for entry in rollback.get("Alarms") or []:
+        alarm = cloudwatch.load_alarm(lake, entry["AlarmName"])
+        if alarm is None:
+            raise ValueError(
+                f"AutoRollbackConfiguration alarm {entry['AlarmName']!r} does not exist "
+                "(PutMetricAlarm it first)"
+            )
+        rule = cloudwatch.error_rate_rule(alarm)
+        if rule is None:
+            log.info("alarm %s watches no 5XX errors: not evaluated locally", alarm["AlarmName"])
+        else:
+            rules.append(rule)
+    return rules
+
+
 def _bake(service, traffic, seconds: float, alarms, started: float, timeout) -> str | None:
     """Watch the new fleet for ``seconds``; the reason to roll back, or None."""
     deadline = time.monotonic() + seconds
     while True:
-        if alarms:
-            errors, invocations = traffic.error_rate()
-            if invocations >= service.config.min_invocations and invocations:
-                rate = errors / invocations
-                if rate > service.config.error_rate_threshold:
-                    return (
-                        f"Alarm {', '.join(alarms)} fired: the new fleet failed {errors} of "
-                        f"{invocations} invocations (error rate {rate:.2f} > "
-                        f"{service.config.error_rate_threshold:.2f}); rolled back"
-                    )
+        for rule in alarms:
+            errors, invocations = traffic.error_rate(rule.window_seconds)
+            if invocations >= service.config.min_invocations and rule.breached(errors, invocations):
+                unit = "%" if rule.percent else " errors"
+                return (
+                    f"Alarm {rule.name} fired: the new fleet failed {errors} of {invocations} "
+                    f"invocations in the last {rule.window_seconds:g} s "
+                    f"({rule.value(errors, invocations):.2f}{unit} {rule.comparison} "
+                    f"{rule.threshold:g}); rolled back"
+                )
         if timeout and time.monotonic() - started > timeout:
             return f"Update exceeded MaximumExecutionTimeoutInSeconds={timeout:g}; rolled back"
         if time.monotonic() >= deadline:

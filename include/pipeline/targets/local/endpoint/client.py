@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -37,10 +38,19 @@ def pid_path(lake: Path) -> Path:
 
 
 def ensure_server(
-    lake: Path, host: str = "127.0.0.1", port: int = 8765, timeout: float = 90.0
+    lake: Path,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    timeout: float = 90.0,
+    *,
+    url: str | None = None,
 ) -> str:
-    """The base URL of a server for ``lake`` at host:port, starting one (detached) if needed."""
+    """The base URL of a server for ``lake`` at host:port (or ``url``), starting one (detached)
+    if needed."""
     lake = Path(lake).resolve()
+    if url:
+        parts = urllib.parse.urlsplit(url)
+        host, port = parts.hostname or host, parts.port or port
     url = f"http://{host}:{port}"
     answer = ping(url)
     if answer is None:
@@ -75,16 +85,15 @@ def ensure_server(
     return url
 
 
-def client(service: str, endpoint_url: str | None = None, region: str | None = None):
+def client(service: str, endpoint_url: str, region: str = "us-east-1"):
     """A boto3 client (``sagemaker`` or ``sagemaker-runtime``) talking to the local server."""
     import boto3
     from botocore.config import Config
 
-    settings = pipeline_settings.load()
     return boto3.client(
         service,
-        endpoint_url=endpoint_url or settings.endpoint_url,
-        region_name=region or settings.region,
+        endpoint_url=endpoint_url,
+        region_name=region,
         aws_access_key_id="local",
         aws_secret_access_key="local",
         config=Config(retries={"max_attempts": 1}, read_timeout=120),
@@ -92,7 +101,7 @@ def client(service: str, endpoint_url: str | None = None, region: str | None = N
 
 
 def wait_for_endpoint(
-    name: str, endpoint_url: str | None = None, timeout: float = 300.0, poll: float = 0.25
+    name: str, endpoint_url: str, timeout: float = 300.0, poll: float = 0.25
 ) -> dict:
     """DescribeEndpoint once the endpoint settles (InService / Failed); raises on timeout."""
     sagemaker = client("sagemaker", endpoint_url)
@@ -107,6 +116,16 @@ def wait_for_endpoint(
                 f"endpoint {name} still {described['EndpointStatus']} after {timeout}s"
             )
         time.sleep(poll)
+
+
+def update_report(name: str, endpoint_url: str) -> dict | None:
+    """The last UpdateEndpoint's outcome on the local server (requests the new fleet failed)."""
+    url = f"{endpoint_url.rstrip('/')}/endpoints/{urllib.parse.quote(name)}/stats"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return json.loads(response.read()).get("last_update")
+    except (OSError, ValueError):
+        return None
 
 
 def stop_server(lake: Path) -> bool:

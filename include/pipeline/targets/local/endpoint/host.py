@@ -54,7 +54,7 @@ def build_server(
     config: ServiceConfig | None = None,
 ) -> EndpointServer:
     """Bind the server (port 0: any free port) and restore the endpoints the lake holds."""
-    service = EndpointService(Path(lake), region, config or ServiceConfig.from_env())
+    service = EndpointService(Path(lake), region, config or ServiceConfig())
     server = EndpointServer((host, port), service)
     service.restore()
     return server
@@ -79,7 +79,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    server = build_server(args.lake.resolve(), args.host, args.port, args.region)
+    server = build_server(
+        args.lake.resolve(),
+        args.host,
+        args.port,
+        args.region,
+        config=ServiceConfig.from_settings(settings),
+    )
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     logging.getLogger(__name__).info("serving %s at %s", args.lake, server.url)
     print(f"endpoint server at {server.url} (lake {args.lake})", flush=True)

@@ -23,11 +23,21 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from include.pipeline.targets.local.endpoint.batching import BatcherClosed, MicroBatcher
 from include.pipeline.targets.local.lake import atomic_write_bytes, resolve
+from include.pipeline.targets.local.names import safe_join, validate
 
 STATE_DIR = "_sagemaker"
+_MODEL_KEYS = ("ModelArn", "CreationTime", "Request")
 ACCOUNT = "000000000000"
 DEFAULT_PROGRAM = "inference.py"
+# Images whose serving stack the local host implements itself (a built-in algorithm, Autopilot's
+# candidates: their archives hold no inference script). Repository name -> module with
+# model_fn / input_fn / predict_fn / output_fn.
+BUILTIN_SERVING = {
+    "blazingtext": "include.pipeline.targets.local.sagemaker.blazingtext",
+    "sagemaker-sklearn-automl": "include.pipeline.targets.local.sagemaker.automl_serving",
+}
 # The health-check request a new fleet must answer before it gets traffic (the inference contract).
 WARMUP_BODY = b'{"features": ["health check"]}'
 WARMUP_CONTENT_TYPE = "application/json"
@@ -36,8 +46,21 @@ _import_lock = threading.Lock()
 _module_counter = itertools.count()
 
 
+# The most review texts one InvokeEndpoint may carry (one forward pass); SageMaker caps the
+# payload at 6 MB, this caps the work: a request beyond it is refused with 413.
+MAX_ITEMS_PER_REQUEST = 1000
+
+
 class SageMakerValidationError(ValueError):
     """What SageMaker answers with ``ValidationException``: unknown names, conflicts, bad fields."""
+
+    status = 400
+
+
+class PayloadTooLarge(SageMakerValidationError):
+    """More items in one invocation than :data:`MAX_ITEMS_PER_REQUEST`."""
+
+    status = 413
 
 
 @dataclass
@@ -60,6 +83,26 @@ def _models_dir(lake: Path) -> Path:
     return Path(lake) / STATE_DIR / "models"
 
 
+def _model_path(name: str, lake: Path) -> Path:
+    """The stored CreateModel of ``name``, a name SageMaker would accept."""
+    validate("sagemaker", "CreateModel", "ModelName", name)
+    return safe_join(_models_dir(lake), f"{name}.json")
+
+
+def read_document(path: Path, keys: tuple[str, ...], what: str) -> dict:
+    """A stored state document with its ``keys``; a clear error naming the file if not."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise SageMakerValidationError(f"{what}: unreadable state file {path}: {err}") from err
+    missing = [k for k in keys if not isinstance(doc, dict) or k not in doc]
+    if missing:
+        raise SageMakerValidationError(
+            f"{what}: state file {path} lacks {', '.join(missing)} (edited by hand?)"
+        )
+    return doc
+
+
 def create_model(request: dict, lake: Path, region: str = "us-east-1") -> dict:
     """Store a CreateModel request; the same request again is a no-op, a different one an error."""
     name = request.get("ModelName") or ""
@@ -70,10 +113,10 @@ def create_model(request: dict, lake: Path, region: str = "us-east-1") -> dict:
         raise SageMakerValidationError(
             f"model {name}: PrimaryContainer.ModelDataUrl (the model.tar.gz) is required locally"
         )
-    path = _models_dir(lake) / f"{name}.json"
+    path = _model_path(name, lake)
     model_arn = arn(region, "model", name)
     if path.exists():
-        existing = json.loads(path.read_text())
+        existing = read_document(path, _MODEL_KEYS, f"model {name}")
         if existing["Request"] == request:
             return {"ModelArn": existing["ModelArn"]}
         raise SageMakerValidationError(f'Cannot create already existing model "{model_arn}".')
@@ -84,15 +127,15 @@ def create_model(request: dict, lake: Path, region: str = "us-east-1") -> dict:
 
 def describe_model(name: str, lake: Path) -> dict:
     """DescribeModel's answer for a stored model."""
-    path = _models_dir(lake) / f"{name}.json"
+    path = _model_path(name, lake)
     if not path.exists():
         raise SageMakerValidationError(f'Could not find model "{name}".')
-    doc = json.loads(path.read_text())
+    doc = read_document(path, _MODEL_KEYS, f"model {name}")
     return {**doc["Request"], "ModelArn": doc["ModelArn"], "CreationTime": doc["CreationTime"]}
 
 
 def delete_model(name: str, lake: Path) -> None:
-    path = _models_dir(lake) / f"{name}.json"
+    path = _model_path(name, lake)
     if not path.exists():
         raise SageMakerValidationError(f'Could not find model "{name}".')
     path.unlink()
@@ -180,6 +223,7 @@ class InferenceHandler:
         self.model = model
         self._batcher = None
         self._batcher_lock = threading.Lock()
+        self._closed = False
 
     def parse(self, body: bytes, content_type: str):
         fn = getattr(self.module, "input_fn", None)
@@ -221,16 +265,50 @@ class InferenceHandler:
         data = self.parse(body, content_type)
         if not isinstance(data, list):
             return self.render(self.infer(data), accept)
+        if len(data) > MAX_ITEMS_PER_REQUEST:
+            raise PayloadTooLarge(
+                f"The request holds {len(data)} items; one invocation takes at most "
+                f"{MAX_ITEMS_PER_REQUEST} (split it into several requests)"
+            )
         with self._batcher_lock:
+            if self._closed:
+                raise BatcherClosed(f"model {self.model_name} was unloaded")
             if self._batcher is None:
-                from include.pipeline.targets.local.endpoint.batching import MicroBatcher
-
                 self._batcher = MicroBatcher(self.infer)
-        return self.render(self._batcher.submit(data), accept)
+            batcher = self._batcher
+        try:
+            predictions = batcher.submit(data)
+        except TimeoutError as err:
+            raise InvocationError(504, str(err), "predict_fn") from err
+        return self.render(predictions, accept)
 
     def close(self) -> None:
-        if self._batcher is not None:
-            self._batcher.close()
+        with self._batcher_lock:
+            self._closed = True
+            if self._batcher is not None:
+                self._batcher.close()
+
+
+LOADER_NICE = 10  # how much lower than the serving threads a background model load runs
+
+
+def yield_to_serving() -> None:
+    """Make the calling (background) thread cheap for the serving threads: a lower CPU priority
+    (Linux schedules threads one by one) and one torch intra-op thread (OpenMP's thread count is
+    per calling thread). Loading and warming a new fleet's model then leaves the cores to the
+    requests in flight instead of doubling their latency."""
+    import contextlib
+    import os
+
+    # not Linux: the priority stays, the thread limit still helps
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOADER_NICE)
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
 
 
 def load_handler(model_name: str, lake: Path) -> InferenceHandler:
@@ -240,9 +318,11 @@ def load_handler(model_name: str, lake: Path) -> InferenceHandler:
     container = doc.get("PrimaryContainer") or doc["Containers"][0]
     environment = container.get("Environment") or {}
     model_dir = extract_archive(resolve(container["ModelDataUrl"], lake), lake)
-    script = _code_script(model_dir, environment, lake)
+    repository = container.get("Image", "").rsplit("/", 1)[-1].split(":")[0]
+    builtin = BUILTIN_SERVING.get(repository)
+    script = Path(builtin or "") if builtin else _code_script(model_dir, environment, lake)
     try:
-        module = _import_fresh(script)
+        module = importlib.import_module(builtin) if builtin else _import_fresh(script)
         model = module.model_fn(str(model_dir))
     except Exception as err:
         raise RuntimeError(

@@ -8,8 +8,10 @@ runs, the candidate fleet and the share of requests it receives.
 
 from __future__ import annotations
 
+import collections
 import random
 import threading
+import time
 from dataclasses import dataclass, field
 
 from include.pipeline.targets.local.endpoint.models import SageMakerValidationError
@@ -84,7 +86,6 @@ class Fleet:
 class Route:
     fleet: Fleet
     variant: Variant
-    fallback: Fleet | None  # the old fleet that answers when a candidate fails
 
 
 class Traffic:
@@ -96,6 +97,7 @@ class Traffic:
         self.share = 0.0
         self.candidate_invocations = 0
         self.candidate_errors = 0
+        self.candidate_outcomes: collections.deque[tuple[float, bool]] = collections.deque()
         self.lock = threading.Lock()
         self._rng = random.Random(seed)
 
@@ -106,33 +108,36 @@ class Traffic:
                 for fleet in (live, candidate):
                     found = fleet.find(target_variant) if fleet else None
                     if found:
-                        return Route(fleet, found, live if fleet is candidate else None)
+                        return Route(fleet, found)
                 names = [v.name for v in live.variants]
                 raise SageMakerValidationError(
                     f"TargetVariant {target_variant!r} is not a production variant of this "
                     f"endpoint (variants: {', '.join(names)})"
                 )
             if candidate is not None and self._rng.random() < self.share:
-                return Route(candidate, candidate.pick(self._rng), live)
-            return Route(live, live.pick(self._rng), None)
+                return Route(candidate, candidate.pick(self._rng))
+            return Route(live, live.pick(self._rng))
 
-    def route_live(self) -> Route:
+    def serves(self, fleet: Fleet) -> bool:
+        """Whether ``fleet`` still takes requests (not promoted away or rolled back)."""
         with self.lock:
-            return Route(self.live, self.live.pick(self._rng), None)
+            return fleet is self.live or fleet is self.candidate
 
     def record(self, route: Route, ok: bool) -> None:
-        """Count an invocation (``ok=False``: the model failed on a request another fleet served)."""
+        """Count an invocation (``ok=False``: the model failed it, the caller got a ModelError)."""
         with self.lock:
             route.variant.invocations += 1
             route.variant.errors += 0 if ok else 1
             if route.fleet is self.candidate:
                 self.candidate_invocations += 1
                 self.candidate_errors += 0 if ok else 1
+                self.candidate_outcomes.append((time.monotonic(), ok))
 
     def start_candidate(self, fleet: Fleet) -> None:
         with self.lock:
             self.candidate, self.share = fleet, 0.0
             self.candidate_invocations = self.candidate_errors = 0
+            self.candidate_outcomes.clear()
 
     def set_share(self, share: float) -> None:
         with self.lock:
@@ -147,6 +152,24 @@ class Traffic:
         with self.lock:
             self.candidate, self.share = None, 0.0
 
-    def error_rate(self) -> tuple[int, int]:
+    def error_rate(self, window_seconds: float | None = None) -> tuple[int, int]:
+        """The candidate's (errors, invocations): all of them, or those of the last
+        ``window_seconds`` (an alarm's evaluation window)."""
         with self.lock:
-            return self.candidate_errors, self.candidate_invocations
+            if window_seconds is None:
+                return self.candidate_errors, self.candidate_invocations
+            since = time.monotonic() - window_seconds
+            while self.candidate_outcomes and self.candidate_outcomes[0][0] < since:
+                self.candidate_outcomes.popleft()
+            errors = sum(1 for _, ok in self.candidate_outcomes if not ok)
+            return errors, len(self.candidate_outcomes)
+
+    def take_update_report(self) -> dict:
+        """What the last update's new fleet did to callers; the counts restart at zero."""
+        with self.lock:
+            report = {
+                "NewFleetInvocations": self.candidate_invocations,
+                "NewFleetFailedRequests": self.candidate_errors,
+            }
+            self.candidate_invocations = self.candidate_errors = 0
+            return report

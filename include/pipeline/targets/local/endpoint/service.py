@@ -8,7 +8,6 @@ Control-plane methods take the AWS request dict and return the AWS response dict
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from include.pipeline.targets.local.endpoint import blue_green, models
+from include.pipeline.targets.local.endpoint.batching import BatcherClosed
 from include.pipeline.targets.local.endpoint.data_capture import CaptureWriter
 from include.pipeline.targets.local.endpoint.models import (
     HandlerCache,
@@ -24,29 +24,29 @@ from include.pipeline.targets.local.endpoint.models import (
 )
 from include.pipeline.targets.local.endpoint.routing import Fleet, Route, Traffic, Variant
 from include.pipeline.targets.local.endpoint.state import EndpointStore
+from include.pipeline.targets.local.names import validate
 
 log = logging.getLogger(__name__)
 BUSY = ("Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting")
 SAGEMAKER_MAX_BODY = 6 * 1024 * 1024
 SHADOW_BACKLOG = 1000  # shadow copies waiting to run; beyond this they are dropped (and counted)
+REROUTES = 3  # times a request is routed again when its fleet is swapped out under it
 
 
 @dataclass(frozen=True)
 class ServiceConfig:
-    """Server limits; environment ``PIPELINE_ENDPOINT_*`` overrides the defaults."""
+    """Server limits (``PIPELINE_ENDPOINT_*`` settings). The rollback threshold is no limit of
+    the server: it is the rollback alarm's own (:mod:`..cloudwatch`)."""
 
     max_body_bytes: int = SAGEMAKER_MAX_BODY
-    error_rate_threshold: float = 0.05
-    min_invocations: int = 1
+    min_invocations: int = 1  # invocations of a new fleet before its alarms are evaluated
     shadow_workers: int = 2
 
     @classmethod
-    def from_env(cls, env: dict | None = None) -> ServiceConfig:
-        env = os.environ if env is None else env
+    def from_settings(cls, settings) -> ServiceConfig:
         return cls(
-            max_body_bytes=int(env.get("PIPELINE_ENDPOINT_MAX_BODY_BYTES", SAGEMAKER_MAX_BODY)),
-            error_rate_threshold=float(env.get("PIPELINE_ENDPOINT_ERROR_RATE", 0.05)),
-            min_invocations=int(env.get("PIPELINE_ENDPOINT_MIN_INVOCATIONS", 1)),
+            max_body_bytes=settings.endpoint_max_body_bytes,
+            min_invocations=settings.endpoint_min_invocations,
         )
 
 
@@ -154,6 +154,7 @@ class EndpointService:
         return {"EndpointArn": doc["EndpointArn"]}
 
     def _run_update(self, name, config, deployment, retain) -> None:
+        models.yield_to_serving()  # this thread loads and warms the new fleet's models
         try:
             blue_green.run_update(self, name, config, deployment, retain)
         except Exception as err:  # never leave an endpoint stuck in Updating
@@ -164,18 +165,30 @@ class EndpointService:
                 self.finish_update(name, None, ok=False, reason=f"Update failed: {err}")
 
     def finish_update(self, name: str, fleet: Fleet | None, ok: bool, reason: str | None) -> None:
-        """Record the outcome of an update: new config on success, old one with a reason if not."""
+        """Record the outcome of an update: new config on success, old one with a reason if not,
+        and in both cases how many requests the new fleet failed (``LocalUpdateReport``, also in
+        the FailureReason of a rollback and in ``GET /endpoints/<name>/stats``)."""
         with self._lock:
             doc = self.store.get_endpoint(name)
             traffic = self.traffic.get(name)
             if doc is None or traffic is None:
                 return
             doc.pop("PendingDeploymentSummary", None)
+            report = traffic.take_update_report()
+            report["Outcome"] = "Promoted" if ok and fleet is not None else "RolledBack"
+            report["EndpointConfigName"] = (fleet or traffic.live).config_name
             if ok and fleet is not None:
                 doc["EndpointConfigName"] = fleet.config_name
                 doc.pop("FailureReason", None)
             else:
-                doc["FailureReason"] = reason
+                failed, total = report["NewFleetFailedRequests"], report["NewFleetInvocations"]
+                doc["FailureReason"] = (
+                    f"{reason} [callers got {failed} failed requests of {total} routed to the "
+                    "new fleet]"
+                    if total
+                    else reason
+                )
+            doc["LocalUpdateReport"] = report
             self._apply_fleet(doc, traffic.live)
             doc["EndpointStatus"] = "InService"
             self.store.put_endpoint(doc)
@@ -229,7 +242,12 @@ class EndpointService:
         return {}
 
     def list_endpoints(self, request: dict) -> dict:
-        docs = [self.store.get_endpoint(n) for n in self.store.endpoint_names()]
+        docs = []
+        for endpoint in self.store.endpoint_names():
+            try:
+                docs.append(self.store.get_endpoint(endpoint))
+            except SageMakerValidationError as err:  # one broken file must not hide the rest
+                log.error("listing endpoint %s: %s", endpoint, err)
         keys = ("EndpointName", "EndpointArn", "CreationTime", "LastModifiedTime", "EndpointStatus")
         return {"Endpoints": [{k: d[k] for k in keys if k in d} for d in docs if d]}
 
@@ -274,7 +292,9 @@ class EndpointService:
         for variant in fleet.variants + fleet.shadows:
             try:
                 handler = self.handlers.get(variant.model_name)
-                handler.predict(models.WARMUP_BODY, models.WARMUP_CONTENT_TYPE)
+                # a built-in serving module names its own warm-up request (its contract)
+                warmup = (models.WARMUP_BODY, models.WARMUP_CONTENT_TYPE)
+                handler.predict(*getattr(handler.module, "WARMUP", warmup))
             except Exception as err:
                 raise RuntimeError(
                     f"variant {variant.name} (model {variant.model_name}): {err}"
@@ -308,7 +328,12 @@ class EndpointService:
         target_variant: str | None = None,
         inference_id: str | None = None,
     ) -> Invocation:
-        """InvokeEndpoint; raises SageMakerValidationError (400) or InvocationError (model)."""
+        """InvokeEndpoint; raises SageMakerValidationError (400) or InvocationError (model).
+
+        During a blue/green update a request routed to the new fleet is answered by it alone,
+        failures included (ModelError), as on SageMaker: a local rollout shows what real callers
+        would see until the rollback; those failures are counted in the update's report."""
+        validate("sagemaker-runtime", "InvokeEndpoint", "EndpointName", name)
         traffic = self.traffic.get(name)
         if traffic is None:
             doc = self.store.get_endpoint(name)
@@ -322,24 +347,21 @@ class EndpointService:
         if not body:
             raise SageMakerValidationError("The request body is empty.")
         content_type = content_type or "application/octet-stream"
-        route = traffic.route(target_variant)
-        try:
-            out_body, out_type = self._run(route.variant, body, content_type, accept)
-            traffic.record(route, ok=True)
-        except InvocationError as err:
-            if route.fallback is None:
+        for _ in range(REROUTES):
+            route = traffic.route(target_variant)
+            if not traffic.serves(route.fleet):
+                continue  # the fleet changed between routing and running
+            try:
+                out_body, out_type = self._run(route.variant, body, content_type, accept)
+            except BatcherClosed:  # its model was unloaded by a promote or rollback
+                continue
+            except InvocationError as err:
                 traffic.record(route, ok=err.status < 500)
                 raise
-            served = traffic.route_live()
-            try:
-                out_body, out_type = self._run(served.variant, body, content_type, accept)
-            except InvocationError as again:  # both fleets fail it: not the new fleet's fault
-                traffic.record(route, ok=True)
-                traffic.record(served, ok=again.status < 500)
-                raise
-            traffic.record(route, ok=False)  # the old fleet served it: the new one failed
-            traffic.record(served, ok=True)
-            route = served
+            traffic.record(route, ok=True)
+            break
+        else:
+            raise InvocationError(503, "the endpoint's fleet kept changing; retry", "routing")
         request = (body, content_type)
         self.capture.capture(
             route.fleet.data_capture,
@@ -388,6 +410,7 @@ class EndpointService:
 
     def stats(self, name: str) -> dict:
         """Invocation and error counts per variant (local only, for tests and benchmarks)."""
+        validate("sagemaker-runtime", "InvokeEndpoint", "EndpointName", name)
         traffic = self.traffic.get(name)
         if traffic is None:
             raise SageMakerValidationError(
@@ -400,8 +423,10 @@ class EndpointService:
                 for v in variants
             }
 
+        doc = self.store.get_endpoint(name) or {}
         with traffic.lock:
             return {
+                "last_update": doc.get("LocalUpdateReport"),
                 "live": {
                     "config": traffic.live.config_name,
                     "variants": counts(traffic.live.variants),
@@ -420,7 +445,11 @@ class EndpointService:
     def restore(self) -> None:
         """Serve again what the lake says was deployed (after a restart)."""
         for name in self.store.endpoint_names():
-            doc = self.store.get_endpoint(name)
+            try:
+                doc = self.store.get_endpoint(name)
+            except SageMakerValidationError as err:  # a broken state file: skip, keep serving
+                log.error("not restoring endpoint %s: %s", name, err)
+                continue
             if doc is None or doc["EndpointStatus"] == "Failed":
                 continue
             try:
@@ -428,7 +457,11 @@ class EndpointService:
             except SageMakerValidationError as err:
                 self._set_status(name, "Failed", str(err))
                 continue
-            weights = {v["VariantName"]: v.get("CurrentWeight") for v in doc["ProductionVariants"]}
+            weights = {
+                v.get("VariantName"): v.get("CurrentWeight")
+                for v in doc.get("ProductionVariants") or []
+                if isinstance(v, dict)
+            }
             for variant in fleet.variants:
                 if weights.get(variant.name) is not None:
                     variant.weight = float(weights[variant.name])
@@ -444,6 +477,7 @@ class EndpointService:
             threading.Thread(target=self._warm, args=(fleet,), daemon=True).start()
 
     def _warm(self, fleet: Fleet) -> None:
+        models.yield_to_serving()
         for variant in fleet.variants + fleet.shadows:
             try:
                 self.handlers.get(variant.model_name)

@@ -16,6 +16,10 @@ from pathlib import Path
 from include.pipeline.targets.local.endpoint import models
 from include.pipeline.targets.local.endpoint.models import SageMakerValidationError
 from include.pipeline.targets.local.lake import atomic_write_bytes
+from include.pipeline.targets.local.names import safe_join, validate
+
+CONFIG_KEYS = ("EndpointConfigArn", "CreationTime", "Request")
+ENDPOINT_KEYS = ("EndpointName", "EndpointArn", "EndpointConfigName", "EndpointStatus")
 
 
 class EndpointStore:
@@ -27,10 +31,12 @@ class EndpointStore:
 
     # -- paths -------------------------------------------------------------------------------
     def _config_path(self, name: str) -> Path:
-        return self.root / "endpoint-configs" / f"{name}.json"
+        validate("sagemaker", "CreateEndpointConfig", "EndpointConfigName", name)
+        return safe_join(self.root / "endpoint-configs", f"{name}.json")
 
     def _endpoint_path(self, name: str) -> Path:
-        return self.root / "endpoints" / f"{name}.json"
+        validate("sagemaker", "CreateEndpoint", "EndpointName", name)
+        return safe_join(self.root / "endpoints", f"{name}.json")
 
     def arn(self, kind: str, name: str) -> str:
         return models.arn(self.region, kind, name)
@@ -65,7 +71,7 @@ class EndpointStore:
         with self._lock:
             path = self._config_path(name)
             if path.exists():
-                existing = json.loads(path.read_text())
+                existing = models.read_document(path, CONFIG_KEYS, f"endpoint config {name}")
                 if existing["Request"] == request:
                     return {"EndpointConfigArn": config_arn}
                 raise SageMakerValidationError(
@@ -81,8 +87,18 @@ class EndpointStore:
             raise SageMakerValidationError(
                 f'Could not find endpoint configuration "{self.arn("endpoint-config", name)}".'
             )
-        doc = json.loads(path.read_text())
+        doc = models.read_document(path, CONFIG_KEYS, f"endpoint config {name}")
         request = doc["Request"]
+        variants = request.get("ProductionVariants") if isinstance(request, dict) else None
+        shadows = (request.get("ShadowProductionVariants") or []) if variants else []
+        if not isinstance(variants, list) or not all(
+            isinstance(v, dict) and "VariantName" in v and "ModelName" in v
+            for v in variants + list(shadows)
+        ):
+            raise SageMakerValidationError(
+                f"endpoint config {name}: state file {path} lacks ProductionVariants with "
+                "VariantName and ModelName (edited by hand?)"
+            )
         return {
             **request,
             "ProductionVariants": [
@@ -99,7 +115,9 @@ class EndpointStore:
     # -- endpoints ---------------------------------------------------------------------------
     def get_endpoint(self, name: str) -> dict | None:
         path = self._endpoint_path(name)
-        return json.loads(path.read_text()) if path.exists() else None
+        if not path.exists():
+            return None
+        return models.read_document(path, ENDPOINT_KEYS, f"endpoint {name}")
 
     def require_endpoint(self, name: str) -> dict:
         doc = self.get_endpoint(name)
@@ -122,4 +140,16 @@ class EndpointStore:
 
     def endpoint_names(self) -> list[str]:
         folder = self.root / "endpoints"
-        return sorted(p.stem for p in folder.glob("*.json")) if folder.exists() else []
+        if not folder.exists():
+            return []
+        names = sorted(p.stem for p in folder.glob("*.json"))
+        return [n for n in names if _valid_endpoint_name(n)]
+
+
+def _valid_endpoint_name(name: str) -> bool:
+    """Files whose names SageMaker could not have made (put there by hand) are not endpoints."""
+    try:
+        validate("sagemaker", "CreateEndpoint", "EndpointName", name)
+    except ValueError:
+        return False
+    return True

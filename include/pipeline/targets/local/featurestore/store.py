@@ -19,6 +19,7 @@ from pathlib import Path
 
 from include.pipeline.requests.features import FEATURE_STORE_DATABASE, training_set_sql
 from include.pipeline.targets.local.lake import atomic_write_bytes, resolve
+from include.pipeline.targets.local.names import safe_join, validate
 
 ACCOUNT = "000000000000"
 FEATURE_TYPES = ("String", "Integral", "Fractional")
@@ -30,7 +31,8 @@ def _root(lake: Path) -> Path:
 
 
 def _group_file(name: str, lake: Path) -> Path:
-    return _root(lake) / "groups" / f"{name}.json"
+    validate("sagemaker", "CreateFeatureGroup", "FeatureGroupName", name)
+    return safe_join(_root(lake) / "groups", f"{name}.json")
 
 
 def _types(describe: dict) -> dict[str, str]:
@@ -190,10 +192,10 @@ def _write_offline(describe: dict, frame, lake: Path) -> int:
     return written
 
 
-def _online_db(lake: Path) -> sqlite3.Connection:
+def _online_db(lake: Path, *, shared: bool = False) -> sqlite3.Connection:
     path = _root(lake) / "online.sqlite"
     path.parent.mkdir(parents=True, exist_ok=True)
-    con = sqlite3.connect(path, timeout=30)
+    con = sqlite3.connect(path, timeout=30, check_same_thread=not shared)
     con.execute(
         "CREATE TABLE IF NOT EXISTS online (feature_group TEXT, record_id TEXT, event_time TEXT,"
         " record TEXT, PRIMARY KEY (feature_group, record_id))"
@@ -201,7 +203,13 @@ def _online_db(lake: Path) -> sqlite3.Connection:
     return con
 
 
-def _write_online(describe: dict, rows: list[dict], lake: Path) -> None:
+def online_connection(lake: Path) -> sqlite3.Connection:
+    """An online-store connection that threads may share (callers serialize its use)."""
+    return _online_db(lake, shared=True)
+
+
+def _write_online(describe: dict, rows: list[dict], lake: Path, con=None) -> None:
+    """Upsert rows into the online store; ``con`` reuses an open connection (the runtime's)."""
     if not describe.get("OnlineStoreConfig", {}).get("EnableOnlineStore"):
         return
     ident, event = describe["RecordIdentifierFeatureName"], describe["EventTimeFeatureName"]
@@ -214,14 +222,17 @@ def _write_online(describe: dict, rows: list[dict], lake: Path) -> None:
         )
         for r in rows
     ]
-    with _online_db(lake) as con:
+    own = con is None
+    con = _online_db(lake) if own else con
+    with con:
         con.executemany(
             "INSERT INTO online VALUES (?, ?, ?, ?) ON CONFLICT (feature_group, record_id) DO UPDATE"
             " SET event_time = excluded.event_time, record = excluded.record"
             " WHERE excluded.event_time >= online.event_time",
             values,
         )
-    con.close()
+    if own:
+        con.close()
 
 
 def ingest_records(feature_group_name: str, records_parquet_path, lake: Path) -> dict:
@@ -265,6 +276,30 @@ def record_row(describe: dict, record: list[dict]) -> dict:
         except ValueError:
             raise ValueError(f"PutRecord: feature {name!r} must be {kind}, got {text!r}") from None
     return row
+
+
+def check_rows(describe: dict, rows: list[dict], source: str) -> None:
+    """:func:`_validate_frame`'s checks on typed rows, without pandas: one PutRecord's worth
+    costs microseconds, not the milliseconds a DataFrame round trip does."""
+    types = _types(describe)
+    required = (describe["RecordIdentifierFeatureName"], describe["EventTimeFeatureName"])
+    for index, row in enumerate(rows):
+        where = f"{source}: row {index}"
+        extra = sorted(set(row) - set(types))
+        missing = [c for c in required if c not in row]
+        if extra or missing:
+            raise ValueError(f"{where}: unknown columns {extra}, missing {missing}")
+        for name, value in row.items():
+            if value is None:
+                raise ValueError(f"{where} feature {name!r} is missing")
+            check_value_typed(name, types[name], value, where)
+        _parse_time(row[required[1]], where)
+
+
+def put_online(describe: dict, rows: list[dict], lake: Path, con=None) -> None:
+    """Validated rows into the online store only (PutRecord's synchronous half)."""
+    check_rows(describe, rows, "PutRecord")
+    _write_online(describe, rows, lake, con)
 
 
 def ingest_rows(

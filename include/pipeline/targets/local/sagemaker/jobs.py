@@ -22,8 +22,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from include.pipeline.requests import clarify_container
 from include.pipeline.settings import REPO_ROOT
 from include.pipeline.targets.local.lake import atomic_copy, atomic_write_bytes, list_files, resolve
+from include.pipeline.targets.local.names import safe_join, validate
 
 ACCOUNT = "000000000000"
 FAILURE_REASON_MAX = 1024  # AWS's FailureReason length limit
@@ -37,16 +39,28 @@ RUNTIMES = (
     ("sagemaker-scikit-learn", "python"),
     ("pytorch-training", "python"),
     ("pytorch-inference", "python"),
+    ("blazingtext", "blazingtext"),
 )
+# Built-in algorithms: runtime -> (the local module that implements the algorithm's container,
+# the metric definitions SageMaker predefines for it: requests for built-ins carry none).
+BUILTIN_ALGORITHMS = {
+    "blazingtext": (
+        "include.pipeline.targets.local.sagemaker.blazingtext",
+        [
+            {"Name": "train:accuracy", "Regex": r"#train_accuracy: ([0-9.]+)"},
+            {"Name": "validation:accuracy", "Regex": r"#validation_accuracy: ([0-9.]+)"},
+        ],
+    ),
+}
 CLARIFY_COMMAND = (
     "-m",
     "include.pipeline.targets.local.clarify.processor",
     "--analysis-config",
-    "/opt/ml/processing/input/config/analysis_config.json",
+    clarify_container.CONFIG_PATH,
     "--dataset",
-    "/opt/ml/processing/input/data",
+    clarify_container.DATA_INPUT_DIR,
     "--output",
-    "/opt/ml/processing/output",
+    clarify_container.OUTPUT_DIR,
 )
 _PYTHON = re.compile(r"^(?:.*/)?python(?:3(?:\.\d+)?)?$")
 _OPT_ML = re.compile(r"(?<![\w./-])/opt/ml(?=/|\b|$)")
@@ -77,10 +91,8 @@ class _Job:
     """Folders and process plumbing shared by processing and training jobs."""
 
     def __init__(self, name: str, hosts: list[str], lake: Path, log: Log):
-        if not name or not re.match(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$", name):
-            raise ValueError(f"invalid job name {name!r}")
         self.name, self.hosts, self.lake, self.log = name, hosts, Path(lake), log
-        self.root = self.lake / "_jobs" / name
+        self.root = safe_join(self.lake / "_jobs", name)
         self._lock = threading.Lock()
         self.lines: list[str] = []
 
@@ -235,7 +247,12 @@ def run_processing_job(request: dict, *, lake: Path, log: Log = print) -> dict:
     A failing script gives ``ProcessingJobStatus: Failed`` with the last lines of its output as
     ``FailureReason`` (never an exception); an invalid request raises ValueError.
     """
-    name = request.get("ProcessingJobName", "")
+    name = validate(
+        "sagemaker",
+        "CreateProcessingJob",
+        "ProcessingJobName",
+        request.get("ProcessingJobName", ""),
+    )
     cluster = request.get("ProcessingResources", {}).get("ClusterConfig", {})
     count = int(cluster.get("InstanceCount", 1))
     if count < 1:
@@ -351,7 +368,7 @@ def _pack(source: Path, target: Path) -> None:
 
 def _rule_statuses(rule_configs: list[dict], series: dict[str, list[float]]) -> list[dict]:
     try:
-        from include.pipeline.targets.local.sagemaker.debugger import evaluate_rules
+        from include.pipeline.training_rules import evaluate_rules
     except ImportError as exc:
         return [
             {
@@ -380,17 +397,22 @@ def _metrics(definitions: list[dict], lines: list[str]) -> dict[str, list[float]
 
 
 def run_training_job(request: dict, *, lake: Path, log: Log = print) -> dict:
-    """Run a CreateTrainingJob request in script mode, like the SageMaker PyTorch container;
-    returns a DescribeTrainingJob-shaped dict (plus ``LocalMetricSeries``)."""
-    name = request.get("TrainingJobName", "")
+    """Run a CreateTrainingJob request in script mode, like the SageMaker PyTorch container, or
+    a built-in algorithm's module (:data:`BUILTIN_ALGORITHMS`); returns a DescribeTrainingJob-shaped
+    dict (plus ``LocalMetricSeries``)."""
+    name = validate(
+        "sagemaker", "CreateTrainingJob", "TrainingJobName", request.get("TrainingJobName", "")
+    )
     algo = request.get("AlgorithmSpecification") or {}
     image = algo.get("TrainingImage", "")
-    if runtime_for(image) != "python":
+    runtime = runtime_for(image)
+    builtin, builtin_metrics = BUILTIN_ALGORITHMS.get(runtime, (None, []))
+    if runtime != "python" and builtin is None:
         raise ValueError(f"{name}: training image {image!r} has no local script-mode runtime")
     raw_hps = dict(request.get("HyperParameters") or {})
     program = _decode(raw_hps.get("sagemaker_program", ""))
     submit = _decode(raw_hps.get("sagemaker_submit_directory", ""))
-    if not program or not submit:
+    if builtin is None and (not program or not submit):
         raise ValueError(
             f"{name}: HyperParameters need sagemaker_program and sagemaker_submit_directory"
         )
@@ -404,17 +426,18 @@ def run_training_job(request: dict, *, lake: Path, log: Log = print) -> dict:
     channels = request.get("InputDataConfig", [])
     checkpoint = request.get("CheckpointConfig")
     checkpoint_path = (checkpoint or {}).get("LocalPath", "/opt/ml/checkpoints")
-    archive = resolve(submit, job.lake)
-    if not archive.is_file():
+    archive = resolve(submit, job.lake) if builtin is None else None
+    if archive is not None and not archive.is_file():
         raise ValueError(f"{name}: sagemaker_submit_directory {submit!r} not found ({archive})")
 
     commands = {}
     for index, host in enumerate(hosts):
         code = job.local("/opt/ml/code", host)
         code.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(archive) as tar:
-            tar.extractall(code, filter="data")
-        if not (code / str(program)).is_file():
+        if archive is not None:
+            with tarfile.open(archive) as tar:
+                tar.extractall(code, filter="data")
+        if archive is not None and not (code / str(program)).is_file():
             raise ValueError(f"{name}: {program!r} is not in {submit}")
         env = {
             "SM_MODEL_DIR": "/opt/ml/model",
@@ -468,8 +491,12 @@ def run_training_job(request: dict, *, lake: Path, log: Log = print) -> dict:
             host,
             {c["ChannelName"]: {k: v for k, v in c.items() if k != "DataSource"} for c in channels},
         )
-        argv = [sys.executable, str(program), *user_args]
-        commands[host] = (argv, _python_env(job, host, env, code), code)
+        if builtin is None:
+            argv = [sys.executable, str(program), *user_args]
+            commands[host] = (argv, _python_env(job, host, env, code), code)
+        else:  # the algorithm reads /opt/ml/input/config/hyperparameters.json, like its image
+            argv = [sys.executable, "-m", builtin]
+            commands[host] = (argv, _python_env(job, host, env, REPO_ROOT), REPO_ROOT)
 
     started = _now()
     timeout = request.get("StoppingCondition", {}).get("MaxRuntimeInSeconds")
@@ -479,7 +506,7 @@ def run_training_job(request: dict, *, lake: Path, log: Log = print) -> dict:
 
     output = request.get("OutputDataConfig", {}).get("S3OutputPath", "").rstrip("/")
     prefix = f"{output}/{name}/output"
-    series = _metrics(algo.get("MetricDefinitions", []), job.lines)
+    series = _metrics(algo.get("MetricDefinitions") or builtin_metrics, job.lines)
     ended = _now()
     describe = {
         "TrainingJobName": name,

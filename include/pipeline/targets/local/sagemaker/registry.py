@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+from include.pipeline.targets.local.names import validate
+
 ACCOUNT = "000000000000"
 DEFAULT_REGION = "us-east-1"
 APPROVAL_STATUSES = ("Approved", "Rejected", "PendingManualApproval")
@@ -112,7 +114,8 @@ def _package_arn(group: str, version: int, region: str) -> str:
 
 
 def _group_name(value: str) -> str:
-    """A group given by name or by ARN (CreateModelPackage accepts both)."""
+    """A group given by name or by ARN (CreateModelPackage accepts both), checked as AWS does."""
+    validate("sagemaker", "CreateModelPackage", "ModelPackageGroupName", value)
     return value.rsplit("/", 1)[-1] if value.startswith("arn:") else value
 
 
@@ -129,7 +132,12 @@ def create_model_package_group(
     request: dict, lake: Path, region: str = DEFAULT_REGION
 ) -> dict[str, str]:
     """CreateModelPackageGroup; an existing group raises :class:`ModelPackageGroupExists`."""
-    name = request["ModelPackageGroupName"]
+    name = validate(
+        "sagemaker",
+        "CreateModelPackageGroup",
+        "ModelPackageGroupName",
+        request["ModelPackageGroupName"],
+    )
     arn = _group_arn(name, region)
     with _connect(lake) as con:
         if con.execute("SELECT 1 FROM model_package_groups WHERE name = ?", [name]).fetchone():
@@ -180,9 +188,9 @@ def create_model_package(request: dict, lake: Path, region: str = DEFAULT_REGION
     the same model data URL, lineage and metrics, returns that version instead of a new one. A
     reused ClientToken with a different model is refused, as AWS does.
     """
-    group = _group_name(request.get("ModelPackageGroupName") or "")
-    if not group:
+    if not request.get("ModelPackageGroupName"):
         raise RegistryError("CreateModelPackage needs ModelPackageGroupName (versioned packages)")
+    group = _group_name(request["ModelPackageGroupName"])
     status = _check_status(request.get("ModelApprovalStatus", "PendingManualApproval"), group)
     url, token, key = _model_data_url(request), request.get("ClientToken"), _metadata_key(request)
     with _connect(lake) as con:

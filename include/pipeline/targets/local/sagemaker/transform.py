@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from include.pipeline.targets.local.lake import atomic_write_bytes, list_files, resolve
+from include.pipeline.targets.local.names import validate
 
 _MB = 1024 * 1024
 
@@ -79,7 +80,10 @@ def run_transform_job(
     file and lines, like SageMaker's describe call, not raised.
     """
     lake = Path(lake)
-    name = request["TransformJobName"]
+    name = validate(
+        "sagemaker", "CreateTransformJob", "TransformJobName", request["TransformJobName"]
+    )
+    validate("sagemaker", "CreateTransformJob", "ModelName", request["ModelName"])
     tin, tout = request["TransformInput"], request["TransformOutput"]
     source = tin["DataSource"]["S3DataSource"]
     content_type = tin.get("ContentType", "application/jsonlines")

@@ -1,11 +1,13 @@
-"""SageMaker Debugger's built-in rules, evaluated locally on the metrics the training script emits.
+"""SageMaker Debugger's built-in rules, evaluated by the project on the metrics the training
+script emits: the ``pipeline`` rules mode on both targets (Debugger is closed to new customers),
+and the local stand-in for Debugger in the ``managed`` mode.
 
-The request's ``DebugRuleConfigurations`` (and ``ProfilerRuleConfigurations``) are read as they
-are: rule name from ``rule_to_invoke``, smdebug parameter names and defaults. The input differs
-from AWS: instead of tensors saved by the smdebug hook, a rule sees the metric series the job
-runner parsed with the request's ``MetricDefinitions`` (name -> values in emission order), so a
-"step" here is one emitted value. The result has DescribeTrainingJob's
-``DebugRuleEvaluationStatuses`` shape.
+The rule configurations are Debugger's (``DebugRuleConfigurations`` / ``ProfilerRuleConfigurations``
+entries): rule name from ``rule_to_invoke``, smdebug parameter names and defaults. The input
+differs from Debugger's: instead of tensors saved by the smdebug hook, a rule sees metric series
+(name -> values in emission order: the training history train.py records, or the log lines the
+local job runner parsed with the request's ``MetricDefinitions``), so a "step" here is one
+recorded value. The result has DescribeTrainingJob's ``DebugRuleEvaluationStatuses`` shape.
 """
 
 from __future__ import annotations
@@ -143,9 +145,11 @@ def overtraining(params: dict, series: dict[str, list[float]]) -> tuple[bool, st
 
 
 def profiler_report(params: dict, series: dict[str, list[float]]) -> tuple[bool, str]:
+    """Debugger's profiler report needs its system and framework profiler data, which only
+    Debugger collects: recorded, not evaluated (the job's own timing is in its history)."""
     return False, (
-        "ProfilerReport is not produced locally: there is no system or framework profiler "
-        "data on this target; the rule is recorded, not evaluated"
+        "ProfilerReport needs Debugger's system and framework profiler data, which this "
+        "evaluation does not have; the rule is recorded, not evaluated"
     )
 
 
@@ -192,5 +196,9 @@ def evaluate_rules(
 
 
 def rule_failures(statuses: list[dict]) -> list[str]:
-    """Names of the rules that found issues (what a rule gate fails on)."""
-    return [s["RuleConfigurationName"] for s in statuses if s["RuleEvaluationStatus"] == ISSUES]
+    """Names of the rules a rule gate fails on (IssuesFound, or Error: not evaluated)."""
+    from include.pipeline.requests.training import RULE_FINDINGS
+
+    return [
+        s["RuleConfigurationName"] for s in statuses if s["RuleEvaluationStatus"] in RULE_FINDINGS
+    ]

@@ -1,0 +1,241 @@
+"""The documents the jobs write: the training history and ``evaluation.json``, one shape each.
+
+Both sides import this module: ``train.py`` / ``evaluate.py`` as the sibling module ``documents``
+inside the container, the Airflow side (gates, registry, run summary, reports page) through
+:mod:`include.pipeline.documents`. Standard library only.
+
+- ``training_history.json`` (:class:`TrainingHistory`): the metric series ``train.py`` records,
+  written into the model folder, so it travels inside ``model.tar.gz`` on every target.
+- ``evaluation.json`` (:class:`Evaluation`): ``evaluate.py``'s verdict on the test split. Its
+  ``metrics`` section is the course's ``{"metrics": {"accuracy": {"value": ...}}}`` shape that
+  the model registry's ModelQuality statistics and the accuracy gate read; ``per_class`` and
+  ``confusion_matrix`` (true labels on rows, predicted on columns, in ``labels`` order) are what
+  the reports page shows; ``training_history`` is the training job's own history, copied from
+  the model archive so the page needs no access to the archive; ``serving`` (:class:`Serving`)
+  is what the candidates' leaderboard compares besides the metrics: the archive's size and the
+  measured prediction time per review.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+
+EVALUATION_FILE = "evaluation.json"
+CONFUSION_MATRIX_FILE = "confusion_matrix.png"
+TRAINING_HISTORY_FILE = "training_history.json"
+# The kinds of model the evaluation job scores (evaluate.py's --model_kind): the candidates.
+MODEL_KINDS = ("finetune", "blazingtext", "autopilot")
+# The evaluation job's per-review predictions with the bias facet: the dataset of the
+# candidate's Clarify post-training bias job (its ``predicted_label`` column).
+PREDICTIONS_FILE = "predictions.csv"
+PREDICTION_HEADERS = ("sentiment", "predicted_label", "product_category")
+
+
+class DocumentError(ValueError):
+    """A document that is not in its owner's shape; the message names the document and key."""
+
+
+def _number(doc: str, key: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise DocumentError(f"{doc}: {key} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _mapping(doc: str, key: str, value) -> dict:
+    if not isinstance(value, dict):
+        raise DocumentError(f"{doc}: {key} must be an object, got {type(value).__name__}")
+    return value
+
+
+@dataclass(frozen=True)
+class TrainingHistory:
+    """Per-interval training loss and per-validation loss and accuracy, in order."""
+
+    train_loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    val_acc: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return {"train_loss": self.train_loss, "val_loss": self.val_loss, "val_acc": self.val_acc}
+
+    @classmethod
+    def from_dict(cls, doc, name: str = TRAINING_HISTORY_FILE) -> TrainingHistory:
+        doc = _mapping(name, "document", doc)
+        series = {}
+        for key in ("train_loss", "val_loss", "val_acc"):
+            values = doc.get(key, [])
+            if not isinstance(values, list):
+                raise DocumentError(f"{name}: {key} must be a list, got {values!r}")
+            series[key] = [_number(name, f"{key}[{i}]", v) for i, v in enumerate(values)]
+        return cls(**series)
+
+
+@dataclass(frozen=True)
+class ClassScores:
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
+@dataclass(frozen=True)
+class ConfusionMatrix:
+    """``matrix[i][j]``: rows of true label ``labels[i]`` predicted as ``labels[j]``."""
+
+    labels: list[str]
+    matrix: list[list[int]]
+
+    def to_dict(self) -> dict:
+        return {
+            "labels": list(self.labels),
+            "rows": "true label",
+            "columns": "predicted label",
+            "matrix": [list(row) for row in self.matrix],
+        }
+
+
+@dataclass(frozen=True)
+class Serving:
+    """The model's cost next to its metrics: ``model.tar.gz`` bytes, milliseconds per review
+    (the evaluation job's prediction wall time over the test split's size)."""
+
+    model_size_bytes: int
+    inference_ms_per_review: float
+
+    def to_dict(self) -> dict:
+        return {
+            "model_size_bytes": self.model_size_bytes,
+            "inference_ms_per_review": self.inference_ms_per_review,
+        }
+
+    @classmethod
+    def from_dict(cls, doc, name: str) -> Serving:
+        doc = _mapping(name, "serving", doc)
+        return cls(
+            model_size_bytes=int(
+                _number(name, "serving.model_size_bytes", doc.get("model_size_bytes"))
+            ),
+            inference_ms_per_review=_number(
+                name, "serving.inference_ms_per_review", doc.get("inference_ms_per_review")
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """``evaluation.json``."""
+
+    accuracy: float
+    macro_f1: float
+    per_class: dict[str, ClassScores]
+    confusion_matrix: ConfusionMatrix
+    n_samples: int
+    training_history: TrainingHistory | None = None
+    serving: Serving | None = None
+
+    def to_dict(self) -> dict:
+        metrics = {"accuracy": {"value": self.accuracy}}
+        for label, scores in self.per_class.items():
+            metrics[f"precision_{label}"] = {"value": scores.precision}
+            metrics[f"recall_{label}"] = {"value": scores.recall}
+            metrics[f"f1_{label}"] = {"value": scores.f1}
+        metrics["macro_f1"] = {"value": self.macro_f1}
+        doc = {
+            "metrics": metrics,
+            "per_class": {
+                label: {
+                    "precision": s.precision,
+                    "recall": s.recall,
+                    "f1": s.f1,
+                    "support": s.support,
+                }
+                for label, s in self.per_class.items()
+            },
+            "confusion_matrix": self.confusion_matrix.to_dict(),
+            "n_samples": self.n_samples,
+        }
+        if self.training_history is not None:
+            doc["training_history"] = self.training_history.to_dict()
+        if self.serving is not None:
+            doc["serving"] = self.serving.to_dict()
+        return doc
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, doc, name: str = EVALUATION_FILE) -> Evaluation:
+        doc = _mapping(name, "document", doc)
+        metrics = _mapping(name, "metrics", doc.get("metrics"))
+
+        def metric(key: str) -> float:
+            entry = _mapping(name, f"metrics.{key}", metrics.get(key))
+            return _number(name, f"metrics.{key}.value", entry.get("value"))
+
+        matrix = _mapping(name, "confusion_matrix", doc.get("confusion_matrix"))
+        labels = matrix.get("labels")
+        rows = matrix.get("matrix")
+        if not isinstance(labels, list) or not isinstance(rows, list) or len(rows) != len(labels):
+            raise DocumentError(f"{name}: confusion_matrix needs labels and one row per label")
+        per_class = {}
+        for label, scores in _mapping(name, "per_class", doc.get("per_class")).items():
+            scores = _mapping(name, f"per_class.{label}", scores)
+            per_class[str(label)] = ClassScores(
+                *(
+                    _number(name, f"per_class.{label}.{k}", scores.get(k))
+                    for k in ("precision", "recall", "f1")
+                ),
+                support=int(_number(name, f"per_class.{label}.support", scores.get("support"))),
+            )
+        history = doc.get("training_history")
+        serving = doc.get("serving")
+        return cls(
+            accuracy=metric("accuracy"),
+            macro_f1=metric("macro_f1"),
+            per_class=per_class,
+            confusion_matrix=ConfusionMatrix(
+                [str(x) for x in labels], [[int(c) for c in row] for row in rows]
+            ),
+            n_samples=int(_number(name, "n_samples", doc.get("n_samples"))),
+            training_history=None
+            if history is None
+            else TrainingHistory.from_dict(history, f"{name}: training_history"),
+            serving=None if serving is None else Serving.from_dict(serving, name),
+        )
+
+
+def score(y_true, y_pred, labels, history: TrainingHistory | None = None) -> Evaluation:
+    """Accuracy, per-class precision/recall/F1/support and macro F1, plus the confusion matrix.
+
+    ``y_true``/``y_pred`` are class indices into ``labels``. A class never predicted (or never
+    present) has precision (recall) 0.0, as scikit-learn's ``zero_division=0``.
+    """
+    if len(y_true) != len(y_pred):
+        raise ValueError(f"{len(y_true)} true labels but {len(y_pred)} predictions")
+    if not y_true:
+        raise ValueError("no rows to evaluate")
+    k = len(labels)
+    matrix = [[0] * k for _ in range(k)]
+    for t, p in zip(y_true, y_pred, strict=True):
+        if not (0 <= t < k and 0 <= p < k):
+            raise ValueError(f"label index out of range 0..{k - 1}: true={t} predicted={p}")
+        matrix[t][p] += 1
+    per_class = {}
+    for i, label in enumerate(labels):
+        tp = matrix[i][i]
+        predicted = sum(matrix[r][i] for r in range(k))
+        actual = sum(matrix[i])
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / actual if actual else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_class[str(label)] = ClassScores(precision, recall, f1, actual)
+    return Evaluation(
+        accuracy=sum(matrix[i][i] for i in range(k)) / len(y_true),
+        macro_f1=sum(s.f1 for s in per_class.values()) / k,
+        per_class=per_class,
+        confusion_matrix=ConfusionMatrix([str(x) for x in labels], matrix),
+        n_samples=len(y_true),
+        training_history=history,
+    )

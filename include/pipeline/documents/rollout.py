@@ -1,0 +1,76 @@
+"""An endpoint's rollout decisions log (``rollout/<endpoint>/decisions.jsonl``, JSON lines):
+what each endpoint_rollout run decided, with the weights it set. ``decision_id`` is
+``<endpoint>:<run id>``, so a re-run appends nothing twice. Writer: ``tasks/rollout.record``;
+readers: the weights plot and whoever audits a rollout."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, NotRequired, TypedDict
+
+from include.pipeline.documents.jsonl import json_lines
+from include.pipeline.targets.local.lake import atomic_write_bytes
+
+
+class DecisionFormatError(ValueError):
+    """A decisions-log line that is not a JSON object with ``decision_id`` and ``time``."""
+
+
+class Decision(TypedDict):
+    decision_id: str
+    time: str
+    mode: str
+    endpoint_name: str
+    weights: dict[str, float]
+    decision: NotRequired[str]
+    reason: NotRequired[str]
+    rewards: NotRequired[dict[str, list]]
+
+
+# Outcome keys that are the decision's inputs, not part of the logged decision.
+_NOT_LOGGED = ("weights", "request")
+
+
+def decision(
+    *, endpoint_name: str, run_id: str, time: str, mode: str, outcome: dict[str, Any]
+) -> Decision:
+    """The log entry of a rollout run's ``outcome`` (its weights plus whatever it decided)."""
+    return {
+        "decision_id": f"{endpoint_name}:{run_id}",
+        "time": time,
+        "mode": mode,
+        "endpoint_name": endpoint_name,
+        "weights": outcome["weights"],
+        **{k: v for k, v in outcome.items() if k not in _NOT_LOGGED},
+    }
+
+
+def append_decision(path: Path, entry: Decision) -> bool:
+    """Log one decision; a repeated ``decision_id`` is not re-added (False)."""
+    for key in ("decision_id", "time"):
+        if key not in entry:
+            raise DecisionFormatError(f"decision needs {key!r}: {entry}")
+    existing = read_decisions(path)
+    if any(d["decision_id"] == entry["decision_id"] for d in existing):
+        return False
+    lines = [json.dumps(d, sort_keys=True, default=str) for d in [*existing, entry]]
+    atomic_write_bytes(Path(path), ("\n".join(lines) + "\n").encode())
+    return True
+
+
+def read_decisions(path: Path) -> list[Decision]:
+    """Every logged decision, in order; an absent log is empty."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    decisions = []
+    lines = path.read_text().splitlines()
+    for number, doc in json_lines(lines, source=str(path), error=DecisionFormatError):
+        if not isinstance(doc, dict) or "decision_id" not in doc or "time" not in doc:
+            raise DecisionFormatError(
+                f"{path} line {number}: not a decision (needs decision_id and time): "
+                f"{lines[number - 1][:200]}"
+            )
+        decisions.append(doc)
+    return decisions

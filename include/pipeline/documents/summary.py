@@ -1,0 +1,241 @@
+"""The run summary ``runs/<run key>/summary.json``: what each step of one DAG run produced.
+
+Written by the DAG's teardown task whatever happened upstream (:mod:`include.pipeline.tasks.summary`
+collects the entries); read by the demo and the reports page. Top-level keys are the run's facts
+plus one entry per step that ran; a step a gate skipped carries ``{"skipped": reason}``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Any, TypedDict
+
+from include.pipeline.documents.bias import BiasVerdict
+from include.pipeline.requests.training import VALIDATION_ACCURACY
+
+log = logging.getLogger(__name__)
+
+STEPS = (
+    "ingestion",
+    "bias",
+    "features",
+    "training",
+    "evaluation",
+    "leaderboard",
+    "registration",
+    "deployment",
+)
+
+
+class Skipped(TypedDict):
+    skipped: str
+
+
+class IngestionEntry(TypedDict, total=False):
+    """The ingest task's result (rows, counts by class and category, URIs) plus query results."""
+
+    input_uri: str
+    raw_uri: str
+    raw_hash: str
+    transformed_uri: str
+    dataset_csv_uri: str
+    quarantine_uri: str | None
+    rows: int
+    quarantined: int
+    by_sentiment: dict[str, int]
+    by_category: dict[str, int]
+    queries: dict[str, str]
+
+
+class FeaturesEntry(TypedDict):
+    train: int | None
+    validation: int | None
+    test: int | None
+    feature_group: str
+    offline_store_uri: str | None
+    training_set: dict[str, str]
+
+
+class RuleStatus(TypedDict):
+    RuleConfigurationName: str
+    RuleEvaluationStatus: str
+
+
+class TrainingEntry(TypedDict, total=False):
+    job_name: str
+    metrics: dict[str, float]  # final values, by MetricDefinitions name (validation:accuracy)
+    training_seconds: int | None  # the job's own TrainingTimeInSeconds
+    rule_statuses: list[RuleStatus]
+    model_uri: str | None
+
+
+class EvaluationEntry(TypedDict):
+    accuracy: float
+    macro_f1: float
+    uri: str  # evaluation.json: per-class scores, confusion matrix, training history
+    confusion_matrix_uri: str
+
+
+class LeaderboardEntry(TypedDict):
+    """The candidates' leaderboard (:mod:`include.pipeline.documents.leaderboard`'s dict)."""
+
+    metric: str
+    best: str  # the candidate registered first and deployed
+    entries: list[dict]  # best first: candidate, accuracy, macro_f1, training_time_s, ...
+    uri: str
+
+
+class RegistrationEntry(TypedDict, total=False):
+    model_package_arn: str  # the best candidate's version
+    status: str
+    runners_up: list[str]  # the other candidates' versions (pending, not deployed)
+
+
+class DeploymentEntry(TypedDict):
+    endpoint_name: str
+    endpoint_url: str
+    strategy: str
+    variants: list[dict]
+    shadow_variants: list[dict]
+    smoke_test: Any
+    deleted_after_run: bool
+
+
+class Steps(TypedDict, total=False):
+    ingestion: IngestionEntry
+    bias: BiasVerdict
+    features: FeaturesEntry
+    training: TrainingEntry
+    evaluation: EvaluationEntry
+    leaderboard: LeaderboardEntry
+    registration: RegistrationEntry | Skipped
+    deployment: DeploymentEntry | Skipped
+
+
+class RunSummary(Steps):
+    run_id: str
+    dag_id: str
+    target: str
+    started_at: str | None
+    finished_at: str
+    state: str  # success | failed
+    failed_tasks: list[str]
+    task_states: dict[str, str]
+    task_seconds: dict[str, float]  # each finished task's duration, slowest first
+
+
+def task_seconds(breadcrumbs) -> dict[str, float]:
+    """``{task_id: seconds}``, slowest first, from Airflow's task breadcrumbs (finished tasks'
+    ``task_id`` / ``map_index`` / ``duration``); mapped instances add up under their task id."""
+    totals: dict[str, float] = {}
+    for crumb in breadcrumbs or ():
+        duration = crumb.get("duration")
+        if isinstance(duration, int | float):
+            totals[crumb["task_id"]] = totals.get(crumb["task_id"], 0.0) + float(duration)
+    return {k: round(v, 1) for k, v in sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))}
+
+
+def document(
+    *,
+    run_id: str,
+    dag_id: str,
+    target: str,
+    steps: Steps,
+    states: dict[str, str],
+    started_at: str | None = None,
+    durations: dict[str, float] | None = None,
+) -> RunSummary:
+    """The summary of a run whose tasks ended in ``states`` (and took ``durations`` seconds);
+    ``steps`` maps step -> entry."""
+    unknown = set(steps) - set(STEPS)
+    if unknown:
+        raise ValueError(f"unknown summary steps {sorted(unknown)}; known: {', '.join(STEPS)}")
+    failed = sorted(t for t, s in states.items() if s in ("failed", "upstream_failed"))
+    return {
+        "run_id": run_id,
+        "dag_id": dag_id,
+        "target": target,
+        "started_at": started_at,
+        "finished_at": datetime.now(UTC).isoformat(),
+        "state": "failed" if failed else "success",
+        "failed_tasks": failed,
+        "task_states": states,
+        "task_seconds": dict(durations or {}),
+        **{name: steps[name] for name in STEPS if steps.get(name) is not None},
+    }
+
+
+def to_bytes(summary: RunSummary) -> bytes:
+    return json.dumps(summary, indent=2, sort_keys=False, default=str).encode()
+
+
+def parse(data: bytes, run_id: str, source: str = "summary.json") -> RunSummary | None:
+    """The summary in ``data``, or None (logged) when it is not a JSON object."""
+    try:
+        doc = json.loads(data)
+    except ValueError as exc:
+        log.warning("Could not read the run summary %s: %s", source, exc)
+        return None
+    if not isinstance(doc, dict):
+        log.warning("The run summary %s is not a JSON object", source)
+        return None
+    doc.setdefault("run_id", run_id)
+    return doc
+
+
+def entry(summary: Any, step: str) -> dict | None:
+    """One step's entry when it ran (not skipped), else None."""
+    value = summary.get(step) if isinstance(summary, dict) else None
+    return value if isinstance(value, dict) and "skipped" not in value else None
+
+
+def skipped(summary: Any, step: str) -> str | None:
+    value = summary.get(step) if isinstance(summary, dict) else None
+    return value.get("skipped") if isinstance(value, dict) else None
+
+
+def validation_accuracy(summary: Any) -> float | None:
+    """The training job's final validation accuracy."""
+    metrics = (entry(summary, "training") or {}).get("metrics")
+    value = metrics.get(VALIDATION_ACCURACY) if isinstance(metrics, dict) else None
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _table(rows: dict, key: str, value: str = "count") -> list[str]:
+    width = max([len(str(k)) for k in rows] + [len(key)])
+    return [f"    {key:<{width}}  {value}"] + [f"    {k!s:<{width}}  {v}" for k, v in rows.items()]
+
+
+def render_text(document: RunSummary) -> str:
+    """The summary as a person reads it in a terminal: scalars inline, counts as small tables."""
+    lines = [
+        f"Run {document.get('run_id')} of {document.get('dag_id')} on target "
+        f"{document.get('target')}: {document.get('state', '?').upper()}"
+    ]
+    if document.get("failed_tasks"):
+        lines.append(f"  failed tasks: {', '.join(document['failed_tasks'])}")
+    seconds = document.get("task_seconds") or {}
+    if seconds:
+        total = sum(seconds.values())
+        top = ", ".join(f"{task} {value:.0f} s" for task, value in list(seconds.items())[:5])
+        lines.append(f"  task time: {total:.0f} s in {len(seconds)} tasks; slowest: {top}")
+    for step in STEPS:
+        value_of_step = document.get(step)
+        if not value_of_step:
+            continue
+        lines.append(f"\n[{step}]")
+        for key, value in value_of_step.items():
+            if (
+                isinstance(value, dict)
+                and value
+                and all(isinstance(v, int | float) for v in value.values())
+            ):
+                lines.append(f"  {key}:")
+                lines.extend(_table(value, key.removeprefix("by_")))
+            elif isinstance(value, dict | list):
+                lines.append(f"  {key}: {json.dumps(value, default=str)}")
+            else:
+                lines.append(f"  {key}: {value}")
+    return "\n".join(lines)

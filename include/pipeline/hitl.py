@@ -1,0 +1,144 @@
+"""The pipeline's human-in-the-loop operators: Airflow's own (the standard provider's HITL family,
+on both targets), with what a timeout and an answer mean here.
+
+- :class:`ReviewOperator`: one review task. The reviewer sees the review, the model's label and
+  probability and picks -1 / 0 / 1 in Airflow's UI (or through the REST API's ``hitlDetails``);
+  the answer is stored as a label at once (idempotent by review id). No answer within the Param
+  ``review_timeout_minutes`` skips the task: no label, no failure.
+- :class:`ModelApprovalOperator`: the approval gate. A version registered as
+  ``PendingManualApproval`` waits for a person's Approve / Reject, which sets the registry status
+  (UpdateModelPackage) and picks the branch; with the Param ``model_approval`` already
+  ``Approved`` it does not wait.
+
+Both ask once per task instance (:class:`AskOnce`): in Airflow 3.3.2 an answer given within
+seconds of the task parking can race the scheduler (the parked worker's exit event arrives after
+the answer re-queued the task under the same executor key, and the scheduler fails the resumed
+try as "changed externally"); the retry would ask again and wipe the answer already given.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from airflow.providers.standard.operators.hitl import HITLBranchOperator, HITLOperator
+from airflow.providers.standard.triggers.hitl import HITLTrigger
+from airflow.sdk.exceptions import TaskAwaitingInput
+from airflow.sdk.timezone import utcnow
+
+LABEL_OPTIONS = ["-1", "0", "1"]
+ASKED_KEY = "hitl_asked"  # task state: this task instance's question exists (kept across tries)
+
+
+def _timeout(context, name: str) -> timedelta | None:
+    minutes = (context.get("params") or {}).get(name)
+    return timedelta(minutes=float(minutes)) if minutes else None
+
+
+def _reviewer(result) -> str:
+    user = result.get("responded_by_user") or {}
+    return str(user.get("name") or user.get("id") or "")
+
+
+class AskOnce:
+    """Mixin for the HITL operators: a later try of a task instance that has asked already does
+    not ask again (Airflow's request upsert would wipe the answer given to the earlier try); it
+    defers to the provider's :class:`HITLTrigger`, which resumes with that answer, or waits for one
+    until the response timeout. The mark lives in Airflow's task state store, which survives
+    retries."""
+
+    def execute(self, context):
+        store = context.get("task_state_store")
+        if store is not None and store.get(ASKED_KEY):
+            self.log.info("asked in an earlier try: resuming with its answer (or waiting for one)")
+            timeout = utcnow() + self.response_timeout if self.response_timeout else None
+            self.defer(
+                trigger=HITLTrigger(
+                    ti_id=context["task_instance"].id,
+                    options=self.options,
+                    defaults=self.defaults,
+                    params=self.serialized_params,
+                    multiple=self.multiple,
+                    timeout_datetime=timeout,
+                ),
+                method_name="execute_complete",
+            )
+        try:
+            return super().execute(context)
+        except TaskAwaitingInput:  # the question is written; the task parks
+            if store is not None:
+                store.set(ASKED_KEY, True)
+            raise
+
+
+class ReviewOperator(AskOnce, HITLOperator):
+    """Ask a person for the sentiment of one served review; store the answer as a label."""
+
+    def __init__(self, *, review: dict, **kwargs) -> None:
+        super().__init__(options=LABEL_OPTIONS, multiple=False, **kwargs)
+        self.review = review
+
+    def execute(self, context):
+        self.response_timeout = _timeout(context, "review_timeout_minutes")
+        return super().execute(context)
+
+    def process_trigger_event_error(self, event: dict) -> None:
+        if event.get("error_type") == "timeout":
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            raise AirflowSkipException(f"review {self.review['review_id']}: no answer in time")
+        super().process_trigger_event_error(event)
+
+    def execute_complete(self, context, event: dict):
+        result = super().execute_complete(context, event)
+        from include.pipeline import settings as pipeline_settings
+        from include.pipeline.tasks import human_review
+
+        stored = human_review.record_answer(
+            pipeline_settings.load(),
+            self.review,
+            label=int(result["chosen_options"][0]),
+            reviewer=_reviewer(result),
+            answered_at=result["responded_at"],
+        )
+        self.log.info("review %s: %s", self.review["review_id"], stored)
+        return {**self.review, "label": int(result["chosen_options"][0]), "stored": stored}
+
+
+class ModelApprovalOperator(AskOnce, HITLBranchOperator):
+    """The approval gate: Approve runs ``deploy_task_id``, Reject ``reject_task_id``; the answer
+    becomes the package version's registry status (UpdateModelPackage)."""
+
+    template_fields = (*HITLBranchOperator.template_fields, "model_package_arn")
+    APPROVE, REJECT = "Approve", "Reject"
+
+    def __init__(
+        self, *, model_package_arn: str, deploy_task_id: str, reject_task_id: str, **kwargs
+    ) -> None:
+        super().__init__(
+            options=[self.APPROVE, self.REJECT],
+            options_mapping={self.APPROVE: deploy_task_id, self.REJECT: reject_task_id},
+            defaults=self.REJECT,  # what a timeout (``approval_timeout_minutes``) answers
+            multiple=False,
+            **kwargs,
+        )
+        self.model_package_arn = model_package_arn
+
+    def execute(self, context):
+        if (context.get("params") or {}).get("model_approval") == "Approved":
+            self.log.info("%s was registered Approved: nothing to ask", self.model_package_arn)
+            return self.do_branch(context, [self.options_mapping[self.APPROVE]])
+        self.response_timeout = _timeout(context, "approval_timeout_minutes")
+        return super().execute(context)
+
+    def execute_complete(self, context, event: dict):
+        from include.pipeline import settings as pipeline_settings
+        from include.pipeline import targets
+
+        approved = "error" not in event and event.get("chosen_options") == [self.APPROVE]
+        who = _reviewer(event) if event.get("responded_by_user") else "timeout"
+        targets.client(pipeline_settings.load(), "sagemaker").update_model_package(
+            ModelPackageArn=self.model_package_arn,
+            ModelApprovalStatus="Approved" if approved else "Rejected",
+            ApprovalDescription=f"{'approved' if approved else 'rejected'} in Airflow by {who}",
+        )
+        return super().execute_complete(context, event)

@@ -1,0 +1,167 @@
+"""The ``aws`` target: the Amazon provider's operators, S3 via ``S3Hook``, boto3 clients through
+the Airflow connection (``AwsBaseHook``)."""
+
+from __future__ import annotations
+
+from functools import cached_property, partial
+from types import SimpleNamespace
+
+from include.pipeline.settings import Settings
+
+
+class AwsTarget:
+    name = "aws"
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    @cached_property
+    def storage(self):
+        from include.pipeline.targets.aws.storage import S3Storage
+
+        return S3Storage(self.settings.aws_conn_id)
+
+    @property
+    def runtime_url(self) -> str:
+        return f"https://runtime.sagemaker.{self.settings.region}.amazonaws.com"
+
+    def client(self, service: str):
+        from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+        return AwsBaseHook(
+            aws_conn_id=self.settings.aws_conn_id,
+            client_type=service,
+            region_name=self.settings.region,
+        ).conn
+
+    def endpoint_notice(self, deployment: dict) -> str:
+        return ""
+
+    def preflight(self) -> None:
+        """Nothing on this machine can conflict with a run on AWS."""
+
+    def run_problems(self, input_uri: str, *, scheduled: bool) -> list[str]:
+        """What makes a run fail only after it paid for jobs: the placeholder role, the default
+        or a missing bucket, an input that is not there, or a schedule that would ingest the
+        generated sample every day. A HeadBucket and a HeadObject, nothing that costs."""
+        from botocore.exceptions import ClientError
+
+        from include.pipeline.targets import public_bucket
+
+        defaults, settings, problems = Settings(), self.settings, []
+        if settings.role_arn == defaults.role_arn or ":000000000000:" in settings.role_arn:
+            problems.append(
+                f"the SageMaker execution role is the placeholder {settings.role_arn}: set "
+                "PIPELINE_ROLE_ARN (or sagemaker_role_arn in the aws_default connection's extra)"
+            )
+        if settings.bucket == defaults.bucket:
+            problems.append(
+                f"the bucket is the default name {settings.bucket!r}, not yours: set "
+                "PIPELINE_BUCKET (or pipeline_bucket in the connection's extra)"
+            )
+        else:
+            try:
+                self.client("s3").head_bucket(Bucket=settings.bucket)
+            except ClientError as exc:
+                code = exc.response["Error"].get("Code")
+                problems.append(f"bucket {settings.bucket!r} is not usable (HeadBucket: {code})")
+        if not input_uri and scheduled:
+            problems.append(
+                "a scheduled run has no input_uri and would ingest the generated sample every "
+                "time: set PIPELINE_SCHEDULE=none (new files start runs through reviews_arrival)"
+                " or give the runs an input"
+            )
+        elif input_uri and not public_bucket.is_public(input_uri):
+            from pathlib import Path
+
+            there = (
+                self.storage.exists(input_uri)
+                if input_uri.startswith("s3://")
+                else Path(input_uri.removeprefix("file://")).expanduser().is_file()
+            )
+            if not there:
+                problems.append(f"input_uri {input_uri} does not exist")
+        return problems
+
+    def arrival_trigger(
+        self, incoming_uri: str, *, queue_url: str, poll_interval: float, sqs_waiter_delay: int
+    ):
+        """The SQS queue the bucket's S3 notifications feed (None without one)."""
+        if not queue_url:
+            return None
+        from airflow.providers.amazon.aws.triggers.sqs import SqsSensorTrigger
+
+        return SqsSensorTrigger(
+            sqs_queue=queue_url,
+            aws_conn_id=self.settings.aws_conn_id,
+            region_name=self.settings.region,
+            max_messages=10,
+            wait_time_seconds=20,  # long polling: one request per 20 s while the queue is empty
+            waiter_delay=sqs_waiter_delay,
+            delete_message_on_reception=True,
+        )
+
+    def operators(self) -> SimpleNamespace:
+        from airflow.providers.amazon.aws.operators import glue_catalog
+        from airflow.providers.amazon.aws.operators import sagemaker as sagemaker_operators
+        from airflow.providers.amazon.aws.operators.athena import AthenaOperator
+        from airflow.providers.amazon.aws.sensors import sagemaker as sagemaker_sensors
+
+        from include.pipeline.targets.aws import operators as aws_operators
+        from include.pipeline.targets.aws import sensors as aws_sensors
+
+        conn = {"aws_conn_id": self.settings.aws_conn_id, "region_name": self.settings.region}
+        waits = {**conn, "deferrable": True}
+
+        def bind(module, names: tuple[str, ...], **arguments) -> dict:
+            return {name: partial(getattr(module, name), **arguments) for name in names}
+
+        return SimpleNamespace(
+            **bind(
+                glue_catalog,
+                ("GlueCatalogCreateDatabaseOperator", "GlueCatalogCreateTableOperator"),
+                **conn,
+            ),
+            # Calls that return at once: the connection only.
+            **bind(
+                aws_operators,
+                (
+                    "GlueCatalogCreatePartitionOperator",
+                    "SageMakerCreateFeatureGroupOperator",
+                    "SageMakerRegisterModelVersionOperator",
+                    "SageMakerModelOperator",
+                    "SageMakerEndpointConfigOperator",
+                ),
+                **conn,
+            ),
+            **bind(
+                aws_sensors,
+                (
+                    "SageMakerFeatureGroupSensor",
+                    "SageMakerDebugRulesSensor",
+                    "SageMakerOfflineStoreSensor",
+                ),
+                **conn,
+            ),
+            # Jobs that run for minutes: deferred to the triggerer while they run.
+            **bind(
+                aws_operators,
+                (
+                    "SageMakerProcessingOperator",
+                    "SageMakerTrainingOperator",
+                    "SageMakerEndpointOperator",
+                    "SageMakerTransformOperator",
+                    "SageMakerTuningOperator",
+                ),
+                **waits,
+            ),
+            AthenaOperator=partial(AthenaOperator, **waits, sleep_time=5),
+            # Autopilot: the operator only creates the job; the sensor waits in reschedule mode
+            # (its worker slot is free between pokes), as the provider has no AutoML trigger.
+            SageMakerAutoMLOperator=partial(
+                sagemaker_operators.SageMakerAutoMLOperator, **conn, wait_for_completion=False
+            ),
+            SageMakerAutoMLSensor=partial(
+                sagemaker_sensors.SageMakerAutoMLSensor, **conn, mode="reschedule"
+            ),
+        )

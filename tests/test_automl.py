@@ -1,0 +1,176 @@
+"""Autopilot: the CreateAutoMLJob request, the local FLAML engine running it, and the best
+candidate answering text/csv with ``predicted_label,probability`` through the local endpoint."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import botocore.session
+import pytest
+from botocore.validate import ParamValidator
+
+from include.pipeline.requests import automl
+from include.pipeline.targets.local.lake import atomic_write_bytes, resolve
+from include.pipeline.targets.local.sagemaker import automl as engine
+from tests.aws_model import assert_valid
+
+ROLE = "arn:aws:iam::123456789012:role/SageMakerExecutionRole"
+WORDS = {
+    "1": ["love", "great", "perfect"],
+    "-1": ["awful", "terrible", "poor"],
+    "0": ["okay", "fine"],
+}
+
+
+def _csv(rows: int = 40) -> bytes:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["sentiment", "review_body"])
+    for i in range(rows):
+        for label, words in WORDS.items():
+            writer.writerow([label, f"the dress is {words[i % len(words)]} , really {words[0]}"])
+    return out.getvalue().encode()
+
+
+def _request(**kw) -> dict:
+    params = {
+        "job_name": "automl-abc",
+        "role_arn": ROLE,
+        "input_uri": "s3://bkt/automl/train",
+        "output_uri": "s3://bkt/automl/output",
+        "max_job_runtime_s": 6,
+    }
+    return automl.automl_job_request(**(params | kw))
+
+
+def _validate_output(operation: str, result) -> None:
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    report = ParamValidator().validate(result, model.operation_model(operation).output_shape)
+    assert not report.has_errors(), report.generate_report()
+
+
+def test_request_is_valid_and_what_the_provider_operator_sends():
+    request = _request()
+    assert_valid("sagemaker", "CreateAutoMLJob", request)
+    assert request["ProblemType"] == "MulticlassClassification"
+    assert request["AutoMLJobObjective"] == {"MetricName": "Accuracy"}
+    assert request["InputDataConfig"][0]["TargetAttributeName"] == "sentiment"
+    assert request["AutoMLJobConfig"]["CompletionCriteria"]["MaxCandidates"] == 3
+    # the provider's hook rebuilds CreateAutoMLJob from the operator's arguments: same request
+    from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
+
+    sent: dict = {}
+
+    class Conn:
+        def create_auto_ml_job(self, **kwargs):
+            sent.update(kwargs)
+
+    hook = SageMakerHook.__new__(SageMakerHook)
+    hook.__dict__["conn"] = Conn()
+    arguments = automl.operator_arguments(request)
+    wait = arguments.pop("wait_for_completion")
+    SageMakerHook.create_auto_ml_job(hook, **arguments, wait_for_completion=wait)
+    assert sent == request
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"job_name": "a" * 33}, "invalid AutoML job name"),
+        ({"mode": "FAST"}, "AutoML mode"),
+        ({"max_candidates": 0}, "max_candidates"),
+    ],
+)
+def test_bad_requests_fail_when_built(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        _request(**kwargs)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    lake = tmp_path_factory.mktemp("lake")
+    atomic_write_bytes(resolve("s3://bkt/automl/train/train.csv", lake), _csv())
+    describe = engine.run_automl_job(_request(), lake=lake, log=lambda _: None)
+    return lake, describe
+
+
+def test_local_automl_ranks_candidates_by_the_objective(finished):
+    lake, describe = finished
+    _validate_output("DescribeAutoMLJob", describe)
+    assert describe["AutoMLJobStatus"] == "Completed"
+    candidates = engine.list_candidates("automl-abc", lake)
+    _validate_output("ListCandidatesForAutoMLJob", {"Candidates": candidates})
+    assert 1 <= len(candidates) <= 3
+    values = [c["FinalAutoMLJobObjectiveMetric"]["Value"] for c in candidates]
+    assert values == sorted(values, reverse=True)
+    assert describe["BestCandidate"]["CandidateName"] == candidates[0]["CandidateName"]
+    assert describe["BestCandidate"]["FinalAutoMLJobObjectiveMetric"]["MetricName"] == (
+        "validation:accuracy"
+    )
+    assert values[0] == 1.0  # the toy classes share no word
+    for candidate in candidates:
+        container = candidate["InferenceContainers"][0]
+        assert "/sagemaker-sklearn-automl:" in container["Image"]
+        assert resolve(container["ModelDataUrl"], lake).is_file()
+        assert container["Environment"]["SAGEMAKER_INFERENCE_OUTPUT"] == (
+            "predicted_label,probability"
+        )
+    lines: list[str] = []
+    assert engine.run_automl_job(_request(), lake=lake, log=lines.append) == describe
+    assert lines == ["[automl-abc] already Completed; returning its result"]
+
+
+def test_input_without_the_target_column_is_named(tmp_path):
+    atomic_write_bytes(resolve("s3://bkt/x/a.csv", tmp_path), b"label,review_body\n1,ok\n")
+    with pytest.raises(engine.AutoMLRequestError, match=r"a.csv: no target column 'sentiment'"):
+        engine.run_automl_job(
+            _request(job_name="automl-bad", input_uri="s3://bkt/x"), lake=tmp_path, log=print
+        )
+
+
+def test_best_candidate_answers_text_csv_through_the_endpoint(finished):
+    from include.pipeline.targets.local.endpoint.host import start_server
+    from tests.test_endpoint_server import boto, wait_settled
+
+    lake, describe = finished
+    container = describe["BestCandidate"]["InferenceContainers"][0]
+    model = {"ModelName": "automl-best", "ExecutionRoleArn": ROLE, "PrimaryContainer": container}
+    assert_valid("sagemaker", "CreateModel", model)
+    running = start_server(lake)
+    try:
+        sm = boto("sagemaker", running.url)
+        sm.create_model(**model)
+        sm.create_endpoint_config(
+            EndpointConfigName="automl-config",
+            ProductionVariants=[
+                {
+                    "VariantName": "AllTraffic",
+                    "ModelName": "automl-best",
+                    "InitialInstanceCount": 1,
+                    "InstanceType": "ml.m5.large",
+                }
+            ],
+        )
+        sm.create_endpoint(EndpointName="automl", EndpointConfigName="automl-config")
+        assert wait_settled(sm, "automl")["EndpointStatus"] == "InService"
+        runtime = boto("sagemaker-runtime", running.url)
+        answer = runtime.invoke_endpoint(
+            EndpointName="automl",
+            ContentType="text/csv",
+            Accept="text/csv",
+            Body=b'"the dress is great , really love"\n"the dress is awful , really awful"\n',
+        )
+        rows = list(csv.reader(io.StringIO(answer["Body"].read().decode())))
+        assert [r[0] for r in rows] == ["1", "-1"]
+        assert all(0 < float(r[1]) <= 1 for r in rows)
+        answer = runtime.invoke_endpoint(
+            EndpointName="automl",
+            ContentType="text/csv",
+            Accept="application/json",
+            Body=b"okay fine okay\n",
+        )
+        assert json.loads(answer["Body"].read())["predictions"][0]["predicted_label"] == "0"
+    finally:
+        running.stop()

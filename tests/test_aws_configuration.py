@@ -1,0 +1,68 @@
+"""On aws a misconfigured run is refused by its first task, before any job is paid for: the
+placeholder role, the default or a missing bucket, an input that is not there, a schedule that
+would ingest the generated sample every day. moto in server mode for S3."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+
+from include.pipeline import settings as pipeline_settings
+from include.pipeline import targets
+from tests.moto_server import moto_server
+
+ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
+
+
+@pytest.fixture
+def moto_env(monkeypatch):
+    with moto_server() as (url, env):
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        yield env
+
+
+def aws(env: dict, **settings) -> targets.Target:
+    return targets.load(pipeline_settings.load({**env, "PIPELINE_TARGET": "aws", **settings}))
+
+
+def test_defaults_are_refused_with_every_problem_named(moto_env):
+    problems = aws(moto_env).run_problems("", scheduled=True)
+    assert len(problems) == 3
+    role, bucket, schedule = problems
+    assert "000000000000" in role and "PIPELINE_ROLE_ARN" in role
+    assert "'reviews-pipeline'" in bucket and "PIPELINE_BUCKET" in bucket
+    assert "generated sample" in schedule and "PIPELINE_SCHEDULE=none" in schedule
+
+
+def test_a_missing_bucket_or_input_is_named(moto_env):
+    target = aws(moto_env, PIPELINE_BUCKET="not-created", PIPELINE_ROLE_ARN=ROLE)
+    (problem,) = target.run_problems("", scheduled=False)  # a manual try-out on the sample
+    assert "'not-created'" in problem and "HeadBucket" in problem
+
+    boto3.client("s3").create_bucket(Bucket="team-reviews")
+    target = aws(moto_env, PIPELINE_BUCKET="team-reviews", PIPELINE_ROLE_ARN=ROLE)
+    assert target.run_problems("s3://team-reviews/incoming/missing.csv", scheduled=True) == [
+        "input_uri s3://team-reviews/incoming/missing.csv does not exist"
+    ]
+    boto3.client("s3").put_object(Bucket="team-reviews", Key="incoming/r.csv", Body=b"a,b\n")
+    assert target.run_problems("s3://team-reviews/incoming/r.csv", scheduled=True) == []
+
+
+def test_the_dag_refuses_the_run_in_its_first_task(moto_env):
+    """check_configuration is upstream of everything that sends a request."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from include.pipeline import task_ids as T
+    from tests.conftest import REPO
+
+    dag = DagBag(dag_folder=str(REPO / "dags" / "reviews_pipeline.py")).dags["reviews_pipeline"]
+    check = dag.get_task(T.CHECK_CONFIGURATION)
+    assert check.upstream_task_ids == set()  # AirflowFailException: no retries either
+    assert T.INGEST in check.downstream_task_ids
+    assert check.get_flat_relative_ids(upstream=False) >= {T.TRAIN, T.PREPARE_FEATURES}
+
+
+def test_local_runs_have_nothing_to_refuse(tmp_path):
+    target = targets.load(pipeline_settings.Settings(lake=tmp_path))
+    assert target.run_problems("", scheduled=True) == []

@@ -1,0 +1,320 @@
+"""The model candidates in the pipeline: their requests from the Params, the text step reading
+the training-set queries' CSV, one evaluation job for every kind of model, the leaderboard."""
+
+from __future__ import annotations
+
+import csv
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from include.jobs import evaluate, prepare_text
+from include.pipeline import settings as pipeline_settings
+from include.pipeline.documents import leaderboard as board
+from include.pipeline.params import PARAMS
+from include.pipeline.requests import automl
+from include.pipeline.requests import bias as bias_requests
+from include.pipeline.requests.features import SPLITS
+from include.pipeline.tasks import candidates
+from tests.aws_model import assert_valid
+from tests.test_blazingtext import _reviews
+
+RUN = "manual__2026-01-31T12:00:00+00:00"
+CODE = "s3://bkt/code/abc/"
+SOURCEDIR = "s3://bkt/code/abc/sourcedir.tar.gz"
+
+
+def _params(**overrides) -> dict:
+    return {name: param.resolve() for name, param in PARAMS.items()} | overrides
+
+
+def _training_set() -> dict:
+    return {split: f"s3://bkt/runs/r/training-set/{split}/q-{split}.csv" for split in SPLITS}
+
+
+def _athena_csv(path: Path, rows: list[tuple[int, str]]) -> None:
+    """The training-set query's result: a header, quoted texts (commas, quotes, newlines)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh, quoting=csv.QUOTE_ALL)
+        writer.writerow(["review_id", "sentiment", "label_id", "review_body", "product_category"])
+        for i, (sentiment, text) in enumerate(rows):
+            writer.writerow([f"r{i}", sentiment, sentiment + 1, text, ("Dresses", "Tops")[i % 2]])
+
+
+def _entry(candidate: str, accuracy: float, macro_f1: float, latency: float | None) -> board.Entry:
+    return board.Entry(
+        candidate=candidate,
+        accuracy=accuracy,
+        macro_f1=macro_f1,
+        training_time_s=1.0,
+        model_size_bytes=10,
+        inference_ms_per_review=latency,
+        job_name=f"{candidate}-job",
+        model_uri=f"s3://bkt/{candidate}/model.tar.gz",
+        image_uri="img",
+        evaluation_uri=f"s3://bkt/{candidate}/evaluation.json",
+        training_image="img",
+        content_type="application/json",
+    )
+
+
+def test_the_leaderboard_ranks_by_the_chosen_metric_then_by_latency():
+    entries = [
+        _entry("finetune", 0.70, 0.50, 9.0),
+        _entry("blazingtext", 0.65, 0.60, 0.1),
+        _entry("autopilot", 0.70, 0.40, 1.0),
+    ]
+    by_accuracy = board.rank(entries, "accuracy")
+    assert [e.candidate for e in by_accuracy.entries] == ["autopilot", "finetune", "blazingtext"]
+    assert board.rank(entries, "macro_f1").best.candidate == "blazingtext"
+    again = board.Leaderboard.from_dict(json.loads(by_accuracy.to_json()))
+    assert again == by_accuracy and by_accuracy.to_dict()["best"] == "autopilot"
+    with pytest.raises(ValueError, match="recall"):
+        board.rank(entries, "recall")
+    with pytest.raises(ValueError, match="nothing to rank"):
+        board.rank([], "accuracy")
+
+
+def test_unselected_candidates_skip_their_path_and_bad_names_fail():
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    settings = pipeline_settings.load()
+    params = _params(candidates=["blazingtext"])
+    with pytest.raises(AirflowSkipException, match="finetune"):
+        candidates.tuning_request(
+            settings, params, run_id=RUN, sourcedir_uri=SOURCEDIR, training_set=_training_set()
+        )
+    with pytest.raises(AirflowSkipException, match="tuning_max_jobs"):
+        candidates.tuning_request(
+            settings,
+            _params(tuning_max_jobs=0),
+            run_id=RUN,
+            sourcedir_uri=SOURCEDIR,
+            training_set=_training_set(),
+        )
+    with pytest.raises(ValueError, match="'xgboost'"):
+        candidates.require(_params(candidates=["xgboost"]), "finetune")
+
+
+def test_the_candidates_requests_are_valid_and_share_the_splits():
+    settings = pipeline_settings.load()
+    params = _params(tuning_warm_start_parent="tune-parent")
+    splits = _training_set()
+    tuning = candidates.tuning_request(
+        settings, params, run_id=RUN, sourcedir_uri=SOURCEDIR, training_set=splits
+    )
+    assert_valid("sagemaker", "CreateHyperParameterTuningJob", tuning)
+    definition = tuning["TrainingJobDefinition"]
+    assert definition["StaticHyperParameters"]["train_steps_per_epoch"] == str(
+        params["tuning_trial_steps"]
+    )
+    assert tuning["WarmStartConfig"]["ParentHyperParameterTuningJobs"] == [
+        {"HyperParameterTuningJobName": "tune-parent"}
+    ]
+    # The best trial's values (strings) reach the final training as the Params' types.
+    tuned = {"Tuning": {"BestTrainingJob": {"TunedHyperParameters": {"train_batch_size": "16"}}}}
+    final = candidates.final_training_request(
+        settings, params, run_id=RUN, sourcedir_uri=SOURCEDIR, training_set=splits, tuned=tuned
+    )
+    assert final["HyperParameters"]["train_batch_size"] == "16"
+    assert final["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == splits["train"]
+
+    text = candidates.prepare_text_request(
+        settings, params, run_id=RUN, code_uri=CODE, training_set=splits
+    )
+    assert_valid("sagemaker", "CreateProcessingJob", text)
+    assert {i["S3Input"]["S3Uri"] for i in text["ProcessingInputs"]} == {*splits.values(), CODE}
+    bt = candidates.blazingtext_request(settings, params, run_id=RUN)
+    assert_valid("sagemaker", "CreateTrainingJob", bt)
+    assert bt["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"].startswith(
+        text["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"]
+    )
+    arguments = candidates.automl_arguments(settings, params, run_id=RUN)
+    assert len(arguments["job_name"]) <= 32
+    request = {
+        "AutoMLJobName": arguments["job_name"],
+        "InputDataConfig": arguments["extras"]["InputDataConfig"],
+        "OutputDataConfig": {"S3OutputPath": arguments["s3_output"]},
+        "RoleArn": arguments["role_arn"],
+        **{k: v for k, v in arguments["extras"].items() if k != "InputDataConfig"},
+    }
+    assert_valid("sagemaker", "CreateAutoMLJob", request)
+    limits = request["AutoMLJobConfig"]["CompletionCriteria"]
+    assert limits["MaxAutoMLJobRuntimeInSeconds"] == params["automl_max_runtime_s"]
+    assert request["InputDataConfig"][0]["TargetAttributeName"] == automl.TARGET_ATTRIBUTE
+
+    trained = {"Training": {"ModelArtifacts": {"S3ModelArtifacts": "s3://bkt/bt/model.tar.gz"}}}
+    evaluations = [
+        candidates.evaluation_request(
+            settings,
+            params,
+            run_id=RUN,
+            candidate=kind,
+            code_uri=CODE,
+            trained=trained,
+            test_uri=splits["test"],
+        )
+        for kind in ("finetune", "blazingtext")
+    ]
+    for request in evaluations:
+        assert_valid("sagemaker", "CreateProcessingJob", request)
+    finetune, blazingtext = (r["AppSpecification"]["ContainerArguments"] for r in evaluations)
+    assert "--model_kind" not in finetune and blazingtext[-2:] == ["--model_kind", "blazingtext"]
+    outputs = {r["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"] for r in evaluations}
+    assert len(outputs) == 2  # each candidate has its own evaluation.json
+
+
+def test_prepare_text_reads_the_training_set_query_csv(tmp_path: Path):
+    rows = [(1, 'Love it, "really"\nfits'), (-1, "Ripped; awful"), (0, "okay")]
+    for split in ("train", "test"):
+        _athena_csv(tmp_path / "in" / split / "q.csv", rows)
+    prepare_text.main(
+        ["--input-data", str(tmp_path / "in"), "--output-data", str(tmp_path / "out")]
+        + ["--splits", "train,test"]
+    )
+    lines = (tmp_path / "out" / "blazingtext" / "test" / "test.txt").read_text().splitlines()
+    assert lines[0] == '__label__1 love it , " really " fits'
+    _athena_csv(tmp_path / "bad" / "test" / "q.csv", [(1, "fine"), (7, "odd")])
+    with pytest.raises(
+        prepare_text.TextDataError, match=r"q.csv: row 3 column 'sentiment' has value 7;"
+    ):
+        prepare_text.read_split(tmp_path / "bad" / "test")
+
+
+def test_the_evaluation_job_scores_a_text_candidate_into_the_same_document(tmp_path: Path):
+    """An Autopilot candidate's archive as the local AutoML engine packs it (model.pkl)."""
+    import io
+    import pickle
+
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    rows = _reviews(12)
+    vectorizer = TfidfVectorizer().fit([t for _, t in rows])
+    classes = ["-1", "0", "1"]
+    model = LogisticRegression(C=100).fit(
+        vectorizer.transform([t for _, t in rows]), [classes.index(str(s)) for s, _ in rows]
+    )
+    data = pickle.dumps({"vectorizer": vectorizer, "model": model, "classes": classes})
+    (tmp_path / "model").mkdir()
+    with tarfile.open(tmp_path / "model" / "model.tar.gz", "w:gz") as tar:
+        info = tarfile.TarInfo("model.pkl")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    _athena_csv(tmp_path / "test" / "q.csv", rows)
+    out = tmp_path / "evaluation"
+    doc = evaluate.main(
+        ["--model_path", str(tmp_path / "model"), "--test_path", str(tmp_path / "test")]
+        + ["--output_dir", str(out), "--model_kind", "autopilot"]
+    )
+    assert doc["n_samples"] == len(rows)
+    assert doc["metrics"]["accuracy"]["value"] == 1.0  # the words say the sentiment
+    assert (
+        doc["serving"]["model_size_bytes"] == (tmp_path / "model" / "model.tar.gz").stat().st_size
+    )
+    assert doc["serving"]["inference_ms_per_review"] > 0
+    assert json.loads((out / "evaluation.json").read_text()) == doc
+    # The predictions with the facet are the dataset of the candidate's post-training bias job.
+    with (out / "predictions.csv").open(newline="") as fh:
+        predictions = list(csv.DictReader(fh))
+    assert [int(r["sentiment"]) for r in predictions] == [s for s, _ in rows]
+    assert {r["product_category"] for r in predictions} == {"Dresses", "Tops"}
+    from include.pipeline.requests import bias
+    from include.pipeline.targets.local.clarify import processor
+
+    config = bias.post_training_analysis_config({}, list(predictions[0]))
+    (tmp_path / "analysis_config.json").write_text(json.dumps(config))
+    processor.run(tmp_path / "analysis_config.json", out / "predictions.csv", tmp_path / "bias")
+    analysis = json.loads((tmp_path / "bias" / "analysis.json").read_text())
+    facet = analysis["post_training_bias_metrics"]["facets"]["product_category"]
+    assert {e["value_or_threshold"] for e in facet} == {"Dresses", "Tops"}
+    (dresses,) = (e for e in facet if e["value_or_threshold"] == "Dresses")
+    metrics = {m["name"]: m["value"] for m in dresses["metrics"]}
+    assert set(metrics) == set(bias.POST_TRAINING_METHODS)
+    assert metrics["AD"] == 0.0  # a perfect model is as accurate on every category
+    assert (out / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_candidates_post_training_bias_job_is_a_valid_clarify_request(lake: Path):
+    from include.pipeline.targets.local.lake import resolve
+
+    settings = pipeline_settings.load()
+    from include.pipeline import targets
+
+    store = targets.load(settings).storage
+    request = candidates.posttraining_bias_request(
+        settings, _params(), store, run_id=RUN, candidate="blazingtext"
+    )
+    assert_valid("sagemaker", "CreateProcessingJob", request)
+    inputs = {i["InputName"]: i["S3Input"]["S3Uri"] for i in request["ProcessingInputs"]}
+    assert inputs["dataset"].endswith("/candidates/blazingtext/evaluation/predictions.csv")
+    config = json.loads(resolve(inputs["analysis_config"], lake).read_text())
+    assert config["predicted_label"] == "predicted_label"
+    assert config["methods"] == {
+        "post_training_bias": {"methods": list(bias_requests.POST_TRAINING_METHODS)}
+    }
+    assert config["facet"] == [{"name_or_index": "product_category"}]
+
+
+def test_model_facts_of_an_autopilot_candidate():
+    settings = pipeline_settings.load()
+    describe = {
+        "AutoMLJobName": "automl-abc",
+        "CreationTime": "2026-01-31T12:00:00+00:00",
+        "EndTime": "2026-01-31T12:00:30+00:00",
+        "BestCandidate": {
+            "CandidateName": "automl-abc-lgbm",
+            "InferenceContainers": [
+                {
+                    "Image": "img/sagemaker-sklearn-automl:2.5",
+                    "ModelDataUrl": "s3://bkt/a/model.tar.gz",
+                    "Environment": {"SAGEMAKER_INFERENCE_OUTPUT": "predicted_label,probability"},
+                }
+            ],
+        },
+    }
+    facts = candidates.model_facts(settings, "autopilot", describe)
+    assert facts["training_time_s"] == 30.0 and facts["content_type"] == "text/csv"
+    assert facts["model_uri"] == "s3://bkt/a/model.tar.gz"
+    assert facts["environment"]["SAGEMAKER_INFERENCE_OUTPUT"] == "predicted_label,probability"
+
+
+def test_the_reports_page_shows_the_leaderboard_best_first():
+    from include.pipeline import reports
+    from tests.test_reports_plugin import load_plugin_module
+
+    ranked = board.rank(
+        [_entry("finetune", 0.6, 0.5, 9.0), _entry("autopilot", 0.7, 0.4, 1.0)], "accuracy"
+    )
+    summary = {"leaderboard": {**ranked.to_dict(), "uri": "s3://bkt/leaderboard.json"}}
+    view = reports.leaderboard(summary)
+    assert [r["candidate"] for r in view["rows"]] == ["autopilot", "finetune"]
+    assert view["rows"][0]["deployed"] and view["rows"][0]["model_size_mb"] == 0.0
+    html = load_plugin_module().leaderboard_section(summary, "/reviews")
+    assert html.index("autopilot <b>(deployed)</b>") < html.index("finetune")
+    assert "ms / review" in html and "Best by accuracy" in html
+    assert reports.leaderboard({"leaderboard": {"skipped": "no candidates"}}) is None
+
+
+def test_a_served_model_is_evaluated_as_the_candidate_its_image_says():
+    from include.pipeline.requests.images import image_uri
+
+    assert candidates.candidate_of_image(image_uri("blazingtext", "us-east-1")) == "blazingtext"
+    autopilot = "123.dkr.ecr.us-east-1.amazonaws.com/sagemaker-sklearn-automl:2.5-1-cpu-py3"
+    assert candidates.candidate_of_image(autopilot) == "autopilot"
+    settings = pipeline_settings.load()
+    finetune = candidates.model_facts(
+        settings,
+        "finetune",
+        {
+            "Training": {
+                "TrainingJobName": "train-1",
+                "ModelArtifacts": {"S3ModelArtifacts": "s3://b/m.tar.gz"},
+                "AlgorithmSpecification": {"TrainingImage": "pytorch-training:2"},
+            }
+        },
+    )
+    assert candidates.candidate_of_image(finetune["image_uri"]) == "finetune"

@@ -1,0 +1,160 @@
+"""Post-training bias metrics: every value equals AWS's smclarify library on the same data."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from smclarify.bias.metrics import posttraining as reference
+
+from include.pipeline.targets.local.clarify.posttraining import (
+    POST_TRAINING_METRICS,
+    compute_post_training_metrics,
+)
+
+SIMPLE = ("DPPL", "DI", "DCA", "DCR", "RD", "SD", "DAR", "DRR", "AD", "TE")
+
+
+def _reference(name, feature, d, label, predicted, group, features):
+    fn = getattr(reference, name)
+    if name in ("DPPL", "DI"):
+        return fn(feature, d, predicted)
+    if name == "CDDPL":
+        return fn(feature, d, predicted, group)
+    if name == "FT":
+        return fn(features, d, predicted)
+    return fn(feature, d, label, predicted)
+
+
+def _same(ours, theirs) -> bool:
+    if isinstance(ours, str):  # Clarify writes infinities as strings
+        return math.isinf(theirs) and (ours == "Infinity") == (theirs > 0)
+    return ours == pytest.approx(theirs, abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_every_metric_matches_smclarify(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(12, 60))
+    label = rng.random(n) < rng.uniform(0.1, 0.9)
+    # some seeds: predictions that never say positive for one facet (infinite ratios)
+    predicted = rng.random(n) < rng.uniform(0.1, 0.9)
+    d = rng.random(n) < 0.4
+    d[:2] = [True, False]
+    if seed == 5:
+        predicted[d] = False
+    group = rng.integers(0, 3, n)
+    features = rng.normal(size=(n, 3))
+    ours = compute_post_training_metrics(
+        "all", label, predicted, d, group_codes=group, features=features
+    )
+    assert [m["name"] for m in ours] == sorted(POST_TRAINING_METRICS)
+    feature = pd.Series(rng.integers(0, 5, n))
+    for entry in ours:
+        theirs = _reference(
+            entry["name"],
+            feature,
+            pd.Series(d),
+            pd.Series(label),
+            pd.Series(predicted),
+            pd.Series(group),
+            pd.DataFrame(features),
+        )
+        assert _same(entry["value"], theirs), (entry, theirs)
+
+
+def test_undefined_metrics_are_errors_like_clarify():
+    n = 10
+    label = np.arange(n) % 2 == 0
+    out = compute_post_training_metrics(
+        ["DPPL", "CDDPL", "FT"], label, label, np.zeros(n, dtype=bool), features=None
+    )
+    assert [(m["name"], m["value"]) for m in out] == [("CDDPL", None), ("DPPL", None), ("FT", None)]
+    assert all(m["error"] == "Facet set is empty" for m in out)
+    texts = compute_post_training_metrics(
+        ["FT"], label, label, np.arange(n) < 3, features=np.array(["a"] * n)
+    )
+    assert texts[0]["error"] == "FlipTest does not support non-numeric columns"
+    with pytest.raises(ValueError, match="GE"):
+        compute_post_training_metrics(["GE"], label, label, label)
+
+
+def test_the_local_clarify_processor_writes_the_post_training_section(tmp_path):
+    """analysis.json's ``post_training_bias_metrics`` for product_category from the dataset's
+    predicted_label column, each value equal to smclarify's on the same rows."""
+    import json
+
+    from include.pipeline.targets.local.clarify import processor
+
+    rng = np.random.default_rng(7)
+    n = 60
+    data = pd.DataFrame(
+        {
+            "sentiment": rng.choice([-1, 0, 1], n),
+            "predicted_label": rng.choice([-1, 0, 1], n),
+            "product_category": rng.choice(["Dresses", "Tops", "Jackets"], n),
+        }
+    )
+    (tmp_path / "data").mkdir()
+    data.to_csv(tmp_path / "data" / "predictions.csv", index=False)
+    config = {
+        "dataset_type": "text/csv",
+        "label": "sentiment",
+        "label_values_or_threshold": [1],
+        "predicted_label": "predicted_label",
+        "facet": [{"name_or_index": "product_category", "value_or_threshold": ["Dresses"]}],
+        "group_variable": "product_category",
+        "methods": {"post_training_bias": {"methods": "all"}},
+    }
+    (tmp_path / "analysis_config.json").write_text(json.dumps(config))
+    processor.run(tmp_path / "analysis_config.json", tmp_path / "data", tmp_path / "out")
+    analysis = json.loads((tmp_path / "out" / "analysis.json").read_text())
+    assert "pre_training_bias_metrics" not in analysis
+    (entry,) = analysis["post_training_bias_metrics"]["facets"]["product_category"]
+    assert entry["value_or_threshold"] == "Dresses"
+    got = {m["name"]: m["value"] for m in entry["metrics"]}
+    feature = data["product_category"]
+    d = feature == "Dresses"
+    label, predicted = data["sentiment"] == 1, data["predicted_label"] == 1
+    for name in SIMPLE:
+        theirs = _reference(name, feature, d, label, predicted, None, None)
+        assert _same(got[name], theirs), (name, got[name], theirs)
+    with pytest.raises(processor.ClarifyInputError, match="predicted_label"):
+        processor.parse_config({**config, "predicted_label": None})
+
+
+def test_a_model_that_never_predicts_the_favourable_label_is_reported_not_refused(tmp_path):
+    """A barely trained model may predict one class only: the post-training section is still
+    written (metrics that divide by zero are reported as undefined), the job does not fail."""
+    import json
+
+    from include.pipeline.targets.local.clarify import processor
+
+    rng = np.random.default_rng(3)
+    n = 40
+    data = pd.DataFrame(
+        {
+            "sentiment": rng.choice([-1, 0, 1], n),
+            "predicted_label": [0] * n,
+            "product_category": rng.choice(["Dresses", "Tops"], n),
+        }
+    )
+    (tmp_path / "data").mkdir()
+    data.to_csv(tmp_path / "data" / "predictions.csv", index=False)
+    config = {
+        "dataset_type": "text/csv",
+        "label": "sentiment",
+        "label_values_or_threshold": [1],
+        "predicted_label": "predicted_label",
+        "facet": [{"name_or_index": "product_category", "value_or_threshold": ["Dresses"]}],
+        "methods": {"post_training_bias": {"methods": ["DPPL", "DI"]}},
+    }
+    (tmp_path / "analysis_config.json").write_text(json.dumps(config))
+    processor.run(tmp_path / "analysis_config.json", tmp_path / "data", tmp_path / "out")
+    analysis = json.loads((tmp_path / "out" / "analysis.json").read_text())
+    (entry,) = analysis["post_training_bias_metrics"]["facets"]["product_category"]
+    got = {m["name"]: m for m in entry["metrics"]}
+    assert got["DPPL"]["value"] == 0.0  # neither group is ever predicted favourable
+    assert set(got) == {"DPPL", "DI"}
