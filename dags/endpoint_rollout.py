@@ -1,4 +1,5 @@
-"""
+"""Captured traffic and rewards -> promote / roll back / bandit weights
+
 ### Endpoint rollout: promote or roll back a challenger, or run a bandit over the variants
 
 Runs on a schedule (`PIPELINE_ROLLOUT_SCHEDULE`, default `@hourly`; `none` turns it off) after
@@ -34,21 +35,14 @@ from airflow.sdk import XComArg, chain, task
 
 from include.pipeline import settings as pipeline_settings
 from include.pipeline import targets
-from include.pipeline.dag_defaults import reviews_dag
+from include.pipeline.dag_defaults import endpoint_dag
 from include.pipeline.params import ROLLOUT_PARAMS
 
 SETTINGS = pipeline_settings.load()
 ops = targets.operators(SETTINGS)
 
-with reviews_dag(
-    "endpoint_rollout",
-    SETTINGS,
-    schedule=SETTINGS.rollout_schedule,
-    description="Captured traffic and rewards -> promote / roll back / bandit weights",
-    doc_md=__doc__,
-    max_active_runs=1,  # one decision at a time per endpoint
-    params=ROLLOUT_PARAMS,
-    tags=["sagemaker", "rollout"],
+with endpoint_dag(
+    "endpoint_rollout", SETTINGS, __doc__, SETTINGS.rollout_schedule, ROLLOUT_PARAMS, "rollout"
 ) as dag:
 
     @task.short_circuit(task_id="describe_endpoint")

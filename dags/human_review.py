@@ -1,4 +1,5 @@
-"""
+"""Low-confidence predictions -> Airflow HITL -> labels -> reviews_labeled
+
 ### Human review: what the model is unsure of, labeled by a person in Airflow's UI
 
 Runs on `PIPELINE_REVIEW_SCHEDULE` (default `@daily`) over the endpoint's captured traffic.
@@ -24,22 +25,15 @@ from airflow.sdk import chain, task
 
 from include.pipeline import feedback, targets
 from include.pipeline import settings as pipeline_settings
-from include.pipeline.dag_defaults import reviews_dag
+from include.pipeline.dag_defaults import endpoint_dag
 from include.pipeline.hitl import ReviewOperator
 from include.pipeline.params import REVIEW_PARAMS
 
 SETTINGS = pipeline_settings.load()
 LABELED = feedback.labeled_asset(SETTINGS)
 
-with reviews_dag(
-    "human_review",
-    SETTINGS,
-    schedule=SETTINGS.review_schedule,
-    description="Low-confidence predictions -> Airflow HITL -> labels -> reviews_labeled",
-    doc_md=__doc__,
-    max_active_runs=1,
-    params=REVIEW_PARAMS,
-    tags=["sagemaker", "human-in-the-loop"],
+with endpoint_dag(
+    "human_review", SETTINGS, __doc__, SETTINGS.review_schedule, REVIEW_PARAMS, "human-in-the-loop"
 ) as dag:
 
     @task(task_id="select_reviews")

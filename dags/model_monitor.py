@@ -1,4 +1,5 @@
-"""
+"""Captured traffic -> statistics / constraint violations -> reviews_drift
+
 ### Model monitor: captured traffic -> Model Monitor's reports -> a drift event
 
 Watches what the deployed endpoint sees and says (`PIPELINE_MONITOR_SCHEDULE`, default
@@ -25,22 +26,15 @@ from airflow.sdk import chain, task
 
 from include.pipeline import feedback, targets
 from include.pipeline import settings as pipeline_settings
-from include.pipeline.dag_defaults import reviews_dag
+from include.pipeline.dag_defaults import endpoint_dag
 from include.pipeline.params import MONITOR_PARAMS
 
 SETTINGS = pipeline_settings.load()
 ops = targets.operators(SETTINGS)
 DRIFT = feedback.drift_asset(SETTINGS)
 
-with reviews_dag(
-    "model_monitor",
-    SETTINGS,
-    schedule=SETTINGS.monitor_schedule,
-    description="Captured traffic -> statistics / constraint violations -> reviews_drift",
-    doc_md=__doc__,
-    max_active_runs=1,
-    params=MONITOR_PARAMS,
-    tags=["sagemaker", "monitoring"],
+with endpoint_dag(
+    "model_monitor", SETTINGS, __doc__, SETTINGS.monitor_schedule, MONITOR_PARAMS, "monitoring"
 ) as dag:
 
     @task.short_circuit(task_id="find_window")

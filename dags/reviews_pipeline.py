@@ -25,7 +25,10 @@ engines. The run summary lands at `s3://<bucket>/runs/<run key>/summary.json` (`
 
 Trigger it from the form (**Trigger DAG w/ config**): set `input_uri` to your file, or leave it
 empty for the generated sample. Each new file in `s3://<bucket>/incoming/` starts a run of its own
-(`reviews_arrival`, run id `arrival__<content hash>`, the file as `input_uri`).
+(`reviews_arrival`, run id `arrival__<content hash>`, the file as `input_uri`). A `reviews_drift`
+or `reviews_labeled` event (`model_monitor`, `human_review`) starts a retraining run when it is
+about this DAG's `endpoint_name`; `check_trigger` skips the run when the events are about another
+endpoint.
 """
 
 from __future__ import annotations
@@ -36,12 +39,14 @@ from include.pipeline import arrival, targets
 from include.pipeline import settings as pipeline_settings
 from include.pipeline import task_ids as T
 from include.pipeline.dag_defaults import DEFAULT_ARGS, START_DATE
-from include.pipeline.documents.evaluation import EVALUATION_FILE
+from include.pipeline.documents import evaluation as evaluation_doc
 from include.pipeline.hitl import ModelApprovalOperator
 from include.pipeline.layout import RUN_KEY_TEMPLATE, TEMPLATE_MACROS, Layout, RunLayout
 from include.pipeline.params import PARAMS
+from include.pipeline.requests import automl as automl_requests
 from include.pipeline.requests import catalog
 from include.pipeline.requests.features import SPLITS
+from include.pipeline.requests.registry import REGISTER_ARGUMENTS
 
 SETTINGS = pipeline_settings.load()
 ops = targets.operators(SETTINGS)
@@ -63,6 +68,17 @@ with DAG(
     user_defined_macros=TEMPLATE_MACROS,
 ) as dag:
     # ----------------------------------------------------------------- ingest, catalog, stats
+    @task.short_circuit(task_id=T.CHECK_TRIGGER)
+    def check_trigger(params: dict, triggering_asset_events=None) -> bool:
+        """A run started by drift or labels about another endpoint skips everything (no
+        failure); one about `endpoint_name`, the endpoint this DAG deploys, retrains it."""
+        from include.pipeline import feedback
+
+        events = feedback.retraining_events(SETTINGS, triggering_asset_events)
+        go_on, why = feedback.retraining_decision(events, params["endpoint_name"])
+        print(why)
+        return go_on
+
     @task(task_id=T.CHECK_CONFIGURATION)
     def check_configuration(params: dict, dag_run=None) -> None:
         """Refuse a run that would fail only after paying for jobs (aws: a placeholder role, no
@@ -383,12 +399,7 @@ with DAG(
     automl_arguments = build_automl_arguments()
     create_automl_job = ops.SageMakerAutoMLOperator(
         task_id=T.CREATE_AUTOML_JOB,
-        job_name=automl_arguments["job_name"],
-        s3_input=automl_arguments["s3_input"],
-        target_attribute=automl_arguments["target_attribute"],
-        s3_output=automl_arguments["s3_output"],
-        role_arn=automl_arguments["role_arn"],
-        extras=automl_arguments["extras"],
+        **{name: automl_arguments[name] for name in automl_requests.OPERATOR_ARGUMENTS},
         wait_for_completion=False,
     )
     wait_for_automl_job = ops.SageMakerAutoMLSensor(
@@ -403,6 +414,25 @@ with DAG(
 
     described_automl_job = describe_automl_job(automl_arguments["job_name"])
 
+    @task(task_id="build_autopilot_scoring_requests", multiple_outputs=True)
+    def build_autopilot_scoring_requests(trained: dict, params: dict, run_id=None) -> dict:
+        """aws: the best candidate's model and the batch transform of the test split with it
+        (the evaluation job cannot run Autopilot's containers); skipped locally."""
+        from include.pipeline.tasks import candidates
+
+        return candidates.autopilot_scoring_requests(
+            SETTINGS, params, run_id=run_id, trained=trained
+        )
+
+    autopilot_scoring = build_autopilot_scoring_requests(described_automl_job)
+    create_autopilot_model = ops.SageMakerModelOperator(
+        task_id="create_autopilot_model", config=autopilot_scoring["model"]
+    )
+    score_autopilot_test_split = ops.SageMakerTransformOperator(
+        task_id="score_autopilot_test_split", config=autopilot_scoring["transform"]
+    )
+    chain(create_autopilot_model, score_autopilot_test_split)
+
     # ----------------------------------------------------------------- evaluation and gate
     # One evaluation job per candidate, on the fine-tune's test split, one evaluation.json shape.
     trained_models = {
@@ -412,8 +442,8 @@ with DAG(
     }
     evaluation_requests, evaluations, posttraining_biases = {}, {}, {}
     for candidate, trained_model in trained_models.items():
-
-        @task(task_id=T.build_evaluation(candidate))
+        # none_failed: Autopilot's batch scoring is skipped where its model is loaded instead.
+        @task(task_id=T.build_evaluation(candidate), trigger_rule="none_failed")
         def build_evaluation_request(
             code: dict,
             trained: dict,
@@ -438,13 +468,7 @@ with DAG(
         evaluations[candidate] = ops.SageMakerProcessingOperator(
             task_id=T.evaluate(candidate),
             config=evaluation_requests[candidate],
-            output_files_to_xcom=[
-                {
-                    "output_name": "evaluation",
-                    "file_name": EVALUATION_FILE,
-                    "result_name": "evaluation",
-                }
-            ],
+            output_files_to_xcom=evaluation_doc.XCOM_FILES,
         )
 
         @task(task_id=f"build_posttraining_bias_request_{candidate}")
@@ -503,13 +527,7 @@ with DAG(
     evaluate_champion = ops.SageMakerProcessingOperator(
         task_id="evaluate_champion",
         config=champion_evaluation,
-        output_files_to_xcom=[
-            {
-                "output_name": "evaluation",
-                "file_name": EVALUATION_FILE,
-                "result_name": "evaluation",
-            }
-        ],
+        output_files_to_xcom=evaluation_doc.XCOM_FILES,
     )
 
     @task.branch(task_id="accuracy_gate", trigger_rule="none_failed")
@@ -567,13 +585,7 @@ with DAG(
     registration = build_registration(ingested, leaderboard)
     register_model_version = ops.SageMakerRegisterModelVersionOperator(
         task_id=T.REGISTER,
-        image_uri=registration["image_uri"],
-        model_url=registration["model_url"],
-        package_group_name=registration["package_group_name"],
-        package_group_desc=registration["package_group_desc"],
-        package_desc=registration["package_desc"],
-        model_approval=registration["model_approval"],
-        extras=registration["extras"],
+        **{name: registration[name] for name in REGISTER_ARGUMENTS},
     )
     register_runners_up = targets.mapped(
         ops.SageMakerRegisterModelVersionOperator, task_id=T.REGISTER_RUNNERS_UP
@@ -705,6 +717,7 @@ with DAG(
     chain(prepare_text, blazingtext_request, train_blazingtext, evaluation_requests["blazingtext"])
     chain(prepare_text, automl_arguments, create_automl_job, wait_for_automl_job)
     chain(wait_for_automl_job, described_automl_job, evaluation_requests["autopilot"])
+    chain(score_autopilot_test_split, evaluation_requests["autopilot"])
     chain(list(posttraining_biases.values()), leaderboard)
     chain(query_training_set, champion_evaluation, evaluate_champion)
     gate_on_accuracy = accuracy_gate(leaderboard)
@@ -723,6 +736,11 @@ with DAG(
     chain(deploy_endpoint, smoke_test_endpoint(leaderboard), delete_test_endpoint())
     chain(deploy_endpoint, monitoring_baseline)
 
+    # check_trigger comes first: every other task (but the teardowns) is downstream of it.
+    trigger = check_trigger().operator
+    for root in dag.roots:
+        if root is not trigger:
+            trigger >> root
     # The summary comes last, after every path (success, gate stops, skips, failures).
     summary = write_run_summary().operator
     for other in dag.tasks:

@@ -110,6 +110,11 @@ def kv(pairs: list[tuple[str, Any]]) -> str:
     return f'<table class="kv"><tbody>{rows}</tbody></table>'
 
 
+def fields(doc: dict, keys: dict[str, str]) -> str:
+    """:func:`kv` of ``doc``'s values, ``keys`` mapping each row's label to its key."""
+    return kv([(label, doc.get(key)) for label, key in keys.items()])
+
+
 def page(title: str, body: str, base: str) -> HTMLResponse:
     return HTMLResponse(
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
@@ -156,15 +161,16 @@ def section(title: str, render: Callable[[], str | None], anchor: str) -> str:
 
 
 def run_overview(s: dict) -> str:
-    return kv(
-        [
-            ("Run id", s.get("run_id")),
-            ("DAG", s.get("dag_id")),
-            ("Target", s.get("target")),
-            ("State", s.get("state")),
-            ("Started", s.get("started_at")),
-            ("Finished", s.get("finished_at")),
-        ]
+    return fields(
+        s,
+        {
+            "Run id": "run_id",
+            "DAG": "dag_id",
+            "Target": "target",
+            "State": "state",
+            "Started": "started_at",
+            "Finished": "finished_at",
+        },
     )
 
 
@@ -177,14 +183,15 @@ def data_section(s: dict, base: str, run_path: str) -> str | None:
         for name in ("sentiment", "category")
         if isinstance(ing.get(f"by_{name}"), dict) and ing[f"by_{name}"]
     ]
-    return kv(
-        [
-            ("Rows", ing.get("rows")),
-            ("Quarantined", ing.get("quarantined")),
-            ("Raw", ing.get("raw_uri")),
-            ("Transformed", ing.get("transformed_uri")),
-            ("Quarantine", ing.get("quarantine_uri")),
-        ]
+    return fields(
+        ing,
+        {
+            "Rows": "rows",
+            "Quarantined": "quarantined",
+            "Raw": "raw_uri",
+            "Transformed": "transformed_uri",
+            "Quarantine": "quarantine_uri",
+        },
     ) + (f'<div class="charts">{"".join(charts)}</div>' if charts else "")
 
 
@@ -213,7 +220,7 @@ def bias_section(s: dict, base: str, run_path: str) -> str | None:
     if not isinstance(bias, dict):
         return None
     parts = [
-        kv([("Mode", bias.get("mode"))]),
+        fields(bias, {"Mode": "mode"}),
         f"<p>Report: {artifact_link(base, bias.get('report_uri'))} · "
         f"analysis: {artifact_link(base, bias.get('analysis_uri'))}</p>",
         violations_table(bias_doc.violations_of(bias)),
@@ -238,7 +245,7 @@ def training_section(s: dict, base: str, run_path: str) -> str | None:
         return None
     metrics = tr.get("metrics") if isinstance(tr.get("metrics"), dict) else {}
     parts = [
-        kv([("Training job", tr.get("job_name")), ("Model", tr.get("model_uri"))]),
+        fields(tr, {"Training job": "job_name", "Model": "model_uri"}),
         "<h3>Final metrics</h3>" + kv(sorted(metrics.items())) if metrics else "",
     ]
     rules = [r for r in tr.get("rule_statuses") or [] if isinstance(r, dict)]
@@ -265,7 +272,7 @@ def evaluation_section(s: dict, base: str, run_path: str) -> str | None:
     if not isinstance(ev, dict):
         return None
     parts = [
-        kv([("Accuracy", ev.get("accuracy")), ("Macro F1", ev.get("macro_f1"))]),
+        fields(ev, {"Accuracy": "accuracy", "Macro F1": "macro_f1"}),
         f"<p>evaluation.json: {artifact_link(base, ev.get('uri'))}</p>",
     ]
     report = reports.evaluation_report(s)
@@ -324,9 +331,7 @@ def registry_section(s: dict, base: str) -> str | None:
         return None
     if reg.get("skipped"):
         return f'<p class="notyet">registration skipped: {esc(reg["skipped"])}</p>'
-    parts = [
-        kv([("This run's version", reg.get("model_package_arn")), ("Status", reg.get("status"))])
-    ]
+    parts = [fields(reg, {"This run's version": "model_package_arn", "Status": "status"})]
     group = reports.registry_versions(s)
     if group is None or not group["versions"]:
         return parts[0] + '<p class="notyet">registry versions: not yet</p>'
@@ -351,12 +356,8 @@ def endpoints_section(s: dict, base: str) -> str | None:
     parts = []
     if isinstance(dep, dict):
         parts.append(
-            kv(
-                [
-                    ("Endpoint", dep.get("endpoint_name")),
-                    ("URL", dep.get("endpoint_url")),
-                    ("Strategy", dep.get("strategy")),
-                ]
+            fields(
+                dep, {"Endpoint": "endpoint_name", "URL": "endpoint_url", "Strategy": "strategy"}
             )
         )
         variants = [v for v in dep.get("variants") or [] if isinstance(v, dict)]

@@ -61,3 +61,26 @@ def airflow_db() -> Path:
         env=os.environ.copy(),
     )
     return _HOME
+
+
+def retire_pipeline_assets() -> None:
+    """Let this module's settings own the pipeline's asset names in the session's database.
+
+    Tests share one metadata database but not one lake or bucket, and Airflow keeps an asset
+    name active for the first URI it saw; a DAG that then emits the same name under another URI
+    fails as "inactive asset". A deployment that changes its bucket gets over it once the
+    scheduler's orphan sweep retires the old URI; ``dag.test()`` runs no scheduler, so this does
+    that sweep's work for the pipeline's own assets."""
+    from airflow.models.asset import AssetActive
+    from airflow.utils.session import create_session
+    from sqlalchemy import delete
+
+    from include.pipeline.arrival import INCOMING_ASSET
+    from include.pipeline.feedback import DRIFT_ASSET, LABELED_ASSET
+
+    with create_session() as session:
+        session.execute(
+            delete(AssetActive).where(
+                AssetActive.name.in_([INCOMING_ASSET, DRIFT_ASSET, LABELED_ASSET])
+            )
+        )

@@ -71,6 +71,7 @@ def test_request_is_valid_and_what_the_provider_operator_sends():
     hook.__dict__["conn"] = Conn()
     arguments = automl.operator_arguments(request)
     wait = arguments.pop("wait_for_completion")
+    assert tuple(arguments) == automl.OPERATOR_ARGUMENTS
     SageMakerHook.create_auto_ml_job(hook, **arguments, wait_for_completion=wait)
     assert sent == request
 
@@ -174,3 +175,41 @@ def test_best_candidate_answers_text_csv_through_the_endpoint(finished):
         assert json.loads(answer["Body"].read())["predictions"][0]["predicted_label"] == "0"
     finally:
         running.stop()
+
+
+def test_a_batch_transform_of_the_best_candidate_scores_reviews_for_the_evaluation(finished):
+    """The aws scoring path on the local engines: CreateModel of the best candidate (its
+    inference containers, answering predicted_label,probability), a text/csv batch transform
+    over one-review-per-line CSV, and the evaluation job reading the ``.out`` it assembled."""
+    from include.jobs import data, evaluate
+    from include.pipeline.requests import transform
+    from include.pipeline.targets.local.endpoint import models
+    from include.pipeline.targets.local.sagemaker.transform import run_transform_job
+
+    lake, describe = finished
+    model = automl.model_request(
+        model_name="automl-best-scoring", role_arn=ROLE, candidate=describe["BestCandidate"]
+    )
+    assert_valid("sagemaker", "CreateModel", model)
+    (container,) = model["Containers"]
+    assert container["Environment"]["SAGEMAKER_INFERENCE_OUTPUT"] == "predicted_label,probability"
+    models.create_model(model, lake)
+    reviews = ["the dress is great , really love", 'awful, "terrible" fit', "okay fine okay"]
+    body = io.StringIO()
+    csv.writer(body).writerows([r] for r in reviews)
+    atomic_write_bytes(resolve("s3://bkt/score/in/test.csv", lake), body.getvalue().encode())
+    request = transform.transform_job_request(
+        job_name="score-automl-abc",
+        model_name="automl-best-scoring",
+        input_uri="s3://bkt/score/in",
+        output_uri="s3://bkt/score/out",
+        content_type="text/csv",
+        accept="text/csv",
+    )
+    assert_valid("sagemaker", "CreateTransformJob", request)
+    done = run_transform_job(request, lake=lake, log=lambda _: None)
+    assert done["TransformJobStatus"] == "Completed", done.get("FailureReason")
+    lines = resolve("s3://bkt/score/out/test.csv.out", lake).read_text().splitlines()
+    assert len(lines) == len(reviews) and all(float(line.split(",")[1]) > 0 for line in lines)
+    predicted = evaluate.batch_predictions(resolve("s3://bkt/score/out", lake))
+    assert [data.LABELS[i] for i in predicted] == [1, -1, 0]

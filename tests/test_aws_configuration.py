@@ -50,7 +50,8 @@ def test_a_missing_bucket_or_input_is_named(moto_env):
 
 
 def test_the_dag_refuses_the_run_in_its_first_task(moto_env):
-    """check_configuration is upstream of everything that sends a request."""
+    """check_configuration is upstream of everything that sends a request (after check_trigger,
+    which only reads the run's asset events)."""
     from airflow.dag_processing.dagbag import DagBag
 
     from include.pipeline import task_ids as T
@@ -58,7 +59,7 @@ def test_the_dag_refuses_the_run_in_its_first_task(moto_env):
 
     dag = DagBag(dag_folder=str(REPO / "dags" / "reviews_pipeline.py")).dags["reviews_pipeline"]
     check = dag.get_task(T.CHECK_CONFIGURATION)
-    assert check.upstream_task_ids == set()  # AirflowFailException: no retries either
+    assert check.upstream_task_ids == {T.CHECK_TRIGGER}  # AirflowFailException: no retries
     assert T.INGEST in check.downstream_task_ids
     assert check.get_flat_relative_ids(upstream=False) >= {T.TRAIN, T.PREPARE_FEATURES}
 

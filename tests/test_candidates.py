@@ -4,6 +4,7 @@ the training-set queries' CSV, one evaluation job for every kind of model, the l
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import tarfile
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from include.jobs import evaluate, prepare_text
+from include.jobs.documents import PREDICTION_HEADERS
 from include.pipeline import settings as pipeline_settings
 from include.pipeline.documents import leaderboard as board
 from include.pipeline.params import PARAMS
@@ -177,6 +179,13 @@ def test_prepare_text_reads_the_training_set_query_csv(tmp_path: Path):
     )
     lines = (tmp_path / "out" / "blazingtext" / "test" / "test.txt").read_text().splitlines()
     assert lines[0] == '__label__1 love it , " really " fits'
+    # Autopilot's inference input: the same rows' text alone, one CSV row (and line) each.
+    inference = tmp_path / "out" / "automl-inference" / "test" / "test.csv"
+    assert inference.read_text().splitlines() == [
+        '"Love it, ""really"" fits"',
+        "Ripped; awful",
+        "okay",
+    ]
     _athena_csv(tmp_path / "bad" / "test" / "q.csv", [(1, "fine"), (7, "odd")])
     with pytest.raises(
         prepare_text.TextDataError, match=r"q.csv: row 3 column 'sentiment' has value 7;"
@@ -216,10 +225,13 @@ def test_the_evaluation_job_scores_a_text_candidate_into_the_same_document(tmp_p
         doc["serving"]["model_size_bytes"] == (tmp_path / "model" / "model.tar.gz").stat().st_size
     )
     assert doc["serving"]["inference_ms_per_review"] > 0
+    assert doc["serving"]["model_load_s"] >= 0
     assert json.loads((out / "evaluation.json").read_text()) == doc
-    # The predictions with the facet are the dataset of the candidate's post-training bias job.
+    # The predictions with the facet (and the text's flip-test features) are the dataset of the
+    # candidate's post-training bias job.
     with (out / "predictions.csv").open(newline="") as fh:
         predictions = list(csv.DictReader(fh))
+    assert tuple(predictions[0]) == PREDICTION_HEADERS
     assert [int(r["sentiment"]) for r in predictions] == [s for s, _ in rows]
     assert {r["product_category"] for r in predictions} == {"Dresses", "Tops"}
     from include.pipeline.requests import bias
@@ -233,8 +245,9 @@ def test_the_evaluation_job_scores_a_text_candidate_into_the_same_document(tmp_p
     assert {e["value_or_threshold"] for e in facet} == {"Dresses", "Tops"}
     (dresses,) = (e for e in facet if e["value_or_threshold"] == "Dresses")
     metrics = {m["name"]: m["value"] for m in dresses["metrics"]}
-    assert set(metrics) == set(bias.POST_TRAINING_METHODS)
+    assert set(metrics) == set(bias.POST_TRAINING_METHODS) and "FT" in metrics
     assert metrics["AD"] == 0.0  # a perfect model is as accurate on every category
+    assert -1 <= metrics["FT"] <= 1  # computed on the text_f* columns, not undefined
     assert (out / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -318,3 +331,111 @@ def test_a_served_model_is_evaluated_as_the_candidate_its_image_says():
         },
     )
     assert candidates.candidate_of_image(finetune["image_uri"]) == "finetune"
+
+
+def _automl_describe() -> dict:
+    """DescribeAutoMLJob of an AWS Autopilot job: the best candidate's three containers (data
+    processing, algorithm, label inverse transform), as Autopilot lists them."""
+    image = "683313688378.dkr.ecr.us-east-1.amazonaws.com"
+    return {
+        "AutoMLJobName": "automl-abc",
+        "BestCandidate": {
+            "CandidateName": "automl-abc-xgb",
+            "InferenceContainers": [
+                {
+                    "Image": f"{image}/sagemaker-sklearn-automl:2.5-1-cpu-py3",
+                    "ModelDataUrl": "s3://bkt/a/data-processor-models/model.tar.gz",
+                    "Environment": {"AUTOML_TRANSFORM_MODE": "feature-transform"},
+                },
+                {
+                    "Image": f"{image}/sagemaker-xgboost:1.7-1-cpu-py3",
+                    "ModelDataUrl": "s3://bkt/a/tuning/model.tar.gz",
+                    "Environment": {
+                        "SAGEMAKER_INFERENCE_SUPPORTED": "predicted_label,probability,probabilities"
+                    },
+                },
+                {
+                    "Image": f"{image}/sagemaker-sklearn-automl:2.5-1-cpu-py3",
+                    "ModelDataUrl": "s3://bkt/a/data-processor-models/model.tar.gz",
+                    "Environment": {
+                        "AUTOML_TRANSFORM_MODE": "inverse-label-transform",
+                        "SAGEMAKER_INFERENCE_SUPPORTED": "predicted_label,probability,labels",
+                    },
+                },
+            ],
+        },
+    }
+
+
+def test_on_aws_autopilot_is_scored_by_a_batch_transform_of_its_model():
+    """aws: the evaluation job cannot run Autopilot's containers, so the best candidate becomes
+    a model (all its containers) and a text/csv batch transform scores the test split's text;
+    the evaluation job reads those predictions instead of a model archive."""
+    settings = dataclasses.replace(pipeline_settings.load(), target="aws")
+    params, splits = _params(), _training_set()
+    built = candidates.autopilot_scoring_requests(
+        settings, params, run_id=RUN, trained=_automl_describe()
+    )
+    assert_valid("sagemaker", "CreateModel", built["model"])
+    assert_valid("sagemaker", "CreateTransformJob", built["transform"])
+    containers = built["model"]["Containers"]
+    assert [c["Environment"].get("SAGEMAKER_INFERENCE_OUTPUT") for c in containers] == [
+        None,
+        "predicted_label,probability",
+        "predicted_label,probability",
+    ]
+    assert containers[2]["Environment"]["SAGEMAKER_INFERENCE_INPUT"] == (
+        "predicted_label,probability"
+    )
+    job = built["transform"]
+    assert job["ModelName"] == built["model"]["ModelName"]
+    assert job["TransformInput"]["ContentType"] == "text/csv"
+    assert job["TransformInput"]["SplitType"] == "Line"
+    assert job["TransformOutput"]["AssembleWith"] == "Line"
+    text = candidates.prepare_text_request(
+        settings, params, run_id=RUN, code_uri=CODE, training_set=splits
+    )
+    prepared = text["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"]
+    source = job["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"]
+    assert source == f"{prepared}/automl-inference/test"
+
+    request = candidates.evaluation_request(
+        settings,
+        params,
+        run_id=RUN,
+        candidate="autopilot",
+        code_uri=CODE,
+        trained=_automl_describe(),
+        test_uri=splits["test"],
+    )
+    assert_valid("sagemaker", "CreateProcessingJob", request)
+    inputs = {i["InputName"]: i["S3Input"]["S3Uri"] for i in request["ProcessingInputs"]}
+    assert "model" not in inputs
+    assert inputs["predictions"] == job["TransformOutput"]["S3OutputPath"]
+    assert inputs["test"] == splits["test"]
+    arguments = request["AppSpecification"]["ContainerArguments"]
+    assert arguments[:2] == ["--predictions_path", "/opt/ml/processing/input/predictions"]
+    with pytest.raises(ValueError, match="does not answer"):
+        automl.inference_containers(_automl_describe()["BestCandidate"]["InferenceContainers"][:1])
+
+
+def test_locally_the_evaluation_job_loads_the_automl_model_itself():
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    settings = dataclasses.replace(pipeline_settings.load(), target="local")
+    with pytest.raises(AirflowSkipException, match="loads the AutoML model itself"):
+        candidates.autopilot_scoring_requests(
+            settings, _params(), run_id=RUN, trained=_automl_describe()
+        )
+    request = candidates.evaluation_request(
+        settings,
+        _params(),
+        run_id=RUN,
+        candidate="autopilot",
+        code_uri=CODE,
+        trained=_automl_describe(),
+        test_uri=_training_set()["test"],
+    )
+    inputs = {i["InputName"]: i["S3Input"]["S3Uri"] for i in request["ProcessingInputs"]}
+    assert inputs["model"] == "s3://bkt/a/data-processor-models/model.tar.gz"
+    assert "predictions" not in inputs

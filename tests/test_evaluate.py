@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from include.jobs import data, evaluate
+from include.jobs import data, documents, evaluate
 from tests.test_train import make_rows, make_tiny_bert, write_split
 
 LABELS = ["-1", "0", "1"]
@@ -121,3 +121,85 @@ def test_model_with_other_labels_is_refused(tmp_path):
         )
     with pytest.raises(FileNotFoundError, match="model.tar.gz"):
         evaluate.main(["--model_path", str(tmp_path), "--test_path", str(test_dir)])
+
+
+def test_time_per_review_is_prediction_only_not_the_models_load(tmp_path, monkeypatch):
+    """A load made deliberately slow shows in ``model_load_s``, not in the time per review."""
+    import time
+
+    tiny = make_tiny_bert(tmp_path / "tiny")
+    model_dir = constant_model(tmp_path / "model", tiny, predicted=2)
+    test_dir = write_split(tmp_path / "test", make_rows(12, 5))
+    real_load = evaluate.load_model
+    slow_s = 1.5
+
+    def slow_load(folder):
+        time.sleep(slow_s)
+        return real_load(folder)
+
+    monkeypatch.setattr(evaluate, "load_model", slow_load)
+    doc = evaluate.main(
+        ["--model_path", str(model_dir), "--test_path", str(test_dir)]
+        + ["--output_dir", str(tmp_path / "out")]
+    )
+    serving = doc["serving"]
+    assert serving["model_load_s"] >= slow_s
+    predict_s = serving["inference_ms_per_review"] * doc["n_samples"] / 1000
+    assert 0 < predict_s < slow_s - 0.5, serving
+    parsed = documents.Evaluation.from_dict(doc, "evaluation.json").serving
+    assert parsed.model_load_s == serving["model_load_s"]
+
+
+def test_a_batch_transforms_predictions_are_scored_without_a_model(tmp_path):
+    """Autopilot on aws: the test split's predictions come from a batch transform's
+    ``.out`` file (``predicted_label,probability`` per line); no model is loaded or timed."""
+    import csv
+
+    rows = [(1, "love it"), (-1, "awful, ripped"), (0, "okay"), (1, "great fit")]
+    test = tmp_path / "test"
+    test.mkdir()
+    with (test / "q.csv").open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["review_id", "sentiment", "review_body", "product_category"])
+        writer.writerows(
+            (f"r{i}", s, t, ("Dresses", "Tops")[i % 2]) for i, (s, t) in enumerate(rows)
+        )
+    scores = tmp_path / "scores"
+    scores.mkdir()
+    (scores / "test.csv.out").write_text("1,0.9\n-1,0.8\n1,0.5\n1.0,0.7\n")
+    out = tmp_path / "evaluation"
+    doc = evaluate.main(
+        ["--predictions_path", str(scores), "--test_path", str(test), "--output_dir", str(out)]
+        + ["--model_kind", "autopilot"]
+    )
+    assert doc["n_samples"] == 4 and doc["metrics"]["accuracy"]["value"] == pytest.approx(3 / 4)
+    assert "serving" not in doc  # a batch transform's time is not a time per review
+    with (out / "predictions.csv").open(newline="") as fh:
+        predictions = list(csv.DictReader(fh))
+    assert [r["predicted_label"] for r in predictions] == ["1", "-1", "1", "1"]
+    assert tuple(predictions[0]) == documents.PREDICTION_HEADERS
+    features = [float(predictions[0][c]) for c in documents.FLIP_TEST_FEATURES]
+    assert sum(v * v for v in features) == pytest.approx(1.0, abs=1e-5)  # "love it", normalised
+
+    (scores / "test.csv.out").write_text("1,0.9\n-1,0.8\n")
+    with pytest.raises(ValueError, match="2 predictions for 4 test rows"):
+        evaluate.main(
+            ["--predictions_path", str(scores), "--test_path", str(test)]
+            + ["--output_dir", str(out), "--model_kind", "autopilot"]
+        )
+    (scores / "test.csv.out").write_text("1,0.9\npositive,0.8\n0,1\n1,1\n")
+    with pytest.raises(
+        ValueError, match=r"test.csv.out: the model predicts label\(s\) \['positive'\]"
+    ):
+        evaluate.main(
+            ["--predictions_path", str(scores), "--test_path", str(test)]
+            + ["--output_dir", str(out), "--model_kind", "autopilot"]
+        )
+
+
+def test_flip_test_features_are_the_same_for_the_same_words():
+    a = evaluate.flip_test_features("Love the FIT, love it!")
+    assert a == evaluate.flip_test_features("love the fit , love it !")
+    assert a != evaluate.flip_test_features("the fabric ripped")
+    assert len(a) == len(documents.FLIP_TEST_FEATURES)
+    assert evaluate.flip_test_features("") == [0.0] * len(a)

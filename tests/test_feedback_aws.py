@@ -33,7 +33,7 @@ from include.pipeline.layout import Layout
 from include.pipeline.requests.deployment import PRIMARY_VARIANT
 from include.pipeline.targets.local.endpoint.data_capture import CaptureWriter
 from include.pipeline.tasks import monitoring
-from tests.conftest import REPO
+from tests.conftest import REPO, retire_pipeline_assets
 from tests.moto_server import moto_server
 from tests.sagemaker_data_plane import data_plane
 from tests.test_inference import build_tiny_model, pack_model
@@ -156,6 +156,7 @@ def aws(airflow_db, tmp_path_factory):
         os.environ.update(env)
         try:
             settings = pipeline_settings.load(env)
+            retire_pipeline_assets()
             s3, sm = _client("s3", url), _client("sagemaker", url)
             s3.create_bucket(Bucket=BUCKET)
             _serve_and_capture(sm, s3, settings, root)

@@ -280,8 +280,9 @@ class _TaskState(dict):
 
 
 def test_a_later_try_of_an_asked_review_resumes_with_the_answer_instead_of_asking_again():
-    """A retry must not upsert the request again (that wipes the answer); it defers to the
-    provider's trigger, which reads the answer already given."""
+    """A retry (same max_tries as when it asked) must not upsert the request again (that wipes
+    the answer); it defers to the provider's trigger, which reads the answer already given.
+    A clear raises max_tries and asks anew: tests/test_hitl_retry_and_clear.py."""
     from types import SimpleNamespace
     from uuid import uuid4
 
@@ -293,8 +294,8 @@ def test_a_later_try_of_an_asked_review_resumes_with_the_answer_instead_of_askin
     op = ReviewOperator(task_id="review", subject="s", review={"review_id": "r1"})
     ti_id = uuid4()
     context = {
-        "task_state_store": _TaskState({ASKED_KEY: True}),
-        "task_instance": SimpleNamespace(id=ti_id),
+        "task_state_store": _TaskState({ASKED_KEY: {"max_tries": 2}}),
+        "task_instance": SimpleNamespace(id=ti_id, max_tries=2),
         "params": {"review_timeout_minutes": 30},
     }
     before = datetime.now(UTC)
@@ -351,6 +352,87 @@ def test_labels_join_the_prepare_input_without_base_texts(settings):
     assert joined["ProcessingInputs"][1]["S3Input"]["LocalPath"].startswith(
         "/opt/ml/processing/input/data/"
     )
+
+
+def _drift_extra(settings, endpoint: str) -> dict:
+    """model_monitor's reviews_drift extra (read_report) for a window of ``endpoint``."""
+    from include.jobs import monitor as job
+
+    found = {
+        "endpoint_name": endpoint,
+        "model_name": "m1",
+        "baseline_uri": "s3://b/baseline/",
+        "window_start": "2026-01-01T00:00:00+00:00",
+        "window_end": "2026-01-01T01:00:00+00:00",
+        "records": 40,
+        "report_uri": monitoring.report_uri(settings, endpoint, datetime(2026, 1, 1, tzinfo=UTC)),
+    }
+    store = storage.for_settings(settings)
+    store.write(found["report_uri"] + job.STATISTICS_FILE, b'{"dataset": {"item_count": 40}}')
+    violation = {"feature_name": "oov_rate", "constraint_check_type": "baseline_drift_check"}
+    store.write(
+        found["report_uri"] + job.VIOLATIONS_FILE, json.dumps({"violations": [violation]}).encode()
+    )
+    return monitoring.read_report(settings, found)
+
+
+def _labels_extra(settings, endpoint: str) -> dict:
+    """human_review's reviews_labeled extra (labeled_event) once ``endpoint`` has a new label."""
+    from dataclasses import replace
+
+    store = storage.for_settings(settings)
+    labels.store(store, settings, replace(_label(f"{endpoint}-r1"), endpoint_name=endpoint))
+    return human_review.labeled_event(settings, {"endpoint_name": endpoint, "min_new_labels": 1})
+
+
+def test_drift_and_label_events_retrain_only_the_endpoint_they_are_about(settings, capsys):
+    """The assets are shared by every endpoint's monitor and reviews: the main DAG's first task
+    lets a run go on only for events about its own endpoint; otherwise every task but the
+    teardowns (the summary says how far the run got) is skipped, and the run says why."""
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.sdk.execution_time.comms import AssetEventDagRunReferenceResult
+    from airflow.sdk.execution_time.context import TriggeringAssetEventsAccessor
+
+    from include.pipeline import feedback
+    from include.pipeline import task_ids as T
+    from tests.conftest import REPO
+
+    dag = DagBag(dag_folder=str(REPO / "dags" / "reviews_pipeline.py")).dags["reviews_pipeline"]
+    check = dag.get_task(T.CHECK_TRIGGER)
+    teardowns = {t.task_id for t in dag.tasks if t.is_teardown}
+    assert teardowns == {T.DELETE_TEST_ENDPOINT, T.WRITE_SUMMARY}
+    assert not check.upstream_task_ids and check.ignore_downstream_trigger_rules
+    assert check.get_flat_relative_ids(upstream=False) == set(dag.task_ids) - {T.CHECK_TRIGGER}
+    ours = dag.params["endpoint_name"]  # an asset-triggered run has the defaults
+    drift, labeled = feedback.retraining_assets(pipeline_settings.load())
+
+    def event(asset, extra: dict) -> AssetEventDagRunReferenceResult:
+        return AssetEventDagRunReferenceResult(
+            asset={"name": asset.name, "uri": asset.uri, "extra": {}},
+            extra=extra,
+            source_task_id="emit",
+            source_dag_id="producer",
+            source_run_id="r",
+            source_map_index=-1,
+            source_aliases=[],
+            timestamp=datetime.now(UTC),
+        )
+
+    def goes_on(*events) -> bool:
+        accessor = TriggeringAssetEventsAccessor.build(events)
+        return check.python_callable(
+            params={"endpoint_name": ours}, triggering_asset_events=accessor
+        )
+
+    other_drift = event(drift, _drift_extra(settings, "other-ep"))
+    other_labels = event(labeled, _labels_extra(settings, "other-ep"))
+    assert goes_on(other_drift, other_labels) is False
+    assert f"about other-ep, not {ours}" in capsys.readouterr().out
+    assert goes_on(other_drift, event(labeled, _labels_extra(settings, ours))) is True
+    assert "ignoring the event(s) about other-ep" in capsys.readouterr().out
+    assert goes_on(event(drift, _drift_extra(settings, ours))) is True
+    assert goes_on(event(drift, {})) is True  # an event made by hand names no endpoint
+    assert goes_on() is True  # a manual or cron run
 
 
 # ---------------------------------------------------------------- reports page

@@ -164,11 +164,13 @@ def test_run_succeeds_with_provider_operators(aws_run):
         "SageMakerEndpointOperator",
     ):
         assert operator in logs
-    # Autopilot's operator returns nothing to log; its calls are in the request log.
+    # Autopilot's operator returns nothing to log; its calls are in the request log. Its test
+    # split is scored by a batch transform of the best candidate's model (not unpickled).
     assert {
         ("sagemaker", "CreateHyperParameterTuningJob"),
         ("sagemaker", "CreateAutoMLJob"),
         ("sagemaker", "DescribeAutoMLJob"),
+        ("sagemaker", "CreateTransformJob"),
     } <= calls
 
 

@@ -158,3 +158,70 @@ def test_a_model_that_never_predicts_the_favourable_label_is_reported_not_refuse
     got = {m["name"]: m for m in entry["metrics"]}
     assert got["DPPL"]["value"] == 0.0  # neither group is ever predicted favourable
     assert set(got) == {"DPPL", "DI"}
+
+
+def _flip_test_dataset(tmp_path, columns: dict, methods=("FT", "DPPL")):
+    """predictions.csv with extra ``columns`` and the analysis of all its facet values."""
+    import json
+
+    from include.pipeline.targets.local.clarify import processor
+
+    rng = np.random.default_rng(11)
+    n = 80
+    data = pd.DataFrame(
+        {
+            "sentiment": rng.choice([-1, 0, 1], n),
+            "predicted_label": rng.choice([-1, 0, 1], n),
+            "product_category": rng.choice(["Dresses", "Tops", "Jackets"], n),
+            **{name: make(rng, n) for name, make in columns.items()},
+        }
+    )
+    (tmp_path / "data").mkdir(parents=True)
+    data.to_csv(tmp_path / "data" / "predictions.csv", index=False)
+    config = {
+        "dataset_type": "text/csv",
+        "headers": list(data.columns),
+        "label": "sentiment",
+        "label_values_or_threshold": [1],
+        "predicted_label": "predicted_label",
+        "facet": [{"name_or_index": "product_category"}],
+        "methods": {"post_training_bias": {"methods": list(methods)}},
+    }
+    (tmp_path / "analysis_config.json").write_text(json.dumps(config))
+    processor.run(tmp_path / "analysis_config.json", tmp_path / "data", tmp_path / "out")
+    analysis = json.loads((tmp_path / "out" / "analysis.json").read_text())
+    facets = analysis["post_training_bias_metrics"]["facets"]["product_category"]
+    return pd.read_csv(tmp_path / "data" / "predictions.csv"), facets
+
+
+def test_the_flip_test_reads_the_datasets_numeric_feature_columns(tmp_path):
+    """FT's k-NN fits on every column but the label, facet and predicted label (the evaluation
+    job's text_f* columns), as smclarify's report hands FT its dataset: each facet value's FT
+    equals smclarify's FT on those columns as the CSV reads back."""
+    features = {f"text_f{i:02d}": lambda rng, n: rng.normal(size=n).round(6) for i in range(4)}
+    data, facets = _flip_test_dataset(tmp_path, features)
+    assert len(facets) == 3  # one vs. all, each category
+    values = []
+    for entry in facets:
+        got = {m["name"]: m for m in entry["metrics"]}
+        d = data["product_category"] == entry["value_or_threshold"]
+        theirs = reference.FT(
+            data.drop(columns=["sentiment", "product_category", "predicted_label"]),
+            d,
+            data["predicted_label"] == 1,
+        )
+        assert "error" not in got["FT"], got["FT"]
+        assert got["FT"]["value"] == pytest.approx(theirs, abs=1e-12)
+        values.append(theirs)
+    assert any(v != 0 for v in values)  # the comparison is not one of zeros
+
+
+def test_the_flip_test_without_numeric_features_is_reported_undefined(tmp_path):
+    text = {"review_body": lambda rng, n: rng.choice(["fits well", "too small"], n)}
+    _, facets = _flip_test_dataset(tmp_path / "text", text)
+    ft = {m["name"]: m for m in facets[0]["metrics"]}["FT"]
+    assert ft["value"] is None and ft["error"] == "FlipTest does not support non-numeric columns"
+    _, facets = _flip_test_dataset(tmp_path / "none", {})
+    metrics = {m["name"]: m for m in facets[0]["metrics"]}
+    assert metrics["FT"]["value"] is None and "feature column" in metrics["FT"]["error"]
+    assert isinstance(metrics["DPPL"]["value"], float)  # the others are still computed

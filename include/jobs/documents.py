@@ -28,9 +28,14 @@ TRAINING_HISTORY_FILE = "training_history.json"
 # The kinds of model the evaluation job scores (evaluate.py's --model_kind): the candidates.
 MODEL_KINDS = ("finetune", "blazingtext", "autopilot")
 # The evaluation job's per-review predictions with the bias facet: the dataset of the
-# candidate's Clarify post-training bias job (its ``predicted_label`` column).
+# candidate's Clarify post-training bias job (its ``predicted_label`` column). The
+# ``text_f*`` columns are the review as a numeric vector (evaluate.flip_test_features): the
+# features Clarify's flip test (FT) fits its k-NN on, as it uses every column besides the
+# label, facet and predicted label.
 PREDICTIONS_FILE = "predictions.csv"
-PREDICTION_HEADERS = ("sentiment", "predicted_label", "product_category")
+FACET_COLUMN = "product_category"
+FLIP_TEST_FEATURES = tuple(f"text_f{i:02d}" for i in range(16))
+PREDICTION_HEADERS = ("sentiment", "predicted_label", FACET_COLUMN, *FLIP_TEST_FEATURES)
 
 
 class DocumentError(ValueError):
@@ -99,16 +104,21 @@ class ConfusionMatrix:
 @dataclass(frozen=True)
 class Serving:
     """The model's cost next to its metrics: ``model.tar.gz`` bytes, milliseconds per review
-    (the evaluation job's prediction wall time over the test split's size)."""
+    (the evaluation job's prediction wall time over the test split's size, the model already
+    loaded: a served model loads once) and, apart, the seconds loading the model took."""
 
     model_size_bytes: int
     inference_ms_per_review: float
+    model_load_s: float | None = None
 
     def to_dict(self) -> dict:
-        return {
+        doc = {
             "model_size_bytes": self.model_size_bytes,
             "inference_ms_per_review": self.inference_ms_per_review,
         }
+        if self.model_load_s is not None:
+            doc["model_load_s"] = self.model_load_s
+        return doc
 
     @classmethod
     def from_dict(cls, doc, name: str) -> Serving:
@@ -120,6 +130,9 @@ class Serving:
             inference_ms_per_review=_number(
                 name, "serving.inference_ms_per_review", doc.get("inference_ms_per_review")
             ),
+            model_load_s=None
+            if doc.get("model_load_s") is None
+            else _number(name, "serving.model_load_s", doc["model_load_s"]),
         )
 
 

@@ -4,22 +4,30 @@ Inputs: ``model.tar.gz`` (or its unpacked folder) and the test split's files. ``
 says which candidate made the archive: ``finetune`` (a ``save_pretrained`` folder, scored on the
 split's token ids), ``blazingtext`` (BlazingText's fastText-format ``model.bin``, scored on the
 split's ``review_body`` tokenized as for training) or ``autopilot`` (the local AutoML engine's
-``model.pkl``), so every candidate is scored on the same rows into one document shape. Outputs, into the
+``model.pkl``), so every candidate is scored on the same rows into one document shape. With
+``--predictions_path`` no model is loaded: the predictions are a batch transform's output over
+the split (an AWS Autopilot model runs only in its own inference containers). Outputs, into the
 evaluation folder: ``evaluation.json`` (its shape: :class:`documents.Evaluation` -- the
-registry's metrics, per-class scores, the confusion matrix and the training job's own metric
-history from the model archive) and ``confusion_matrix.png``. The confusion matrix has the TRUE
-labels on the rows and the PREDICTED labels on the columns, in the JSON and in the picture alike.
+registry's metrics, per-class scores, the confusion matrix, the training job's own metric
+history from the model archive, and ``serving``: the time per review of prediction alone, the
+model's load timed apart), ``predictions.csv`` (the post-training bias dataset) and
+``confusion_matrix.png``. The confusion matrix has the TRUE labels on the rows and the PREDICTED
+labels on the columns, in the JSON and in the picture alike.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import json
+import math
 import os
 import sys
 import tarfile
 import tempfile
+import time
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -40,6 +48,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--output_dir", default="/opt/ml/processing/output/evaluation")
     p.add_argument("--batch_size", type=int, default=64)
     p.add_argument("--model_kind", choices=documents.MODEL_KINDS, default="finetune")
+    p.add_argument(
+        "--predictions_path",
+        help="a batch transform's output over the split (autopilot): read, no model loaded",
+    )
     return p.parse_args(argv)
 
 
@@ -96,8 +108,8 @@ def training_history(folder: Path) -> documents.TrainingHistory | None:
     return documents.TrainingHistory.from_dict(json.loads(path.read_text()), str(path))
 
 
-def predict(folder: Path, split, batch_size: int) -> list[int]:
-    import torch
+def load_model(folder: Path):
+    """The fine-tune's classifier, ready to predict (its labels checked against the split's)."""
     from transformers import AutoModelForSequenceClassification
 
     model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
@@ -105,6 +117,13 @@ def predict(folder: Path, split, batch_size: int) -> list[int]:
     found = {int(k): str(v) for k, v in model.config.id2label.items()}
     if found != expected:
         raise ValueError(f"{folder}: model id2label {found} is not the split's labels {expected}")
+    return model
+
+
+def predict(model, split, batch_size: int) -> list[int]:
+    """Label indices of the loaded fine-tune's predictions for the split's token ids."""
+    import torch
+
     preds: list[int] = []
     ids, mask = torch.from_numpy(split.input_ids), torch.from_numpy(split.attention_mask)
     with torch.no_grad():
@@ -132,36 +151,84 @@ def archive_size(model_path: Path) -> int:
     return sum(p.stat().st_size for p in model_path.rglob("*") if p.is_file())
 
 
-def predict_text(kind: str, folder: Path, texts: list[str]) -> list[int]:
-    """Label indices (into LABELS) of a text candidate's predictions for ``texts``."""
+def _label_indices(found: list[str], source: object) -> list[int]:
+    """Predicted labels (text) -> indices into LABELS; an unknown label names ``source``."""
     index = {str(label): i for i, label in enumerate(data.LABELS)}
-    if kind == "blazingtext":
-        import fasttext
-
-        model = fasttext.load_model(str(folder / "model.bin"))
-        labels, _ = model.predict([prepare_text.tokenize(t) for t in texts], k=1)
-        found = [label[0].removeprefix(prepare_text.LABEL_PREFIX) for label in labels]
-    else:
-        import pickle
-
-        with (folder / "model.pkl").open("rb") as fh:
-            model = pickle.load(fh)  # written by the AutoML job of this pipeline
-        probabilities = model["model"].predict_proba(model["vectorizer"].transform(texts))
-        found = [str(model["classes"][int(i)]) for i in probabilities.argmax(axis=1)]
     unknown = sorted(set(found) - set(index))
     if unknown:
         raise ValueError(
-            f"{folder}: the model predicts label(s) {unknown}, not one of {data.LABELS}"
+            f"{source}: the model predicts label(s) {unknown}, not one of {data.LABELS}"
         )
     return [index[label] for label in found]
 
 
-def facet_values(
-    test_path: Path, column: str = documents.PREDICTION_HEADERS[-1]
-) -> list[str] | None:
-    """The bias facet of each test row, in the order the rows were scored (None without it)."""
-    import csv
+def load_text_model(kind: str, folder: Path):
+    """A text candidate's model from its unpacked archive, ready to predict."""
+    if kind == "blazingtext":
+        import fasttext
 
+        return fasttext.load_model(str(folder / "model.bin"))
+    import pickle
+
+    with (folder / "model.pkl").open("rb") as fh:
+        return pickle.load(fh)  # written by the AutoML job of this pipeline
+
+
+def predict_text(kind: str, model, texts: list[str]) -> list[int]:
+    """Label indices (into LABELS) of a loaded text candidate's predictions for ``texts``."""
+    if kind == "blazingtext":
+        labels, _ = model.predict([prepare_text.tokenize(t) for t in texts], k=1)
+        found = [label[0].removeprefix(prepare_text.LABEL_PREFIX) for label in labels]
+    else:
+        probabilities = model["model"].predict_proba(model["vectorizer"].transform(texts))
+        found = [str(model["classes"][int(i)]) for i in probabilities.argmax(axis=1)]
+    return _label_indices(found, f"{kind} model")
+
+
+def _label_text(cell: str) -> str:
+    """A predicted label cell as LABELS' text ("1.0" and " 1" are "1")."""
+    cell = cell.strip()
+    try:
+        number = float(cell)
+    except ValueError:
+        return cell
+    return str(int(number)) if number.is_integer() else cell
+
+
+def batch_predictions(folder: Path) -> list[int]:
+    """Label indices from a batch transform's output: its ``<input file>.out`` files in name
+    order, one ``predicted_label[,probability]`` CSV row per input line (what Autopilot's
+    containers answer for text/csv with ``SAGEMAKER_INFERENCE_OUTPUT=predicted_label,...``)."""
+    files = sorted(p for p in Path(folder).rglob("*.out") if p.is_file())
+    if not files:
+        raise FileNotFoundError(f"{folder}: no .out files of a batch transform job")
+    preds: list[int] = []
+    for path in files:
+        with path.open(encoding="utf-8", newline="") as fh:
+            rows = [r for r in csv.reader(fh) if r]
+        preds.extend(_label_indices([_label_text(r[0]) for r in rows], path))
+    return preds
+
+
+def flip_test_features(text: str) -> list[float]:
+    """The review as a fixed-length numeric vector, the same for every candidate.
+
+    Clarify's flip test (FT) fits a k-NN on numeric feature columns, and a review's only feature
+    is its text: its tokens (:func:`prepare_text.tokenize`) are hashed into
+    ``len(FLIP_TEST_FEATURES)`` signed buckets (crc32: stable across processes, unlike
+    ``hash``), L2-normalised, so neighbours are reviews with similar words.
+    """
+    size = len(documents.FLIP_TEST_FEATURES)
+    vector = [0.0] * size
+    for token in prepare_text.tokenize(text).split():
+        code = zlib.crc32(token.encode("utf-8"))
+        vector[code % size] += 1.0 if code & 0x80000000 else -1.0
+    norm = math.sqrt(sum(v * v for v in vector))
+    return [round(v / norm, 6) if norm else 0.0 for v in vector]
+
+
+def split_column(test_path: Path, column: str) -> list[str] | None:
+    """A column of each test row, in the order the rows were scored (None without it)."""
     values: list[str] = []
     for path in data.split_files(test_path):
         if path.suffix == ".csv":
@@ -181,16 +248,19 @@ def facet_values(
     return values
 
 
-def write_predictions(out: Path, truth: list[int], preds: list[int], facets: list[str]) -> None:
-    """``predictions.csv``: true and predicted sentiment with the facet, one row per review."""
-    import csv
+def write_predictions(
+    out: Path, truth: list[int], preds: list[int], facets: list[str], texts: list[str]
+) -> None:
+    """``predictions.csv``: true and predicted sentiment with the facet and the text's flip-test
+    features, one row per review."""
     import io
 
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(documents.PREDICTION_HEADERS)
     writer.writerows(
-        (data.LABELS[t], data.LABELS[p], f) for t, p, f in zip(truth, preds, facets, strict=True)
+        (data.LABELS[t], data.LABELS[p], f, *flip_test_features(text))
+        for t, p, f, text in zip(truth, preds, facets, texts, strict=True)
     )
     _atomic_write(out / documents.PREDICTIONS_FILE, lambda p: p.write_text(buffer.getvalue()))
 
@@ -205,49 +275,87 @@ def unpack(model_path: Path, scratch: Path) -> Path:
     return model_path
 
 
+def _timed(call):
+    """``(call(), seconds it took)``."""
+    started = time.perf_counter()
+    result = call()
+    return result, time.perf_counter() - started
+
+
+def score_split(args, scratch: Path) -> dict:
+    """The split's truth and predictions, the texts scored, and what the scoring cost.
+
+    Loading the model and predicting are timed apart: ``predict_s`` covers prediction only (a
+    served model loads once, so its load is no part of the time per review); a batch transform's
+    predictions (``--predictions_path``) have neither time, nor a model archive here.
+    """
+    test_path, model_path = Path(args.test_path), Path(args.model_path)
+    if args.predictions_path:
+        if args.model_kind != "autopilot":
+            raise ValueError(f"--predictions_path is for autopilot, not {args.model_kind}")
+        rows = prepare_text.read_split(test_path)
+        preds = batch_predictions(Path(args.predictions_path))
+        if len(preds) != len(rows):
+            raise ValueError(
+                f"{args.predictions_path}: {len(preds)} predictions for {len(rows)} test rows "
+                f"of {test_path}"
+            )
+        log(f"test split: {len(rows)} rows from {test_path}, predicted by a batch transform")
+        return {
+            "truth": [data.LABELS.index(sentiment) for sentiment, _ in rows],
+            "preds": preds,
+            "texts": [text for _, text in rows],
+        }
+    if args.model_kind == "finetune":
+        data.ensure_requirements("transformers", "pyarrow", "matplotlib")
+        folder = model_folder(model_path, scratch)
+        from transformers import AutoTokenizer
+
+        pad = AutoTokenizer.from_pretrained(folder).pad_token_id or 0
+        split = data.load_split(test_path, pad_token_id=pad)
+        log(f"test split: {len(split)} rows from {test_path}")
+        model, load_s = _timed(lambda: load_model(folder))
+        preds, predict_s = _timed(lambda: predict(model, split, args.batch_size))
+        truth, texts = split.label_ids.tolist(), split_column(test_path, "review_body")
+        history = training_history(folder)
+    else:
+        data.ensure_requirements({"blazingtext": "fasttext"}.get(args.model_kind, "sklearn"))
+        folder = unpack(model_path, scratch)
+        rows = prepare_text.read_split(test_path)
+        log(f"test split: {len(rows)} rows from {test_path} ({args.model_kind})")
+        texts = [text for _, text in rows]
+        model, load_s = _timed(lambda: load_text_model(args.model_kind, folder))
+        preds, predict_s = _timed(lambda: predict_text(args.model_kind, model, texts))
+        truth, history = [data.LABELS.index(sentiment) for sentiment, _ in rows], None
+    log(f"model loaded in {load_s:.3f} s; {len(truth)} reviews predicted in {predict_s:.3f} s")
+    serving = documents.Serving(
+        archive_size(model_path), 1000 * predict_s / len(truth), round(load_s, 6)
+    )
+    return {"truth": truth, "preds": preds, "texts": texts, "history": history, "serving": serving}
+
+
 def main(argv: list[str] | None = None) -> dict:
-    import time
-
     args = parse_args(argv)
-    history = None
     with tempfile.TemporaryDirectory() as scratch:
-        if args.model_kind == "finetune":
-            data.ensure_requirements("transformers", "pyarrow", "matplotlib")
-            folder = model_folder(Path(args.model_path), Path(scratch))
-            from transformers import AutoTokenizer
-
-            pad = AutoTokenizer.from_pretrained(folder).pad_token_id or 0
-            split = data.load_split(args.test_path, pad_token_id=pad)
-            truth = split.label_ids.tolist()
-            log(f"test split: {len(split)} rows from {args.test_path}")
-            started = time.perf_counter()
-            preds = predict(folder, split, args.batch_size)
-            elapsed = time.perf_counter() - started
-            history = training_history(folder)
-        else:
-            data.ensure_requirements({"blazingtext": "fasttext"}.get(args.model_kind, "sklearn"))
-            folder = unpack(Path(args.model_path), Path(scratch))
-            rows = prepare_text.read_split(Path(args.test_path))
-            truth = [data.LABELS.index(sentiment) for sentiment, _ in rows]
-            log(f"test split: {len(rows)} rows from {args.test_path} ({args.model_kind})")
-            started = time.perf_counter()
-            preds = predict_text(args.model_kind, folder, [text for _, text in rows])
-            elapsed = time.perf_counter() - started
+        scored = score_split(args, Path(scratch))
+    truth, preds = scored["truth"], scored["preds"]
     labels = [str(label) for label in data.LABELS]
-    serving = documents.Serving(archive_size(Path(args.model_path)), 1000 * elapsed / len(truth))
     evaluation = dataclasses.replace(
-        documents.score(truth, preds, labels, history), serving=serving
+        documents.score(truth, preds, labels, scored.get("history")),
+        serving=scored.get("serving"),
     )
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     text = evaluation.to_json()
     _atomic_write(out / documents.EVALUATION_FILE, lambda p: p.write_text(text))
-    facets = facet_values(Path(args.test_path))
-    if facets is not None and len(facets) == len(truth):
-        write_predictions(out, truth, preds, facets)
+    facets = split_column(Path(args.test_path), documents.FACET_COLUMN)
+    texts = scored["texts"]
+    if facets is not None and texts is not None and len(facets) == len(texts) == len(truth):
+        write_predictions(out, truth, preds, facets, texts)
     else:
         log(
-            f"{args.test_path}: no {documents.PREDICTION_HEADERS[-1]} column: no {documents.PREDICTIONS_FILE}"
+            f"{args.test_path}: no {documents.FACET_COLUMN} or review_body column: "
+            f"no {documents.PREDICTIONS_FILE}"
         )
     fig = plot_confusion_matrix(evaluation.confusion_matrix.matrix, labels)
     _atomic_write(

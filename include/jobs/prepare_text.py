@@ -5,7 +5,9 @@ The same train / validation / test rows the fine-tune sees, written as the cours
 - BlazingText: ``<output>/blazingtext/<split>/<split>.txt``, one ``__label__<sentiment> <tokens>``
   line per review, lower-cased and tokenized (:func:`tokenize`, no NLTK data to download);
 - Autopilot: ``<output>/automl/<split>/<split>.csv``, header ``sentiment,review_body`` (the
-  target column first, the raw text as the one feature).
+  target column first, the raw text as the one feature), and its inference input
+  ``<output>/automl-inference/<split>/<split>.csv``: the same rows' text alone, no header, one
+  review per line (what Autopilot's containers and a ``SplitType=Line`` batch transform take).
 
 Reads Parquet, JSON lines or CSV split files with a header (columns ``review_body``,
 ``sentiment``: the training-set queries' CSV results); a row with an empty text or a sentiment
@@ -115,12 +117,17 @@ def write_split(rows: list[tuple[int, str]], split: str, output: Path) -> dict[s
     bt.parent.mkdir(parents=True, exist_ok=True)
     bt.write_text("".join(blazingtext_line(s, t) + "\n" for s, t in rows), encoding="utf-8")
     automl = output / "automl" / split / f"{split}.csv"
-    automl.parent.mkdir(parents=True, exist_ok=True)
+    inference = output / "automl-inference" / split / f"{split}.csv"
+    for path in (automl, inference):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    texts = [" ".join(t.split()) for _, t in rows]  # one line each: no newline inside a review
     with automl.open("w", encoding="utf-8", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(AUTOML_COLUMNS)
-        writer.writerows((s, " ".join(t.split())) for s, t in rows)
-    return {"blazingtext": bt, "automl": automl}
+        writer.writerows((s, text) for (s, _), text in zip(rows, texts, strict=True))
+    with inference.open("w", encoding="utf-8", newline="") as fh:
+        csv.writer(fh).writerows([text] for text in texts)
+    return {"blazingtext": bt, "automl": automl, "automl-inference": inference}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

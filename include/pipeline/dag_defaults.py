@@ -30,3 +30,20 @@ def reviews_dag(dag_id: str, settings, *, tags: list[str], **kwargs):
         default_args=DEFAULT_ARGS,
         **kwargs,
     )
+
+
+def endpoint_dag(dag_id: str, settings, doc: str, schedule, params: dict, tag: str):
+    """A DAG over the served endpoint's traffic (its ``params`` name the endpoint), one run at a
+    time so no window or decision is judged by two runs at once. The module docstring ``doc``
+    gives the description (its summary line) and ``doc_md`` (the rest)."""
+    description, _, doc_md = doc.partition("\n")
+    return reviews_dag(
+        dag_id,
+        settings,
+        schedule=schedule,
+        description=description,
+        doc_md=doc_md,
+        max_active_runs=1,
+        params=params,
+        tags=["sagemaker", tag],
+    )

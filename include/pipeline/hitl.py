@@ -10,10 +10,11 @@ on both targets), with what a timeout and an answer mean here.
   (UpdateModelPackage) and picks the branch; with the Param ``model_approval`` already
   ``Approved`` it does not wait.
 
-Both ask once per task instance (:class:`AskOnce`): in Airflow 3.3.2 an answer given within
-seconds of the task parking can race the scheduler (the parked worker's exit event arrives after
-the answer re-queued the task under the same executor key, and the scheduler fails the resumed
-try as "changed externally"); the retry would ask again and wipe the answer already given.
+Both ask once per task instance and clear (:class:`AskOnce`): in Airflow 3.3.2 an answer given
+within seconds of the task parking can race the scheduler (the parked worker's exit event arrives
+after the answer re-queued the task under the same executor key, and the scheduler fails the
+resumed try as "changed externally"); the retry would ask again and wipe the answer already
+given. A person who clears the task does want it asked again, and is.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from airflow.sdk.exceptions import TaskAwaitingInput
 from airflow.sdk.timezone import utcnow
 
 LABEL_OPTIONS = ["-1", "0", "1"]
-ASKED_KEY = "hitl_asked"  # task state: this task instance's question exists (kept across tries)
+ASKED_KEY = "hitl_asked"  # task state: asked, at which max_tries (kept across tries and clears)
 
 
 def _timeout(context, name: str) -> timedelta | None:
@@ -39,16 +40,27 @@ def _reviewer(result) -> str:
     return str(user.get("name") or user.get("id") or "")
 
 
+def _asked_mark(context) -> dict:
+    """What :class:`AskOnce` stores when it asks: the task instance's ``max_tries``, which a
+    clear raises (Airflow's ``clear_task_instances`` sets it to ``try_number + retries``) and an
+    automatic retry leaves as it is."""
+    return {"max_tries": int(context["task_instance"].max_tries)}
+
+
 class AskOnce:
     """Mixin for the HITL operators: a later try of a task instance that has asked already does
     not ask again (Airflow's request upsert would wipe the answer given to the earlier try); it
     defers to the provider's :class:`HITLTrigger`, which resumes with that answer, or waits for one
     until the response timeout. The mark lives in Airflow's task state store, which survives
-    retries."""
+    retries and clears alike; it holds the ``max_tries`` it asked under (:func:`_asked_mark`), so
+    a try after a clear asks anew (the upsert wipes the old answer, as the clear meant)."""
 
     def execute(self, context):
-        store = context.get("task_state_store")
-        if store is not None and store.get(ASKED_KEY):
+        store, mark = context.get("task_state_store"), _asked_mark(context)
+        asked = store.get(ASKED_KEY) if store is not None else None
+        if asked and asked != mark:
+            self.log.info("cleared since it asked (%s, now %s): asking anew", asked, mark)
+        elif asked:
             self.log.info("asked in an earlier try: resuming with its answer (or waiting for one)")
             timeout = utcnow() + self.response_timeout if self.response_timeout else None
             self.defer(
@@ -66,7 +78,7 @@ class AskOnce:
             return super().execute(context)
         except TaskAwaitingInput:  # the question is written; the task parks
             if store is not None:
-                store.set(ASKED_KEY, True)
+                store.set(ASKED_KEY, mark)
             raise
 
 

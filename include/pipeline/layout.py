@@ -301,6 +301,11 @@ class RunLayout:
             return self.evaluation()
         return self.uri("candidates", candidate, "evaluation")
 
+    def candidate_test_scores(self, candidate: str) -> str:
+        """The S3OutputPath of the batch transform that scores a candidate's test split where
+        the evaluation job cannot load its model (Autopilot on aws)."""
+        return self.uri("candidates", candidate, "test-scores")
+
     def leaderboard(self) -> str:
         return self.uri("candidates", "leaderboard.json")
 

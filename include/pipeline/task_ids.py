@@ -6,6 +6,7 @@ from __future__ import annotations
 from include.jobs.feature_records import SPLITS
 from include.pipeline.requests.catalog import QUERIES
 
+CHECK_TRIGGER = "check_trigger"
 CHECK_CONFIGURATION = "check_configuration"
 INGEST = "ingest_reviews"
 BIAS_GATE = "bias_gate"

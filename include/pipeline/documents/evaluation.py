@@ -26,6 +26,7 @@ __all__ = [
     "PREDICTION_HEADERS",
     "PREDICTIONS_FILE",
     "TRAINING_HISTORY_FILE",
+    "XCOM_FILES",
     "ClassScores",
     "ConfusionMatrix",
     "DocumentError",
@@ -45,6 +46,12 @@ def parse(data: bytes | str | dict, name: str = EVALUATION_FILE) -> Evaluation:
         except ValueError as exc:
             raise DocumentError(f"{name}: not JSON: {exc}") from exc
     return Evaluation.from_dict(data, name)
+
+
+# An evaluation processing operator's ``output_files_to_xcom``: the file :func:`from_job` reads.
+XCOM_FILES = [
+    {"output_name": "evaluation", "file_name": EVALUATION_FILE, "result_name": "evaluation"}
+]
 
 
 def from_job(evaluated: dict) -> Evaluation:

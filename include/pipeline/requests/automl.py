@@ -17,7 +17,9 @@ OBJECTIVE = "Accuracy"
 OBJECTIVE_METRIC = "validation:accuracy"
 MODES = ("AUTO", "ENSEMBLING", "HYPERPARAMETER_TUNING")
 # What the best candidate's containers answer for text/csv (course: predicted_label,probability).
-INFERENCE_OUTPUT = "predicted_label,probability"
+INFERENCE_KEYS = ("predicted_label", "probability")
+INFERENCE_OUTPUT = ",".join(INFERENCE_KEYS)
+CONTENT_TYPE = "text/csv"  # what they take (one review per row) and answer
 AUTOML_JOB_NAME = SHORT_JOB_NAME
 DEFAULT_BUDGET = {"max_candidates": 3, "max_job_runtime_s": 120, "max_candidate_runtime_s": 60}
 # The pipeline's default job runtime per target: seconds of FLAML on 2 CPU cores (the 600-row
@@ -71,6 +73,10 @@ def automl_job_request(
     }
 
 
+# The arguments operator_arguments gives SageMakerAutoMLOperator through XCom (template fields).
+OPERATOR_ARGUMENTS = ("job_name", "s3_input", "target_attribute", "s3_output", "role_arn", "extras")
+
+
 def operator_arguments(request: dict) -> dict:
     """The request as ``SageMakerAutoMLOperator``'s arguments (it rebuilds CreateAutoMLJob from
     them; ``extras`` carries every key it has no argument for). Waiting is the sensor's job."""
@@ -87,4 +93,52 @@ def operator_arguments(request: dict) -> dict:
             "InputDataConfig": request["InputDataConfig"],
         },
         "wait_for_completion": False,
+    }
+
+
+def inference_containers(containers: list[dict], keys=INFERENCE_KEYS) -> list[dict]:
+    """A candidate's ``InferenceContainers`` set to answer ``keys``, as the SageMaker SDK's
+    ``AutoML.create_model(inference_response_keys=...)`` sets them: each container that lists
+    ``SAGEMAKER_INFERENCE_SUPPORTED`` emits the keys it supports (``SAGEMAKER_INFERENCE_OUTPUT``)
+    and takes what the one before it emits (``SAGEMAKER_INFERENCE_INPUT``); the last one must
+    support them all."""
+    if not containers:
+        raise ValueError("the AutoML candidate has no InferenceContainers")
+
+    def supported(container: dict) -> list[str]:
+        listed = (container.get("Environment") or {}).get("SAGEMAKER_INFERENCE_SUPPORTED", "")
+        return [k.strip() for k in listed.split(",") if k.strip()]
+
+    missing = [k for k in keys if k not in supported(containers[-1])]
+    if missing:
+        raise ValueError(
+            f"the candidate's last inference container does not answer {missing} "
+            f"(SAGEMAKER_INFERENCE_SUPPORTED: {supported(containers[-1])})"
+        )
+    out, previous = [], None
+    for container in containers:
+        environment = dict(container.get("Environment") or {})
+        emitted = ",".join(k for k in keys if k in supported(container)) or None
+        if emitted and previous:
+            environment["SAGEMAKER_INFERENCE_INPUT"] = previous
+        if emitted:
+            environment["SAGEMAKER_INFERENCE_OUTPUT"] = emitted
+        previous = emitted
+        out.append(
+            {
+                "Image": container["Image"],
+                "ModelDataUrl": container["ModelDataUrl"],
+                "Environment": environment,
+            }
+        )
+    return out
+
+
+def model_request(*, model_name: str, role_arn: str, candidate: dict) -> dict:
+    """CreateModel of an AutoML candidate (``BestCandidate`` of DescribeAutoMLJob): its
+    inference containers in order, a serial inference pipeline answering ``INFERENCE_OUTPUT``."""
+    return {
+        "ModelName": model_name,
+        "ExecutionRoleArn": role_arn,
+        "Containers": inference_containers(candidate["InferenceContainers"]),
     }

@@ -98,9 +98,9 @@ def analysis_config(params: dict, headers: list[str]) -> dict:
     return config
 
 
-# The post-training metrics (Clarify's names). FT (the flip test) is left out: its k-NN
-# reads numeric feature columns, and a candidate's predictions file has only the facet.
-POST_TRAINING_METHODS = ("DPPL", "DI", "DCA", "DCR", "RD", "DAR", "DRR", "AD", "CDDPL", "TE")
+# The post-training metrics (Clarify's names). FT (the flip test) fits its k-NN on the
+# predictions file's numeric ``text_f*`` columns (documents.FLIP_TEST_FEATURES).
+POST_TRAINING_METHODS = ("DPPL", "DI", "DCA", "DCR", "RD", "DAR", "DRR", "AD", "CDDPL", "TE", "FT")
 
 
 def post_training_analysis_config(params: dict, headers: list[str]) -> dict:

@@ -15,6 +15,7 @@ from include.pipeline.requests.common import (
 )
 
 MODEL_PATH = f"{PROCESSING_ROOT}/input/model"
+PREDICTIONS_PATH = f"{PROCESSING_ROOT}/input/predictions"
 TEST_PATH = f"{PROCESSING_ROOT}/input/data"
 EVALUATION_PATH = f"{PROCESSING_ROOT}/output/evaluation"
 ENTRY_POINT = "evaluate.py"
@@ -22,31 +23,43 @@ EVALUATION_OUTPUT = "evaluation"
 
 
 def evaluation_job_request(
-    *, model_uri: str, test_uri: str, output_uri: str, model_kind: str = "finetune", **job
+    *,
+    model_uri: str | None,
+    test_uri: str,
+    output_uri: str,
+    model_kind: str = "finetune",
+    predictions_uri: str | None = None,
+    **job,
 ) -> dict:
     """CreateProcessingJob keyword arguments: model.tar.gz + test split -> evaluation.json + PNG.
 
     ``model_kind`` is the candidate that made the archive (evaluate.py's ``--model_kind``);
+    ``predictions_uri`` instead of ``model_uri``: a batch transform's output over the test split,
+    scored without loading a model (evaluate.py's ``--predictions_path``);
     ``job``: :func:`script_step_request`'s (job_name, role_arn, region, image_uri, code_uri,
     instance_type, max_runtime_s)."""
     if model_kind not in MODEL_KINDS:
         raise ValueError(f"model kind {model_kind!r} is not one of {MODEL_KINDS}")
+    if (model_uri is None) == (predictions_uri is None):
+        raise ValueError("the evaluation takes either a model_uri or a predictions_uri")
     kind = [] if model_kind == "finetune" else ["--model_kind", model_kind]
+    if predictions_uri is None:
+        source = ["--model_path", MODEL_PATH]
+        first = processing_input("model", model_uri, MODEL_PATH)
+    else:
+        source = ["--predictions_path", PREDICTIONS_PATH]
+        first = processing_input("predictions", predictions_uri, PREDICTIONS_PATH)
     return script_step_request(
         entry_point=ENTRY_POINT,
         arguments=[
-            "--model_path",
-            MODEL_PATH,
+            *source,
             "--test_path",
             TEST_PATH,
             "--output_dir",
             EVALUATION_PATH,
             *kind,
         ],  # fmt: skip
-        inputs=[
-            processing_input("model", model_uri, MODEL_PATH),
-            processing_input("test", test_uri, TEST_PATH),
-        ],
+        inputs=[first, processing_input("test", test_uri, TEST_PATH)],
         outputs=[processing_output(EVALUATION_OUTPUT, output_uri, EVALUATION_PATH)],
         **job,
     )

@@ -2,7 +2,8 @@
 
 Its inputs are the fine-tune's own training-set splits (the offline store's query results), so
 every candidate learns from and is tested on the same rows; its output prefix holds
-``blazingtext/<split>/`` (BlazingText's channels) and ``automl/<split>/`` (Autopilot's CSV).
+``blazingtext/<split>/`` (BlazingText's channels), ``automl/<split>/`` (Autopilot's CSV) and
+``automl-inference/<split>/`` (the same rows' text, to score with Autopilot's model).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ OUTPUT_NAME = "text"
 # Folders of the output prefix (prepare_text.write_split's layout).
 BLAZINGTEXT_FOLDER = "blazingtext"
 AUTOML_FOLDER = "automl"
+AUTOML_INFERENCE_FOLDER = "automl-inference"  # the text alone: a batch transform's input
 
 
 def text_preparation_request(*, split_uris: dict[str, str], output_uri: str, **job) -> dict:

@@ -1,6 +1,8 @@
 """The model candidates' Airflow-side glue: which candidates run (the ``candidates`` Param), their
 requests (tuning -> final fine-tune, text preparation -> BlazingText and Autopilot), each one's
-evaluation request, and the leaderboard that picks the model to register first and deploy.
+evaluation request (on aws, Autopilot's test split is first scored by a batch transform of its
+model: :func:`batch_scored`), and the leaderboard that picks the model to register first and
+deploy.
 
 A request builder of a candidate that is not selected raises ``AirflowSkipException``: its path
 is skipped and the leaderboard (trigger rule ``none_failed_min_one_success``) ranks the rest.
@@ -20,6 +22,7 @@ from include.pipeline.requests import (
     evaluation,
     images,
     text_preparation,
+    transform,
     tuning,
 )
 from include.pipeline.requests.clarify_container import ANALYSIS_FILE
@@ -211,6 +214,41 @@ def model_uri(candidate: str, trained: dict) -> str:
     return trained["Training"]["ModelArtifacts"]["S3ModelArtifacts"]
 
 
+def batch_scored(settings: Settings, candidate: str) -> bool:
+    """Whether a candidate's test split is scored by a batch transform job of its model rather
+    than by the evaluation job loading the model: Autopilot on aws, whose best candidate is a
+    pipeline of SageMaker inference containers that only SageMaker runs. Locally the AutoML
+    engine's ``model.pkl`` is loaded (and its prediction timed) by the evaluation job."""
+    return candidate == "autopilot" and settings.target == "aws"
+
+
+def autopilot_scoring_requests(
+    settings: Settings, params: dict, *, run_id: str, trained: dict
+) -> dict:
+    """CreateModel of the AutoML job's best candidate (its inference containers, answering
+    ``predicted_label,probability``) and the CreateTransformJob that scores the test split's
+    text with it (text/csv, one review per line, as the course calls the model); skipped where
+    the evaluation job loads the model itself (:func:`batch_scored`)."""
+    require(params, "autopilot")
+    if not batch_scored(settings, "autopilot"):
+        raise _skip(f"{settings.target}: the evaluation job loads the AutoML model itself")
+    name = job_name("automl-model", run_id)
+    return {
+        "model": automl.model_request(
+            model_name=name, role_arn=settings.role_arn, candidate=trained["BestCandidate"]
+        ),
+        "transform": transform.transform_job_request(
+            job_name=job_name("score-automl", run_id),
+            model_name=name,
+            input_uri=_text(settings, run_id, text_preparation.AUTOML_INFERENCE_FOLDER, "test"),
+            output_uri=RunLayout(settings, run_id).candidate_test_scores("autopilot"),
+            content_type=automl.CONTENT_TYPE,
+            accept=automl.CONTENT_TYPE,
+            split_type="Line",
+        ),
+    }
+
+
 def evaluation_request(
     settings: Settings,
     params: dict,
@@ -221,16 +259,19 @@ def evaluation_request(
     trained: dict,
     test_uri: str,
 ) -> dict:
-    """The same evaluation job for every candidate, on the fine-tune's test split."""
+    """The same evaluation job for every candidate, on the fine-tune's test split (a
+    :func:`batch_scored` candidate's from its batch transform's predictions)."""
     require(params, candidate)
     layout = RunLayout(settings, run_id)
+    scored = batch_scored(settings, candidate)
     return evaluation.evaluation_job_request(
         job_name=job_name(
             "evaluate" if candidate == "finetune" else f"evaluate-{candidate}", run_id
         ),
         **code.script_job(settings),
         code_uri=code_uri,
-        model_uri=model_uri(candidate, trained),
+        model_uri=None if scored else model_uri(candidate, trained),
+        predictions_uri=layout.candidate_test_scores(candidate) if scored else None,
         test_uri=test_uri,
         output_uri=layout.candidate_evaluation(candidate),
         model_kind=candidate,

@@ -1,21 +1,24 @@
 """Sensors for the checks the Amazon provider does not wait for (``aws`` target only).
 
-Both subclass the provider's ``SageMakerBaseSensor`` and default to ``mode="reschedule"``, so a
-long wait holds no worker slot between pokes.
+All subclass the provider's ``AwsBaseSensor`` (the SageMaker ones its ``SageMakerBaseSensor``)
+and default to ``mode="reschedule"``, so a long wait holds no worker slot between pokes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from airflow.providers.amazon.aws.hooks.athena import AthenaHook
 from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
+from airflow.providers.amazon.aws.sensors.base_aws import AwsBaseSensor
 from airflow.providers.amazon.aws.sensors.sagemaker import SageMakerBaseSensor
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
 from airflow.providers.common.compat.sdk import AirflowException
-from airflow.sdk import BaseSensorOperator
 from airflow.sdk.exceptions import AirflowFailException
 
+from include.pipeline.requests.features import FEATURE_STORE_DATABASE
 from include.pipeline.requests.training import RULE_FINDINGS
+from include.pipeline.targets.offline_store import OfflineStoreCount
 
 RULE_TERMINAL_STATES = frozenset({"NoIssuesFound", "IssuesFound", "Error", "Stopped"})
 _PENDING, _DONE, _ISSUES = "InProgress", "Completed", "IssuesFound"
@@ -155,7 +158,7 @@ class SageMakerFeatureGroupSensor(_TerminalSensor):
         )
 
 
-class SageMakerOfflineStoreSensor(BaseSensorOperator):
+class SageMakerOfflineStoreSensor(OfflineStoreCount, AwsBaseSensor[AthenaHook]):
     """Wait until the offline store holds the records the prepare job put (``expected``).
 
     PutRecord reaches the offline store asynchronously (minutes); the training-set queries run
@@ -164,7 +167,8 @@ class SageMakerOfflineStoreSensor(BaseSensorOperator):
     through the provider's ``AthenaHook``. On ``timeout`` the task fails naming both counts.
     """
 
-    template_fields: Sequence[str] = ("query", "expected", "output_location")
+    aws_hook_class = AthenaHook
+    template_fields: Sequence[str] = aws_template_fields(*OfflineStoreCount.template_fields)
 
     def __init__(
         self,
@@ -172,9 +176,7 @@ class SageMakerOfflineStoreSensor(BaseSensorOperator):
         query: str,
         expected: int | str,
         output_location: str,
-        database: str = "sagemaker_featurestore",
-        aws_conn_id: str | None = "aws_default",
-        region_name: str | None = None,
+        database: str = FEATURE_STORE_DATABASE,
         **kwargs,
     ):
         kwargs.setdefault("mode", "reschedule")
@@ -185,14 +187,9 @@ class SageMakerOfflineStoreSensor(BaseSensorOperator):
         self.expected = expected
         self.output_location = output_location
         self.database = database
-        self.aws_conn_id = aws_conn_id
-        self.region_name = region_name
-        self.found: int | None = None
 
     def count(self) -> int:
-        from airflow.providers.amazon.aws.hooks.athena import AthenaHook
-
-        hook = AthenaHook(aws_conn_id=self.aws_conn_id, region_name=self.region_name)
+        hook = self.hook
         query_id = hook.run_query(
             self.query, {"Database": self.database}, {"OutputLocation": self.output_location}
         )
@@ -206,9 +203,7 @@ class SageMakerOfflineStoreSensor(BaseSensorOperator):
         return int(rows[1]["Data"][0]["VarCharValue"]) if len(rows) > 1 else 0
 
     def poke(self, context) -> bool:
-        self.found = self.count()
-        self.log.info("offline store: %d of %s records of this run", self.found, self.expected)
-        return self.found >= int(self.expected)
+        return self.arrived(self.count())
 
     def execute(self, context):
         from airflow.sdk.exceptions import AirflowSensorTimeout
@@ -216,8 +211,4 @@ class SageMakerOfflineStoreSensor(BaseSensorOperator):
         try:
             return super().execute(context)
         except AirflowSensorTimeout as exc:
-            raise AirflowSensorTimeout(
-                f"the offline store holds {self.found if self.found is not None else 'fewer'} "
-                f"of the {self.expected} records the prepare job put, after {self.timeout}s "
-                f"(query: {self.query})"
-            ) from exc
+            raise AirflowSensorTimeout(self.shortfall(f", after {self.timeout}s")) from exc

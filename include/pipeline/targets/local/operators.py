@@ -17,7 +17,9 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
+from include.pipeline.requests.features import FEATURE_STORE_DATABASE
 from include.pipeline.requests.registry import REGISTER_ARGUMENTS
+from include.pipeline.targets.offline_store import OfflineStoreCount
 
 _AWS_ONLY = frozenset(
     {
@@ -679,26 +681,17 @@ class SageMakerAutoMLSensor(LocalOperator):
         )
 
 
-class SageMakerOfflineStoreSensor(LocalOperator):
+class SageMakerOfflineStoreSensor(OfflineStoreCount, AthenaOperator):
     """The local store writes the offline store synchronously: one count, same contract (fewer
     records than the prepare job put fails the task at once, naming both counts)."""
 
-    template_fields: Sequence[str] = ("query", "expected", "output_location")
+    template_fields: Sequence[str] = (*AthenaOperator.template_fields, "expected")
 
     def __init__(
-        self,
-        *,
-        query: str,
-        expected: int | str,
-        output_location: str,
-        database: str = "sagemaker_featurestore",
-        **kwargs: Any,
+        self, *, expected: int | str, database: str = FEATURE_STORE_DATABASE, **kwargs: Any
     ) -> None:
-        super().__init__(**kwargs)
-        self.query = query
+        super().__init__(database=database, **kwargs)
         self.expected = expected
-        self.output_location = output_location
-        self.database = database
 
     def execute(self, context) -> int:
         import csv
@@ -706,22 +699,13 @@ class SageMakerOfflineStoreSensor(LocalOperator):
 
         from include.pipeline.targets.local import athena, lake
 
-        qid = athena.start_query_execution(
-            self.lake,
-            QueryString=self.query,
-            QueryExecutionContext={"Database": self.database},
-            ResultConfiguration={"OutputLocation": self.output_location},
-        )
+        qid = super().execute(context)
         result = athena.get_query_execution(self.lake, qid)["QueryExecution"]
         path = lake.resolve(result["ResultConfiguration"]["OutputLocation"], self.lake)
         rows = list(csv.reader(io.StringIO(path.read_text())))
         found = int(rows[1][0]) if len(rows) > 1 else 0
-        self.log.info("offline store: %d of %s records of this run", found, self.expected)
-        if found < int(self.expected):
+        if not self.arrived(found):
             from airflow.sdk.exceptions import AirflowFailException
 
-            raise AirflowFailException(
-                f"the offline store holds {found} of the {self.expected} records the prepare "
-                f"job put (query: {self.query})"
-            )
+            raise AirflowFailException(self.shortfall())
         return found

@@ -80,11 +80,21 @@ def _rates(c: _Counts, numerator: tuple[str, ...], denominator: tuple[str, ...])
 
 
 def _ft(predicted: np.ndarray, d: np.ndarray, features: np.ndarray | None) -> float:
-    """Flip test: a k-NN fitted on facet a's predictions, asked about facet d's rows."""
+    """Flip test: a k-NN fitted on facet a's predictions, asked about facet d's rows.
+
+    ``features`` is the dataset less its label, facet and predicted-label columns (what
+    smclarify's report passes FT); where smclarify's k-NN would raise (no feature column, an
+    empty cell), the metric is reported undefined with the reason, as Clarify reports it."""
     from sklearn.neighbors import KNeighborsClassifier
 
     if features is None or features.dtype.kind not in "biuf":
         raise MetricUndefined("FlipTest does not support non-numeric columns")
+    if features.ndim == 1:
+        features = features.reshape(-1, 1)
+    if features.shape[1] == 0:
+        raise MetricUndefined("FlipTest needs a feature column besides label, facet and prediction")
+    if not np.isfinite(features).all():
+        raise MetricUndefined("FlipTest: the feature columns have empty or infinite values")
     a_rows, d_rows = features[~d], features[d]
     neighbors = FT_NEIGHBORS if len(a_rows) > FT_THRESHOLD else FT_MIN_NEIGHBORS
     knn = KNeighborsClassifier(n_neighbors=neighbors).fit(a_rows, predicted[~d])

@@ -228,6 +228,20 @@ def positive_label_index(series, label_values: tuple, *, must_occur: bool = True
     return positive
 
 
+def flip_test_features(data, spec: AnalysisSpec, facet: str):
+    """The flip test's feature matrix, as smclarify's ``bias_report`` hands FT its dataset:
+    every column but the label, this facet and the predicted label. Numeric where each of
+    those columns is numbers (a CSV read as text is parsed back); else the text cells, which
+    FT reports as "non-numeric columns", as there."""
+    import pandas as pd
+
+    frame = data.drop(columns=list(dict.fromkeys([spec.label, facet, spec.predicted_label])))
+    try:
+        return frame.apply(pd.to_numeric).to_numpy(dtype=float)
+    except (TypeError, ValueError):
+        return frame.to_numpy(dtype=object)
+
+
 def analyse(data, spec: AnalysisSpec, origins=()) -> tuple[dict, dict]:
     """(analysis.json content, per-facet-value counts for the report)."""
     import numpy as np
@@ -276,8 +290,11 @@ def analyse(data, spec: AnalysisSpec, origins=()) -> tuple[dict, dict]:
                 metrics = compute_metrics(spec.methods, positive, sensitive, group_codes)
                 entries.append({"value_or_threshold": value, "metrics": metrics})
             if predicted is not None:
+                features = None
+                if "FT" in spec.post_methods:
+                    features = flip_test_features(data, spec, facet.name)
                 post = compute_post_training_metrics(
-                    spec.post_methods, positive, predicted, sensitive, group_codes
+                    spec.post_methods, positive, predicted, sensitive, group_codes, features
                 )
                 post_entries.append({"value_or_threshold": value, "metrics": post})
             n, n_pos = int(sensitive.sum()), int((sensitive & positive).sum())
