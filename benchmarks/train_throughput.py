@@ -61,12 +61,10 @@ def train_py_loop(model, batch_list, val_batches, hp: dict) -> None:
     history = {"train_loss": [], "val_loss": [], "val_acc": []}
     with contextlib.redirect_stdout(io.StringIO()):
         train.train_one_epoch(
-            model,
+            train.Fit(
+                model, optimizer, scheduler, torch.nn.CrossEntropyLoss(), torch.device("cpu")
+            ),
             batch_list,
-            optimizer,
-            scheduler,
-            torch.nn.CrossEntropyLoss(),
-            torch.device("cpu"),
             args,
             epoch=1,
             val_batches=val_batches,

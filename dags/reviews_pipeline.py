@@ -319,11 +319,7 @@ with DAG(
         from include.pipeline.tasks import candidates
 
         return candidates.tuning_request(
-            SETTINGS,
-            params,
-            run_id=run_id,
-            sourcedir_uri=code["sourcedir_uri"],
-            training_set=training_set,
+            SETTINGS, params, run_id=run_id, code=code, training_set=training_set
         )
 
     tune_finetune = ops.SageMakerTuningOperator(
@@ -341,7 +337,7 @@ with DAG(
             SETTINGS,
             params,
             run_id=run_id,
-            sourcedir_uri=code["sourcedir_uri"],
+            code=code,
             training_set=training_set,
             tuned=ti.xcom_pull(task_ids=T.TUNE),
         )

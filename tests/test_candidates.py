@@ -26,6 +26,7 @@ from tests.test_blazingtext import _reviews
 RUN = "manual__2026-01-31T12:00:00+00:00"
 CODE = "s3://bkt/code/abc/"
 SOURCEDIR = "s3://bkt/code/abc/sourcedir.tar.gz"
+CODE_URIS = {"code_uri": CODE, "sourcedir_uri": SOURCEDIR}  # what tasks.code.publish returns
 
 
 def _params(**overrides) -> dict:
@@ -87,14 +88,14 @@ def test_unselected_candidates_skip_their_path_and_bad_names_fail():
     params = _params(candidates=["blazingtext"])
     with pytest.raises(AirflowSkipException, match="finetune"):
         candidates.tuning_request(
-            settings, params, run_id=RUN, sourcedir_uri=SOURCEDIR, training_set=_training_set()
+            settings, params, run_id=RUN, code=CODE_URIS, training_set=_training_set()
         )
     with pytest.raises(AirflowSkipException, match="tuning_max_jobs"):
         candidates.tuning_request(
             settings,
             _params(tuning_max_jobs=0),
             run_id=RUN,
-            sourcedir_uri=SOURCEDIR,
+            code=CODE_URIS,
             training_set=_training_set(),
         )
     with pytest.raises(ValueError, match="'xgboost'"):
@@ -106,7 +107,7 @@ def test_the_candidates_requests_are_valid_and_share_the_splits():
     params = _params(tuning_warm_start_parent="tune-parent")
     splits = _training_set()
     tuning = candidates.tuning_request(
-        settings, params, run_id=RUN, sourcedir_uri=SOURCEDIR, training_set=splits
+        settings, params, run_id=RUN, code=CODE_URIS, training_set=splits
     )
     assert_valid("sagemaker", "CreateHyperParameterTuningJob", tuning)
     definition = tuning["TrainingJobDefinition"]
@@ -119,7 +120,7 @@ def test_the_candidates_requests_are_valid_and_share_the_splits():
     # The best trial's values (strings) reach the final training as the Params' types.
     tuned = {"Tuning": {"BestTrainingJob": {"TunedHyperParameters": {"train_batch_size": "16"}}}}
     final = candidates.final_training_request(
-        settings, params, run_id=RUN, sourcedir_uri=SOURCEDIR, training_set=splits, tuned=tuned
+        settings, params, run_id=RUN, code=CODE_URIS, training_set=splits, tuned=tuned
     )
     assert final["HyperParameters"]["train_batch_size"] == "16"
     assert final["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == splits["train"]

@@ -41,6 +41,11 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
+if __package__:  # imported as include.jobs.monitor (tests, the local target)
+    from .command import exit_code
+else:  # run as a script in the container: sibling module
+    from command import exit_code
+
 STATISTICS_FILE = "statistics.json"
 CONSTRAINTS_FILE = "constraints.json"
 VIOLATIONS_FILE = "constraint_violations.json"
@@ -688,12 +693,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        (run_baseline if args.mode == "baseline" else run_monitor)(args)
-    except MonitorInputError as exc:
-        print(f"monitor: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    run = run_baseline if args.mode == "baseline" else run_monitor
+    return exit_code(run, args, errors=MonitorInputError, label="monitor", code=2)
 
 
 if __name__ == "__main__":

@@ -25,8 +25,10 @@ from pathlib import Path
 
 if __package__:  # imported as include.jobs.prepare (tests, benchmarks)
     from . import feature_records as records
-else:  # run as a script in the container: sibling module
+    from .command import exit_code
+else:  # run as a script in the container: sibling modules
     import feature_records as records
+    from command import exit_code
 
 REQUIRED_COLUMNS = records.BALANCED_COLUMNS
 SPLIT_COLUMNS = (
@@ -427,12 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     ensure_requirements()
     print("prepare arguments: " + json.dumps(vars(args), sort_keys=True), flush=True)
-    try:
-        prepare(args)
-    except ValueError as exc:
-        print(f"prepare failed: {exc}", file=sys.stderr, flush=True)
-        return 1
-    return 0
+    return exit_code(prepare, args, errors=ValueError, label="prepare failed", code=1)
 
 
 if __name__ == "__main__":

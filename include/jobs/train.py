@@ -25,6 +25,7 @@ import re
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -237,21 +238,47 @@ def parameter_groups(model, args: argparse.Namespace) -> list[dict]:
     return [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
 
 
-def train_steps(model, batch_list, optimizer, scheduler, loss_fn, dev, *, on_step=None) -> None:
+@dataclass(frozen=True)
+class Fit:
+    """What every training step works on, passed as one (and checkpointed as one)."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    loss_fn: torch.nn.Module
+    dev: torch.device
+
+    def state(self) -> dict:
+        """The checkpoint's part of the fit; the RNG too, so a resumed run draws alike."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def restore(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+
+
+def train_steps(fit: Fit, batch_list, *, on_step=None) -> None:
     """The training loop proper: forward, loss, backward, optimizer and schedule step.
 
     ``on_step(step, batch_size, loss)`` sees every step (logging, evaluation); kept out of the
     hot path otherwise so the loop costs what a bare PyTorch loop costs.
     """
-    model.train()
+    fit.model.train()
     for step, (ids, mask, labels) in enumerate(batch_list, start=1):
-        ids, mask, labels = ids.to(dev), mask.to(dev), labels.to(dev)
-        logits = model(input_ids=ids, attention_mask=mask).logits
-        loss = loss_fn(logits, labels)
+        ids, mask, labels = ids.to(fit.dev), mask.to(fit.dev), labels.to(fit.dev)
+        logits = fit.model(input_ids=ids, attention_mask=mask).logits
+        loss = fit.loss_fn(logits, labels)
         loss.backward()
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        fit.optimizer.step()
+        fit.scheduler.step()
+        fit.optimizer.zero_grad(set_to_none=True)
         if on_step is not None:
             on_step(step, len(labels), loss.detach())
 
@@ -376,6 +403,7 @@ def main(argv: list[str] | None = None) -> dict:
     scheduler = get_linear_schedule_with_warmup(
         optimizer, int(args.warmup_ratio * total_steps), total_steps
     )
+    fit = Fit(model, optimizer, scheduler, loss_fn, dev)
     history: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "val_acc": []}
     start_epoch = 0
     checkpoint_dir = Path(args.checkpoint_dir) if args.checkpoint_dir else None
@@ -383,10 +411,7 @@ def main(argv: list[str] | None = None) -> dict:
     if checkpoint_dir is not None:
         state = load_checkpoint(checkpoint_dir, key)
         if state is not None:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            torch.set_rng_state(state["torch_rng"])
+            fit.restore(state)
             history = state["history"]
             start_epoch = state["epoch"]
             log(f"resumed from {checkpoint_dir / CHECKPOINT_FILE} after epoch {start_epoch}")
@@ -409,12 +434,8 @@ def main(argv: list[str] | None = None) -> dict:
             group_by_length=args.group_by_length,
         )
         train_one_epoch(
-            model,
+            fit,
             epoch_batches,
-            optimizer,
-            scheduler,
-            loss_fn,
-            dev,
             args,
             epoch=epoch,
             val_batches=val_batches,
@@ -426,15 +447,7 @@ def main(argv: list[str] | None = None) -> dict:
         if checkpoint_dir is not None:
             save_checkpoint(
                 checkpoint_dir,
-                {
-                    "fingerprint": key,
-                    "epoch": epoch,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "torch_rng": torch.get_rng_state(),
-                    "history": history,
-                },
+                {"fingerprint": key, "epoch": epoch, **fit.state(), "history": history},
             )
             log(f"checkpoint written after epoch {epoch}")
 
@@ -463,12 +476,8 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 def train_one_epoch(
-    model,
+    fit: Fit,
     epoch_batches,
-    optimizer,
-    scheduler,
-    loss_fn,
-    dev,
     args,
     *,
     epoch: int,
@@ -491,7 +500,7 @@ def train_one_epoch(
 
     def validate(step: int) -> None:
         _set_mode(hook, "EVAL")
-        val_loss, val_acc = evaluate(model, val_batches, loss_fn, dev)
+        val_loss, val_acc = evaluate(fit.model, val_batches, fit.loss_fn, fit.dev)
         _set_mode(hook, "TRAIN")
         history["val_loss"].append(round(val_loss, 6))
         history["val_acc"].append(round(val_acc, 6))
@@ -508,7 +517,7 @@ def train_one_epoch(
             validate(step)
 
     _set_mode(hook, "TRAIN")
-    train_steps(model, epoch_batches, optimizer, scheduler, loss_fn, dev, on_step=on_step)
+    train_steps(fit, epoch_batches, on_step=on_step)
 
 
 if __name__ == "__main__":

@@ -29,9 +29,8 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from include.pipeline.documents.jsonl import json_lines
+from include.pipeline.documents.jsonl import json_lines, log_lines, write_log
 from include.pipeline.schema import SENTIMENTS
-from include.pipeline.targets.local.lake import atomic_write_bytes
 
 
 class RewardFormatError(ValueError):
@@ -131,13 +130,8 @@ def rewards_from_labels(
 
 def read_rewards(path: Path) -> list[dict]:
     """The records of one reward file; a bad line is named by file and line number."""
-    path = Path(path)
-    if not path.exists():
-        return []
-
     records = []
-    lines = path.read_text().splitlines()
-    for number, record in json_lines(lines, source=str(path), error=RewardFormatError):
+    for number, record in json_lines(log_lines(path), source=str(path), error=RewardFormatError):
         try:
             reward_record(
                 record["variant"],
@@ -166,8 +160,7 @@ def append_rewards(path: Path, records: Iterable[dict]) -> int:
             seen.add(key)
             new.append(record)
     if new:
-        lines = [json.dumps(r, sort_keys=True) for r in [*existing, *new]]
-        atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
+        write_log(path, [*existing, *new])
     return len(new)
 
 

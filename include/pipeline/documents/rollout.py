@@ -5,12 +5,10 @@ readers: the weights plot and whoever audits a rollout."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, NotRequired, TypedDict
 
-from include.pipeline.documents.jsonl import json_lines
-from include.pipeline.targets.local.lake import atomic_write_bytes
+from include.pipeline.documents.jsonl import json_lines, log_lines, write_log
 
 
 class DecisionFormatError(ValueError):
@@ -54,18 +52,14 @@ def append_decision(path: Path, entry: Decision) -> bool:
     existing = read_decisions(path)
     if any(d["decision_id"] == entry["decision_id"] for d in existing):
         return False
-    lines = [json.dumps(d, sort_keys=True, default=str) for d in [*existing, entry]]
-    atomic_write_bytes(Path(path), ("\n".join(lines) + "\n").encode())
+    write_log(path, [*existing, entry], default=str)
     return True
 
 
 def read_decisions(path: Path) -> list[Decision]:
     """Every logged decision, in order; an absent log is empty."""
-    path = Path(path)
-    if not path.exists():
-        return []
+    lines = log_lines(path)
     decisions = []
-    lines = path.read_text().splitlines()
     for number, doc in json_lines(lines, source=str(path), error=DecisionFormatError):
         if not isinstance(doc, dict) or "decision_id" not in doc or "time" not in doc:
             raise DecisionFormatError(

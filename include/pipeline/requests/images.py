@@ -20,6 +20,11 @@ TRAINING_INSTANCE = "ml.g4dn.xlarge"
 PROCESSING_INSTANCE = "ml.c5.2xlarge"
 INFERENCE_INSTANCE = "ml.m5.xlarge"
 
+# Autopilot's candidates serve from this repository of the scikit-learn registry account of each
+# region (the local AutoML engine's candidates name it too, and the local host serves them).
+AUTOPILOT_INFERENCE_REPOSITORY = "sagemaker-sklearn-automl"
+AUTOPILOT_INFERENCE_TAG = "2.5-1-cpu-py3"
+
 # Processing jobs run the framework's training image (what the SDK's framework processors do).
 _PROCESSING_SCOPE = {"pytorch": "training", "sklearn": "training"}
 
@@ -71,6 +76,12 @@ def debugger_rule_image_uri(region: str) -> str:
     """The SageMaker Debugger built-in rule image of a region (``sagemaker-debugger-rules``);
     the same image evaluates the ProfilerReport rule."""
     return image_uri("debugger", region)
+
+
+def autopilot_inference_image_uri(region: str) -> str:
+    """The inference image of an Autopilot candidate in a region (``sagemaker-sklearn-automl``)."""
+    registry = image_uri("sklearn", region, version="1.2-1").split("/")[0]
+    return f"{registry}/{AUTOPILOT_INFERENCE_REPOSITORY}:{AUTOPILOT_INFERENCE_TAG}"
 
 
 def pytorch_image_uri(region: str, scope: str, instance_type: str) -> str:

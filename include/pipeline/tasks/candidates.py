@@ -51,11 +51,13 @@ def require(params: dict, *candidates: str) -> None:
 
 # ------------------------------------------------------------------ the fine-tune
 def tuning_request(
-    settings: Settings, params: dict, *, run_id: str, sourcedir_uri: str, training_set: dict
+    settings: Settings, params: dict, *, run_id: str, code: dict, training_set: dict
 ) -> dict:
     """The tuning job over the fine-tune: its trials are the run's training request on a subset
     (``tuning_trial_steps`` steps per epoch); ``tuning_max_jobs`` 0 turns tuning off.
-    ``training_set``: :func:`include.pipeline.tasks.training.training_set_files`."""
+    ``code``: :func:`include.pipeline.tasks.code.publish` (the fine-tune trains from its
+    ``sourcedir_uri``); ``training_set``:
+    :func:`include.pipeline.tasks.training.training_set_files`."""
     require(params, "finetune")
     if params["tuning_max_jobs"] < 1:
         raise _skip("tuning_max_jobs is 0: the fine-tune trains with the Params' hyperparameters")
@@ -64,7 +66,11 @@ def tuning_request(
     return tuning.tuning_job_request(
         job_name=tuning.tuning_job_name("tune", run_id),
         training_request=training.training_request(
-            settings, trial, run_id=run_id, sourcedir_uri=sourcedir_uri, training_set=training_set
+            settings,
+            trial,
+            run_id=run_id,
+            sourcedir_uri=code["sourcedir_uri"],
+            training_set=training_set,
         ),
         strategy=params["tuning_strategy"],
         max_jobs=params["tuning_max_jobs"],
@@ -85,17 +91,18 @@ def final_training_request(
     params: dict,
     *,
     run_id: str,
-    sourcedir_uri: str,
+    code: dict,
     training_set: dict,
     tuned: dict | None,
 ) -> dict:
-    """The fine-tune on the whole training split, with the best trial's hyperparameters."""
+    """The fine-tune on the whole training split, with the best trial's hyperparameters
+    (``code``, ``training_set``: as :func:`tuning_request`'s)."""
     require(params, "finetune")
     return training.training_request(
         settings,
         tuned_params(params, tuned),
         run_id=run_id,
-        sourcedir_uri=sourcedir_uri,
+        sourcedir_uri=code["sourcedir_uri"],
         training_set=training_set,
     )
 
@@ -197,7 +204,10 @@ def _seconds(started, ended) -> float | None:
 
 
 # Inference image repositories of the candidates that do not serve through inference.py.
-_SERVING_REPOSITORIES = {"blazingtext": "blazingtext", "sagemaker-sklearn-automl": "autopilot"}
+_SERVING_REPOSITORIES = {
+    "blazingtext": "blazingtext",
+    images.AUTOPILOT_INFERENCE_REPOSITORY: "autopilot",
+}
 
 
 def candidate_of_image(image_uri: str) -> str:

@@ -25,6 +25,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from include.jobs.command import exit_code
 from include.pipeline.requests.clarify_container import ANALYSIS_FILE
 from include.pipeline.targets.local.clarify.metrics import compute_metrics, resolve_methods
 from include.pipeline.targets.local.clarify.posttraining import (
@@ -369,12 +370,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dataset", required=True, type=Path)
     parser.add_argument("--output", required=True, type=Path)
     args = parser.parse_args(argv)
-    try:
-        run(args.analysis_config, args.dataset, args.output)
-    except ClarifyInputError as exc:
-        print(f"clarify: error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return exit_code(
+        run,
+        args.analysis_config,
+        args.dataset,
+        args.output,
+        errors=ClarifyInputError,
+        label="clarify: error",
+        code=1,
+    )
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from include.pipeline.requests.images import AUTOPILOT_INFERENCE_REPOSITORY
 from include.pipeline.targets.local.endpoint.batching import BatcherClosed, MicroBatcher
 from include.pipeline.targets.local.lake import atomic_write_bytes, resolve
 from include.pipeline.targets.local.names import safe_join, validate
@@ -36,7 +37,7 @@ DEFAULT_PROGRAM = "inference.py"
 # model_fn / input_fn / predict_fn / output_fn.
 BUILTIN_SERVING = {
     "blazingtext": "include.pipeline.targets.local.sagemaker.blazingtext",
-    "sagemaker-sklearn-automl": "include.pipeline.targets.local.sagemaker.automl_serving",
+    AUTOPILOT_INFERENCE_REPOSITORY: "include.pipeline.targets.local.sagemaker.automl_serving",
 }
 # The health-check request a new fleet must answer before it gets traffic (the inference contract).
 WARMUP_BODY = b'{"features": ["health check"]}'

@@ -17,29 +17,23 @@ Results have the shapes of DescribeAutoMLJob and ListCandidatesForAutoMLJob; bot
 from __future__ import annotations
 
 import io
-import json
 import pickle
 import tarfile
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 from include.pipeline.requests.automl import INFERENCE_OUTPUT, OBJECTIVE_METRIC
+from include.pipeline.requests.images import autopilot_inference_image_uri
 from include.pipeline.targets.local.lake import atomic_write_bytes, list_files, resolve
-from include.pipeline.targets.local.sagemaker.job_state import DESCRIBE_FILE, JobState
-from include.pipeline.targets.local.sagemaker.jobs import ACCOUNT
+from include.pipeline.targets.local.sagemaker.job_state import JobState
+from include.pipeline.targets.local.sagemaker.jobs import ACCOUNT, Log
 
 STATE_DIR = Path("_sagemaker") / "automl-jobs"
 CANDIDATES_FILE = "candidates.json"
 MODEL_FILE = "model.pkl"
 ESTIMATORS = ("lgbm", "lrl2", "extra_tree")
 OBJECTIVES = {"Accuracy": "accuracy"}
-# Autopilot's inference images live in the scikit-learn registry account of each region.
-INFERENCE_REPOSITORY = "sagemaker-sklearn-automl"
-INFERENCE_TAG = "2.5-1-cpu-py3"
 SEED = 42
-
-Log = Callable[[str], None]
 
 
 class AutoMLRequestError(ValueError):
@@ -54,17 +48,9 @@ _STATE = JobState(
     CANDIDATES_FILE,
     "has no candidates",
 )
-_folder = _STATE.folder
 describe_automl_job = _STATE.describe
 # ListCandidatesForAutoMLJob's ``Candidates``, best first.
 list_candidates = _STATE.listing
-
-
-def inference_image(region: str) -> str:
-    from include.pipeline.requests.images import image_uri
-
-    registry = image_uri("sklearn", region, version="1.2-1").split("/")[0]
-    return f"{registry}/{INFERENCE_REPOSITORY}:{INFERENCE_TAG}"
 
 
 def read_input(uri: str, target: str, lake: Path):
@@ -116,12 +102,9 @@ def run_automl_job(request: dict, *, lake: Path, log: Log = print) -> dict:
 
     name = request.get("AutoMLJobName", "")
     lake = Path(lake)
-    folder = _folder(lake, name)
-    if (folder / DESCRIBE_FILE).is_file():
-        done = describe_automl_job(name, lake)
-        if done.get("AutoMLJobStatus") == "Completed":
-            log(f"[{name}] already Completed; returning its result")
-            return done
+    done = _STATE.completed(lake, name, log)
+    if done is not None:
+        return done
     created = datetime.now(UTC)
     sources = request.get("InputDataConfig") or []
     if len(sources) != 1:
@@ -169,7 +152,7 @@ def run_automl_job(request: dict, *, lake: Path, log: Log = print) -> dict:
     )
     output = request["OutputDataConfig"]["S3OutputPath"].rstrip("/")
     region = "us-east-1"
-    image = inference_image(region)
+    image = autopilot_inference_image_uri(region)
     ended = datetime.now(UTC)
     candidates = []
     for estimator, loss in sorted(automl.best_loss_per_estimator.items(), key=lambda kv: kv[1]):
@@ -257,8 +240,6 @@ def run_automl_job(request: dict, *, lake: Path, log: Log = print) -> dict:
         describe["BestCandidate"] = candidates[0]
     else:
         describe["FailureReason"] = "no candidate finished within the time budget"
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(folder / CANDIDATES_FILE, json.dumps(candidates, default=str).encode())
-    atomic_write_bytes(folder / DESCRIBE_FILE, json.dumps(describe, default=str).encode())
+    result = _STATE.finish(lake, name, describe, candidates)
     log(f"[{name}] {describe['AutoMLJobStatus']}: {[c['CandidateName'] for c in candidates]}")
-    return json.loads(json.dumps(describe, default=str))
+    return result

@@ -2,16 +2,19 @@
 
 ``describe.json`` and the job's listings live there; reading one validates the name as AWS does
 (so a name never becomes a path AWS would refuse) and names the file when it is missing.
+``describe.json`` is written last, so a job whose Describe* answer says Completed is whole.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from include.pipeline.requests.common import SHORT_JOB_NAME
+from include.pipeline.targets.local.lake import atomic_write_bytes
 
 DESCRIBE_FILE = "describe.json"
 
@@ -44,3 +47,24 @@ class JobState:
     def listing(self, name: str, lake: Path) -> list[dict]:
         """The job's List* answer (``listing_file``)."""
         return self.read(lake, name, self.listing_file, self.listing_missing)
+
+    def completed(self, lake: Path, name: str, log: Callable[[str], None]) -> dict | None:
+        """The Describe* answer of job ``name`` if it has completed (a re-run task returns it
+        and starts nothing), else None."""
+        if not (self.folder(lake, name) / DESCRIBE_FILE).is_file():
+            return None
+        done = self.describe(name, lake)
+        status = self.name_field.removesuffix("Name") + "Status"  # e.g. AutoMLJobStatus
+        if done.get(status) != "Completed":
+            return None
+        log(f"[{name}] already Completed; returning its result")
+        return done
+
+    def finish(self, lake: Path, name: str, describe: dict, listing: list[dict]) -> dict:
+        """Write the job's listing, then its Describe* answer; returns that answer as JSON
+        reads it back (datetimes as strings), the same on this run and on a re-run."""
+        folder = self.folder(lake, name)
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(folder / self.listing_file, json.dumps(listing, default=str).encode())
+        atomic_write_bytes(folder / DESCRIBE_FILE, json.dumps(describe, default=str).encode())
+        return json.loads(json.dumps(describe, default=str))

@@ -177,23 +177,23 @@ def _failure(results: dict) -> str | None:
     return header + "\n".join(tail)[-(FAILURE_REASON_MAX - len(header)) :]
 
 
+def _shard(s3: dict, host_index: int, hosts: int) -> slice:
+    """Which of an S3 input's objects one host gets: every ``hosts``-th one when the input is
+    ``ShardedByS3Key``, else all of them (``FullyReplicated``)."""
+    if s3.get("S3DataDistributionType") == "ShardedByS3Key":
+        return slice(host_index, None, hosts)
+    return slice(None)
+
+
 def _copy_down(
-    uri: str,
-    destination: Path,
-    lake: Path,
-    *,
-    host_index: int = 0,
-    hosts: int = 1,
-    sharded: bool = False,
-    what: str,
+    uri: str, destination: Path, lake: Path, *, shard: slice = slice(None), what: str
 ) -> int:
-    """Copy the objects under ``uri`` into ``destination`` (every ``hosts``-th one if sharded)."""
+    """Copy the objects under ``uri`` (the ``shard`` of them) into ``destination``."""
     root = resolve(uri, lake)
     files = list_files(uri, lake)
     if not files:
         raise ValueError(f"{what}: nothing at {uri} ({root})")
-    if sharded:
-        files = files[host_index::hosts]
+    files = files[shard]
     destination.mkdir(parents=True, exist_ok=True)
     for f in files:
         rel = f.name if root.is_file() else f.relative_to(root)
@@ -276,9 +276,7 @@ def run_processing_job(request: dict, *, lake: Path, log: Log = print) -> dict:
                 s3["S3Uri"],
                 job.local(s3["LocalPath"], host),
                 job.lake,
-                host_index=index,
-                hosts=count,
-                sharded=s3.get("S3DataDistributionType") == "ShardedByS3Key",
+                shard=_shard(s3, index, count),
                 what=f"{name}: input {item['InputName']!r}",
             )
         outputs = request.get("ProcessingOutputConfig", {}).get("Outputs", [])
@@ -467,9 +465,7 @@ def run_training_job(request: dict, *, lake: Path, log: Log = print) -> dict:
                 s3["S3Uri"],
                 job.local(folder, host),
                 job.lake,
-                host_index=index,
-                hosts=count,
-                sharded=s3.get("S3DataDistributionType") == "ShardedByS3Key",
+                shard=_shard(s3, index, count),
                 what=f"{name}: channel {cname!r}",
             )
             env.update(dict.fromkeys(_channel_env(cname), folder))

@@ -17,22 +17,18 @@ The result has DescribeHyperParameterTuningJob's shape; the trials' summaries
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from include.pipeline.targets.local.lake import atomic_write_bytes
-from include.pipeline.targets.local.sagemaker.job_state import DESCRIBE_FILE, JobState
-from include.pipeline.targets.local.sagemaker.jobs import ACCOUNT, run_training_job
+from include.pipeline.targets.local.sagemaker.job_state import JobState
+from include.pipeline.targets.local.sagemaker.jobs import ACCOUNT, Log, run_training_job
 
 STATE_DIR = Path("_sagemaker") / "tuning-jobs"
 TRIALS_FILE = "training-jobs.json"
 STUDY_FILE = "study.journal"
-
-Log = Callable[[str], None]
 
 
 class TuningRequestError(ValueError):
@@ -47,7 +43,6 @@ _STATE = JobState(
     TRIALS_FILE,
     "has no trials",
 )
-_folder = _STATE.folder
 describe_tuning_job = _STATE.describe
 # ListTrainingJobsForHyperParameterTuningJob's ``TrainingJobSummaries``.
 list_training_jobs = _STATE.listing
@@ -208,13 +203,10 @@ def run_tuning_job(
     import optuna
 
     name = request.get("HyperParameterTuningJobName", "")
-    folder = _folder(lake, name)
     lake = Path(lake)
-    if (folder / DESCRIBE_FILE).is_file():
-        done = describe_tuning_job(name, lake)
-        if done.get("HyperParameterTuningJobStatus") == "Completed":
-            log(f"[{name}] already Completed; returning its result")
-            return done
+    done = _STATE.completed(lake, name, log)
+    if done is not None:
+        return done
     config = request.get("HyperParameterTuningJobConfig") or {}
     definition = request.get("TrainingJobDefinition")
     if not definition:
@@ -233,6 +225,7 @@ def run_tuning_job(
 
     import shutil
 
+    folder = _STATE.folder(lake, name)
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     storage = optuna.storages.JournalStorage(
@@ -343,12 +336,11 @@ def run_tuning_job(
         describe["FailureReason"] = (
             f"no training job reported {metric_name}; counters {counters}"
         )[:1024]
-    atomic_write_bytes(folder / TRIALS_FILE, json.dumps(summaries, default=str).encode())
-    atomic_write_bytes(folder / DESCRIBE_FILE, json.dumps(describe, default=str).encode())
+    result = _STATE.finish(lake, name, describe, summaries)
     log(
         f"[{name}] {describe['HyperParameterTuningJobStatus']}: best {best and best['TrainingJobName']}"
     )
-    return json.loads(json.dumps(describe, default=str))
+    return result
 
 
 def _best(summaries: list[dict], direction: str) -> dict | None:
