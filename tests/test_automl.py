@@ -187,7 +187,7 @@ def test_a_batch_transform_of_the_best_candidate_scores_reviews_for_the_evaluati
     from include.pipeline.targets.local.sagemaker.transform import run_transform_job
 
     lake, describe = finished
-    model = automl.model_request(
+    model = automl.candidate_model_request(
         model_name="automl-best-scoring", role_arn=ROLE, candidate=describe["BestCandidate"]
     )
     assert_valid("sagemaker", "CreateModel", model)

@@ -134,7 +134,7 @@ def inference_containers(containers: list[dict], keys=INFERENCE_KEYS) -> list[di
     return out
 
 
-def model_request(*, model_name: str, role_arn: str, candidate: dict) -> dict:
+def candidate_model_request(*, model_name: str, role_arn: str, candidate: dict) -> dict:
     """CreateModel of an AutoML candidate (``BestCandidate`` of DescribeAutoMLJob): its
     inference containers in order, a serial inference pipeline answering ``INFERENCE_OUTPUT``."""
     return {

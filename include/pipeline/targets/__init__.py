@@ -14,7 +14,9 @@ calls it and never asks which target runs:
 - ``preflight()``: conflicts known before a run starts (raised at once, not after the training);
 - ``run_problems(input_uri, scheduled=...)``: misconfiguration that would fail a run only after
   it paid for jobs (the DAG's first task refuses the run with all of them in one message);
-- ``arrival_trigger``: the event trigger that watches the incoming prefix.
+- ``arrival_trigger``: the event trigger that watches the incoming prefix;
+- ``batch_scored_candidates``: the candidates whose test split a batch transform of their model
+  scores, where the evaluation job cannot load the model.
 
 Only the chosen target's modules are imported, so a local DAG parse does not pay for the
 provider's imports.
@@ -74,6 +76,7 @@ class Storage(Protocol):
 
 class Target(Protocol):
     name: str
+    batch_scored_candidates: frozenset[str]  # test split scored by a batch transform job
     settings: pipeline_settings.Settings
     storage: Storage
     runtime_url: str

@@ -226,10 +226,12 @@ def model_uri(candidate: str, trained: dict) -> str:
 
 def batch_scored(settings: Settings, candidate: str) -> bool:
     """Whether a candidate's test split is scored by a batch transform job of its model rather
-    than by the evaluation job loading the model: Autopilot on aws, whose best candidate is a
-    pipeline of SageMaker inference containers that only SageMaker runs. Locally the AutoML
-    engine's ``model.pkl`` is loaded (and its prediction timed) by the evaluation job."""
-    return candidate == "autopilot" and settings.target == "aws"
+    than by the evaluation job loading the model (the target says which: Autopilot on aws, whose
+    best candidate runs only in SageMaker's inference containers; locally the AutoML engine's
+    ``model.pkl`` is loaded, and its prediction timed, by the evaluation job)."""
+    from include.pipeline import targets
+
+    return candidate in targets.load(settings).batch_scored_candidates
 
 
 def autopilot_scoring_requests(
@@ -241,10 +243,10 @@ def autopilot_scoring_requests(
     the evaluation job loads the model itself (:func:`batch_scored`)."""
     require(params, "autopilot")
     if not batch_scored(settings, "autopilot"):
-        raise _skip(f"{settings.target}: the evaluation job loads the AutoML model itself")
+        raise _skip("the evaluation job loads the AutoML model itself on this target")
     name = job_name("automl-model", run_id)
     return {
-        "model": automl.model_request(
+        "model": automl.candidate_model_request(
             model_name=name, role_arn=settings.role_arn, candidate=trained["BestCandidate"]
         ),
         "transform": transform.transform_job_request(

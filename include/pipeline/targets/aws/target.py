@@ -11,6 +11,9 @@ from include.pipeline.settings import Settings
 
 class AwsTarget:
     name = "aws"
+    # Autopilot's best candidate is a pipeline of SageMaker inference containers that only
+    # SageMaker runs: a batch transform scores the test split, the evaluation job reads it.
+    batch_scored_candidates = frozenset({"autopilot"})
 
     def __init__(self, settings: Settings):
         self.settings = settings

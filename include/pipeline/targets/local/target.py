@@ -12,6 +12,8 @@ from include.pipeline.settings import Settings
 
 class LocalTarget:
     name = "local"
+    # The evaluation job loads every candidate's model itself (the AutoML engine's model.pkl).
+    batch_scored_candidates: frozenset[str] = frozenset()
 
     def __init__(self, settings: Settings):
         self.settings = settings
