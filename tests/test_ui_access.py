@@ -10,21 +10,16 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import signal
 import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 
+from tests.api_server import api_server as serve
+from tests.api_server import environment, http
 from tests.conftest import REPO
-from tests.moto_server import free_port
 
-START_TIMEOUT_S = 180
 BUCKET = "reviews-pipeline"
 RUN_ID = "manual__2025-03-01T10:00:00+00:00"
 PASSWORD = secrets.token_urlsafe(12)
@@ -62,75 +57,14 @@ def small_lake(root: Path) -> Path:
     return root / "lake"
 
 
-def http(url: str, *, method="GET", body=None, headers=None) -> tuple[int, bytes]:
-    req = urllib.request.Request(
-        url,
-        method=method,
-        data=None if body is None else json.dumps(body).encode(),
-        headers={"Content-Type": "application/json", **(headers or {})},
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-
-
 @pytest.fixture
 def api_server(tmp_path, airflow_db):
     home = tmp_path / "home"
     home.mkdir()
-    passwords = home / "passwords.json"
-    passwords.write_text(json.dumps({"reviewer": PASSWORD}))
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PIPELINE_"))}
-    env.update(
-        {
-            "AIRFLOW_HOME": str(home),
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{Path(airflow_db) / 'airflow.db'}",
-            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "reviewer:viewer",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
-            "AIRFLOW__API__SECRET_KEY": secrets.token_hex(16),
-            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
-            "PIPELINE_TARGET": "local",
-            "PIPELINE_LAKE": str(small_lake(tmp_path)),
-            "PYTHONPATH": str(REPO),
-        }
-    )
-    log_path = tmp_path / "api-server.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "airflow", "api-server", "--host", "127.0.0.1"]
-            + ["--port", str(port)],
-            env=env,
-            cwd=REPO,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while True:
-            assert proc.poll() is None, log_path.read_text()[-3000:]
-            assert time.monotonic() < deadline, log_path.read_text()[-3000:]
-            try:
-                if http(f"{base}/api/v2/monitor/health")[0] == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(1)
+    users = {"reviewer": ("viewer", PASSWORD)}
+    env = environment(home, airflow_db, small_lake(tmp_path), users)
+    with serve(home, env, tmp_path / "api-server.log") as base:
         yield base
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
 
 
 def test_reports_in_the_api_server_need_its_login(api_server):
