@@ -9,6 +9,7 @@ runs, the candidate fleet and the share of requests it receives.
 from __future__ import annotations
 
 import collections
+import contextlib
 import random
 import threading
 import time
@@ -86,6 +87,7 @@ class Fleet:
 class Route:
     fleet: Fleet
     variant: Variant
+    new_fleet: bool = False  # routed to an update's new fleet: counted in the update's report
 
 
 class Traffic:
@@ -99,6 +101,10 @@ class Traffic:
         self.candidate_errors = 0
         self.candidate_outcomes: collections.deque[tuple[float, bool]] = collections.deque()
         self.lock = threading.Lock()
+        # How many requests routed to the new fleet are still running: the update's report
+        # waits for them, so a failure a caller gets after the rollback decision is in it.
+        self._in_flight = 0
+        self._answered = threading.Condition(self.lock)
         self._rng = random.Random(seed)
 
     def route(self, target_variant: str | None = None) -> Route:
@@ -108,14 +114,14 @@ class Traffic:
                 for fleet in (live, candidate):
                     found = fleet.find(target_variant) if fleet else None
                     if found:
-                        return Route(fleet, found)
+                        return Route(fleet, found, new_fleet=fleet is candidate)
                 names = [v.name for v in live.variants]
                 raise SageMakerValidationError(
                     f"TargetVariant {target_variant!r} is not a production variant of this "
                     f"endpoint (variants: {', '.join(names)})"
                 )
             if candidate is not None and self._rng.random() < self.share:
-                return Route(candidate, candidate.pick(self._rng))
+                return Route(candidate, candidate.pick(self._rng), new_fleet=True)
             return Route(live, live.pick(self._rng))
 
     def serves(self, fleet: Fleet) -> bool:
@@ -123,12 +129,27 @@ class Traffic:
         with self.lock:
             return fleet is self.live or fleet is self.candidate
 
+    @contextlib.contextmanager
+    def running(self, route: Route):
+        """Around a request's run: one on the update's new fleet is waited for by
+        :meth:`await_update_requests`."""
+        if route.new_fleet:
+            with self.lock:
+                self._in_flight += 1
+        try:
+            yield
+        finally:
+            if route.new_fleet:
+                with self.lock:
+                    self._in_flight -= 1
+                    self._answered.notify_all()
+
     def record(self, route: Route, ok: bool) -> None:
         """Count an invocation (``ok=False``: the model failed it, the caller got a ModelError)."""
         with self.lock:
             route.variant.invocations += 1
             route.variant.errors += 0 if ok else 1
-            if route.fleet is self.candidate:
+            if route.new_fleet:
                 self.candidate_invocations += 1
                 self.candidate_errors += 0 if ok else 1
                 self.candidate_outcomes.append((time.monotonic(), ok))
@@ -163,6 +184,12 @@ class Traffic:
                 self.candidate_outcomes.popleft()
             errors = sum(1 for _, ok in self.candidate_outcomes if not ok)
             return errors, len(self.candidate_outcomes)
+
+    def await_update_requests(self, timeout: float) -> None:
+        """Until the requests the update's new fleet is still answering are done (at most
+        ``timeout`` seconds: an invocation's own limit), so its report counts them."""
+        with self.lock:
+            self._answered.wait_for(lambda: self._in_flight == 0, timeout=timeout)
 
     def take_update_report(self) -> dict:
         """What the last update's new fleet did to callers; the counts restart at zero."""

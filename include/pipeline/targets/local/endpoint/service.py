@@ -15,7 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from include.pipeline.targets.local.endpoint import blue_green, models
-from include.pipeline.targets.local.endpoint.batching import BatcherClosed
+from include.pipeline.targets.local.endpoint.batching import (
+    INVOCATION_TIMEOUT_SECONDS,
+    BatcherClosed,
+)
 from include.pipeline.targets.local.endpoint.data_capture import CaptureWriter
 from include.pipeline.targets.local.endpoint.models import (
     HandlerCache,
@@ -168,6 +171,9 @@ class EndpointService:
         """Record the outcome of an update: new config on success, old one with a reason if not,
         and in both cases how many requests the new fleet failed (``LocalUpdateReport``, also in
         the FailureReason of a rollback and in ``GET /endpoints/<name>/stats``)."""
+        traffic = self.traffic.get(name)
+        if traffic is not None:  # the requests the new fleet still answers belong in the report
+            traffic.await_update_requests(INVOCATION_TIMEOUT_SECONDS)
         with self._lock:
             doc = self.store.get_endpoint(name)
             traffic = self.traffic.get(name)
@@ -351,14 +357,15 @@ class EndpointService:
             route = traffic.route(target_variant)
             if not traffic.serves(route.fleet):
                 continue  # the fleet changed between routing and running
-            try:
-                out_body, out_type = self._run(route.variant, body, content_type, accept)
-            except BatcherClosed:  # its model was unloaded by a promote or rollback
-                continue
-            except InvocationError as err:
-                traffic.record(route, ok=err.status < 500)
-                raise
-            traffic.record(route, ok=True)
+            with traffic.running(route):
+                try:
+                    out_body, out_type = self._run(route.variant, body, content_type, accept)
+                except BatcherClosed:  # its model was unloaded by a promote or rollback
+                    continue
+                except InvocationError as err:
+                    traffic.record(route, ok=err.status < 500)
+                    raise
+                traffic.record(route, ok=True)
             break
         else:
             raise InvocationError(503, "the endpoint's fleet kept changing; retry", "routing")
