@@ -133,7 +133,7 @@ def test_input_without_the_target_column_is_named(tmp_path):
 
 def test_best_candidate_answers_text_csv_through_the_endpoint(finished):
     from include.pipeline.targets.local.endpoint.host import start_server
-    from tests.test_endpoint_server import boto, wait_settled
+    from tests.test_endpoint_server import boto, run_the_demo_notice_curl, wait_settled
 
     lake, describe = finished
     container = describe["BestCandidate"]["InferenceContainers"][0]
@@ -173,6 +173,8 @@ def test_best_candidate_answers_text_csv_through_the_endpoint(finished):
             Body=b"okay fine okay\n",
         )
         assert json.loads(answer["Body"].read())["predictions"][0]["predicted_label"] == "0"
+        # The demo's curl example for this endpoint speaks the same contract.
+        run_the_demo_notice_curl(running.url, "automl", "autopilot")
     finally:
         running.stop()
 

@@ -129,7 +129,7 @@ def test_unknown_mode_fails_the_job_with_its_reason(tmp_path: Path):
 
 def test_endpoint_serves_the_blazingtext_contract(trained):
     from include.pipeline.targets.local.endpoint.host import start_server
-    from tests.test_endpoint_server import boto, wait_settled
+    from tests.test_endpoint_server import boto, run_the_demo_notice_curl, wait_settled
 
     lake, describe = trained
     image = image_uri("blazingtext", "us-east-1")
@@ -170,6 +170,8 @@ def test_endpoint_serves_the_blazingtext_contract(trained):
         assert [p["label"][0] for p in predictions] == ["__label__1", "__label__-1"]
         assert all(len(p["label"]) == len(p["prob"]) == 2 for p in predictions)
         assert all(0 < p["prob"][1] <= p["prob"][0] <= 1 for p in predictions)
+        # The demo's curl example for this endpoint speaks the same contract.
+        assert run_the_demo_notice_curl(running.url, "bt", "blazingtext")[0]["predicted_label"] == 1
     finally:
         running.stop()
 

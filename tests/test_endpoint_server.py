@@ -36,6 +36,28 @@ def boto(service: str, url: str):
     )
 
 
+def run_the_demo_notice_curl(url: str, endpoint: str, candidate: str) -> list[dict]:
+    """The curl the demo prints for an endpoint serving ``candidate``, run as printed; its
+    answer read in that candidate's contract."""
+    import shlex
+    import subprocess
+
+    from include.pipeline.targets.local.target import LocalTarget
+    from include.pipeline.tasks.deployment import invocation
+
+    notice = LocalTarget(None).endpoint_notice(
+        {"endpoint_name": endpoint, "endpoint_url": url, "candidate": candidate}
+    )
+    (line,) = [line for line in notice.splitlines() if line.strip().startswith("curl ")]
+    answer = subprocess.run(
+        [*shlex.split(line), "--fail-with-body"], capture_output=True, check=True, timeout=30
+    ).stdout
+    _, read = invocation(candidate)
+    (prediction,) = read(answer)
+    assert prediction["predicted_label"] in (-1, 0, 1) and 0 < prediction["probability"] <= 1
+    return [prediction]
+
+
 def config_request(name: str, capture_uri: str | None = None) -> dict:
     request = {
         "EndpointConfigName": name,
@@ -146,6 +168,10 @@ def test_invoke_json_returns_one_answer_per_review(runtime):
     assert response["InvokedProductionVariant"] in ("Blue", "Red")
     assert len(answers) == 2
     assert all(a["predicted_label"] in (-1, 0, 1) and 0 < a["probability"] <= 1 for a in answers)
+
+
+def test_the_demo_notice_curl_answers(server):
+    run_the_demo_notice_curl(server.url, "reviews", "finetune")
 
 
 def test_invoke_jsonlines_answers_in_jsonlines(runtime):

@@ -136,6 +136,7 @@ def test_every_candidate_is_on_the_leaderboard_and_the_best_serves(sample_run):
     registration = summary["registration"]
     assert len(registration["runners_up"]) == len(entries) - 1
     deployed = summary["deployment"]
+    assert deployed["candidate"] == board["best"]  # the demo's curl speaks its contract
     model = models.describe_model(resource_name(deployed["endpoint_name"], summary["run_id"]), lake)
     assert model["PrimaryContainer"]["ModelDataUrl"] == entries[0]["model_uri"]
     assert model["PrimaryContainer"]["Image"] == entries[0]["image_uri"]

@@ -97,6 +97,7 @@ class DeploymentEntry(TypedDict):
     endpoint_name: str
     endpoint_url: str
     strategy: str
+    candidate: str  # the leaderboard's best, whose request contract the endpoint serves
     variants: list[dict]
     shadow_variants: list[dict]
     smoke_test: Any

@@ -101,10 +101,12 @@ def smoke_inference_id(run_id: str) -> str:
     return f"smoke-{short_hash(run_id)}"
 
 
-def _smoke_call(candidate: str) -> tuple[dict, callable]:
-    """The InvokeEndpoint arguments of the smoke reviews in the served model's contract, and how
-    its answer reads as ``[{"predicted_label", "probability"}]``."""
-    reviews = list(SMOKE_REVIEWS)
+def invocation(candidate: str, reviews: list[str] | None = None) -> tuple[dict, callable]:
+    """The InvokeEndpoint arguments for ``reviews`` (default: the smoke reviews) in the served
+    model's contract, and how its answer reads as ``[{"predicted_label", "probability"}]``.
+    The one place that knows each candidate's request shape: the smoke test and the demo's
+    curl example both use it."""
+    reviews = list(SMOKE_REVIEWS) if reviews is None else reviews
     if candidate == "blazingtext":  # BlazingText: tokenized texts in, fastText labels out
         from include.jobs.prepare_text import LABEL_PREFIX, tokenize
         from include.pipeline.requests.blazingtext import inference_request
@@ -142,7 +144,7 @@ def smoke_test(
     runtime_client, endpoint_name: str, *, inference_id: str, candidate: str = "finetune"
 ) -> list[dict]:
     """Invoke the endpoint with two reviews; the answer must be one label + probability each."""
-    call, read = _smoke_call(candidate)
+    call, read = invocation(candidate)
     response = runtime_client.invoke_endpoint(
         EndpointName=endpoint_name, InferenceId=inference_id, **call
     )

@@ -142,6 +142,7 @@ def collect(settings: Settings, pull, params: dict, run_id: str) -> summary_doc.
             "endpoint_name": endpoint["EndpointName"],
             "endpoint_url": targets.load(settings).runtime_url,
             "strategy": params["deployment_strategy"],
+            "candidate": (board or {}).get("best", "finetune"),
             "variants": endpoint.get("ProductionVariants", []),
             "shadow_variants": endpoint.get("ShadowProductionVariants", []),
             "smoke_test": pull(T.SMOKE_TEST),

@@ -60,16 +60,27 @@ class LocalTarget:
         return []
 
     def endpoint_notice(self, deployment: dict) -> str:
-        """How to reach the endpoint the local service keeps serving after the run."""
+        """How to reach the endpoint the local service keeps serving after the run: a curl in the
+        request contract of the candidate it serves (its smoke test's request)."""
+        import shlex
+
+        from include.pipeline.tasks.deployment import invocation
+
         if not deployment.get("endpoint_name") or deployment.get("deleted_after_run"):
             return ""
         url, name = deployment["endpoint_url"], deployment["endpoint_name"]
+        call, _ = invocation(deployment.get("candidate", "finetune"), ["I love this dress"])
+        body = call["Body"].rstrip("\r\n")  # one review: one line to paste (a CSV row too)
+        headers = " ".join(
+            f"-H {shlex.quote(f'{header}: {call[key]}')}"
+            for key, header in (("ContentType", "Content-Type"), ("Accept", "Accept"))
+            if key in call
+        )
         return (
             f"The endpoint {name} is serving at {url} (boto3 sagemaker-runtime with "
             "endpoint_url=...). Try:\n"
-            f"  curl -s -X POST {url}/endpoints/{name}/invocations "
-            "-H 'Content-Type: application/json' "
-            '-d \'{"features": ["I love this dress"]}\'\n'
+            f"  curl -s -X POST {url}/endpoints/{name}/invocations {headers} "
+            f"--data-binary {shlex.quote(body)}\n"
             "Stop the endpoint service with: make stop"
         )
 
