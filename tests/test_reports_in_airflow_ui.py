@@ -21,10 +21,10 @@ from urllib.parse import quote
 import pytest
 
 from tests.api_server import api_server, environment, http
+from tests.chromium import STEP_TIMEOUT_S, DevTools
+from tests.chromium import browser as browser  # the fixture
 from tests.conftest import REPO
 from tests.recorded_run import summary_path
-from tests.test_reports_browser import STEP_TIMEOUT_S, DevTools
-from tests.test_reports_browser import browser as browser  # the fixture
 from tests.test_reports_plugin import RUN_ID, build_lake
 
 pytestmark = pytest.mark.slow
