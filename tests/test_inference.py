@@ -220,6 +220,33 @@ def test_model_pth_is_used_when_the_folder_has_no_weights(tmp_path, tiny_model, 
     assert inference.predict_fn(texts, from_pth) == inference.predict_fn(texts, loaded)
 
 
+def test_dynamic_int8_serves_quantized_linear_layers_with_the_same_answers(tmp_path, tiny_model):
+    import torch
+
+    copy = tmp_path / "model"
+    shutil.copytree(tiny_model, copy)
+    config = {"max_seq_length": 32, "quantization": "dynamic_int8"}
+    (copy / "inference_config.json").write_text(json.dumps(config))
+    int8 = inference.model_fn(str(copy))
+    quantized_linear = torch.ao.nn.quantized.dynamic.Linear
+    int8_layers = [
+        type(m)
+        for m in int8["model"].modules()
+        if isinstance(m, torch.nn.Linear | quantized_linear)
+    ]
+    assert int8_layers and set(int8_layers) == {quantized_linear}
+    fp32 = inference.model_fn(str(tiny_model))
+    assert not any(isinstance(m, quantized_linear) for m in fp32["model"].modules())
+    texts = ["the dress is great", "bad fit small", "perfect", "hate the color"]
+    for a, b in zip(
+        inference.predict_fn(texts, int8), inference.predict_fn(texts, fp32), strict=True
+    ):
+        assert a["probability"] == pytest.approx(b["probability"], abs=0.05)
+    (copy / "inference_config.json").write_text(json.dumps({"quantization": "fp8"}))
+    with pytest.raises(ValueError, match="quantization 'fp8' is not one of"):
+        inference.model_fn(str(copy))
+
+
 def test_model_fn_reports_missing_and_inconsistent_artifacts(tmp_path, tiny_model):
     with pytest.raises(FileNotFoundError, match="transformer/config.json"):
         inference.model_fn(str(tmp_path))

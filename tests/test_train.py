@@ -171,8 +171,11 @@ def test_model_dir_holds_weights_tokenizer_and_serving_code(job, tiny_model, tmp
     (scripts / "inference.py").write_text("def model_fn(model_dir):\n    return model_dir\n")
     (scripts / "requirements.txt").write_text("transformers\n")
     monkeypatch.setattr(train, "SCRIPT_DIR", scripts)
-    train.main(args(tiny_model))
+    train.main([*args(tiny_model), "--serving_quantization", "dynamic_int8"])
     model_dir = job["SM_MODEL_DIR"]
+    # How the endpoint and the evaluation run it: the archive says, inference.py reads it.
+    serving = json.loads((model_dir / "inference_config.json").read_text())
+    assert serving == {"max_seq_length": SEQ, "quantization": "dynamic_int8"}
     for name in (
         "model.pth",
         "config.json",

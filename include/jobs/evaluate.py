@@ -109,15 +109,22 @@ def training_history(folder: Path) -> documents.TrainingHistory | None:
 
 
 def load_model(folder: Path):
-    """The fine-tune's classifier, ready to predict (its labels checked against the split's)."""
+    """The fine-tune's classifier as the endpoint serves it (the archive's quantization), ready
+    to predict on CPU (its labels checked against the split's)."""
+    import torch
     from transformers import AutoModelForSequenceClassification
+
+    if __package__:
+        from . import inference
+    else:
+        import inference
 
     model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
     expected = data.id2label()
     found = {int(k): str(v) for k, v in model.config.id2label.items()}
     if found != expected:
         raise ValueError(f"{folder}: model id2label {found} is not the split's labels {expected}")
-    return model
+    return inference.quantized(model, inference.read_config(folder), torch.device("cpu"))
 
 
 def predict(model, split, batch_size: int) -> list[int]:

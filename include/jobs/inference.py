@@ -9,11 +9,15 @@ Model archive layout (``model.tar.gz``; train.py writes exactly this, ``model_fn
                             (config.json + weights) and the tokenizer's save_pretrained() files
     model.pth               the same weights as a state_dict; read only when transformer/ holds
                             a config without weights
-    inference_config.json   optional: {"max_seq_length": 128, "labels": [-1, 0, 1]}
+    inference_config.json   optional: {"max_seq_length": 128, "labels": [-1, 0, 1],
+                            "quantization": "none" | "dynamic_int8"}
     code/inference.py       this file (plus any sibling modules it imports)
 
 Class index ``i`` of the classifier is sentiment ``labels[i]``; ``labels`` defaults to
-``[-1, 0, 1]`` (label = index - 1). ``max_seq_length`` defaults to 128.
+``[-1, 0, 1]`` (label = index - 1). ``max_seq_length`` defaults to 128. ``quantization``
+``dynamic_int8`` serves the linear layers as int8 on CPU (PyTorch dynamic quantization; weights
+stay float in the archive, a GPU serves them as they are); the evaluation job reads the same
+setting, so the accuracy it reports is the served model's.
 
 Requests, one review per string of ``features``:
 
@@ -40,6 +44,8 @@ DEFAULT_LABELS = (-1, 0, 1)
 DEFAULT_MAX_SEQ_LENGTH = 128
 MODEL_FOLDER = "transformer"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")
+CONFIG_FILE = "inference_config.json"
+QUANTIZATIONS = ("none", "dynamic_int8")
 
 
 class UnsupportedContentType(ValueError):
@@ -51,6 +57,29 @@ def _media_type(content_type: str | None) -> str:
     return JSONLINES if media in _JSONLINES_ALIASES else media
 
 
+def read_config(root: Path) -> dict:
+    """The archive's ``inference_config.json`` ({} when absent); a bad quantization is named."""
+    path = Path(root) / CONFIG_FILE
+    config = json.loads(path.read_text()) if path.exists() else {}
+    if config.get("quantization", "none") not in QUANTIZATIONS:
+        raise ValueError(
+            f"{path}: quantization {config['quantization']!r} is not one of {QUANTIZATIONS}"
+        )
+    return config
+
+
+def quantized(model, config: dict, device: torch.device):
+    """The model as served: with ``dynamic_int8`` on CPU its ``nn.Linear`` layers run int8
+    (weights quantized once at load, activations per batch), else unchanged."""
+    if config.get("quantization", "none") != "dynamic_int8" or device.type != "cpu":
+        return model
+    import warnings
+
+    with warnings.catch_warnings():  # torch warns that quantized tensors move to torchao
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+
+
 def model_fn(model_dir: str) -> dict:
     """Load the classifier and tokenizer from an extracted model archive (layout above)."""
     root = Path(model_dir)
@@ -60,8 +89,8 @@ def model_fn(model_dir: str) -> dict:
             folder = root
         else:
             raise FileNotFoundError(f"{root}: no {MODEL_FOLDER}/config.json in the model archive")
-    config_path = root / "inference_config.json"
-    config = json.loads(config_path.read_text()) if config_path.exists() else {}
+    config_path = root / CONFIG_FILE
+    config = read_config(root)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     tokenizer = AutoTokenizer.from_pretrained(folder)
     if any((folder / name).exists() for name in WEIGHT_FILES):
@@ -82,7 +111,7 @@ def model_fn(model_dir: str) -> dict:
             f"{config_path}: labels {labels} do not match the model's "
             f"num_labels={model.config.num_labels}"
         )
-    model.to(device).eval()
+    model = quantized(model.to(device).eval(), config, device)
     return {
         "model": model,
         "tokenizer": tokenizer,

@@ -32,10 +32,11 @@ import numpy as np
 import torch
 
 if __package__:  # imported as include.jobs.train (tests, benchmarks)
-    from . import data, documents
+    from . import data, documents, inference
 else:  # run as a script (container, job runner): sibling modules sit on sys.path[0]
     import data
     import documents
+    import inference
 
 SCRIPT_DIR = Path(__file__).resolve().parent
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -89,6 +90,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--validation_steps_per_epoch", type=int, default=0, help="0: the whole split")
     p.add_argument("--freeze_bert_layer", type=_bool, default=False)
     p.add_argument("--group_by_length", type=_bool, default=True, help="batch similar lengths")
+    p.add_argument(
+        "--serving_quantization",
+        default="none",
+        choices=inference.QUANTIZATIONS,
+        help="how the endpoint and the evaluation run the model (inference_config.json)",
+    )
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--log_interval", type=int, default=10, help="steps per train_loss line")
     p.add_argument("--eval_interval", type=int, default=0, help="steps; 0: once per epoch")
@@ -363,12 +370,15 @@ def _set_mode(hook, mode: str) -> None:
         hook.set_mode(getattr(smd.modes, mode))
 
 
-def save_model(model, tokenizer, model_dir: Path) -> None:
-    """``save_pretrained`` folder + tokenizer + ``model.pth`` + ``code/`` for serving."""
+def save_model(model, tokenizer, model_dir: Path, args: argparse.Namespace) -> None:
+    """``save_pretrained`` folder + tokenizer + ``model.pth`` + ``inference_config.json`` (how
+    it is served) + ``code/`` for serving."""
     model_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
     torch.save(model.state_dict(), model_dir / "model.pth")
+    serving = {"max_seq_length": args.max_seq_length, "quantization": args.serving_quantization}
+    (model_dir / inference.CONFIG_FILE).write_text(json.dumps(serving))
     code = model_dir / "code"
     for name in SERVING_FILES:
         if (SCRIPT_DIR / name).is_file():
@@ -457,7 +467,7 @@ def main(argv: list[str] | None = None) -> dict:
         f" ({loop['samples'] / max(loop['seconds'], 1e-9):.1f} samples/s, validation included)"
     )
     model.eval()
-    save_model(model, tokenizer, Path(args.model_dir))
+    save_model(model, tokenizer, Path(args.model_dir), args)
     # In the model folder, so model.tar.gz carries it on every target (the evaluation job
     # publishes it with its report); output/data is only a tarball on SageMaker.
     (Path(args.model_dir) / documents.TRAINING_HISTORY_FILE).write_text(

@@ -33,6 +33,7 @@ _SHARED_HYPERPARAMETERS = {
     "validation_steps_per_epoch": 0,
     "freeze_bert_layer": False,
     "group_by_length": True,
+    "serving_quantization": "none",  # inference.py's QUANTIZATIONS
     "seed": 42,
     "log_interval": 10,
 }

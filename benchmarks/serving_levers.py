@@ -1,0 +1,135 @@
+"""Serving-side levers on a fine-tuned model, side by side: each quantization ``inference.py``
+offers (``inference_config.json``'s ``quantization``), scored through the serving path itself
+(``model_fn`` + ``predict_fn`` on the raw review texts) on the same test split.
+
+Per lever: test accuracy, p50/p99 ms for one review per call (what a lone request costs) and
+ms per review in calls of 8. Goal: keep a lever when it is faster and within 0.5 accuracy points
+of ``none``. ``benchmarks/pipeline_quality.py`` runs this on the model its run trained on the
+real file; alone it takes a finished run's lake (a ``PIPELINE_LAKE``) and prints one JSON line.
+
+    .venv/bin/python benchmarks/serving_levers.py --lake PATH [--reviews 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+ACCURACY_POINTS = 0.5
+
+
+def finetune_run(lake: Path) -> tuple[Path, Path] | None:
+    """(model.tar.gz, test split folder) of the newest run's fine-tune in ``lake``."""
+    from include.pipeline.targets.local.lake import resolve
+
+    for path in sorted(lake.glob("*/runs/*/summary.json"), reverse=True):
+        summary = json.loads(path.read_text())
+        entries = summary.get("leaderboard", {}).get("entries", [])
+        model = next((e["model_uri"] for e in entries if e["candidate"] == "finetune"), None)
+        test = summary.get("features", {}).get("training_set", {}).get("test")
+        if model and test:
+            return resolve(model, lake), resolve(test, lake).parent
+    return None
+
+
+def labelled_texts(test_folder: Path) -> tuple[list[str], list[int]]:
+    """The test split's review texts and sentiments, in the evaluation's order."""
+    from include.jobs import data, evaluate
+
+    texts = evaluate.split_column(test_folder, "review_body")
+    split = data.load_split(test_folder)
+    return texts, [data.LABELS[i] for i in split.label_ids.tolist()]
+
+
+def measure(folder: Path, quantization: str, texts, truth, reviews: int) -> dict:
+    """One lever: accuracy over the whole split, latency over ``reviews`` of its texts."""
+    from include.jobs import inference
+
+    config_path = folder / inference.CONFIG_FILE
+    config = json.loads(config_path.read_text()) if config_path.exists() else {}
+    config_path.write_text(json.dumps({**config, "quantization": quantization}))
+    model = inference.model_fn(str(folder))
+    predicted = []
+    for start in range(0, len(texts), 32):
+        predicted += [
+            p["predicted_label"] for p in inference.predict_fn(texts[start : start + 32], model)
+        ]
+    accuracy = sum(p == t for p, t in zip(predicted, truth, strict=True)) / len(truth)
+    sample = texts[:reviews]
+    for text in sample[:10]:  # warm-up
+        inference.predict_fn([text], model)
+    single = []
+    for text in sample:
+        started = time.perf_counter()
+        inference.predict_fn([text], model)
+        single.append(time.perf_counter() - started)
+    eight = []
+    for start in range(0, len(sample) - 7, 8):
+        started = time.perf_counter()
+        inference.predict_fn(sample[start : start + 8], model)
+        eight.append((time.perf_counter() - started) / 8)
+    ordered = sorted(single)
+    return {
+        "accuracy": round(accuracy, 4),
+        "p50_ms": round(statistics.median(single) * 1000, 2),
+        "p99_ms": round(ordered[int(0.99 * (len(ordered) - 1))] * 1000, 2),
+        "batch8_ms_per_review": round(statistics.median(eight) * 1000, 2),
+    }
+
+
+def compare(model_archive: Path, test_folder: Path, reviews: int = 200) -> dict:
+    """Every lever against ``none``; ``<lever>_over_none_p50_ratio`` etc. and a verdict."""
+    from include.jobs import inference
+
+    texts, truth = labelled_texts(test_folder)
+    result: dict = {"test_rows": len(truth)}
+    with tempfile.TemporaryDirectory() as scratch:
+        with tarfile.open(model_archive) as tar:
+            tar.extractall(scratch, filter="data")
+        levers = {
+            q: measure(Path(scratch), q, texts, truth, reviews) for q in inference.QUANTIZATIONS
+        }
+    base = levers["none"]
+    for name, figures in levers.items():
+        result.update({f"{name}_{key}": value for key, value in figures.items()})
+        if name == "none":
+            continue
+        points = round(100 * (figures["accuracy"] - base["accuracy"]), 2)
+        result[f"{name}_accuracy_delta_points"] = points
+        result[f"{name}_over_none_p50_ratio"] = round(figures["p50_ms"] / base["p50_ms"], 3)
+        result[f"{name}_over_none_batch8_ratio"] = round(
+            figures["batch8_ms_per_review"] / base["batch8_ms_per_review"], 3
+        )
+        result[f"{name}_keep"] = (
+            points >= -ACCURACY_POINTS
+            and figures["p50_ms"] < base["p50_ms"]
+            and figures["batch8_ms_per_review"] < base["batch8_ms_per_review"]
+        )
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--lake", type=Path, required=True, help="a finished run's lake")
+    parser.add_argument("--reviews", type=int, default=200, help="reviews timed per lever")
+    args = parser.parse_args()
+    found = finetune_run(args.lake)
+    if found is None:
+        print(json.dumps({"skipped": f"no finished run with a fine-tune in {args.lake}"}))
+        return
+    import os
+
+    print(json.dumps({**compare(*found, reviews=args.reviews), "cpu_count": os.cpu_count()}))
+
+
+if __name__ == "__main__":
+    main()
