@@ -32,6 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from include.jobs import inference  # noqa: E402
+from include.pipeline.requests.training import DEFAULT_HYPERPARAMETERS  # noqa: E402
 from include.pipeline.settings import default_model  # noqa: E402
 from include.pipeline.targets.local.endpoint import client as endpoint_client  # noqa: E402
 from include.pipeline.targets.local.endpoint import models  # noqa: E402
@@ -63,8 +64,9 @@ def reviews(n: int) -> list[str]:
     return [" ".join(words[(i % 5) :] + words[: (i % 5)]) for i in range(n)]
 
 
-def build_archive(lake: Path) -> str:
-    """The MiniLM with a (random) 3-class head, in the documented model.tar.gz layout."""
+def build_archive(lake: Path, quantization: str) -> str:
+    """The MiniLM with a (random) 3-class head, in the documented model.tar.gz layout, served
+    with ``quantization`` (its inference_config.json)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     source = default_model("local")
@@ -72,6 +74,8 @@ def build_archive(lake: Path) -> str:
     model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=3)
     model.save_pretrained(stage / "transformer")
     AutoTokenizer.from_pretrained(source).save_pretrained(stage / "transformer")
+    config = {"max_seq_length": 128, "quantization": quantization}
+    (stage / inference.CONFIG_FILE).write_text(json.dumps(config))
     (stage / "code").mkdir(parents=True)
     (stage / "code" / "inference.py").write_text((REPO / "include/jobs/inference.py").read_text())
     archive = lake / "bucket" / "models" / "minilm" / "model.tar.gz"
@@ -166,12 +170,18 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration", type=float, default=60.0, help="memory run, seconds")
     parser.add_argument("--requests", type=int, default=200, help="requests per latency phase")
+    parser.add_argument(
+        "--quantization",
+        choices=inference.QUANTIZATIONS,
+        default=DEFAULT_HYPERPARAMETERS["local"]["serving_quantization"],
+        help="how the model is served (default: what the local target's training writes)",
+    )
     args = parser.parse_args()
     texts = reviews(args.requests)
 
     with tempfile.TemporaryDirectory() as tmp:
         lake = Path(tmp)
-        stage = build_archive(lake)
+        stage = build_archive(lake, args.quantization)
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
@@ -234,6 +244,7 @@ def main() -> None:
     direct_p50 = statistics.median(direct)
     c1_p50 = statistics.median(c1)
     result = {
+        "quantization": args.quantization,
         "requests_per_phase": len(texts),
         "direct_p50_ms": round(direct_p50 * 1000, 2),
         "c1_p50_ms": round(c1_p50 * 1000, 2),

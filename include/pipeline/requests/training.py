@@ -33,7 +33,6 @@ _SHARED_HYPERPARAMETERS = {
     "validation_steps_per_epoch": 0,
     "freeze_bert_layer": False,
     "group_by_length": True,
-    "serving_quantization": "none",  # inference.py's QUANTIZATIONS
     "seed": 42,
     "log_interval": 10,
 }
@@ -46,6 +45,8 @@ DEFAULT_HYPERPARAMETERS: dict[str, dict] = {
         "head_learning_rate": 1e-3,
         "train_batch_size": 32,
         "eval_interval": 0,
+        # int8 linear layers on CPU: 2.6x faster per review, the same test accuracy (README)
+        "serving_quantization": "dynamic_int8",
     },
     "aws": {
         **_SHARED_HYPERPARAMETERS,
@@ -55,6 +56,7 @@ DEFAULT_HYPERPARAMETERS: dict[str, dict] = {
         "head_learning_rate": 0.0,
         "train_batch_size": 64,
         "eval_interval": 50,
+        "serving_quantization": "none",  # or dynamic_int8 (inference.py's QUANTIZATIONS)
     },
 }
 
