@@ -27,28 +27,6 @@ DEFAULT_RANGES: dict[str, tuple[str, dict]] = {
     "learning_rate": ("Continuous", {"MinValue": 1e-5, "MaxValue": 5e-4, "Scaling": "Logarithmic"}),
     "train_batch_size": ("Categorical", {"Values": [16, 32]}),
 }
-# How far each way of the run's learning rate the trials search (log scale).
-LEARNING_RATE_SPAN = 2.0
-
-
-def ranges_around(learning_rate: float) -> dict[str, tuple[str, dict]]:
-    """The search space centred on the run's learning rate (the target's measured recipe
-    unless the Params change it): ``LEARNING_RATE_SPAN`` times lower to as many higher, and
-    the course's batch sizes. A few short trials cannot tell apart rates across the course's
-    50x range; drawn from it, they picked 4e-5 where the recipe's 2e-4 does better (README)."""
-    return {
-        "learning_rate": (
-            "Continuous",
-            {
-                "MinValue": learning_rate / LEARNING_RATE_SPAN,
-                "MaxValue": learning_rate * LEARNING_RATE_SPAN,
-                "Scaling": "Logarithmic",
-            },
-        ),
-        "train_batch_size": DEFAULT_RANGES["train_batch_size"],
-    }
-
-
 # A budget that fits 2 CPU cores: a few short trials, each on a subset (train_steps_per_epoch);
 # the DAG's Params widen it.
 DEFAULT_BUDGET = {"max_jobs": 3, "max_parallel": 1, "trial_steps_per_epoch": 20}

@@ -72,7 +72,6 @@ def tuning_request(
             sourcedir_uri=code["sourcedir_uri"],
             training_set=training_set,
         ),
-        ranges=tuning.ranges_around(params["learning_rate"]),
         strategy=params["tuning_strategy"],
         max_jobs=params["tuning_max_jobs"],
         warm_start_parents=[parent] if parent else None,
