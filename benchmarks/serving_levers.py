@@ -6,6 +6,8 @@ Per lever: test accuracy, p50/p99 ms for one review per call (what a lone reques
 ms per review in calls of 8. Goal: keep a lever when it is faster and within 0.5 accuracy points
 of ``none``. ``benchmarks/pipeline_quality.py`` runs this on the model its run trained on the
 real file; alone it takes a finished run's lake (a ``PIPELINE_LAKE``) and prints one JSON line.
+Accuracy is over the test and validation splits together (600 rows of the dev file): 300 rows
+move in steps of a third of a point, too coarse for a half-point goal.
 
     .venv/bin/python benchmarks/serving_levers.py --lake PATH [--reviews 200]
 """
@@ -27,27 +29,31 @@ sys.path.insert(0, str(REPO))
 ACCURACY_POINTS = 0.5
 
 
-def finetune_run(lake: Path) -> tuple[Path, Path] | None:
-    """(model.tar.gz, test split folder) of the newest run's fine-tune in ``lake``."""
+def finetune_run(lake: Path) -> tuple[Path, list[Path]] | None:
+    """(model.tar.gz, [test, validation] split folders) of the newest run's fine-tune in
+    ``lake``: neither split chose the model's weights (one epoch, no early stopping)."""
     from include.pipeline.targets.local.lake import resolve
 
     for path in sorted(lake.glob("*/runs/*/summary.json"), reverse=True):
         summary = json.loads(path.read_text())
         entries = summary.get("leaderboard", {}).get("entries", [])
         model = next((e["model_uri"] for e in entries if e["candidate"] == "finetune"), None)
-        test = summary.get("features", {}).get("training_set", {}).get("test")
-        if model and test:
-            return resolve(model, lake), resolve(test, lake).parent
+        splits = summary.get("features", {}).get("training_set", {})
+        if model and splits.get("test"):
+            held_out = [splits[s] for s in ("test", "validation") if splits.get(s)]
+            return resolve(model, lake), [resolve(uri, lake).parent for uri in held_out]
     return None
 
 
-def labelled_texts(test_folder: Path) -> tuple[list[str], list[int]]:
-    """The test split's review texts and sentiments, in the evaluation's order."""
+def labelled_texts(folders: list[Path]) -> tuple[list[str], list[int]]:
+    """The splits' review texts and sentiments, in the evaluation's order."""
     from include.jobs import data, evaluate
 
-    texts = evaluate.split_column(test_folder, "review_body")
-    split = data.load_split(test_folder)
-    return texts, [data.LABELS[i] for i in split.label_ids.tolist()]
+    texts, truth = [], []
+    for folder in folders:
+        texts += evaluate.split_column(folder, "review_body")
+        truth += [data.LABELS[i] for i in data.load_split(folder).label_ids.tolist()]
+    return texts, truth
 
 
 def measure(folder: Path, quantization: str, texts, truth, reviews: int) -> dict:
@@ -86,12 +92,13 @@ def measure(folder: Path, quantization: str, texts, truth, reviews: int) -> dict
     }
 
 
-def compare(model_archive: Path, test_folder: Path, reviews: int = 200) -> dict:
-    """Every lever against ``none``; ``<lever>_over_none_p50_ratio`` etc. and a verdict."""
+def compare(model_archive: Path, folders: list[Path], reviews: int = 200) -> dict:
+    """Every lever against ``none`` on the held-out rows of ``folders``;
+    ``<lever>_over_none_p50_ratio`` etc. and a verdict."""
     from include.jobs import inference
 
-    texts, truth = labelled_texts(test_folder)
-    result: dict = {"test_rows": len(truth)}
+    texts, truth = labelled_texts(folders)
+    result: dict = {"held_out_rows": len(truth)}
     with tempfile.TemporaryDirectory() as scratch:
         with tarfile.open(model_archive) as tar:
             tar.extractall(scratch, filter="data")
