@@ -13,6 +13,7 @@ from include.jobs import data, documents, evaluate
 from tests.test_train import make_rows, make_tiny_bert, write_split
 
 LABELS = ["-1", "0", "1"]
+QUANTIZED_LINEAR = torch.ao.nn.quantized.dynamic.Linear
 
 
 def test_metrics_of_known_predictions():
@@ -98,6 +99,21 @@ def test_job_on_a_model_that_always_predicts_positive(tmp_path):
     assert report["confusion_matrix"]["matrix"] == [[0, 0, 4], [0, 0, 4], [0, 0, 4]]
     png = (out / "confusion_matrix.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 1000
+
+
+def test_the_model_is_scored_as_the_archive_says_it_is_served(tmp_path):
+    from include.jobs import inference
+
+    model_dir = constant_model(tmp_path / "model", make_tiny_bert(tmp_path / "tiny"), predicted=0)
+    assert not any(
+        isinstance(m, QUANTIZED_LINEAR) for m in evaluate.load_model(model_dir).modules()
+    )
+    (model_dir / inference.CONFIG_FILE).write_text(json.dumps({"quantization": "dynamic_int8"}))
+    served = evaluate.load_model(model_dir)
+    assert any(isinstance(m, QUANTIZED_LINEAR) for m in served.modules())
+    rows = make_rows(6, 5)
+    split = data.load_split(write_split(tmp_path / "test", rows))
+    assert evaluate.predict(served, split, batch_size=4) == [0] * 6  # still the known answer
 
 
 def test_model_with_other_labels_is_refused(tmp_path):
