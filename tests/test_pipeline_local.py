@@ -204,7 +204,9 @@ def test_rerun_on_the_same_file_stores_the_raw_copy_once(sample_run, tmp_path):
     assert len(raw_files) == 1
     source = tmp_path / "reviews.csv"
     source.write_bytes(sample.csv_bytes())
-    proc = dags_test({"input_uri": str(source), **DEPLOY}, lake)
+    # The fine-tune alone, untuned: the other candidates' paths ran in the first run.
+    rerun = {"input_uri": str(source), **DEPLOY, "candidates": ["finetune"], "tuning_max_jobs": 0}
+    proc = dags_test(rerun, lake)
     assert proc.returncode == 0, proc.stdout[-3000:]
     # Same bytes, new name: one more name under the same content hash, same partition.
     assert len(list((lake / "reviews-pipeline" / "transformed" / "reviews").iterdir())) == 1
@@ -215,7 +217,7 @@ def test_rerun_on_the_same_file_stores_the_raw_copy_once(sample_run, tmp_path):
     assert second["features"]["train"] == first["features"]["train"]
     train_set = pd.read_csv(lake_paths.resolve(second["features"]["training_set"]["train"], lake))
     assert len(train_set) == first["features"]["train"] and train_set["review_id"].is_unique
-    # (each run registers every candidate: its best first)
+    # (the first run registered every candidate, its best first; this one the fine-tune)
     versions = 1 + len(first["registration"]["runners_up"])
     assert second["registration"]["model_package_arn"].endswith(
         f"/reviews-sentiment/{versions + 1}"

@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from include.jobs import data, train
 from include.pipeline.requests.training import (
@@ -176,8 +177,8 @@ def test_model_dir_holds_weights_tokenizer_and_serving_code(job, tiny_model, tmp
     # How the endpoint and the evaluation run it: the archive says, inference.py reads it.
     serving = json.loads((model_dir / "inference_config.json").read_text())
     assert serving == {"max_seq_length": SEQ, "quantization": "dynamic_int8"}
+    assert not (model_dir / "model.pth").exists()  # the weights once, as safetensors
     for name in (
-        "model.pth",
         "config.json",
         "model.safetensors",
         "tokenizer.json",
@@ -194,7 +195,7 @@ def test_model_dir_holds_weights_tokenizer_and_serving_code(job, tiny_model, tmp
 
     config = AutoConfig.from_pretrained(model_dir)
     assert config.id2label == {0: "-1", 1: "0", 2: "1"}
-    state = torch.load(model_dir / "model.pth", weights_only=True)
+    state = load_file(model_dir / "model.safetensors")
     assert state.keys() >= {"classifier.weight", "classifier.bias"}
 
 
@@ -203,7 +204,7 @@ def test_restarted_job_resumes_from_checkpoint(job, tiny_model, tmp_path, monkey
     monkeypatch.setenv("SM_CHECKPOINT_DIR", str(tmp_path / "ref-checkpoints"))
     monkeypatch.setenv("SM_MODEL_DIR", str(tmp_path / "ref-model"))
     reference = train.main(args(tiny_model, epochs=2))
-    ref_state = torch.load(tmp_path / "ref-model" / "model.pth", weights_only=True)
+    ref_state = load_file(tmp_path / "ref-model" / "model.safetensors")
 
     # The same job, killed during epoch 2, then started again.
     monkeypatch.setenv("SM_CHECKPOINT_DIR", str(job["SM_CHECKPOINT_DIR"]))
@@ -227,7 +228,7 @@ def test_restarted_job_resumes_from_checkpoint(job, tiny_model, tmp_path, monkey
     assert "resumed from" in log and "after epoch 1" in log
     assert "epoch=1 " not in log  # epoch 1 is not trained again
     assert resumed == reference
-    state = torch.load(job["SM_MODEL_DIR"] / "model.pth", weights_only=True)
+    state = load_file(job["SM_MODEL_DIR"] / "model.safetensors")
     for name, tensor in ref_state.items():
         assert torch.equal(state[name], tensor), name
 
@@ -254,7 +255,7 @@ def test_runs_as_a_script_with_sibling_modules(job, tiny_model, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert parse_metrics(result.stdout)[VALIDATION_LOSS]
-    assert (job["SM_MODEL_DIR"] / "model.pth").is_file()
+    assert (job["SM_MODEL_DIR"] / "model.safetensors").is_file()
 
 
 def test_bad_label_is_reported_with_file_row_column_and_value(job, tiny_model, tmp_path):

@@ -7,8 +7,8 @@ Model archive layout (``model.tar.gz``; train.py writes exactly this, ``model_fn
 
     transformer/            AutoModelForSequenceClassification.save_pretrained() folder
                             (config.json + weights) and the tokenizer's save_pretrained() files
-    model.pth               the same weights as a state_dict; read only when transformer/ holds
-                            a config without weights
+    model.pth               optional: the weights as a state_dict, read only when transformer/
+                            holds a config without weights (train.py writes none)
     inference_config.json   optional: {"max_seq_length": 128, "labels": [-1, 0, 1],
                             "quantization": "none" | "dynamic_int8"}
     code/inference.py       this file (plus any sibling modules it imports)

@@ -371,12 +371,12 @@ def _set_mode(hook, mode: str) -> None:
 
 
 def save_model(model, tokenizer, model_dir: Path, args: argparse.Namespace) -> None:
-    """``save_pretrained`` folder + tokenizer + ``model.pth`` + ``inference_config.json`` (how
-    it is served) + ``code/`` for serving."""
+    """``save_pretrained`` folder (safetensors weights) + tokenizer + ``inference_config.json``
+    (how it is served) + ``code/`` for serving. No ``model.pth`` copy of the same weights: it
+    doubled every archive each job unpacks (inference.py still reads one another tool wrote)."""
     model_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
-    torch.save(model.state_dict(), model_dir / "model.pth")
     serving = {"max_seq_length": args.max_seq_length, "quantization": args.serving_quantization}
     (model_dir / inference.CONFIG_FILE).write_text(json.dumps(serving))
     code = model_dir / "code"
