@@ -39,7 +39,8 @@ def training_loop(lake: Path) -> dict:
     """train.py's ``loop_seconds`` / ``samples_seen`` from the run's output.tar.gz."""
     import tarfile
 
-    for archive in lake.glob("*/runs/*/training/*/output/output.tar.gz"):
+    # the final fine-tune (train-<run hash>), not a tuning trial (tune-...)
+    for archive in lake.glob("*/runs/*/training/train-*/output/output.tar.gz"):
         with tarfile.open(archive) as tar:
             member = next((m for m in tar.getmembers() if m.name.endswith("metrics.json")), None)
             if member is not None:

@@ -15,9 +15,10 @@ Model archive layout (``model.tar.gz``; train.py writes exactly this, ``model_fn
 
 Class index ``i`` of the classifier is sentiment ``labels[i]``; ``labels`` defaults to
 ``[-1, 0, 1]`` (label = index - 1). ``max_seq_length`` defaults to 128. ``quantization``
-``dynamic_int8`` serves the linear layers as int8 on CPU (PyTorch dynamic quantization; weights
-stay float in the archive, a GPU serves them as they are); the evaluation job reads the same
-setting, so the accuracy it reports is the served model's.
+``dynamic_int8`` serves the linear layers as int8 on CPU (PyTorch dynamic quantization, per
+output channel; weights stay float in the archive, a GPU serves them as they are): about 2x
+faster per review, at an accuracy cost that must be measured per model (README); the evaluation
+job reads the same setting, so the accuracy it reports is the served model's.
 
 Requests, one review per string of ``features``:
 
@@ -75,9 +76,14 @@ def quantized(model, config: dict, device: torch.device):
         return model
     import warnings
 
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+
     with warnings.catch_warnings():  # torch warns that quantized tensors move to torchao
-        warnings.simplefilter("ignore", UserWarning)
-        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        warnings.simplefilter("ignore", (UserWarning, DeprecationWarning))
+        # per output channel: 1.2 points below float on the dev model, per tensor 2.3 (README)
+        return quantize_dynamic(
+            model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8
+        )
 
 
 def model_fn(model_dir: str) -> dict:
