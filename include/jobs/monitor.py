@@ -681,7 +681,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dataset-format", choices=("split", "capture"), default="capture")
     parser.add_argument("--model", default="", help="baseline of a split: the model archive")
     parser.add_argument("--baseline", default="", help="monitor: the baseline folder")
-    parser.add_argument("--max-rows", type=int, default=2000)
+    parser.add_argument("--max-rows", type=int, default=1000, help="baseline: rows scored")
     parser.add_argument("--min-records", type=int, default=1)
     parser.add_argument("--with-category", type=_bool, default=False)
     parser.add_argument("--monitoring-config", default="", help="JSON monitoring_config")

@@ -44,11 +44,17 @@ def _job(*, output_name: str, output_uri: str, **job) -> dict:
     )
 
 
+# Training reviews the baseline job scores. The drift check's power is bounded by the window:
+# the KS critical value against a 50-record window is 0.197 with 1,000 baseline rows and 0.195
+# with 2,000, while scoring 1,000 fewer reviews saves about 25 s per run on 2 cores.
+BASELINE_MAX_ROWS = 1000
+
+
 def baseline_job_request(
     *,
     dataset_uri: str,
     model_uri: str,
-    max_rows: int = 2000,
+    max_rows: int = BASELINE_MAX_ROWS,
     with_category: bool = False,
     monitoring_config: dict | None = None,
     **job,
