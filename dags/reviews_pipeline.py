@@ -326,7 +326,8 @@ with DAG(
         task_id=T.TUNE, config=build_tuning_request(code, training_set)
     )
 
-    @task(task_id="build_training_request", trigger_rule="none_failed")
+    # Runs when tuning was skipped (turned off); skipped with its inputs (a bias stop).
+    @task(task_id="build_training_request", trigger_rule="none_failed_min_one_success")
     def build_training_request(
         code: dict, training_set: dict, params: dict, run_id=None, ti=None
     ) -> dict:
@@ -438,8 +439,9 @@ with DAG(
     }
     evaluation_requests, evaluations, posttraining_biases = {}, {}, {}
     for candidate, trained_model in trained_models.items():
-        # none_failed: Autopilot's batch scoring is skipped where its model is loaded instead.
-        @task(task_id=T.build_evaluation(candidate), trigger_rule="none_failed")
+        # Autopilot's batch scoring is skipped where its model is loaded instead; all upstream
+        # skipped (the bias gate stopped the run) skips this too.
+        @task(task_id=T.build_evaluation(candidate), trigger_rule="none_failed_min_one_success")
         def build_evaluation_request(
             code: dict,
             trained: dict,
@@ -526,7 +528,8 @@ with DAG(
         output_files_to_xcom=evaluation_doc.XCOM_FILES,
     )
 
-    @task.branch(task_id="accuracy_gate", trigger_rule="none_failed")
+    # Runs without a champion (its evaluation skipped); skipped with the leaderboard.
+    @task.branch(task_id="accuracy_gate", trigger_rule="none_failed_min_one_success")
     def accuracy_gate(board: dict, params: dict, ti=None) -> str:
         """The best candidate registers only at `min_accuracy` or more and above the serving
         model (champion)."""

@@ -245,6 +245,8 @@ def test_bias_gate_in_fail_mode_stops_the_run_listing_every_violation(airflow_db
     (summary,) = summaries(lake)
     states = summary["task_states"]
     assert states["stop_on_bias"] == "failed" and states["publish_code"] == "skipped"
+    # Nothing else fails (no task runs, and retries, on the inputs the stop never made).
+    assert [task for task, state in states.items() if state == "failed"] == ["stop_on_bias"]
     assert states["train_model"] in ("skipped", "upstream_failed")
     violations = summary["bias"]["violations"]
     assert violations and {v["metric"] for v in violations} <= set(strict)
