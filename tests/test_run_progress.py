@@ -64,6 +64,14 @@ def test_training_progress_reports_the_eta_from_the_steps_seen():
     now[0] += 50.0  # 10 more steps in 50 s: 5 s a step, 180 steps to go
     line = progress.feed("epoch=1 step=20/100 train_loss=0.9 samples_per_sec=21.5")
     assert line == "  training: epoch 1/2, step 20/100 (10%), 21.5 samples/s, ETA 15m00s"
+    # The next job (a tuning trial after another, then the final fine-tune) starts its own ETA.
+    now[0] += 600.0
+    assert progress.feed("training on cpu: 640 rows, 1 epoch(s) x 20 steps of 32, ...") is None
+    line = progress.feed("epoch=1 step=10/20 train_loss=1.0 samples_per_sec=6.6")
+    assert line == "  training: epoch 1/1, step 10/20 (50%), 6.6 samples/s"
+    now[0] += 20.0
+    line = progress.feed("epoch=1 step=20/20 train_loss=0.9 samples_per_sec=8.0")
+    assert line == "  training: epoch 1/1, step 20/20 (100%), 8.0 samples/s, ETA 0s"
 
 
 def _args(**overrides) -> argparse.Namespace:

@@ -44,8 +44,9 @@ class TrainingProgress:
     def feed(self, line: str) -> str | None:
         """The progress line for ``line`` when it is a training step line, else None."""
         plan = _PLAN.search(line)
-        if plan:
+        if plan:  # a job starts (tuning trials, then the final fine-tune): its own clock
             self.epochs, self.steps = int(plan.group(1)), int(plan.group(2))
+            self.done_before, self.first = 0, None
             return None
         resumed = _RESUMED.search(line)
         if resumed:
