@@ -42,8 +42,8 @@ def run_the_demo_notice_curl(url: str, endpoint: str, candidate: str) -> list[di
     import shlex
     import subprocess
 
+    from include.pipeline.requests.deployment import invocation
     from include.pipeline.targets.local.target import LocalTarget
-    from include.pipeline.tasks.deployment import invocation
 
     notice = LocalTarget(None).endpoint_notice(
         {"endpoint_name": endpoint, "endpoint_url": url, "candidate": candidate}
@@ -52,7 +52,7 @@ def run_the_demo_notice_curl(url: str, endpoint: str, candidate: str) -> list[di
     answer = subprocess.run(
         [*shlex.split(line), "--fail-with-body"], capture_output=True, check=True, timeout=30
     ).stdout
-    _, read = invocation(candidate)
+    _, read = invocation(candidate, ["I love this dress"])
     (prediction,) = read(answer)
     assert prediction["predicted_label"] in (-1, 0, 1) and 0 < prediction["probability"] <= 1
     return [prediction]

@@ -14,6 +14,9 @@ variant name of the old one. A challenger lives next to it as :data:`CHALLENGER_
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+
 from include.pipeline.requests.common import with_optional
 
 PRIMARY_VARIANT = "AllTraffic"
@@ -433,3 +436,41 @@ def weights_request(endpoint_name: str, weights: dict[str, float]) -> dict:
 
 def delete_endpoint_request(name: str) -> dict:
     return {"EndpointName": name}
+
+
+def invocation(candidate: str, reviews: list[str]) -> tuple[dict, Callable]:
+    """The InvokeEndpoint arguments (less EndpointName) for ``reviews`` in the contract of the
+    model ``candidate`` trains, and how its answer reads as ``[{"predicted_label",
+    "probability"}]``. The one place that knows each candidate's request shape: the smoke test
+    and the demo's curl example both use it."""
+    if candidate == "blazingtext":  # BlazingText: tokenized texts in, fastText labels out
+        from include.jobs.prepare_text import LABEL_PREFIX, tokenize
+        from include.pipeline.requests.blazingtext import inference_request
+
+        body = inference_request([tokenize(r) for r in reviews], k=1)
+
+        def read(answer: bytes) -> list:
+            return [
+                {
+                    "predicted_label": int(item["label"][0].removeprefix(LABEL_PREFIX)),
+                    "probability": float(item["prob"][0]),
+                }
+                for item in json.loads(answer)
+            ]
+
+        return {"ContentType": "application/json", "Body": json.dumps(body)}, read
+    if candidate == "autopilot":  # Autopilot: one CSV text per row, predicted_label,probability
+        import csv
+        import io
+
+        rows = io.StringIO()
+        csv.writer(rows).writerows([r] for r in reviews)
+
+        def read(answer: bytes) -> list:
+            lines = csv.reader(io.StringIO(answer.decode()))
+            return [{"predicted_label": int(label), "probability": float(p)} for label, p in lines]
+
+        return {"ContentType": "text/csv", "Accept": "text/csv", "Body": rows.getvalue()}, read
+    body = json.dumps({"features": reviews})
+    call = {"ContentType": "application/json", "Accept": "application/json", "Body": body}
+    return call, json.loads

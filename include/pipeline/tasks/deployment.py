@@ -3,7 +3,6 @@ smoke test, and the teardown."""
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 
 from include.pipeline.layout import Layout
@@ -101,50 +100,11 @@ def smoke_inference_id(run_id: str) -> str:
     return f"smoke-{short_hash(run_id)}"
 
 
-def invocation(candidate: str, reviews: list[str] | None = None) -> tuple[dict, callable]:
-    """The InvokeEndpoint arguments for ``reviews`` (default: the smoke reviews) in the served
-    model's contract, and how its answer reads as ``[{"predicted_label", "probability"}]``.
-    The one place that knows each candidate's request shape: the smoke test and the demo's
-    curl example both use it."""
-    reviews = list(SMOKE_REVIEWS) if reviews is None else reviews
-    if candidate == "blazingtext":  # BlazingText: tokenized texts in, fastText labels out
-        from include.jobs.prepare_text import LABEL_PREFIX, tokenize
-        from include.pipeline.requests.blazingtext import inference_request
-
-        body = inference_request([tokenize(r) for r in reviews], k=1)
-
-        def read(answer: bytes) -> list:
-            return [
-                {
-                    "predicted_label": int(item["label"][0].removeprefix(LABEL_PREFIX)),
-                    "probability": float(item["prob"][0]),
-                }
-                for item in json.loads(answer)
-            ]
-
-        return {"ContentType": "application/json", "Body": json.dumps(body)}, read
-    if candidate == "autopilot":  # Autopilot: one CSV text per row, predicted_label,probability
-        import csv
-        import io
-
-        rows = io.StringIO()
-        csv.writer(rows).writerows([r] for r in reviews)
-
-        def read(answer: bytes) -> list:
-            lines = csv.reader(io.StringIO(answer.decode()))
-            return [{"predicted_label": int(label), "probability": float(p)} for label, p in lines]
-
-        return {"ContentType": "text/csv", "Accept": "text/csv", "Body": rows.getvalue()}, read
-    body = json.dumps({"features": reviews})
-    call = {"ContentType": "application/json", "Accept": "application/json", "Body": body}
-    return call, json.loads
-
-
 def smoke_test(
     runtime_client, endpoint_name: str, *, inference_id: str, candidate: str = "finetune"
 ) -> list[dict]:
     """Invoke the endpoint with two reviews; the answer must be one label + probability each."""
-    call, read = invocation(candidate)
+    call, read = deployment.invocation(candidate, list(SMOKE_REVIEWS))
     response = runtime_client.invoke_endpoint(
         EndpointName=endpoint_name, InferenceId=inference_id, **call
     )

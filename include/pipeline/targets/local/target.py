@@ -64,7 +64,7 @@ class LocalTarget:
         request contract of the candidate it serves (its smoke test's request)."""
         import shlex
 
-        from include.pipeline.tasks.deployment import invocation
+        from include.pipeline.requests.deployment import invocation
 
         if not deployment.get("endpoint_name") or deployment.get("deleted_after_run"):
             return ""
