@@ -219,3 +219,24 @@ def test_flip_test_features_are_the_same_for_the_same_words():
     assert a != evaluate.flip_test_features("the fabric ripped")
     assert len(a) == len(documents.FLIP_TEST_FEATURES)
     assert evaluate.flip_test_features("") == [0.0] * len(a)
+
+
+def test_predictions_come_back_in_the_splits_order_from_length_sorted_batches(tmp_path):
+    """predict() scores batches sorted by length, each cut to its longest row; each row's answer
+    is still its own. The model answers (sum of its unpadded token ids) mod 3, so an answer
+    moved to another row, or a row cut short, shows."""
+    from types import SimpleNamespace
+
+    widths = []
+
+    class TokenSum(torch.nn.Module):
+        def forward(self, input_ids, attention_mask):
+            widths.append(input_ids.shape[1])
+            label = (input_ids * attention_mask).sum(dim=1) % 3
+            return SimpleNamespace(logits=torch.nn.functional.one_hot(label, 3).float())
+
+    split = data.load_split(write_split(tmp_path / "test", make_rows(11, 3)))
+    expected = [int(row.sum()) % 3 for row in split.input_ids * split.attention_mask]
+    assert len(set(expected)) == 3
+    assert evaluate.predict(TokenSum(), split, batch_size=4) == expected
+    assert widths == sorted(widths, reverse=True) and widths[-1] < split.seq_length

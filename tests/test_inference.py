@@ -162,6 +162,27 @@ def test_batched_and_single_predictions_agree(loaded):
         assert a["probability"] == pytest.approx(b["probability"], abs=1e-4)
 
 
+def test_a_long_call_runs_length_sorted_passes_in_the_request_order(loaded):
+    """More than FORWARD_BATCH texts: chunks of that size, each padded only to its own longest
+    text, answers back in the caller's order."""
+    texts = [("fits well " * (i % 7 + 1)) + f"item {i}" for i in range(inference.FORWARD_BATCH + 9)]
+    widths = []
+    hook = loaded["model"].register_forward_hook(
+        lambda _module, args, kwargs, _out: widths.append(kwargs["input_ids"].shape),
+        with_kwargs=True,
+    )
+    try:
+        together = inference.predict_fn(texts, loaded)
+    finally:
+        hook.remove()
+    assert [shape[0] for shape in widths] == [inference.FORWARD_BATCH, 9]
+    assert widths[0][1] > widths[1][1]  # the longest texts first, the short ones unpadded
+    alone = [inference.predict_fn([t], loaded)[0] for t in texts]
+    for a, b in zip(together, alone, strict=True):
+        assert a["predicted_label"] == b["predicted_label"]
+        assert a["probability"] == pytest.approx(b["probability"], abs=1e-4)
+
+
 @pytest.mark.parametrize(
     ("body", "content_type", "expected"),
     [

@@ -303,6 +303,20 @@ def test_batches_cover_every_row_once_and_grouping_cuts_padding(tmp_path):
     assert all(a[0].equal(b[0]) for a, b in zip(again, grouped, strict=True))
 
 
+def test_validation_batches_are_the_same_rows_sorted_by_length(tmp_path):
+    split = data.load_split(write_split(tmp_path, make_rows(50, 4)))
+    plain = train.batches(split, 8, limit=4)
+    grouped = train.batches(split, 8, limit=4, group_by_length=True)
+    rows = [
+        sorted(row for ids, mask, _ in bl for row in real_tokens(ids.numpy(), mask.numpy()))
+        for bl in (plain, grouped)
+    ]
+    assert rows[0] == rows[1]  # the limit keeps the same 32 rows, not the 32 longest
+    widths = [b[0].shape[1] for b in grouped]
+    assert widths == sorted(widths, reverse=True)
+    assert sum(b[0].numel() for b in grouped) < sum(b[0].numel() for b in plain)
+
+
 def test_the_feature_store_training_set_csv_loads_like_the_prepare_split(tmp_path):
     """Athena's result of the training-set query: ids as the feature's JSON text, no mask."""
     rows = make_rows(5, 2)

@@ -128,20 +128,25 @@ def load_model(folder: Path):
 
 
 def predict(model, split, batch_size: int) -> list[int]:
-    """Label indices of the loaded fine-tune's predictions for the split's token ids."""
+    """Label indices of the loaded fine-tune's predictions for the split's token ids, in the
+    split's order (batches sorted by length, each cut to its longest row: less padding)."""
     import torch
 
-    preds: list[int] = []
+    if __package__:
+        from . import inference
+    else:
+        import inference
+
+    preds = [0] * len(split)
     ids, mask = torch.from_numpy(split.input_ids), torch.from_numpy(split.attention_mask)
+    lengths = mask.sum(dim=1).tolist()
     with torch.no_grad():
-        for start in range(0, len(split), batch_size):
-            batch_mask = mask[start : start + batch_size]
-            width = data.used_width(batch_mask)
-            logits = model(
-                input_ids=ids[start : start + batch_size, :width],
-                attention_mask=batch_mask[:, :width],
-            ).logits
-            preds.extend(logits.argmax(dim=-1).tolist())
+        for chunk in inference.length_sorted_chunks(lengths, batch_size):
+            width = max(1, max(lengths[i] for i in chunk))
+            index = torch.tensor(chunk)
+            logits = model(input_ids=ids[index, :width], attention_mask=mask[index, :width]).logits
+            for i, label in zip(chunk, logits.argmax(dim=-1).tolist(), strict=True):
+                preds[i] = label
     return preds
 
 

@@ -561,20 +561,18 @@ def read_split(folder: Path, max_rows: int, with_category: bool) -> list[dict]:
     return reviews[:max_rows]
 
 
-def score(reviews: list[dict], model_dir: Path, batch_size: int = 32) -> None:
-    """Fill each review's prediction with the model's answer (inference.py, as served)."""
+def score(reviews: list[dict], model_dir: Path) -> None:
+    """Fill each review's prediction with the model's answer (inference.py, as served; one
+    call, which scores length-sorted chunks)."""
     try:
         import inference  # sibling module inside the container
     except ImportError:
         from include.jobs import inference
 
     model = inference.model_fn(str(model_dir))
-    for start in range(0, len(reviews), batch_size):
-        batch = reviews[start : start + batch_size]
-        for review, answer in zip(
-            batch, inference.predict_fn([r["text"] for r in batch], model), strict=True
-        ):
-            review["prediction"] = answer
+    answers = inference.predict_fn([r["text"] for r in reviews], model)
+    for review, answer in zip(reviews, answers, strict=True):
+        review["prediction"] = answer
 
 
 def _model_dir(path: Path) -> Path:

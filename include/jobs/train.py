@@ -174,10 +174,14 @@ def batches(
     Trailing columns that are padding in every row of a batch are cut off: attention ignores
     them, so short batches cost less than ``max_seq_length`` ones. ``group_by_length`` (with a
     shuffle) sorts rows by length within windows of 50 batches and then shuffles the batches,
-    so rows in a batch have similar lengths and little padding is computed.
+    so rows in a batch have similar lengths and little padding is computed; without a shuffle
+    (validation) it sorts the whole split by length.
     """
     ids, mask, labels = tensors(split)
     order = torch.arange(len(labels))
+    if shuffle_seed is None and group_by_length:  # evaluation: the same rows, longest first
+        kept = order[: limit * batch_size] if limit else order
+        order = kept[torch.argsort(mask[kept].sum(dim=1), descending=True, stable=True)]
     if shuffle_seed is not None:
         g = torch.Generator().manual_seed(shuffle_seed)
         order = torch.randperm(len(labels), generator=g)
@@ -400,7 +404,10 @@ def main(argv: list[str] | None = None) -> dict:
     train = load_channel(args.train, "train", args.max_seq_length, pad)
     validation = load_channel(args.validation, "validation", args.max_seq_length, pad)
     val_batches = batches(
-        validation, args.validation_batch_size, limit=args.validation_steps_per_epoch
+        validation,
+        args.validation_batch_size,
+        limit=args.validation_steps_per_epoch,
+        group_by_length=args.group_by_length,
     )
     steps_per_epoch = math.ceil(len(train) / args.train_batch_size)
     if args.train_steps_per_epoch:

@@ -16,7 +16,6 @@ import itertools
 import json
 import shutil
 import sys
-import tarfile
 import tempfile
 import threading
 import time
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from include.pipeline.requests.images import AUTOPILOT_INFERENCE_REPOSITORY
+from include.pipeline.targets.local import archives
 from include.pipeline.targets.local.endpoint.batching import BatcherClosed, MicroBatcher
 from include.pipeline.targets.local.lake import atomic_write_bytes, resolve
 from include.pipeline.targets.local.names import safe_join, validate
@@ -47,8 +47,8 @@ _import_lock = threading.Lock()
 _module_counter = itertools.count()
 
 
-# The most review texts one InvokeEndpoint may carry (one forward pass); SageMaker caps the
-# payload at 6 MB, this caps the work: a request beyond it is refused with 413.
+# The most review texts one InvokeEndpoint may carry (predict_fn scores them in length-sorted
+# passes); SageMaker caps the payload at 6 MB, this caps the work: beyond it, 413.
 MAX_ITEMS_PER_REQUEST = 1000
 
 
@@ -162,8 +162,7 @@ def extract_archive(archive: Path, lake: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
     try:
-        with tarfile.open(archive) as tar:
-            tar.extractall(tmp, filter="data")
+        archives.extract(archive, tmp)
         tmp.rename(target)
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)
