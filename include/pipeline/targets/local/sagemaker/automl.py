@@ -16,14 +16,13 @@ Results have the shapes of DescribeAutoMLJob and ListCandidatesForAutoMLJob; bot
 
 from __future__ import annotations
 
-import io
 import pickle
-import tarfile
 from datetime import UTC, datetime
 from pathlib import Path
 
 from include.pipeline.requests.automl import INFERENCE_OUTPUT, OBJECTIVE_METRIC
 from include.pipeline.requests.images import autopilot_inference_image_uri
+from include.pipeline.targets.local import archives
 from include.pipeline.targets.local.lake import atomic_write_bytes, list_files, resolve
 from include.pipeline.targets.local.sagemaker.job_state import JobState
 from include.pipeline.targets.local.sagemaker.jobs import ACCOUNT, Log
@@ -83,13 +82,7 @@ def read_input(uri: str, target: str, lake: Path):
 
 
 def _pack(candidate: dict, uri: str, lake: Path) -> None:
-    data = pickle.dumps(candidate)
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        info = tarfile.TarInfo(MODEL_FILE)
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
-    atomic_write_bytes(resolve(uri, lake), buffer.getvalue())
+    atomic_write_bytes(resolve(uri, lake), archives.tar_gz([(MODEL_FILE, pickle.dumps(candidate))]))
 
 
 def run_automl_job(request: dict, *, lake: Path, log: Log = print) -> dict:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from include.pipeline.requests import clarify_container
 from include.pipeline.settings import REPO_ROOT
+from include.pipeline.targets.local import archives
 from include.pipeline.targets.local.lake import atomic_copy, atomic_write_bytes, list_files, resolve
 from include.pipeline.targets.local.names import safe_join, validate
 
@@ -355,13 +356,7 @@ def _channel_env(channel: str) -> list[str]:
 
 def _pack(source: Path, target: Path) -> None:
     """``source`` folder as a .tar.gz at ``target`` (atomically)."""
-    import io
-
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for f in sorted(source.rglob("*")) if source.exists() else []:
-            tar.add(f, arcname=str(f.relative_to(source)), recursive=False)
-    atomic_write_bytes(target, buffer.getvalue())
+    atomic_write_bytes(target, archives.folder_tar_gz(source))
 
 
 def _rule_statuses(rule_configs: list[dict], series: dict[str, list[float]]) -> list[dict]:

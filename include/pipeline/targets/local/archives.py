@@ -1,0 +1,54 @@
+"""The ``.tar.gz`` archives the local target writes and unpacks (model.tar.gz, output.tar.gz).
+
+gzip through ISA-L (python-isal's ``igzip``) at level 1: a fine-tune's 90 MB of float weights
+barely compress at any level (8 %), and zlib spent 6 s on them where ISA-L spends 0.2 s (and
+half of zlib's time unpacking). The archives are plain ``.tar.gz`` files, as SageMaker writes
+them; tar, tarfile and the job scripts read them as they are.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from isal import igzip
+
+LEVEL = 1
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def tar_gz(members: Iterable[tuple[str, Path | bytes]]) -> bytes:
+    """``(name in the archive, file or bytes)`` pairs as a .tar.gz, in the order given."""
+    buffer = io.BytesIO()
+    with (
+        igzip.IGzipFile(fileobj=buffer, mode="wb", compresslevel=LEVEL, mtime=0) as gz,
+        tarfile.open(fileobj=gz, mode="w") as tar,
+    ):
+        for name, content in members:
+            if isinstance(content, bytes):
+                info = tarfile.TarInfo(name)
+                info.size = len(content)
+                tar.addfile(info, io.BytesIO(content))
+            else:
+                tar.add(content, arcname=name, recursive=False)
+    return buffer.getvalue()
+
+
+def folder_tar_gz(source: Path) -> bytes:
+    """Everything under ``source`` (sorted, names relative to it); an absent folder: empty."""
+    files = sorted(source.rglob("*")) if source.exists() else []
+    return tar_gz((str(f.relative_to(source)), f) for f in files)
+
+
+def extract(archive: Path, target: Path) -> None:
+    """Unpack a .tar.gz (ISA-L) or any other tar into ``target``, refusing unsafe members."""
+    with open(archive, "rb") as raw:
+        gzipped = raw.read(2) == _GZIP_MAGIC
+    if not gzipped:
+        with tarfile.open(archive) as tar:
+            tar.extractall(target, filter="data")
+        return
+    with igzip.open(archive, "rb") as gz, tarfile.open(fileobj=gz, mode="r|") as tar:
+        tar.extractall(target, filter="data")
