@@ -71,11 +71,11 @@ def measure(folder: Path, quantization: str, texts, truth, reviews: int) -> dict
     config_path.write_text(json.dumps({**config, "quantization": quantization}))
     model = inference.model_fn(str(folder))
     size = inference.FORWARD_BATCH
-    started = time.perf_counter()  # the split in its own order, one pass per FORWARD_BATCH
+    started = time.perf_counter()  # the split in its own order: calls of FORWARD_BATCH, a pass each
     in_order = [
         p["predicted_label"]
         for start in range(0, len(texts), size)
-        for p in inference._classify(texts[start : start + size], model)
+        for p in inference.predict_fn(texts[start : start + size], model)
     ]
     in_order_s = time.perf_counter() - started
     started = time.perf_counter()  # one call: predict_fn's length-sorted passes

@@ -108,17 +108,22 @@ def training_history(folder: Path) -> documents.TrainingHistory | None:
     return documents.TrainingHistory.from_dict(json.loads(path.read_text()), str(path))
 
 
+def _inference():
+    """The serving handler module (torch and transformers at its top: imported when needed)."""
+    if __package__:
+        from . import inference
+    else:
+        import inference
+    return inference
+
+
 def load_model(folder: Path):
     """The fine-tune's classifier as the endpoint serves it (the archive's quantization), ready
     to predict on CPU (its labels checked against the split's)."""
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    if __package__:
-        from . import inference
-    else:
-        import inference
-
+    inference = _inference()
     model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
     expected = data.id2label()
     found = {int(k): str(v) for k, v in model.config.id2label.items()}
@@ -132,17 +137,13 @@ def predict(model, split, batch_size: int) -> list[int]:
     split's order (batches sorted by length, each cut to its longest row: less padding)."""
     import torch
 
-    if __package__:
-        from . import inference
-    else:
-        import inference
-
+    inference = _inference()
     preds = [0] * len(split)
     ids, mask = torch.from_numpy(split.input_ids), torch.from_numpy(split.attention_mask)
     lengths = mask.sum(dim=1).tolist()
     with torch.no_grad():
         for chunk in inference.length_sorted_chunks(lengths, batch_size):
-            width = max(1, max(lengths[i] for i in chunk))
+            width = max(1, lengths[chunk[0]])  # the chunk's longest row comes first
             index = torch.tensor(chunk)
             logits = model(input_ids=ids[index, :width], attention_mask=mask[index, :width]).logits
             for i, label in zip(chunk, logits.argmax(dim=-1).tolist(), strict=True):

@@ -14,7 +14,6 @@ import os
 import re
 import subprocess
 import sys
-import tarfile
 import threading
 import time
 from collections import deque
@@ -428,8 +427,7 @@ def run_training_job(request: dict, *, lake: Path, log: Log = print) -> dict:
         code = job.local("/opt/ml/code", host)
         code.mkdir(parents=True, exist_ok=True)
         if archive is not None:
-            with tarfile.open(archive) as tar:
-                tar.extractall(code, filter="data")
+            archives.extract(archive, code)
         if archive is not None and not (code / str(program)).is_file():
             raise ValueError(f"{name}: {program!r} is not in {submit}")
         env = {
