@@ -1,6 +1,7 @@
 """The whole main DAG on the real 6,004-review file, local target, default hyperparameters.
 
-Records the test accuracy the evaluation step measured, the DAG's wall time, each task's seconds
+Records the test accuracy the evaluation step measured, the DAG's wall time (its run's, and the
+``airflow dags test`` command's with Airflow's start), each task's seconds
 (the run summary's ``task_seconds``) and train.py's own loop time for the same samples (its
 ``metrics.json`` in ``output.tar.gz``). Goals, as counts and ratios of the same run: accuracy
 >= 0.72 having seen at most 5,400 training samples, and the DAG's wall time <= 1.25x the
@@ -46,6 +47,16 @@ def training_loop(lake: Path) -> dict:
             if member is not None:
                 return json.loads(tar.extractfile(member).read())
     return {}
+
+
+def run_seconds(summary: dict) -> float | None:
+    """The DAG run's start to its summary's write (the teardown that runs last)."""
+    from datetime import datetime
+
+    if not summary.get("started_at") or not summary.get("finished_at"):
+        return None
+    started, finished = (datetime.fromisoformat(summary[k]) for k in ("started_at", "finished_at"))
+    return (finished - started).total_seconds()
 
 
 def main() -> None:
@@ -99,7 +110,9 @@ def main() -> None:
     summary = json.loads(summary_path.read_text())
     evaluation = summary.get("evaluation", {})
     loop = training_loop(home / "lake")
-    dag_seconds = minutes * 60
+    # The DAG's wall time: its run's start to the summary teardown (the last task), without
+    # the CLI's own start (importing Airflow, parsing the DAG folder), reported apart.
+    dag_seconds = run_seconds(summary) or minutes * 60
     loop_seconds = loop.get("loop_seconds")
     ratio = round(dag_seconds / loop_seconds, 3) if loop_seconds else None
     accuracy = evaluation.get("accuracy") or 0
@@ -117,7 +130,8 @@ def main() -> None:
         "samples_seen": samples,
         "training_loop_seconds": loop_seconds,
         "training_job_seconds": summary.get("training", {}).get("training_seconds"),
-        "dag_minutes": round(minutes, 2),
+        "dag_minutes": round(dag_seconds / 60, 2),
+        "cli_minutes": round(minutes, 2),
         "dag_over_training_loop": ratio,
         "slowest_tasks": dict(list(summary.get("task_seconds", {}).items())[:8]),
         "dag_state": summary.get("state"),

@@ -26,6 +26,7 @@ from include.pipeline.settings import REPO_ROOT
 from include.pipeline.targets.local import archives
 from include.pipeline.targets.local.lake import atomic_copy, atomic_write_bytes, list_files, resolve
 from include.pipeline.targets.local.names import safe_join, validate
+from include.pipeline.targets.local.sagemaker import warm
 
 ACCOUNT = "000000000000"
 FAILURE_REASON_MAX = 1024  # AWS's FailureReason length limit
@@ -124,16 +125,7 @@ class _Job:
         procs, readers, tails = {}, [], {}
         for host, (argv, env, cwd) in commands.items():
             self.log(f"[{self.name}] {host}: {' '.join(argv)}")
-            procs[host] = subprocess.Popen(
-                argv,
-                cwd=cwd,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                errors="replace",
-                bufsize=1,
-            )
+            procs[host] = warm.popen(argv, env, cwd)
             tails[host] = deque(maxlen=TAIL_LINES)
             prefix = f"[{host}] " if len(commands) > 1 else ""
             reader = threading.Thread(

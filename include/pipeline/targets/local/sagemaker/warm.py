@@ -1,0 +1,163 @@
+"""Local job scripts forked from a warm interpreter, so each skips the ~6 s of imports.
+
+A job still runs in a process of its own, as ``python3 script.py args`` runs in the container:
+its own argv, environment, working directory, ``sys.path[0]`` (the script's folder), stdout and
+stderr, and exit code. What the processes share is what every PyTorch job repeated before its
+first line of work: the interpreter start and importing torch, transformers and the BERT model
+code (about 6 s on a 2-core machine, more than the evaluation job's own work). The standard
+library's fork server imports them once, in a process of its own that runs nothing else, and forks
+each job from it (``gunicorn --preload`` does the same for web workers).
+
+A job runs as a fresh interpreter instead when its command is not ``<this python> script.py``,
+when it sets a variable the preloaded modules read while importing (``IMPORT_ENV``) to another
+value than the fork server saw, or with ``PIPELINE_WARM_JOBS=0``. Unlike a fresh interpreter, a
+forked job does not run the script's ``atexit`` handlers (none of include/jobs registers one).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import multiprocessing.connection
+import multiprocessing.forkserver
+import os
+import re
+import runpy
+import subprocess
+import sys
+import threading
+import types
+from pathlib import Path
+
+# What the fork server imports once: what the PyTorch jobs (prepare, train, evaluate, monitor)
+# import first. numpy and pandas-free: the Clarify and text jobs need nothing more.
+PRELOAD = (
+    "numpy",
+    "torch",
+    "transformers",
+    "transformers.models.bert.modeling_bert",
+    "transformers.models.bert.tokenization_bert",
+)
+# Variables read while those modules import (thread counts, hub and cache settings, interpreter
+# switches): a job must see them as the fork server did, or it starts fresh.
+IMPORT_ENV = re.compile(
+    r"^(HF_|HUGGINGFACE_|TRANSFORMERS_|TORCH|PYTORCH_|OMP_|MKL_|KMP_|OPENBLAS_|TOKENIZERS_|CUDA_"
+    r"|PYTHON(?!PATH$|UNBUFFERED$))"
+)
+SWITCH = "PIPELINE_WARM_JOBS"
+
+_lock = threading.Lock()
+_server_env: dict[str, str] | None = None
+
+
+def _import_env(env: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in env.items() if IMPORT_ENV.match(k)}
+
+
+def enabled(env: dict[str, str] | None = None) -> bool:
+    value = (os.environ if env is None else env).get(SWITCH, "1").strip().lower()
+    return value not in ("0", "false", "no", "off")
+
+
+def script_of(argv: list[str]) -> tuple[str, list[str]] | None:
+    """``(script, arguments)`` of ``<this interpreter> script.py ...``; None for other commands."""
+    if len(argv) >= 2 and argv[0] == sys.executable and argv[1].endswith(".py"):
+        return argv[1], list(argv[2:])
+    return None
+
+
+def start_server() -> None:
+    """Start the fork server (it imports ``PRELOAD`` in the background; the first job waits
+    for it). Called as the first job of a process starts, whatever that job is."""
+    global _server_env
+    with _lock:
+        if _server_env is None:
+            multiprocessing.set_forkserver_preload([*PRELOAD, __name__])
+            multiprocessing.forkserver.ensure_running()
+            _server_env = _import_env(dict(os.environ))
+
+
+def usable(argv: list[str], env: dict[str, str]) -> bool:
+    """Whether this command can run forked from the warm interpreter."""
+    if not enabled() or not enabled(env) or script_of(argv) is None:
+        return False
+    start_server()
+    return _import_env(env) == _server_env
+
+
+def _run(script: str, args: list[str], env: dict, cwd: str, out) -> None:
+    """The job's process (forked from the fork server): the script as ``__main__``."""
+    fd = out.fileno()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    out.close()
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:
+            stream.reconfigure(line_buffering=True)  # what PYTHONUNBUFFERED gives a fresh one
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(cwd)
+    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    sys.path[:0] = [str(Path(script).resolve().parent), *paths]
+    sys.argv = [script, *args]
+    runpy.run_path(script, run_name="__main__")
+
+
+class WarmProcess:
+    """A job forked from the fork server; what the job runner uses of ``subprocess.Popen``
+    (``stdout`` as text lines, ``wait``, ``kill``). Exit codes as Popen's: the script's
+    ``sys.exit`` code, 1 for an uncaught exception, ``-signal`` when killed."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], cwd: Path | str):
+        script, args = script_of(argv)
+        read, write = os.pipe()
+        writer = multiprocessing.connection.Connection(write, readable=False)
+        self.args = argv
+        self._process = multiprocessing.get_context("forkserver").Process(
+            target=_run, args=(script, args, dict(env), str(cwd), writer), name=Path(script).name
+        )
+        # A job is a script of its own: the caller's main module (multiprocessing re-imports it
+        # into each child, for functions pickled from it) must not run there.
+        caller_main = sys.modules["__main__"]
+        sys.modules["__main__"] = types.ModuleType("__main__")
+        try:
+            self._process.start()
+        except BaseException:
+            os.close(read)
+            raise
+        finally:
+            sys.modules["__main__"] = caller_main
+            writer.close()
+        self.stdout = open(read, encoding="utf-8", errors="replace")  # noqa: SIM115
+
+    @property
+    def returncode(self) -> int | None:
+        return self._process.exitcode
+
+    def wait(self, timeout: float | None = None) -> int:
+        self._process.join(timeout)
+        if self._process.exitcode is None:
+            raise subprocess.TimeoutExpired(self.args, timeout)
+        return self._process.exitcode
+
+    def kill(self) -> None:
+        if self._process.exitcode is None:
+            self._process.kill()
+
+
+def popen(argv: list[str], env: dict[str, str], cwd: Path | str):
+    """The job's process: forked warm where it can be, else a fresh interpreter (text stdout
+    with stderr merged, line-buffered, as before)."""
+    if usable(argv, env):
+        return WarmProcess(argv, env, cwd)
+    if enabled():
+        start_server()  # warm up in the background for the PyTorch jobs that follow
+    return subprocess.Popen(
+        argv,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        bufsize=1,
+    )

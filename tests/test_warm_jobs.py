@@ -1,0 +1,111 @@
+"""Local jobs forked from the warm interpreter keep what a fresh ``python3 script.py`` gives."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from include.pipeline.settings import REPO_ROOT
+from include.pipeline.targets.local.sagemaker import warm
+
+SCRIPT = """
+import json, os, sys
+import helper  # a sibling of the script, as the container's code folder gives
+print("preloaded" if "torch" in sys.modules else "fresh")
+print(json.dumps({"argv": sys.argv, "cwd": os.getcwd(), "path0": sys.path[0],
+                  "colour": os.environ.get("COLOUR"), "name": __name__, "helper": helper.VALUE}))
+print("to stderr", file=sys.stderr)
+code = os.environ.get("EXIT_WITH")
+if code == "raise":
+    raise RuntimeError("the job's own error")
+if code:
+    sys.exit(int(code))
+"""
+
+
+@pytest.fixture
+def script(tmp_path: Path) -> Path:
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "helper.py").write_text("VALUE = 42\n")
+    (code / "job.py").write_text(SCRIPT)
+    return code / "job.py"
+
+
+def _run(script: Path, cwd: Path, **env) -> tuple[str, int, list[str]]:
+    proc = warm.popen([sys.executable, str(script), "--flag", "a b"], {**os.environ, **env}, cwd)
+    lines = [line.rstrip("\n") for line in proc.stdout]
+    return type(proc).__name__, proc.wait(timeout=120), lines
+
+
+def test_script_runs_warm_with_its_own_argv_cwd_env_and_path(script: Path, tmp_path: Path):
+    kind, code, lines = _run(script, tmp_path, COLOUR="green")
+    assert (kind, code) == ("WarmProcess", 0), lines
+    assert lines[0] == "preloaded"
+    import json
+
+    seen = json.loads(lines[1])
+    assert seen == {
+        "argv": [str(script), "--flag", "a b"],
+        "cwd": str(tmp_path),
+        "path0": str(script.parent),
+        "colour": "green",
+        "name": "__main__",
+        "helper": 42,
+    }
+    assert "to stderr" in lines
+    assert os.environ.get("COLOUR") is None  # the caller's environment is untouched
+
+
+def test_exit_codes_are_the_scripts(script: Path, tmp_path: Path):
+    assert _run(script, tmp_path, EXIT_WITH="3")[1] == 3
+    kind, code, lines = _run(script, tmp_path, EXIT_WITH="raise")
+    assert (kind, code) == ("WarmProcess", 1)
+    assert "RuntimeError: the job's own error" in lines
+
+
+def test_a_job_can_be_killed_and_a_wait_can_time_out(tmp_path: Path):
+    (tmp_path / "sleep.py").write_text("import time\nprint('up', flush=True)\ntime.sleep(60)\n")
+    proc = warm.popen([sys.executable, str(tmp_path / "sleep.py")], dict(os.environ), tmp_path)
+    assert proc.stdout.readline().strip() == "up"
+    with pytest.raises(subprocess.TimeoutExpired):
+        proc.wait(timeout=0.2)
+    proc.kill()
+    assert proc.wait(timeout=30) == -9
+
+
+def test_fresh_interpreter_where_imports_would_see_other_settings(script: Path, tmp_path: Path):
+    other = os.environ.get("OMP_NUM_THREADS", "") + "7"
+    kind, code, lines = _run(script, tmp_path, OMP_NUM_THREADS=other)
+    assert (kind, code, lines[0]) == ("Popen", 0, "fresh")
+    assert _run(script, tmp_path, PIPELINE_WARM_JOBS="0")[0] == "Popen"
+    # not `<this python> script.py`: as given
+    proc = warm.popen([sys.executable, "-c", "print('c')"], dict(os.environ), tmp_path)
+    assert (type(proc).__name__, proc.stdout.read().strip(), proc.wait()) == ("Popen", "c", 0)
+
+
+def test_callers_main_module_is_not_run_in_the_job(script: Path, tmp_path: Path):
+    """multiprocessing re-imports the parent's main module in its children; a job must not run
+    the caller's top-level code (an unguarded script that starts a job would start it again)."""
+    caller = tmp_path / "caller.py"
+    caller.write_text(
+        textwrap.dedent(f"""
+            import os, sys
+            sys.path.insert(0, {str(REPO_ROOT)!r})
+            from include.pipeline.targets.local.sagemaker import warm
+            print("caller top level", flush=True)
+            proc = warm.popen([sys.executable, {str(script)!r}], dict(os.environ), {str(tmp_path)!r})
+            print(proc.stdout.read(), end="")
+            print("exit", proc.wait())
+        """)
+    )
+    out = subprocess.run(
+        [sys.executable, str(caller)], capture_output=True, text=True, timeout=180
+    ).stdout
+    assert out.count("caller top level") == 1, out
+    assert "preloaded" in out and "exit 0" in out, out
