@@ -141,3 +141,27 @@ def test_local_preflight_refuses_a_server_for_another_lake_before_any_work(tmp_p
     finally:
         other.server.shutdown()
         other.server.server_close()
+
+
+def test_every_local_run_names_a_server_for_another_lake_in_its_configuration_check(
+    tmp_path: Path,
+):
+    """check_configuration's run_problems: a run from the UI or the scheduler is refused at its
+    first task too, and nothing is started when no server answers."""
+    from include.pipeline.targets.local.target import LocalTarget
+
+    other = _OtherLakeServer(str(tmp_path / "first-demo-lake"))
+    try:
+
+        def problems(lake: Path, port: int) -> list[str]:
+            env = {"PIPELINE_LAKE": str(lake), "PIPELINE_ENDPOINT_PORT": str(port)}
+            return LocalTarget(pipeline_settings.load(env)).run_problems("", scheduled=False)
+
+        (problem,) = problems(tmp_path / "second", other.port)
+        assert "serves lake" in problem and "first-demo-lake" in problem
+        assert "PIPELINE_ENDPOINT_PORT" in problem
+        assert problems(tmp_path / "first-demo-lake", other.port) == []
+    finally:
+        other.server.shutdown()
+        other.server.server_close()
+    assert problems(tmp_path / "second", other.port) == []  # nothing answers: no problem

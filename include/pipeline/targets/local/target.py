@@ -56,8 +56,15 @@ class LocalTarget:
         endpoint_client.ensure_server(self.settings.lake, url=self.settings.endpoint_url)
 
     def run_problems(self, input_uri: str, *, scheduled: bool) -> list[str]:
-        """Nothing is paid for locally; a missing input fails the ingest task at once."""
-        return []
+        """Nothing is paid for locally; a missing input fails the ingest task at once. An
+        endpoint server of another lake on the port would fail the deployment after training:
+        said now, for every run (the demo's ``preflight`` says it before Airflow starts)."""
+        from include.pipeline.targets.local.endpoint import client as endpoint_client
+
+        s = self.settings
+        url = s.endpoint_url
+        conflict = endpoint_client.lake_conflict(endpoint_client.ping(url), url, s.lake)
+        return [conflict] if conflict else []
 
     def endpoint_notice(self, deployment: dict) -> str:
         """How to reach the endpoint the local service keeps serving after the run: a curl in the

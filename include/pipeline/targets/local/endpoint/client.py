@@ -77,12 +77,20 @@ def ensure_server(
                 raise TimeoutError(f"endpoint server at {url} did not answer /ping in {timeout}s")
             time.sleep(0.2)
             answer = ping(url)
-    if Path(answer.get("lake", "")).resolve() != lake:
-        raise RuntimeError(
-            f"the endpoint server at {url} serves lake {answer.get('lake')!r}, not {lake}; "
-            "stop it or set PIPELINE_ENDPOINT_PORT to another port"
-        )
+    conflict = lake_conflict(answer, url, lake)
+    if conflict:
+        raise RuntimeError(conflict)
     return url
+
+
+def lake_conflict(answer: dict | None, url: str, lake: Path) -> str | None:
+    """What is wrong when the server answering ``/ping`` at ``url`` serves another lake."""
+    if answer is None or Path(answer.get("lake", "")).resolve() == Path(lake).resolve():
+        return None
+    return (
+        f"the endpoint server at {url} serves lake {answer.get('lake')!r}, not {lake}; "
+        "stop it (make stop) or set PIPELINE_ENDPOINT_PORT to another port"
+    )
 
 
 def client(service: str, endpoint_url: str, region: str = "us-east-1"):
