@@ -150,7 +150,7 @@ class _Job:
             reader.join()
         return {host: (codes[host], list(tails[host])) for host in procs}
 
-    def _pump(self, proc: subprocess.Popen, prefix: str, tail: deque) -> None:
+    def _pump(self, proc: subprocess.Popen | warm.WarmProcess, prefix: str, tail: deque) -> None:
         for raw in proc.stdout:
             line = raw.rstrip("\n")
             tail.append(line)

@@ -29,7 +29,7 @@ import types
 from pathlib import Path
 
 # What the fork server imports once: what the PyTorch jobs (prepare, train, evaluate, monitor)
-# import first. numpy and pandas-free: the Clarify and text jobs need nothing more.
+# import before their first line of work.
 PRELOAD = (
     "numpy",
     "torch",
