@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -47,8 +48,6 @@ def test_script_runs_warm_with_its_own_argv_cwd_env_and_path(script: Path, tmp_p
     kind, code, lines = _run(script, tmp_path, COLOUR="green")
     assert (kind, code) == ("WarmProcess", 0), lines
     assert lines[0] == "preloaded"
-    import json
-
     seen = json.loads(lines[1])
     assert seen == {
         "argv": [str(script), "--flag", "a b"],

@@ -66,22 +66,15 @@ def script_of(argv: list[str]) -> tuple[str, list[str]] | None:
 
 
 def start_server() -> None:
-    """Start the fork server (it imports ``PRELOAD`` in the background; the first job waits
-    for it). Called as the first job of a process starts, whatever that job is."""
+    """Start the fork server once per process; it imports ``PRELOAD`` in the background (a
+    job forked before that is done waits for it), so a first job that runs fresh (Clarify)
+    warms it up for the PyTorch jobs that follow."""
     global _server_env
     with _lock:
         if _server_env is None:
             multiprocessing.set_forkserver_preload([*PRELOAD, __name__])
             multiprocessing.forkserver.ensure_running()
             _server_env = _import_env(dict(os.environ))
-
-
-def usable(argv: list[str], env: dict[str, str]) -> bool:
-    """Whether this command can run forked from the warm interpreter."""
-    if not enabled() or not enabled(env) or script_of(argv) is None:
-        return False
-    start_server()
-    return _import_env(env) == _server_env
 
 
 def _run(script: str, args: list[str], env: dict, cwd: str, out) -> None:
@@ -129,10 +122,6 @@ class WarmProcess:
             writer.close()
         self.stdout = open(read, encoding="utf-8", errors="replace")  # noqa: SIM115
 
-    @property
-    def returncode(self) -> int | None:
-        return self._process.exitcode
-
     def wait(self, timeout: float | None = None) -> int:
         self._process.join(timeout)
         if self._process.exitcode is None:
@@ -147,10 +136,10 @@ class WarmProcess:
 def popen(argv: list[str], env: dict[str, str], cwd: Path | str):
     """The job's process: forked warm where it can be, else a fresh interpreter (text stdout
     with stderr merged, line-buffered, as before)."""
-    if usable(argv, env):
-        return WarmProcess(argv, env, cwd)
-    if enabled():
-        start_server()  # warm up in the background for the PyTorch jobs that follow
+    if enabled() and enabled(env):
+        start_server()  # a process's first job starts it, whatever that job is
+        if script_of(argv) is not None and _import_env(env) == _server_env:
+            return WarmProcess(argv, env, cwd)
     return subprocess.Popen(
         argv,
         cwd=cwd,
