@@ -104,12 +104,15 @@ def test_parsing_imports_no_heavy_modules(path, target):
 
 
 def test_every_param_is_a_documented_form_field(dagbag):
+    from include.pipeline.params import JSON_SCHEMA_DRAFT
+
     for dag_id, dag in dagbag.dags.items():
         for name, param in dag.params.items():
             param = dag.params.get_param(name)
             assert param.schema.get("title"), (dag_id, name, "title")
             assert param.description, (dag_id, name, "description")
             assert param.schema.get("type"), (dag_id, name, "type")
+            assert param.schema["$schema"] == JSON_SCHEMA_DRAFT, (dag_id, name, "draft")
 
 
 @pytest.mark.parametrize(
@@ -118,6 +121,7 @@ def test_every_param_is_a_documented_form_field(dagbag):
         ("bias_gate_mode", "maybe"),
         ("max_bad_fraction", 1.5),
         ("epochs", 0),
+        ("learning_rate", 0),  # draft 7's numeric exclusiveMinimum (draft 4 would take it)
         ("deployment_strategy", "yolo"),
         ("endpoint_name", "no spaces allowed"),
         ("model_approval", "Rejected"),
