@@ -64,17 +64,20 @@ def reviews(n: int) -> list[str]:
     return [" ".join(words[(i % 5) :] + words[: (i % 5)]) for i in range(n)]
 
 
-def build_archive(lake: Path, quantization: str) -> str:
+def build_archive(lake: Path, quantization: str, runtime: str) -> str:
     """The MiniLM with a (random) 3-class head, in the documented model.tar.gz layout, served
-    with ``quantization`` (its inference_config.json)."""
+    with ``quantization`` on ``runtime`` (its inference_config.json; onnxruntime: model.onnx)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     source = default_model("local")
     stage = lake / "_stage"
     model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=3)
     model.save_pretrained(stage / "transformer")
-    AutoTokenizer.from_pretrained(source).save_pretrained(stage / "transformer")
-    config = {"max_seq_length": 128, "quantization": quantization}
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    tokenizer.save_pretrained(stage / "transformer")
+    if runtime == "onnxruntime":
+        inference.export(model, tokenizer, stage / "transformer")
+    config = {"max_seq_length": 128, "quantization": quantization, "runtime": runtime}
     (stage / inference.CONFIG_FILE).write_text(json.dumps(config))
     (stage / "code").mkdir(parents=True)
     (stage / "code" / "inference.py").write_text((REPO / "include/jobs/inference.py").read_text())
@@ -176,12 +179,18 @@ def main() -> None:
         default=DEFAULT_HYPERPARAMETERS["local"]["serving_quantization"],
         help="how the model is served (default: what the local target's training writes)",
     )
+    parser.add_argument(
+        "--runtime",
+        choices=inference.RUNTIMES,
+        default=DEFAULT_HYPERPARAMETERS["local"]["serving_runtime"],
+        help="what runs it (default: what the local target's training writes)",
+    )
     args = parser.parse_args()
     texts = reviews(args.requests)
 
     with tempfile.TemporaryDirectory() as tmp:
         lake = Path(tmp)
-        stage = build_archive(lake, args.quantization)
+        stage = build_archive(lake, args.quantization, args.runtime)
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
@@ -245,6 +254,7 @@ def main() -> None:
     c1_p50 = statistics.median(c1)
     result = {
         "quantization": args.quantization,
+        "runtime": args.runtime,
         "requests_per_phase": len(texts),
         "direct_p50_ms": round(direct_p50 * 1000, 2),
         "c1_p50_ms": round(c1_p50 * 1000, 2),

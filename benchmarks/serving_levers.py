@@ -1,12 +1,13 @@
-"""Serving-side levers on a fine-tuned model, side by side: each quantization ``inference.py``
-offers (``inference_config.json``'s ``quantization``), scored through the serving path itself
-(``model_fn`` + ``predict_fn`` on the raw review texts) on the same test split.
+"""Serving-side levers on a fine-tuned model, side by side: what ``inference_config.json`` can
+say (PyTorch float, its dynamic int8 ``quantization``, the ONNX Runtime ``runtime`` serving
+``model.onnx``), scored through the serving path itself (``model_fn`` + ``predict_fn`` on the raw
+review texts) on the same test split, each against PyTorch float (``torch``).
 
 Per lever: test accuracy, p50/p99 ms for one review per call (what a lone request costs), ms
 per review in calls of 8, and ms per review scoring the whole split in one call (predict_fn's
 length-sorted passes, what batch transform and the monitoring baseline do) against passes of
 the same size in the split's order. Goal: keep a lever when it is faster and within 0.5
-accuracy points of ``none``. ``benchmarks/pipeline_quality.py`` runs this on the model its run
+accuracy points of ``torch``. ``benchmarks/pipeline_quality.py`` runs this on the model its run
 trained on the real file; alone it takes a finished run's lake (a ``PIPELINE_LAKE``) and prints
 one JSON line.
 Accuracy is over the test and validation splits together (600 rows of the dev file): 300 rows
@@ -33,6 +34,12 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from endpoint_load import percentile  # noqa: E402
 
 ACCURACY_POINTS = 0.5
+# inference_config.json's serving keys per lever; the first is the one the others are against.
+LEVERS = {
+    "torch": {"quantization": "none", "runtime": "torch"},
+    "dynamic_int8": {"quantization": "dynamic_int8", "runtime": "torch"},
+    "onnxruntime": {"quantization": "none", "runtime": "onnxruntime"},
+}
 
 
 def finetune_run(lake: Path) -> tuple[Path, list[Path]] | None:
@@ -62,13 +69,13 @@ def labelled_texts(folders: list[Path]) -> tuple[list[str], list[int]]:
     return texts, truth
 
 
-def measure(folder: Path, quantization: str, texts, truth, reviews: int) -> dict:
+def measure(folder: Path, serving: dict, texts, truth, reviews: int) -> dict:
     """One lever: accuracy over the whole split, latency over ``reviews`` of its texts."""
     from include.jobs import inference
 
     config_path = folder / inference.CONFIG_FILE
     config = json.loads(config_path.read_text()) if config_path.exists() else {}
-    config_path.write_text(json.dumps({**config, "quantization": quantization}))
+    config_path.write_text(json.dumps({**config, **serving}))
     model = inference.model_fn(str(folder))
     size = inference.FORWARD_BATCH
     started = time.perf_counter()  # the split in its own order: calls of FORWARD_BATCH, a pass each
@@ -105,12 +112,13 @@ def measure(folder: Path, quantization: str, texts, truth, reviews: int) -> dict
         "p50_ms": round(statistics.median(single) * 1000, 2),
         "p99_ms": round(percentile(single, 0.99) * 1000, 2),
         "batch8_ms_per_review": round(statistics.median(eight) * 1000, 2),
+        "answers": predicted,
     }
 
 
 def compare(model_archive: Path, folders: list[Path], reviews: int = 200) -> dict:
-    """Every lever against ``none`` on the held-out rows of ``folders``;
-    ``<lever>_over_none_p50_ratio`` etc. and a verdict."""
+    """Every lever against ``torch`` on the held-out rows of ``folders``;
+    ``<lever>_over_torch_p50_ratio`` etc. and a verdict."""
     from include.jobs import inference
 
     texts, truth = labelled_texts(folders)
@@ -118,18 +126,29 @@ def compare(model_archive: Path, folders: list[Path], reviews: int = 200) -> dic
     with tempfile.TemporaryDirectory() as scratch:
         with tarfile.open(model_archive) as tar:
             tar.extractall(scratch, filter="data")
+        folder = Path(scratch)
+        if not (folder / inference.ONNX_FILE).exists():  # an archive trained for torch serving
+            from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+            model = AutoModelForSequenceClassification.from_pretrained(folder)
+            inference.export(model, AutoTokenizer.from_pretrained(folder), folder)
         levers = {
-            q: measure(Path(scratch), q, texts, truth, reviews) for q in inference.QUANTIZATIONS
+            name: measure(folder, serving, texts, truth, reviews)
+            for name, serving in LEVERS.items()
         }
-    base = levers["none"]
+    base_name, *_ = LEVERS
+    base = levers[base_name]
+    answers = {name: figures.pop("answers") for name, figures in levers.items()}
     for name, figures in levers.items():
         result.update({f"{name}_{key}": value for key, value in figures.items()})
-        if name == "none":
+        if name == base_name:
             continue
+        same = sum(a == b for a, b in zip(answers[name], answers[base_name], strict=True))
+        result[f"{name}_answers_as_{base_name}"] = f"{same}/{len(truth)}"
         points = round(100 * (figures["accuracy"] - base["accuracy"]), 2)
         result[f"{name}_accuracy_delta_points"] = points
-        result[f"{name}_over_none_p50_ratio"] = round(figures["p50_ms"] / base["p50_ms"], 3)
-        result[f"{name}_over_none_batch8_ratio"] = round(
+        result[f"{name}_over_{base_name}_p50_ratio"] = round(figures["p50_ms"] / base["p50_ms"], 3)
+        result[f"{name}_over_{base_name}_batch8_ratio"] = round(
             figures["batch8_ms_per_review"] / base["batch8_ms_per_review"], 3
         )
         result[f"{name}_keep"] = (

@@ -116,6 +116,28 @@ def test_the_model_is_scored_as_the_archive_says_it_is_served(tmp_path):
     assert evaluate.predict(served, split, batch_size=4) == [0] * 6  # still the known answer
 
 
+def test_an_onnxruntime_archive_is_scored_through_its_export(tmp_path):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from include.jobs import inference
+
+    tiny = make_tiny_bert(tmp_path / "tiny")
+    model_dir = constant_model(tmp_path / "model", tiny, predicted=0)
+    # model.onnx of a classifier that always says 2 beside weights that say 0: what is scored
+    # is the export, as the endpoint serves it
+    other = constant_model(tmp_path / "other", tiny, predicted=2)
+    inference.export(
+        AutoModelForSequenceClassification.from_pretrained(other),
+        AutoTokenizer.from_pretrained(tiny),
+        model_dir,
+    )
+    (model_dir / inference.CONFIG_FILE).write_text(json.dumps({"runtime": "onnxruntime"}))
+    served = evaluate.load_model(model_dir)
+    assert isinstance(served, inference.OnnxClassifier)
+    split = data.load_split(write_split(tmp_path / "test", make_rows(6, 5)))
+    assert evaluate.predict(served, split, batch_size=4) == [2] * 6
+
+
 def test_model_with_other_labels_is_refused(tmp_path):
     from transformers import AutoModelForSequenceClassification
 

@@ -268,6 +268,53 @@ def test_dynamic_int8_serves_quantized_linear_layers_with_the_same_answers(tmp_p
         inference.model_fn(str(copy))
 
 
+def onnx_copy(tmp_path: Path, tiny_model: Path) -> Path:
+    """The tiny model with model.onnx exported beside its weights, runtime onnxruntime."""
+    import transformers
+
+    copy = tmp_path / "onnx-model"
+    shutil.copytree(tiny_model, copy)
+    folder = copy / "transformer"
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(folder)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+    assert inference.export(model, tokenizer, folder) == folder / inference.ONNX_FILE
+    config = {"max_seq_length": 32, "runtime": "onnxruntime"}
+    (copy / "inference_config.json").write_text(json.dumps(config))
+    return copy
+
+
+def test_onnxruntime_serves_the_export_with_pytorchs_answers(tmp_path, tiny_model, loaded):
+    served = inference.model_fn(str(onnx_copy(tmp_path, tiny_model)))
+    assert isinstance(served["model"], inference.OnnxClassifier)
+    # padded batches of every width, a lone review, and a call long enough for sorted passes
+    texts = [" ".join(WORDS[: 1 + i % len(WORDS)]) for i in range(2 * inference.FORWARD_BATCH + 3)]
+    for call in (texts[:1], texts[:5], texts):
+        onnx, torch_answers = inference.predict_fn(call, served), inference.predict_fn(call, loaded)
+        assert [a["predicted_label"] for a in onnx] == [a["predicted_label"] for a in torch_answers]
+        for a, b in zip(onnx, torch_answers, strict=True):
+            assert a["probability"] == pytest.approx(b["probability"], abs=1e-5)
+
+
+def test_onnxruntime_archive_errors_and_fallback(tmp_path, tiny_model, monkeypatch):
+    import sys
+
+    copy = onnx_copy(tmp_path, tiny_model)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # not installed: the weights serve
+    fallback = inference.model_fn(str(copy))
+    assert not isinstance(fallback["model"], inference.OnnxClassifier)
+    assert not fallback["model"].training
+    (copy / "transformer" / inference.ONNX_FILE).unlink()
+    with pytest.raises(FileNotFoundError, match="runtime onnxruntime but no model.onnx"):
+        inference.model_fn(str(copy))
+    for config, message in [
+        ({"runtime": "tensorrt"}, "runtime 'tensorrt' is not one of"),
+        ({"runtime": "onnxruntime", "quantization": "dynamic_int8"}, "serves the float export"),
+    ]:
+        (copy / "inference_config.json").write_text(json.dumps(config))
+        with pytest.raises(ValueError, match=message):
+            inference.model_fn(str(copy))
+
+
 def test_model_fn_reports_missing_and_inconsistent_artifacts(tmp_path, tiny_model):
     with pytest.raises(FileNotFoundError, match="transformer/config.json"):
         inference.model_fn(str(tmp_path))

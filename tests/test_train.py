@@ -176,8 +176,9 @@ def test_model_dir_holds_weights_tokenizer_and_serving_code(job, tiny_model, tmp
     model_dir = job["SM_MODEL_DIR"]
     # How the endpoint and the evaluation run it: the archive says, inference.py reads it.
     serving = json.loads((model_dir / "inference_config.json").read_text())
-    assert serving == {"max_seq_length": SEQ, "quantization": "dynamic_int8"}
+    assert serving == {"max_seq_length": SEQ, "quantization": "dynamic_int8", "runtime": "torch"}
     assert not (model_dir / "model.pth").exists()  # the weights once, as safetensors
+    assert not (model_dir / "model.onnx").exists()  # exported only for the ONNX Runtime
     for name in (
         "config.json",
         "model.safetensors",
@@ -197,6 +198,24 @@ def test_model_dir_holds_weights_tokenizer_and_serving_code(job, tiny_model, tmp
     assert config.id2label == {0: "-1", 1: "0", 2: "1"}
     state = load_file(model_dir / "model.safetensors")
     assert state.keys() >= {"classifier.weight", "classifier.bias"}
+
+
+def test_onnxruntime_serving_exports_the_trained_weights(job, tiny_model):
+    from include.jobs import inference
+
+    train.main([*args(tiny_model), "--serving_runtime", "onnxruntime"])
+    model_dir = job["SM_MODEL_DIR"]
+    assert json.loads((model_dir / "inference_config.json").read_text())["runtime"] == "onnxruntime"
+    served = inference.model_fn(str(model_dir))
+    assert isinstance(served["model"], inference.OnnxClassifier)
+    texts = ["a great dress", "it did not fit at all and I sent it back", "ok"]
+    as_torch = inference.load_classifier(model_dir, {}, served["device"])
+    import torch
+
+    encoded = served["tokenizer"](texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        expected = as_torch(**encoded).logits
+    assert torch.allclose(served["model"](**encoded).logits, expected, atol=1e-5)
 
 
 def test_restarted_job_resumes_from_checkpoint(job, tiny_model, tmp_path, monkeypatch, capsys):

@@ -118,18 +118,17 @@ def _inference():
 
 
 def load_model(folder: Path):
-    """The fine-tune's classifier as the endpoint serves it (the archive's quantization), ready
-    to predict on CPU (its labels checked against the split's)."""
+    """The fine-tune's classifier as the endpoint serves it (the archive's runtime and
+    quantization), ready to predict on CPU (its labels checked against the split's)."""
     import torch
-    from transformers import AutoModelForSequenceClassification
 
     inference = _inference()
-    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    model = inference.load_classifier(folder, inference.read_config(folder), torch.device("cpu"))
     expected = data.id2label()
     found = {int(k): str(v) for k, v in model.config.id2label.items()}
     if found != expected:
         raise ValueError(f"{folder}: model id2label {found} is not the split's labels {expected}")
-    return inference.quantized(model, inference.read_config(folder), torch.device("cpu"))
+    return model
 
 
 def predict(model, split, batch_size: int) -> list[int]:

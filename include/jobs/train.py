@@ -96,6 +96,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=inference.QUANTIZATIONS,
         help="how the endpoint and the evaluation run the model (inference_config.json)",
     )
+    p.add_argument(
+        "--serving_runtime",
+        default="torch",
+        choices=inference.RUNTIMES,
+        help="onnxruntime: export model.onnx too and serve it with ONNX Runtime on CPU",
+    )
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--log_interval", type=int, default=10, help="steps per train_loss line")
     p.add_argument("--eval_interval", type=int, default=0, help="steps; 0: once per epoch")
@@ -376,12 +382,21 @@ def _set_mode(hook, mode: str) -> None:
 
 def save_model(model, tokenizer, model_dir: Path, args: argparse.Namespace) -> None:
     """``save_pretrained`` folder (safetensors weights) + tokenizer + ``inference_config.json``
-    (how it is served) + ``code/`` for serving. No ``model.pth`` copy of the same weights: it
-    doubled every archive each job unpacks (inference.py still reads one another tool wrote)."""
+    (how it is served) + ``model.onnx`` for the ONNX Runtime + ``code/`` for serving. No
+    ``model.pth`` copy of the same weights: it doubled every archive each job unpacks
+    (inference.py still reads one another tool wrote)."""
     model_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
-    serving = {"max_seq_length": args.max_seq_length, "quantization": args.serving_quantization}
+    serving = {
+        "max_seq_length": args.max_seq_length,
+        "quantization": args.serving_quantization,
+        "runtime": args.serving_runtime,
+    }
+    if args.serving_runtime == "onnxruntime":
+        started = time.perf_counter()
+        inference.export(model, tokenizer, model_dir)
+        log(f"exported {inference.ONNX_FILE} in {time.perf_counter() - started:.1f} s")
     (model_dir / inference.CONFIG_FILE).write_text(json.dumps(serving))
     code = model_dir / "code"
     for name in SERVING_FILES:
