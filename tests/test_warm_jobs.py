@@ -79,9 +79,10 @@ def test_a_job_can_be_killed_and_a_wait_can_time_out(tmp_path: Path):
 
 
 def test_fresh_interpreter_where_imports_would_see_other_settings(script: Path, tmp_path: Path):
-    other = os.environ.get("OMP_NUM_THREADS", "") + "7"
-    kind, code, lines = _run(script, tmp_path, OMP_NUM_THREADS=other)
-    assert (kind, code, lines[0]) == ("Popen", 0, "fresh")
+    for name in ("OMP_NUM_THREADS", "MPLBACKEND"):  # torch's threads, pyplot's backend
+        other = os.environ.get(name, "") + "7"
+        kind, code, lines = _run(script, tmp_path, **{name: other})
+        assert (kind, code, lines[0]) == ("Popen", 0, "fresh"), name
     assert _run(script, tmp_path, PIPELINE_WARM_JOBS="0")[0] == "Popen"
     # not `<this python> script.py`: as given
     proc = warm.popen([sys.executable, "-c", "print('c')"], dict(os.environ), tmp_path)
