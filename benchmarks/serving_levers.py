@@ -69,8 +69,9 @@ def labelled_texts(folders: list[Path]) -> tuple[list[str], list[int]]:
     return texts, truth
 
 
-def measure(folder: Path, serving: dict, texts, truth, reviews: int) -> dict:
-    """One lever: accuracy over the whole split, latency over ``reviews`` of its texts."""
+def measure(folder: Path, serving: dict, texts, truth, reviews: int) -> tuple[dict, list]:
+    """One lever: accuracy over the whole split, latency over ``reviews`` of its texts; and its
+    answers (the split scored in one call)."""
     from include.jobs import inference
 
     config_path = folder / inference.CONFIG_FILE
@@ -112,8 +113,7 @@ def measure(folder: Path, serving: dict, texts, truth, reviews: int) -> dict:
         "p50_ms": round(statistics.median(single) * 1000, 2),
         "p99_ms": round(percentile(single, 0.99) * 1000, 2),
         "batch8_ms_per_review": round(statistics.median(eight) * 1000, 2),
-        "answers": predicted,
-    }
+    }, predicted
 
 
 def compare(model_archive: Path, folders: list[Path], reviews: int = 200) -> dict:
@@ -132,13 +132,14 @@ def compare(model_archive: Path, folders: list[Path], reviews: int = 200) -> dic
 
             model = AutoModelForSequenceClassification.from_pretrained(folder)
             inference.export(model, AutoTokenizer.from_pretrained(folder), folder)
-        levers = {
+        measured = {
             name: measure(folder, serving, texts, truth, reviews)
             for name, serving in LEVERS.items()
         }
+    levers = {name: figures for name, (figures, _) in measured.items()}
+    answers = {name: predicted for name, (_, predicted) in measured.items()}
     base_name, *_ = LEVERS
     base = levers[base_name]
-    answers = {name: figures.pop("answers") for name, figures in levers.items()}
     for name, figures in levers.items():
         result.update({f"{name}_{key}": value for key, value in figures.items()})
         if name == base_name:

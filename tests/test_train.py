@@ -210,8 +210,6 @@ def test_onnxruntime_serving_exports_the_trained_weights(job, tiny_model):
     assert isinstance(served["model"], inference.OnnxClassifier)
     texts = ["a great dress", "it did not fit at all and I sent it back", "ok"]
     as_torch = inference.load_classifier(model_dir, {}, served["device"])
-    import torch
-
     encoded = served["tokenizer"](texts, padding=True, return_tensors="pt")
     with torch.no_grad():
         expected = as_torch(**encoded).logits

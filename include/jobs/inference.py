@@ -40,7 +40,9 @@ scored in chunks of that size sorted by length (less padding, the same answers).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -129,12 +131,10 @@ def _threads() -> int:
     """ONNX Runtime's threads per forward pass: ``OMP_NUM_THREADS`` where set (PyTorch reads it
     too), else every CPU this process may run on. Not torch's own count: a thread that loads a
     model in the background (the endpoint's blue/green) runs torch on one."""
-    import os
-
     configured = os.environ.get("OMP_NUM_THREADS", "")
     if configured.isdigit() and int(configured) > 0:
         return int(configured)
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 class OnnxClassifier:
@@ -154,8 +154,6 @@ class OnnxClassifier:
         self.training = False
 
     def __call__(self, **tensors):
-        from types import SimpleNamespace
-
         ids = tensors["input_ids"]
         feeds = {
             name: (tensors[name] if name in tensors else torch.zeros_like(ids)).cpu().numpy()
