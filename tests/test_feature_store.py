@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
+import time
 from datetime import datetime
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote
@@ -236,12 +239,23 @@ def _client(url: str):
     )
 
 
+class _Clients:
+    """A picklable client factory that notes the process ids it ran in (this process's copy)."""
+
+    def __init__(self, url: str):
+        self.url, self.pids = url, []
+
+    def __call__(self):
+        self.pids.append(os.getpid())
+        return _client(self.url)
+
+
 def test_put_records_retries_throttling_then_writes(service: _Service, lake: Path):
     service.throttle = 2
     delays: list[float] = []
     rows = records(3).to_dict("records")
     written = put_records(
-        _client(service.url), FG, rows, max_workers=1, max_attempts=4, sleep=delays.append
+        partial(_client, service.url), FG, rows, max_workers=1, max_attempts=4, sleep=delays.append
     )
     assert written == 3
     assert service.calls == 5 and len(delays) == 2 and delays[1] > delays[0] > 0
@@ -255,7 +269,7 @@ def test_put_records_concurrent_workers_write_every_record_and_log_progress(
     lines: list[str] = []
     rows = records(25).to_dict("records")
     written = put_records(
-        _client(service.url),
+        partial(_client, service.url),
         FG,
         rows,
         max_workers=4,
@@ -281,7 +295,9 @@ def test_runtime_put_record_is_readable_at_once_and_offline_after_the_job(
 
     rows = records(30).to_dict("records")
     with runtime.serve(lake) as url:
-        assert put_records(_client(url), FG, rows, max_workers=3, sleep=lambda _: None) == 30
+        assert (
+            put_records(partial(_client, url), FG, rows, max_workers=3, sleep=lambda _: None) == 30
+        )
         assert fs.get_record(FG, "id-029", lake)["Record"]  # online: written at once
         assert count(lake) == 0  # offline: buffered, as on AWS it lands minutes later
         bad = to_record(rows[0])
@@ -291,11 +307,54 @@ def test_runtime_put_record_is_readable_at_once_and_offline_after_the_job(
     assert count(lake) == 30  # flushed when the job's runtime closes
 
 
+def test_put_records_processes_write_every_record_once_and_share_the_progress(
+    service: _Service, lake: Path, capfd
+):
+    from include.jobs.feature_records import MIN_RECORDS_PER_PROCESS
+    from include.pipeline.targets.local.featurestore import runtime
+
+    rows = records(2 * MIN_RECORDS_PER_PROCESS).to_dict("records")
+    with runtime.serve(lake) as url:
+        make_client = _Clients(url)
+        written = put_records(
+            make_client, FG, rows, max_workers=2, max_processes=2, progress_every=100, log=print
+        )
+        assert written == len(rows) and make_client.pids == []  # made in the parts' processes
+        assert all(fs.get_record(FG, f"id-{i:03d}", lake)["Record"] for i in range(len(rows)))
+    assert count(lake) == len(rows)  # each record once
+    progress = [line.split(" records")[0] for line in capfd.readouterr().out.splitlines()]
+    assert progress == [f"PutRecord {n}/400" for n in (100, 200, 300, 400)]
+
+
+def test_put_records_runs_few_records_in_this_process(service: _Service, lake: Path):
+    make_client = _Clients(service.url)
+    assert put_records(make_client, FG, records(12).to_dict("records"), max_processes=4) == 12
+    assert make_client.pids == [os.getpid()]
+
+
+def test_put_records_a_failing_process_stops_the_others_and_raises(service: _Service):
+    from include.jobs.feature_records import MIN_RECORDS_PER_PROCESS
+
+    service.throttle = 10**6
+    with pytest.raises(ClientError, match="ThrottlingException"):
+        put_records(
+            partial(_client, service.url),
+            FG,
+            records(2 * MIN_RECORDS_PER_PROCESS).to_dict("records"),
+            max_workers=1,
+            max_processes=2,
+            max_attempts=3,
+            base_delay=0.0,
+            sleep=time.sleep,
+        )
+    assert service.calls <= 2 * 3  # each part gave up on its first record
+
+
 def test_put_records_gives_up_after_max_attempts(service: _Service):
     service.throttle = 100
     with pytest.raises(ClientError, match="ThrottlingException"):
         put_records(
-            _client(service.url),
+            partial(_client, service.url),
             FG,
             records(2).to_dict("records"),
             max_workers=1,
@@ -309,7 +368,7 @@ def test_put_records_validates_every_row_before_sending(service: _Service):
     rows = records(3).to_dict("records")
     rows[2]["label_id"] = "two"
     with pytest.raises(ValueError, match="'label_id' must be Integral, got 'two' \\(row 2\\)"):
-        put_records(_client(service.url), FG, rows, sleep=lambda _: None)
+        put_records(partial(_client, service.url), FG, rows, sleep=lambda _: None)
     assert service.calls == 0
 
 

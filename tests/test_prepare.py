@@ -295,3 +295,13 @@ def test_tokenize_matches_the_tokenizer_call(tokenizer_dir):
         assert masks.tolist() == expected["attention_mask"]
         assert [json.loads(s) for s in strings] == expected["input_ids"]
         assert strings[0] == encode_ids(expected["input_ids"][0])
+
+
+def test_ingest_processes_default_to_one_per_cpu_and_refuse_negatives(
+    tmp_path, tokenizer_dir, capsys
+):
+    args = argv(tmp_path / "in", tmp_path / "o", tokenizer_dir)
+    assert prepare.parse_args(args).ingest_processes == 0  # 0: usable_cpus() at ingestion
+    with pytest.raises(SystemExit):
+        prepare.parse_args([*args, "--ingest-processes", "-1"])
+    assert "--ingest-processes must be 0 (one per CPU) or more, got -1" in capsys.readouterr().err

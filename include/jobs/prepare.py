@@ -25,10 +25,10 @@ from pathlib import Path
 
 if __package__:  # imported as include.jobs.prepare (tests, benchmarks)
     from . import feature_records as records
-    from .command import exit_code
+    from .command import exit_code, usable_cpus
 else:  # run as a script in the container: sibling modules
     import feature_records as records
-    from command import exit_code
+    from command import exit_code, usable_cpus
 
 REQUIRED_COLUMNS = records.BALANCED_COLUMNS
 SPLIT_COLUMNS = (
@@ -80,7 +80,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--event-time", default="", help="ISO-8601 UTC; default: now")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--batch-size", type=int, default=1024)
-    p.add_argument("--ingest-workers", type=int, default=4, help="concurrent PutRecord threads")
+    p.add_argument("--ingest-workers", type=int, default=4, help="PutRecord threads per process")
+    p.add_argument(
+        "--ingest-processes", type=int, default=0, help="PutRecord processes; 0: one per CPU"
+    )
     p.add_argument("--current-host", default="")
     args = p.parse_args(argv)
     if args.balance_mode is None:
@@ -97,6 +100,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         )
     if args.ingest_workers < 1:
         p.error(f"--ingest-workers must be at least 1, got {args.ingest_workers}")
+    if args.ingest_processes < 0:
+        p.error(f"--ingest-processes must be 0 (one per CPU) or more, got {args.ingest_processes}")
     if args.max_seq_length < 2:
         p.error(f"--max-seq-length must be at least 2, got {args.max_seq_length}")
     args.event_time = _event_time(args.event_time)
@@ -381,15 +386,19 @@ def prepare(args: argparse.Namespace, log=_log) -> dict:
 
     ingested = 0
     if args.feature_store_ingest:
+        import functools
+
         import boto3
 
-        client = boto3.client("sagemaker-featurestore-runtime", region_name=args.region or None)
         step(f"wrote the splits; PutRecord to {args.feature_group_name}")
         ingested = records.put_records(
-            client,
+            functools.partial(
+                boto3.client, "sagemaker-featurestore-runtime", region_name=args.region or None
+            ),
             args.feature_group_name,
             features.to_dict("records"),
             max_workers=args.ingest_workers,
+            max_processes=args.ingest_processes or usable_cpus(),
             log=log,
         )
         step(f"ingested {ingested} records")
