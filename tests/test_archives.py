@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import sys
 import tarfile
 
 import pytest
@@ -44,3 +45,19 @@ def test_extract_reads_a_plain_tar_and_refuses_members_outside_the_target(tmp_pa
     with pytest.raises(tarfile.OutsideDestinationError):
         archives.extract(evil, tmp_path / "evil")
     assert not (tmp_path / "escaped.txt").exists()
+
+
+def test_a_job_without_isal_unpacks_the_same_files_with_zlib(tmp_path, monkeypatch):
+    from include.jobs import archives as job_archives
+
+    archive = tmp_path / "model.tar.gz"
+    archive.write_bytes(archives.folder_tar_gz(_folder(tmp_path / "model")))
+    monkeypatch.setitem(sys.modules, "isal", None)  # a SageMaker container: no python-isal
+    with pytest.raises(ImportError):
+        from isal import igzip  # noqa: F401
+    job_archives.extract(archive, tmp_path / "zlib")
+    assert (tmp_path / "zlib" / "model.safetensors").read_bytes() == bytes(range(256)) * 400
+    evil = tmp_path / "evil.tar.gz"
+    evil.write_bytes(archives.tar_gz([("../escaped.txt", b"x")]))
+    with pytest.raises(tarfile.OutsideDestinationError):
+        job_archives.extract(evil, tmp_path / "evil")

@@ -24,7 +24,6 @@ import json
 import math
 import os
 import sys
-import tarfile
 import tempfile
 import time
 import zlib
@@ -32,8 +31,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 if __package__:  # imported as include.jobs.evaluate (tests)
-    from . import data, documents, prepare_text
+    from . import archives, data, documents, prepare_text
 else:  # run as a script inside the container: sibling modules sit on sys.path[0]
+    import archives
     import data
     import documents
     import prepare_text
@@ -281,8 +281,7 @@ def unpack(model_path: Path, scratch: Path) -> Path:
     """The model folder: ``model.tar.gz`` unpacked into ``scratch``, or ``model_path`` as is."""
     archive = model_path if model_path.is_file() else model_path / MODEL_ARCHIVE
     if archive.is_file():
-        with tarfile.open(archive) as tar:
-            tar.extractall(scratch, filter="data")
+        archives.extract(archive, scratch)
         return scratch
     return model_path
 

@@ -42,8 +42,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 if __package__:  # imported as include.jobs.monitor (tests, the local target)
+    from . import archives
     from .command import exit_code
 else:  # run as a script in the container: sibling module
+    import archives
     from command import exit_code
 
 STATISTICS_FILE = "statistics.json"
@@ -577,14 +579,11 @@ def score(reviews: list[dict], model_dir: Path) -> None:
 
 def _model_dir(path: Path) -> Path:
     """An extracted model folder, or the folder holding ``model.tar.gz`` (extracted here)."""
-    import tarfile
-
     archive = path / "model.tar.gz" if path.is_dir() else path
     if archive.is_file():
         target = archive.parent / "extracted-model"
         if not target.exists():
-            with tarfile.open(archive) as tar:
-                tar.extractall(target, filter="data")
+            archives.extract(archive, target)
         return target
     return path
 

@@ -15,8 +15,11 @@ from pathlib import Path
 
 from isal import igzip
 
+from include.jobs.archives import extract  # the one unpacker, the jobs' and the target's
+
+__all__ = ["extract", "folder_tar_gz", "tar_gz"]
+
 LEVEL = 1
-_GZIP_MAGIC = b"\x1f\x8b"
 
 
 def tar_gz(members: Iterable[tuple[str, Path | bytes]]) -> bytes:
@@ -40,15 +43,3 @@ def folder_tar_gz(source: Path) -> bytes:
     """Everything under ``source`` (sorted, names relative to it); an absent folder: empty."""
     files = sorted(source.rglob("*")) if source.exists() else []
     return tar_gz((str(f.relative_to(source)), f) for f in files)
-
-
-def extract(archive: Path, target: Path) -> None:
-    """Unpack a .tar.gz (ISA-L) or any other tar into ``target``, refusing unsafe members."""
-    with open(archive, "rb") as raw:
-        gzipped = raw.read(2) == _GZIP_MAGIC
-    if not gzipped:
-        with tarfile.open(archive) as tar:
-            tar.extractall(target, filter="data")
-        return
-    with igzip.open(archive, "rb") as gz, tarfile.open(fileobj=gz, mode="r|") as tar:
-        tar.extractall(target, filter="data")
