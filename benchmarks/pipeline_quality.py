@@ -96,14 +96,26 @@ def main() -> None:
     }
     if args.finetune_only:
         conf |= {"candidates": ["finetune"], "tuning_max_jobs": 0}
+    log_path = home / "dags-test.log"  # every task's and job's log lines, kept for reading
     started = time.perf_counter()
-    proc = subprocess.run(
-        [python, "-m", "airflow", "dags", "test", "reviews_pipeline", "--conf", json.dumps(conf)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    with log_path.open("w") as log_file:
+        proc = subprocess.run(
+            [
+                python,
+                "-m",
+                "airflow",
+                "dags",
+                "test",
+                "reviews_pipeline",
+                "--conf",
+                json.dumps(conf),
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
     minutes = (time.perf_counter() - started) / 60
     subprocess.run(
         [python, "-m", "include.pipeline.targets.local.endpoint.client", "stop"],
@@ -143,6 +155,7 @@ def main() -> None:
         "dag_over_loop_goal_met": ratio is not None and ratio <= DAG_OVER_LOOP_GOAL,
         "cpu_count": os.cpu_count(),
         "exit_code": proc.returncode,
+        "log": str(log_path),
     }
     found = None if args.no_serving_levers else serving_levers.finetune_run(home / "lake")
     if found is not None:
