@@ -96,6 +96,12 @@ def main() -> None:
     }
     if args.finetune_only:
         conf |= {"candidates": ["finetune"], "tuning_max_jobs": 0}
+    # What `make demo` does before Airflow starts (include/pipeline/demo.py): the target's
+    # preflight, which starts this lake's endpoint server (it imports the serving stack meanwhile).
+    preflight = (
+        "from include.pipeline import settings, targets; targets.load(settings.load()).preflight()"
+    )
+    subprocess.run([python, "-c", preflight], cwd=REPO, env=env, check=True, capture_output=True)
     log_path = home / "dags-test.log"  # every task's and job's log lines, kept for reading
     started = time.perf_counter()
     with log_path.open("w") as log_file:

@@ -431,6 +431,13 @@ def test_ensure_server_starts_one_detached_server(tmp_path):
             endpoint_client.ensure_server(tmp_path / "other", port=port)
         sm = endpoint_client.client("sagemaker", url)
         assert sm.list_endpoints()["Endpoints"] == []
+        # no endpoint yet, and the serving stack is being imported for the first deployment
+        maps = Path(f"/proc/{pid}/maps")
+        deadline = time.monotonic() + 120
+        while "onnxruntime_pybind11_state" not in maps.read_text():
+            assert time.monotonic() < deadline, "the server never imported ONNX Runtime"
+            time.sleep(0.2)
+        assert "libtorch" in maps.read_text()
     finally:
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 20

@@ -109,3 +109,19 @@ def test_callers_main_module_is_not_run_in_the_job(script: Path, tmp_path: Path)
     ).stdout
     assert out.count("caller top level") == 1, out
     assert "preloaded" in out and "exit 0" in out, out
+
+
+def test_the_fork_server_starts_at_a_processs_second_task_not_its_first():
+    probe = textwrap.dedent(
+        """
+        from include.pipeline.targets.local.sagemaker import warm
+        warm.task_started()
+        print(warm._server_env is None)
+        warm.task_started()
+        print(warm._server_env is None)
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == ["True", "False"]  # one task: no server; the second starts it

@@ -69,6 +69,11 @@ class LocalOperator(BaseOperator):
     def lake(self) -> Path:
         return Path(self.lake_root)
 
+    def pre_execute(self, context) -> None:
+        from include.pipeline.targets.local.sagemaker import warm
+
+        warm.task_started()  # a process running a whole DAG warms its job interpreter early
+
 
 class _ConfigOperator(LocalOperator):
     """An operator whose argument is the AWS request itself (``config``), as the provider's."""
