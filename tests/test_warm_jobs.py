@@ -61,24 +61,6 @@ def test_script_runs_warm_with_its_own_argv_cwd_env_and_path(script: Path, tmp_p
     assert os.environ.get("COLOUR") is None  # the caller's environment is untouched
 
 
-def test_a_module_runs_warm_as_python_m_runs_it(tmp_path: Path):
-    (tmp_path / "jobmod.py").write_text(
-        "import json, sys\n"
-        "print('preloaded' if 'torch' in sys.modules else 'fresh')\n"
-        "print(json.dumps({'argv': sys.argv, 'path0': sys.path[0], 'name': __name__}))\n"
-        "sys.exit(4)\n"
-    )
-    proc = warm.popen([sys.executable, "-m", "jobmod", "--x", "1"], dict(os.environ), tmp_path)
-    lines = [line.rstrip("\n") for line in proc.stdout]
-    assert (type(proc).__name__, proc.wait(timeout=120)) == ("WarmProcess", 4), lines
-    assert lines[0] == "preloaded"
-    assert json.loads(lines[1]) == {
-        "argv": [str(tmp_path / "jobmod.py"), "--x", "1"],
-        "path0": str(tmp_path),
-        "name": "__main__",
-    }
-
-
 def test_exit_codes_are_the_scripts(script: Path, tmp_path: Path):
     assert _run(script, tmp_path, EXIT_WITH="3")[1] == 3
     kind, code, lines = _run(script, tmp_path, EXIT_WITH="raise")
