@@ -463,3 +463,22 @@ def test_an_update_to_a_config_without_shadow_or_capture_drops_them(lake):
         assert [v["VariantName"] for v in described["ProductionVariants"]] == ["Blue", "Red"]
     finally:
         running.stop()
+
+
+def test_a_model_load_waits_for_the_serving_preload(tmp_path, monkeypatch):
+    """transformers' lazy module breaks when two threads import it at once: a load that arrives
+    while the host is preloading the serving stack waits for the preload to finish."""
+    from include.pipeline.targets.local.endpoint import models
+
+    (tmp_path / "slow_serving_stack.py").write_text(
+        "import time\ntime.sleep(1.0)\nDONE = time.monotonic()\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    thread = models.preload(("slow_serving_stack",))
+    with pytest.raises(models.SageMakerValidationError, match="missing"):
+        models.load_handler("missing", tmp_path / "lake")
+    failed_at = time.monotonic()
+    thread.join()
+    import slow_serving_stack
+
+    assert failed_at >= slow_serving_stack.DONE

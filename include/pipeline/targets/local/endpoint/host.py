@@ -12,7 +12,6 @@ inference handlers), ``batching`` (shared forward passes).
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import signal
 import sys
@@ -21,35 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from include.pipeline import settings as pipeline_settings
+from include.pipeline.targets.local.endpoint import models
 from include.pipeline.targets.local.endpoint.server import EndpointServer
 from include.pipeline.targets.local.endpoint.service import EndpointService, ServiceConfig
-
-# What serving the project's models imports (inference.py: torch, transformers' BERT, ONNX
-# Runtime): about 6 s on 2 cores, which the first CreateEndpoint waited for. The server imports
-# it in the background from its start (``make demo``'s preflight, before Airflow starts).
-SERVING_PRELOAD = (
-    "torch",
-    "transformers",
-    "transformers.models.bert.modeling_bert",
-    "transformers.models.bert.tokenization_bert",
-    "onnxruntime",
-)
-
-
-def preload(names: tuple[str, ...] = SERVING_PRELOAD) -> threading.Thread:
-    """Import ``names`` in a background thread (a model loading meanwhile waits on the same
-    import, nothing runs twice); one that is not installed is skipped."""
-
-    def work() -> None:
-        for name in names:
-            try:
-                importlib.import_module(name)
-            except ImportError as exc:
-                logging.getLogger(__name__).info("not preloading %s: %s", name, exc)
-
-    thread = threading.Thread(target=work, name="serving-preload", daemon=True)
-    thread.start()
-    return thread
 
 
 @dataclass
@@ -107,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    preload()
+    models.preload()
     server = build_server(
         args.lake.resolve(),
         args.host,
