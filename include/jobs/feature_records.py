@@ -165,14 +165,15 @@ def put_records(
         "progress_every": progress_every,
         "total": len(records),
     }
+    import multiprocessing
+
     processes = max(1, min(max_processes, len(records) // MIN_RECORDS_PER_PROCESS))
     if processes == 1:
-        progress = _Progress(threading.Lock(), [0])
+        progress = _Progress(multiprocessing.Value("q", 0))
         _ingest(
             make_client(), feature_group_name, records, threading.Event(), progress, log, **options
         )
         return len(records)
-    import multiprocessing
     from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 
     # fork: the parts' processes start at once and inherit the imports (Linux, both targets'
@@ -200,26 +201,23 @@ def put_records(
 
 
 class _Progress:
-    """Records written so far, shared by a process's threads (a list) or by the parts'
-    processes (a ``multiprocessing.Value``), with the lock that guards it."""
+    """Records written so far, in a ``multiprocessing.Value`` (its lock guards it across
+    threads and across the parts' processes alike)."""
 
-    def __init__(self, lock, cell):
-        self.lock, self.cell = lock, cell
+    def __init__(self, count):
+        self.count = count
 
     def add(self) -> int:
-        with self.lock:
-            if isinstance(self.cell, list):
-                self.cell[0] += 1
-                return self.cell[0]
-            self.cell.value += 1
-            return self.cell.value
+        with self.count.get_lock():
+            self.count.value += 1
+            return self.count.value
 
 
 _SHARED: dict = {}  # a part's process: the stop event and the shared count (initializer)
 
 
 def _share(stop, count) -> None:
-    _SHARED.update(stop=stop, progress=_Progress(count.get_lock(), count))
+    _SHARED.update(stop=stop, progress=_Progress(count))
 
 
 def _ingest_part(make_client, feature_group_name, part, logs: bool, options: dict) -> int:
