@@ -10,6 +10,7 @@ must offer for training, processing and inference alike.
 from __future__ import annotations
 
 import importlib.metadata as md
+import json
 import re
 
 import pytest
@@ -92,3 +93,37 @@ def test_transformers_has_a_torch_floor_to_check():
 
 def test_requirements_do_not_repin_what_the_image_ships():
     assert not set(pinned()) & set(images.IMAGE_SHIPS)
+
+
+def test_image_uris_are_kept_per_sdk_version_and_answered_without_the_sdk(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    images._retrieve.cache_clear()
+    uri = images.clarify_image_uri("eu-west-1")
+    assert "sagemaker-clarify-processing" in uri
+    path = images.cache_file()
+    assert path.parent == tmp_path / "reviews-pipeline"
+    assert md.version("sagemaker-core") in path.name
+    assert list(json.loads(path.read_text()).values()) == [uri]
+
+    from sagemaker.core import image_uris
+
+    def asked(*args, **kwargs):
+        raise LookupError("the SDK was asked")
+
+    images._retrieve.cache_clear()  # a new task process: the file answers, not the SDK
+    monkeypatch.setattr(image_uris, "retrieve", asked)
+    assert images.clarify_image_uri("eu-west-1") == uri
+    with pytest.raises(LookupError):  # what the file does not hold still asks the SDK
+        images.clarify_image_uri("ap-south-1")
+    images._retrieve.cache_clear()
+
+
+def test_a_bad_lookup_is_an_error_and_is_not_kept(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    images._retrieve.cache_clear()
+    with pytest.raises(ValueError, match="no 'pytorch' image for region 'eu-west-1'"):
+        images.framework_image_uri(
+            "pytorch", "eu-west-1", "0.1", "py27", "ml.m5.xlarge", "training"
+        )
+    assert not images.cache_file().exists()
+    images._retrieve.cache_clear()

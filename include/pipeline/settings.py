@@ -75,6 +75,12 @@ class Settings:
         return f"http://{self.endpoint_host}:{self.endpoint_port}"
 
 
+def cache_dir() -> Path:
+    """Where the project keeps what it can look up again (``$XDG_CACHE_HOME`` else ``~/.cache``,
+    then ``reviews-pipeline``): read at each call, so a process's environment decides."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "reviews-pipeline"
+
+
 def default_model(target: str) -> str:
     """The pretrained model a target uses unless told otherwise.
 

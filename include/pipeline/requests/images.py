@@ -1,12 +1,22 @@
 """Container image URIs, looked up in the installed SageMaker SDK's tables (never the network).
 
-The SDK import is slow (seconds), so it happens inside the call and results are cached; DAG files
-can import this module freely. Other lookups (Clarify, Debugger) go through :func:`image_uri`.
+The SDK import is slow (2.8 s on a 2-core machine, paid by every task process that builds a job
+request), so it happens inside the call, and answers are kept in a file per installed
+``sagemaker-core`` version (in :func:`settings.cache_dir`): the tables ship with
+the SDK, so an answer changes only with its version. DAG files can import this module freely.
+Other lookups (Clarify, Debugger) go through :func:`image_uri`.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import tempfile
 from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+
+from include.pipeline.settings import cache_dir
 
 # The framework images every job uses: one place for the versions. 2.6 is the newest PyTorch the
 # installed SDK's tables offer for training, processing and inference alike, and the oldest that
@@ -29,11 +39,47 @@ AUTOPILOT_INFERENCE_TAG = "2.5-1-cpu-py3"
 _PROCESSING_SCOPE = {"pytorch": "training", "sklearn": "training"}
 
 
+def cache_file() -> Path:
+    """The file of this SDK version's answers."""
+    return cache_dir() / f"image-uris-sagemaker-core-{metadata.version('sagemaker-core')}.json"
+
+
+def _read(path: Path) -> dict[str, str]:
+    try:
+        answers = json.loads(path.read_text())
+    except (OSError, ValueError):  # none yet, or unreadable: look up again
+        return {}
+    return answers if isinstance(answers, dict) else {}
+
+
+def _keep(path: Path, key: str, uri: str) -> None:
+    """Add one answer to the file (atomically: concurrent tasks each leave a whole file); a
+    file that cannot be written only costs the next process the SDK import."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        answers = _read(path) | {key: uri}
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    except OSError:
+        return
+    try:
+        with os.fdopen(fd, "w") as out:
+            json.dump(answers, out, indent=1, sort_keys=True)
+        os.replace(tmp, path)
+    except OSError:
+        Path(tmp).unlink(missing_ok=True)
+
+
 @lru_cache(maxsize=64)
 def _retrieve(framework: str, region: str, items: tuple[tuple[str, object], ...]) -> str:
-    from sagemaker.core import image_uris
+    path = cache_file()
+    key = json.dumps([framework, region, items])
+    uri = _read(path).get(key)
+    if uri is None:
+        from sagemaker.core import image_uris
 
-    return image_uris.retrieve(framework, region=region, **dict(items))
+        uri = image_uris.retrieve(framework, region=region, **dict(items))
+        _keep(path, key, uri)
+    return uri
 
 
 def image_uri(framework: str, region: str, **kw) -> str:
