@@ -8,7 +8,8 @@ code (about 6 s on a 2-core machine, more than the evaluation job's own work). T
 library's fork server imports them once, in a process of its own that runs nothing else, and forks
 each job from it (``gunicorn --preload`` does the same for web workers).
 
-A job runs as a fresh interpreter instead when its command is not ``<this python> script.py``,
+A job runs as a fresh interpreter instead when its command is neither ``<this python> script.py``
+nor ``<this python> -m`` one of ``WARM_MODULES`` (the local Clarify processor),
 when it sets a variable the preloaded modules read while importing (``IMPORT_ENV``) to another
 value than the fork server saw, or with ``PIPELINE_WARM_JOBS=0``. Unlike a fresh interpreter, a
 forked job does not run the script's ``atexit`` handlers (none of include/jobs registers one).
@@ -41,6 +42,11 @@ PRELOAD = (
     "boto3",
     "matplotlib.pyplot",
 )
+# The modules a ``-m`` job may fork warm from. Not the local BlazingText: fastText training forked
+# from the fork server stopped with "Encountered NaN" on the toy data its test trains (3 of 3
+# runs; the same data and arguments pass in a fresh interpreter; cause not found), so a built-in
+# algorithm starts fresh, as its own image would.
+WARM_MODULES = frozenset({"include.pipeline.targets.local.clarify.processor"})
 # Variables read while those modules import (thread counts, hub and cache settings, interpreter
 # switches): a job must see them as the fork server did, or it starts fresh.
 IMPORT_ENV = re.compile(
@@ -63,10 +69,15 @@ def enabled(env: dict[str, str] | None = None) -> bool:
     return value not in ("0", "false", "no", "off")
 
 
-def script_of(argv: list[str]) -> tuple[str, list[str]] | None:
-    """``(script, arguments)`` of ``<this interpreter> script.py ...``; None for other commands."""
-    if len(argv) >= 2 and argv[0] == sys.executable and argv[1].endswith(".py"):
-        return argv[1], list(argv[2:])
+def entry_of(argv: list[str]) -> tuple[str, str, list[str]] | None:
+    """``("script", path, arguments)`` of ``<this interpreter> script.py ...``, ``("module",
+    name, arguments)`` of ``<this interpreter> -m name ...`` for ``WARM_MODULES``; None for
+    other commands."""
+    if len(argv) >= 2 and argv[0] == sys.executable:
+        if argv[1].endswith(".py"):
+            return "script", argv[1], list(argv[2:])
+        if argv[1] == "-m" and len(argv) >= 3 and argv[2] in WARM_MODULES:
+            return "module", argv[2], list(argv[3:])
     return None
 
 
@@ -96,8 +107,11 @@ def start_server() -> None:
             _server_env = _import_env(dict(os.environ))
 
 
-def _run(script: str, args: list[str], env: dict, cwd: str, out) -> None:
-    """The job's process (forked from the fork server): the script as ``__main__``."""
+def _run(entry: tuple[str, str, list[str]], env: dict, cwd: str, out) -> None:
+    """The job's process (forked from the fork server): the script or module as ``__main__``,
+    with the ``sys.path[0]`` Python gives it (the script's folder; for ``-m`` the working
+    directory)."""
+    kind, target, args = entry
     fd = out.fileno()
     os.dup2(fd, 1)
     os.dup2(fd, 2)
@@ -109,9 +123,13 @@ def _run(script: str, args: list[str], env: dict, cwd: str, out) -> None:
     os.environ.update(env)
     os.chdir(cwd)
     paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    sys.path[:0] = [str(Path(script).resolve().parent), *paths]
-    sys.argv = [script, *args]
-    runpy.run_path(script, run_name="__main__")
+    first = str(Path(target).resolve().parent) if kind == "script" else os.getcwd()
+    sys.path[:0] = [first, *paths]
+    sys.argv = [target, *args]
+    if kind == "script":
+        runpy.run_path(target, run_name="__main__")
+    else:  # sys.argv[0] becomes the module's file, as ``python -m`` gives it
+        runpy.run_module(target, run_name="__main__", alter_sys=True)
 
 
 class WarmProcess:
@@ -120,12 +138,12 @@ class WarmProcess:
     ``sys.exit`` code, 1 for an uncaught exception, ``-signal`` when killed."""
 
     def __init__(self, argv: list[str], env: dict[str, str], cwd: Path | str):
-        script, args = script_of(argv)
+        entry = entry_of(argv)
         read, write = os.pipe()
         writer = multiprocessing.connection.Connection(write, readable=False)
         self.args = argv
         self._process = multiprocessing.get_context("forkserver").Process(
-            target=_run, args=(script, args, dict(env), str(cwd), writer), name=Path(script).name
+            target=_run, args=(entry, dict(env), str(cwd), writer), name=Path(entry[1]).name
         )
         # A job is a script of its own: the caller's main module (multiprocessing re-imports it
         # into each child, for functions pickled from it) must not run there.
@@ -157,7 +175,7 @@ def popen(argv: list[str], env: dict[str, str], cwd: Path | str):
     with stderr merged, line-buffered, as before)."""
     if enabled() and enabled(env):
         start_server()  # a process's first job starts it, whatever that job is
-        if script_of(argv) is not None and _import_env(env) == _server_env:
+        if entry_of(argv) is not None and _import_env(env) == _server_env:
             return WarmProcess(argv, env, cwd)
     return subprocess.Popen(
         argv,
