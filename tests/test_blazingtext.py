@@ -16,7 +16,7 @@ from include.pipeline.requests import blazingtext
 from include.pipeline.requests.images import image_uri
 from include.pipeline.targets.local.endpoint import models
 from include.pipeline.targets.local.lake import atomic_write_bytes, resolve
-from include.pipeline.targets.local.sagemaker import jobs
+from include.pipeline.targets.local.sagemaker import jobs, warm
 from tests.aws_model import assert_valid
 
 ROLE = "arn:aws:iam::123456789012:role/SageMakerExecutionRole"
@@ -98,12 +98,16 @@ def test_prepare_text_names_the_bad_row(tmp_path: Path):
         prepare_text.read_split(folder)
 
 
+# BlazingText settings that separate the toy data in a second
+TOY_HYPERPARAMETERS = dict(
+    vector_dim=16, buckets=2000, epochs=25, learning_rate=0.5, min_count=1, word_ngrams=2
+)
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> tuple[Path, dict]:
     lake = tmp_path_factory.mktemp("lake")
-    request = _request(
-        lake, vector_dim=16, buckets=2000, epochs=25, learning_rate=0.5, min_count=1, word_ngrams=2
-    )
+    request = _request(lake, **TOY_HYPERPARAMETERS)
     describe = jobs.run_training_job(request, lake=lake, log=lambda _: None)
     assert describe["TrainingJobStatus"] == "Completed", describe.get("FailureReason")
     return lake, describe
@@ -196,3 +200,19 @@ def test_serving_refuses_a_body_outside_the_contract(trained):
     with pytest.raises(models.InvocationError) as err:
         handler.predict(b"love it", "text/csv")
     assert err.value.status == 415
+
+
+def test_the_builtin_algorithm_runs_in_a_fresh_interpreter(tmp_path: Path, monkeypatch):
+    """As its own image would; fastText forked from the warm interpreter stopped with NaN."""
+    started = []
+    real_popen = warm.popen
+
+    def recording_popen(argv, env, cwd):
+        started.append(real_popen(argv, env, cwd))
+        return started[-1]
+
+    monkeypatch.setattr(warm, "popen", recording_popen)
+    request = _request(tmp_path, **TOY_HYPERPARAMETERS)
+    describe = jobs.run_training_job(request, lake=tmp_path, log=lambda _: None)
+    assert describe["TrainingJobStatus"] == "Completed", describe.get("FailureReason")
+    assert [type(p).__name__ for p in started] == ["Popen"]

@@ -477,7 +477,10 @@ def run_training_job(request: dict, *, lake: Path, log: Log = print) -> dict:
             commands[host] = (argv, _python_env(job, host, env, code), code)
         else:  # the algorithm reads /opt/ml/input/config/hyperparameters.json, like its image
             argv = [sys.executable, "-m", builtin]
-            commands[host] = (argv, _python_env(job, host, env, REPO_ROOT), REPO_ROOT)
+            # A fresh interpreter, as its own image would be: fastText training forked from the
+            # warm one stopped with "Encountered NaN" on its test's toy data (cause not found).
+            builtin_env = _python_env(job, host, env, REPO_ROOT) | {warm.SWITCH: "0"}
+            commands[host] = (argv, builtin_env, REPO_ROOT)
 
     started = _now()
     timeout = request.get("StoppingCondition", {}).get("MaxRuntimeInSeconds")

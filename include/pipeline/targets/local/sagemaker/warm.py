@@ -9,7 +9,7 @@ library's fork server imports them once, in a process of its own that runs nothi
 each job from it (``gunicorn --preload`` does the same for web workers).
 
 A job runs as a fresh interpreter instead when its command is neither ``<this python> script.py``
-nor ``<this python> -m`` one of ``WARM_MODULES`` (the local Clarify processor),
+nor ``<this python> -m module`` (the local Clarify processor),
 when it sets a variable the preloaded modules read while importing (``IMPORT_ENV``) to another
 value than the fork server saw, or with ``PIPELINE_WARM_JOBS=0``. Unlike a fresh interpreter, a
 forked job does not run the script's ``atexit`` handlers (none of include/jobs registers one).
@@ -42,11 +42,6 @@ PRELOAD = (
     "boto3",
     "matplotlib.pyplot",
 )
-# The modules a ``-m`` job may fork warm from. Not the local BlazingText: fastText training forked
-# from the fork server stopped with "Encountered NaN" on the toy data its test trains (3 of 3
-# runs; the same data and arguments pass in a fresh interpreter; cause not found), so a built-in
-# algorithm starts fresh, as its own image would.
-WARM_MODULES = frozenset({"include.pipeline.targets.local.clarify.processor"})
 # Variables read while those modules import (thread counts, hub and cache settings, interpreter
 # switches): a job must see them as the fork server did, or it starts fresh.
 IMPORT_ENV = re.compile(
@@ -71,12 +66,11 @@ def enabled(env: dict[str, str] | None = None) -> bool:
 
 def entry_of(argv: list[str]) -> tuple[str, str, list[str]] | None:
     """``("script", path, arguments)`` of ``<this interpreter> script.py ...``, ``("module",
-    name, arguments)`` of ``<this interpreter> -m name ...`` for ``WARM_MODULES``; None for
-    other commands."""
+    name, arguments)`` of ``<this interpreter> -m name ...``; None for other commands."""
     if len(argv) >= 2 and argv[0] == sys.executable:
         if argv[1].endswith(".py"):
             return "script", argv[1], list(argv[2:])
-        if argv[1] == "-m" and len(argv) >= 3 and argv[2] in WARM_MODULES:
+        if argv[1] == "-m" and len(argv) >= 3:
             return "module", argv[2], list(argv[3:])
     return None
 
