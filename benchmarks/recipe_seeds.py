@@ -30,6 +30,7 @@ sys.path.insert(0, str(REPO))
 
 from include.jobs import documents  # noqa: E402
 from include.pipeline.params import FEATURES  # noqa: E402
+from include.pipeline.requests import features  # noqa: E402
 from include.pipeline.requests.training import hyperparameters  # noqa: E402
 
 REAL_FILE = REPO.parent / "shared" / "data" / "womens_clothing_reviews_dev.csv"
@@ -47,44 +48,26 @@ def _run(args: list[str], env: dict | None = None) -> None:
 
 
 def prepare(csv: Path, out: Path, pretrained_model: str) -> None:
-    """prepare.py over the file as the DAG's prepare job runs it (no Feature Store ingest)."""
+    """prepare.py over the file with the arguments the DAG's prepare job gets
+    (``requests.features.prepare_arguments``), the Params defaults, no Feature Store ingest."""
     source = out / "input"
     source.mkdir(parents=True)
     (source / csv.name).symlink_to(csv.resolve())  # the file stays where it is
-    defaults = {name: param.value for name, param in FEATURES.items()}
-    _run(
-        [
-            sys.executable,
-            str(JOBS / "prepare.py"),
-            "--input-data",
-            str(source),
-            "--output-data",
-            str(out / "features"),
-            "--train-split-percentage",
-            str(defaults["train_split_percentage"]),
-            "--validation-split-percentage",
-            str(defaults["validation_split_percentage"]),
-            "--test-split-percentage",
-            str(defaults["test_split_percentage"]),
-            "--balance-mode",
-            defaults["balance_mode"],
-            "--max-seq-length",
-            str(defaults["max_seq_length"]),
-            "--pretrained-model",
-            pretrained_model,
-            "--feature-group-name",
-            "reviews-feature-group",
-        ]
+    params = {name: FEATURES[name].value for name in features.PREPARE_ARGUMENTS if name in FEATURES}
+    args = features.prepare_arguments(
+        params | {"pretrained_model": pretrained_model}, "reviews-feature-group", region=""
     )
+    paths = {features.INPUT_DIR: str(source), features.OUTPUT_DIR: str(out / "features")}
+    _run([sys.executable, str(JOBS / "prepare.py"), *(paths.get(a, a) for a in args)])
 
 
-def train(features: Path, model_dir: Path, hp: dict) -> dict:
+def train(splits: Path, model_dir: Path, hp: dict) -> dict:
     """train.py under the container contract; its metrics.json (loop seconds, samples seen)."""
     output = model_dir.parent / "output"
     env = {
         **os.environ,
-        "SM_CHANNEL_TRAIN": str(features / "train"),
-        "SM_CHANNEL_VALIDATION": str(features / "validation"),
+        "SM_CHANNEL_TRAIN": str(splits / "train"),
+        "SM_CHANNEL_VALIDATION": str(splits / "validation"),
         "SM_MODEL_DIR": str(model_dir),
         "SM_OUTPUT_DATA_DIR": str(output),
         "HF_HUB_OFFLINE": "1",
@@ -112,8 +95,12 @@ def evaluate(model_dir: Path, split: Path, out: Path) -> documents.Evaluation:
 
 
 def _override(text: str) -> tuple[str, object]:
+    """``key=value``: a JSON value (8, 3e-5, true), else the text itself (torch)."""
     key, _, value = text.partition("=")
-    return key, json.loads(value) if value[:1] in "0123456789-[{tf" else value
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
 
 
 def main() -> None:
@@ -132,14 +119,14 @@ def main() -> None:
     base = hyperparameters("local", **overrides)
     work = Path(tempfile.mkdtemp(prefix="bench-seeds-"))
     prepare(args.input, work, base["pretrained_model"])
-    features = work / "features"
+    splits = work / "features"
     runs = []
     for seed in (int(s) for s in args.seeds.split(",")):
         started = time.perf_counter()
         model_dir = work / f"seed-{seed}" / "model"
-        metrics = train(features, model_dir, base | {"seed": seed})
-        test = evaluate(model_dir, features / "test", work / f"seed-{seed}" / "test")
-        validation = evaluate(model_dir, features / "validation", work / f"seed-{seed}" / "val")
+        metrics = train(splits, model_dir, base | {"seed": seed})
+        test = evaluate(model_dir, splits / "test", work / f"seed-{seed}" / "test")
+        validation = evaluate(model_dir, splits / "validation", work / f"seed-{seed}" / "val")
         held_out = (test.accuracy * test.n_samples + validation.accuracy * validation.n_samples) / (
             test.n_samples + validation.n_samples
         )
