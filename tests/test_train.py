@@ -352,3 +352,48 @@ def test_the_feature_store_training_set_csv_loads_like_the_prepare_split(tmp_pat
     (csv_dir / "bad.csv").write_text('"review_id","label_id","input_ids"\n"x","1","not json"\n')
     with pytest.raises(data.SplitDataError, match="bad.csv: line 2: column 'input_ids'"):
         data.load_split(csv_dir)
+
+
+def test_recipe_levers_set_dropout_reinitialise_the_top_and_still_learn(job, tiny_model, capsys):
+    from transformers import AutoModelForSequenceClassification
+
+    pretrained = AutoModelForSequenceClassification.from_pretrained(tiny_model).state_dict()
+    model = train.build_model(str(tiny_model), False, dropout=0.25, reinit_layers=1)
+    assert model.config.hidden_dropout_prob == 0.25
+    assert model.config.attention_probs_dropout_prob == 0.25
+    assert model.config.classifier_dropout == 0.25
+    state = model.state_dict()
+    top, below = (
+        "bert.encoder.layer.1.output.dense.weight",
+        "bert.encoder.layer.0.output.dense.weight",
+    )
+    assert not torch.equal(state[top], pretrained[top])  # the top layer starts afresh
+    assert not torch.equal(
+        state["bert.pooler.dense.weight"], pretrained["bert.pooler.dense.weight"]
+    )
+    assert torch.equal(state[below], pretrained[below])  # the layers below keep their weights
+    with pytest.raises(ValueError, match="only 2 encoder layers"):
+        train.build_model(str(tiny_model), False, reinit_layers=3)
+
+    levers = {"lr_schedule": "cosine", "label_smoothing": 0.1, "dropout": 0.0, "reinit_layers": 1}
+    history = train.main(args(tiny_model, epochs=2, **levers))
+    assert history["train_loss"][-1] < history["train_loss"][0] * 0.8, history["train_loss"]
+    assert history["val_acc"][-1] >= 0.9, history
+    saved = json.loads((job["SM_MODEL_DIR"] / "config.json").read_text())
+    assert saved["hidden_dropout_prob"] == 0.0
+    assert "cosine" in capsys.readouterr().out  # the hyperparameters line
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("label_smoothing", "1.0", r"--label_smoothing must be in \[0, 1\), got 1.0"),
+        ("dropout", "-0.5", "--dropout must be -1"),
+        ("reinit_layers", "-1", "--reinit_layers must be >= 0, got -1"),
+        ("lr_schedule", "step", "invalid choice: 'step'"),
+    ],
+)
+def test_bad_recipe_levers_are_refused_by_name(job, tiny_model, capsys, name, value, message):
+    with pytest.raises(SystemExit):
+        train.parse_args([*args(tiny_model), f"--{name}", value])
+    assert re.search(message, capsys.readouterr().err)

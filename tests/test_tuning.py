@@ -116,7 +116,7 @@ def test_grid_and_warm_start_requests_are_valid():
         ({"strategy": "Genetic"}, "unknown tuning strategy"),
         ({"objective_metric": "validation:f1"}, "not one of the training job's metric"),
         ({"job_name": "x" * 33}, "invalid tuning job name"),
-        ({"ranges": {"dropout": ("Continuous", {"MinValue": 0, "MaxValue": 1})}}, "dropout"),
+        ({"ranges": {"momentum": ("Continuous", {"MinValue": 0, "MaxValue": 1})}}, "momentum"),
         (
             {"ranges": {"learning_rate": ("Continuous", {"MinValue": 1, "MaxValue": 0.1})}},
             "must be below",

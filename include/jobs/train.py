@@ -39,6 +39,16 @@ else:  # run as a script (container, job runner): sibling modules sit on sys.pat
     import inference
 
 SCRIPT_DIR = Path(__file__).resolve().parent
+SCHEDULES = ("linear", "cosine")
+# Config fields that hold a dropout rate (BERT and RoBERTa; DistilBERT), set by --dropout.
+DROPOUT_FIELDS = (
+    "hidden_dropout_prob",
+    "attention_probs_dropout_prob",
+    "classifier_dropout",
+    "dropout",
+    "attention_dropout",
+    "seq_classif_dropout",
+)
 CHECKPOINT_FILE = "checkpoint.pt"
 # Copied into model.tar.gz as code/ so the serving container finds the handler.
 SERVING_FILES = ("inference.py", "requirements.txt")
@@ -84,6 +94,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="classifier (and pooler) rate; 0: --learning_rate",
     )
     p.add_argument("--warmup_ratio", type=float, default=0.1)
+    p.add_argument("--lr_schedule", default="linear", choices=SCHEDULES, help="decay after warm-up")
+    p.add_argument(
+        "--label_smoothing", type=float, default=0.0, help="CrossEntropyLoss label_smoothing"
+    )
+    p.add_argument(
+        "--dropout",
+        type=float,
+        default=-1.0,
+        help="hidden, attention and classifier dropout; -1: the checkpoint's own",
+    )
+    p.add_argument(
+        "--reinit_layers",
+        type=int,
+        default=0,
+        help="re-initialise the pooler and this many top encoder layers before fine-tuning",
+    )
     p.add_argument("--train_batch_size", type=int, default=32)
     p.add_argument("--validation_batch_size", type=int, default=64)
     p.add_argument("--train_steps_per_epoch", type=int, default=0, help="0: the whole split")
@@ -129,6 +155,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--layerwise_lr_decay must be in (0, 1], got {args.layerwise_lr_decay}")
     if args.head_learning_rate < 0:
         p.error(f"--head_learning_rate must be >= 0, got {args.head_learning_rate}")
+    if not 0 <= args.label_smoothing < 1:
+        p.error(f"--label_smoothing must be in [0, 1), got {args.label_smoothing}")
+    if not (args.dropout == -1 or 0 <= args.dropout < 1):
+        p.error(f"--dropout must be -1 (the checkpoint's) or in [0, 1), got {args.dropout}")
+    if args.reinit_layers < 0:
+        p.error(f"--reinit_layers must be >= 0, got {args.reinit_layers}")
     return args
 
 
@@ -210,23 +242,65 @@ def batches(
     return out
 
 
-def build_model(pretrained: str, freeze_base: bool):
-    from transformers import AutoModelForSequenceClassification
+def build_model(
+    pretrained: str, freeze_base: bool, *, dropout: float = -1.0, reinit_layers: int = 0
+):
+    """The checkpoint with a new classifier head for the labels.
+
+    ``dropout`` (>= 0) replaces the checkpoint's dropout rates where its config has them (BERT,
+    RoBERTa and DistilBERT names); ``reinit_layers`` re-initialises the pooler and that many top
+    encoder layers, which for few-sample fine-tuning often beats keeping the pre-training's
+    most task-specific layers (Zhang et al., 2021, "Revisiting Few-sample BERT Fine-tuning").
+    """
+    from transformers import AutoConfig, AutoModelForSequenceClassification
 
     labels = data.id2label()
-    model = AutoModelForSequenceClassification.from_pretrained(
+    config = AutoConfig.from_pretrained(
         pretrained,
         num_labels=len(data.LABELS),
         id2label=labels,
         label2id={v: k for k, v in labels.items()},
     )
+    if dropout >= 0:
+        for field in DROPOUT_FIELDS:
+            if hasattr(config, field):
+                setattr(config, field, dropout)
+    model = AutoModelForSequenceClassification.from_pretrained(pretrained, config=config)
+    if reinit_layers:
+        reinitialise_top(model, reinit_layers)
     if freeze_base:
         for param in model.base_model.parameters():
             param.requires_grad = False
     return model
 
 
+def reinitialise_top(model, count: int) -> list[str]:
+    """Re-initialise the pooler and the top ``count`` encoder layers with the model's own
+    ``_init_weights``; returns the re-initialised module names (logged)."""
+    layers = sorted(
+        {
+            int(m.group(1)): name
+            for name, _ in model.named_modules()
+            if (m := _LAYER_MODULE.match(name))
+        }.items()
+    )
+    if count > len(layers):
+        raise ValueError(
+            f"--reinit_layers {count}: the model has only {len(layers)} encoder layers"
+        )
+    names = [name for _, name in layers[-count:]]
+    names += [name for name, _ in model.named_modules() if name.endswith("pooler")]
+    modules = dict(model.named_modules())
+    for name in names:
+        # transformers skips tensors it marked as loaded from the checkpoint: unmark them.
+        for tensor in (*modules[name].parameters(), *modules[name].buffers()):
+            tensor._is_hf_initialized = False
+        modules[name].apply(model._init_weights)
+    return names
+
+
 _LAYER = re.compile(r"\.layers?\.(\d+)\.")
+_LAYER_MODULE = re.compile(r".*\.layers?\.(\d+)$")
 _NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "layernorm.weight")
 
 
@@ -327,6 +401,10 @@ def fingerprint(args: argparse.Namespace, train: data.Split) -> str:
         "layerwise_lr_decay",
         "head_learning_rate",
         "warmup_ratio",
+        "lr_schedule",
+        "label_smoothing",
+        "dropout",
+        "reinit_layers",
         "train_batch_size",
         "train_steps_per_epoch",
         "freeze_bert_layer",
@@ -410,7 +488,11 @@ def main(argv: list[str] | None = None) -> dict:
     """Train, validate, save; returns the metric history that was also printed."""
     args = parse_args(argv)
     log(f"hyperparameters: {json.dumps(vars(args), sort_keys=True)}")
-    from transformers import AutoTokenizer, get_linear_schedule_with_warmup
+    from transformers import (
+        AutoTokenizer,
+        get_cosine_schedule_with_warmup,
+        get_linear_schedule_with_warmup,
+    )
 
     set_seed(args.seed)
     dev = device()
@@ -429,12 +511,20 @@ def main(argv: list[str] | None = None) -> dict:
         steps_per_epoch = min(steps_per_epoch, args.train_steps_per_epoch)
     total_steps = steps_per_epoch * args.epochs
 
-    model = build_model(args.pretrained_model, args.freeze_bert_layer).to(dev)
-    loss_fn = torch.nn.CrossEntropyLoss()
+    model = build_model(
+        args.pretrained_model,
+        args.freeze_bert_layer,
+        dropout=args.dropout,
+        reinit_layers=args.reinit_layers,
+    ).to(dev)
+    # Training and validation loss alike, so the Overtraining rule compares like with like.
+    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
     optimizer = torch.optim.AdamW(parameter_groups(model, args), lr=args.learning_rate)
-    scheduler = get_linear_schedule_with_warmup(
-        optimizer, int(args.warmup_ratio * total_steps), total_steps
-    )
+    schedule = {
+        "linear": get_linear_schedule_with_warmup,
+        "cosine": get_cosine_schedule_with_warmup,
+    }[args.lr_schedule]
+    scheduler = schedule(optimizer, int(args.warmup_ratio * total_steps), total_steps)
     fit = Fit(model, optimizer, scheduler, loss_fn, dev)
     history: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "val_acc": []}
     start_epoch = 0

@@ -34,6 +34,10 @@ _SHARED_HYPERPARAMETERS = {
     "validation_steps_per_epoch": 0,
     "freeze_bert_layer": False,
     "group_by_length": True,
+    "lr_schedule": "linear",
+    "label_smoothing": 0.0,
+    "dropout": -1.0,  # the checkpoint's own
+    "reinit_layers": 0,
     # dynamic_int8 (inference.py's QUANTIZATIONS) serves 2x faster on CPU but scored 1.2 points
     # below float on the dev file's model, past the half point a serving lever may cost (README)
     "serving_quantization": "none",

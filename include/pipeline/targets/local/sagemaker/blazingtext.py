@@ -82,9 +82,10 @@ def train(config_dir: str, train_dir: str, validation_dir: str | None, model_dir
     hyperparameters = json.loads((Path(config_dir) / "hyperparameters.json").read_text())
     arguments = fasttext_arguments(hyperparameters)
     train_file = _channel_file(train_dir)
-    model = fasttext.train_supervised(
-        input=train_file, thread=max(1, os.cpu_count() or 1), verbose=0, **arguments
-    )
+    # One thread: with more, fastText's lock-free (Hogwild) updates make the model depend on
+    # thread timing, so a rerun of the same job could score differently; local inputs (thousands
+    # of reviews) train in about a second on one.
+    model = fasttext.train_supervised(input=train_file, thread=1, verbose=0, **arguments)
     n, train_accuracy, _ = model.test(train_file)
     print(f"Number of train examples: {n}", flush=True)
     print(f"#train_accuracy: {train_accuracy:.4f}", flush=True)
