@@ -381,7 +381,9 @@ def test_recipe_levers_set_dropout_reinitialise_the_top_and_still_learn(job, tin
     assert history["val_acc"][-1] >= 0.9, history
     saved = json.loads((job["SM_MODEL_DIR"] / "config.json").read_text())
     assert saved["hidden_dropout_prob"] == 0.0
-    assert "cosine" in capsys.readouterr().out  # the hyperparameters line
+    out = capsys.readouterr().out
+    assert "cosine" in out  # the hyperparameters line
+    assert "re-initialised bert.encoder.layer.1, bert.pooler" in out
 
 
 @pytest.mark.parametrize(

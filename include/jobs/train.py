@@ -267,7 +267,7 @@ def build_model(
                 setattr(config, field, dropout)
     model = AutoModelForSequenceClassification.from_pretrained(pretrained, config=config)
     if reinit_layers:
-        reinitialise_top(model, reinit_layers)
+        log(f"re-initialised {', '.join(reinitialise_top(model, reinit_layers))}")
     if freeze_base:
         for param in model.base_model.parameters():
             param.requires_grad = False
@@ -276,7 +276,7 @@ def build_model(
 
 def reinitialise_top(model, count: int) -> list[str]:
     """Re-initialise the pooler and the top ``count`` encoder layers with the model's own
-    ``_init_weights``; returns the re-initialised module names (logged)."""
+    ``_init_weights``; returns the re-initialised modules' names."""
     layers = sorted(
         {
             int(m.group(1)): name
