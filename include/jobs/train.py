@@ -39,6 +39,7 @@ else:  # run as a script (container, job runner): sibling modules sit on sys.pat
     import inference
 
 SCRIPT_DIR = Path(__file__).resolve().parent
+# transformers.get_scheduler names (SchedulerType) that train.py offers.
 SCHEDULES = ("linear", "cosine")
 # Config fields that hold a dropout rate (BERT and RoBERTa; DistilBERT), set by --dropout.
 DROPOUT_FIELDS = (
@@ -277,20 +278,19 @@ def build_model(
 def reinitialise_top(model, count: int) -> list[str]:
     """Re-initialise the pooler and the top ``count`` encoder layers with the model's own
     ``_init_weights``; returns the re-initialised modules' names."""
-    layers = sorted(
+    modules = dict(model.named_modules())
+    layers = sorted(  # "bert.encoder.layer.1.output.dense.weight" -> 1: "bert.encoder.layer.1"
         {
-            int(m.group(1)): name
-            for name, _ in model.named_modules()
-            if (m := _LAYER_MODULE.match(name))
+            int(m.group(1)): name[: m.end() - 1]
+            for name, _ in model.named_parameters()
+            if (m := _LAYER.search(name))
         }.items()
     )
     if count > len(layers):
         raise ValueError(
             f"--reinit_layers {count}: the model has only {len(layers)} encoder layers"
         )
-    names = [name for _, name in layers[-count:]]
-    names += [name for name, _ in model.named_modules() if name.endswith("pooler")]
-    modules = dict(model.named_modules())
+    names = [name for _, name in layers[-count:]] + [n for n in modules if n.endswith("pooler")]
     for name in names:
         # transformers skips tensors it marked as loaded from the checkpoint: unmark them.
         for tensor in (*modules[name].parameters(), *modules[name].buffers()):
@@ -300,7 +300,6 @@ def reinitialise_top(model, count: int) -> list[str]:
 
 
 _LAYER = re.compile(r"\.layers?\.(\d+)\.")
-_LAYER_MODULE = re.compile(r".*\.layers?\.(\d+)$")
 _NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "layernorm.weight")
 
 
@@ -488,11 +487,7 @@ def main(argv: list[str] | None = None) -> dict:
     """Train, validate, save; returns the metric history that was also printed."""
     args = parse_args(argv)
     log(f"hyperparameters: {json.dumps(vars(args), sort_keys=True)}")
-    from transformers import (
-        AutoTokenizer,
-        get_cosine_schedule_with_warmup,
-        get_linear_schedule_with_warmup,
-    )
+    from transformers import AutoTokenizer, get_scheduler
 
     set_seed(args.seed)
     dev = device()
@@ -520,11 +515,12 @@ def main(argv: list[str] | None = None) -> dict:
     # Training and validation loss alike, so the Overtraining rule compares like with like.
     loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
     optimizer = torch.optim.AdamW(parameter_groups(model, args), lr=args.learning_rate)
-    schedule = {
-        "linear": get_linear_schedule_with_warmup,
-        "cosine": get_cosine_schedule_with_warmup,
-    }[args.lr_schedule]
-    scheduler = schedule(optimizer, int(args.warmup_ratio * total_steps), total_steps)
+    scheduler = get_scheduler(
+        args.lr_schedule,
+        optimizer,
+        num_warmup_steps=int(args.warmup_ratio * total_steps),
+        num_training_steps=total_steps,
+    )
     fit = Fit(model, optimizer, scheduler, loss_fn, dev)
     history: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "val_acc": []}
     start_epoch = 0
