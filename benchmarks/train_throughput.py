@@ -83,7 +83,9 @@ def main() -> None:
     batch_list = train.batches(split, bs, shuffle_seed=1, group_by_length=hp["group_by_length"])
     val_batches = train.batches(review_like_split(8, seq, seed=2), 8)
     with contextlib.redirect_stderr(io.StringIO()):
-        initial = train.build_model(hp["pretrained_model"], False)
+        initial = train.build_model(  # as the job builds it; both loops train this model
+            hp["pretrained_model"], False, dropout=hp["dropout"], reinit_layers=hp["reinit_layers"]
+        )
     # Warm-up (allocator, kernels, lazy imports) of both loops, outside the timed rounds.
     bare_loop(copy.deepcopy(initial), batch_list[:3], hp["learning_rate"])
     train_py_loop(copy.deepcopy(initial), batch_list[:3], val_batches, hp)
