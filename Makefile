@@ -13,11 +13,13 @@ export AIRFLOW__CORE__LOAD_EXAMPLES ?= False
 # `make ui` serves the UI, the REST API and the reports on this machine only (Airflow's default
 # is 0.0.0.0); `make ui AIRFLOW__API__HOST=0.0.0.0` opens them to the network.
 export AIRFLOW__API__HOST ?= 127.0.0.1
+# The UI's port (`make ui UI_PORT=8081`); task processes reach the execution API on the same port.
+UI_PORT ?= 8080
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 
-.PHONY: demo test venv airflow-db ui serve stop lint format bench lock clean
+.PHONY: demo test test-unit venv airflow-db ui serve stop lint format bench lock clean
 
 ## Create .venv (or reuse it while requirements.txt is unchanged).
 venv: $(VENV)/.installed
@@ -42,8 +44,18 @@ test: venv
 	@bash scripts/test_services.sh
 	$(BIN)/python -m pytest
 
-## The Airflow UI (api-server, scheduler, dag-processor, triggerer) at http://127.0.0.1:8080.
+## The unit tests alone (no services, no Airflow database, no browser): a quick check while editing.
+test-unit: venv
+	$(BIN)/python -m pytest -m unit
+
+## The Airflow UI (api-server, scheduler, dag-processor, triggerer) at http://127.0.0.1:$(UI_PORT).
+## Standalone starts its services as `airflow` from PATH: scripts/ui/airflow is the venv's, with
+## the task log servers (which would listen on every interface) left off.
 ui: venv airflow-db
+	PATH="$(CURDIR)/scripts/ui:$(CURDIR)/$(BIN):$$PATH" AIRFLOW_UI_BIN="$(CURDIR)/$(BIN)" \
+	AIRFLOW__API__PORT=$(UI_PORT) \
+	AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://127.0.0.1:$(UI_PORT)/execution/ \
+	AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST=127.0.0.1 \
 	$(BIN)/airflow standalone
 
 ## The local SageMaker endpoint service, in the foreground (the demo starts one in the background).
@@ -57,6 +69,8 @@ stop: venv
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 format: venv
 	$(BIN)/ruff check --fix .

@@ -14,10 +14,11 @@ import time
 from pathlib import Path
 
 from include.jobs.prepare_text import blazingtext_line, tokenize
+from include.pipeline.core.files import atomic_write_bytes
 from include.pipeline.requests import automl, blazingtext
 from include.pipeline.requests.images import image_uri
 from include.pipeline.targets.local.endpoint import models
-from include.pipeline.targets.local.lake import atomic_write_bytes, resolve
+from include.pipeline.targets.local.lake import resolve
 from include.pipeline.targets.local.sagemaker import automl as automl_engine
 from include.pipeline.targets.local.sagemaker import jobs
 

@@ -1,4 +1,4 @@
-"""The fine-tune recipe's accuracy across seeds, on the real 6,004-review file (issue 14's (a)).
+"""The fine-tune recipe's accuracy across seeds, on the real 6,004-review file.
 
 One seed's 300-row test split says little (seed 7 scored 2 points below seed 42 on the same
 rows), so this prepares the file once, with the pipeline's Params defaults (prepare.py, the

@@ -3,7 +3,8 @@
 Both loops start from the same weights and see the same batches (the packaged MiniLM, the local
 default hyperparameters, review-like lengths); rounds alternate the order so machine load hits both alike.
 train.py's side runs ``train_one_epoch`` as ``main`` does: loss accumulation, interval logging,
-the schedule, and the end-of-epoch validation (one small batch). Goal: ``throughput_ratio`` >= 0.9.
+the schedule, the end-of-epoch validation (one small batch) and the profiler (system metrics
+every 500 ms, step timing, torch.profiler on steps 5 to 14). Goal: ``throughput_ratio`` >= 0.9.
 
     .venv/bin/python benchmarks/train_throughput.py [--steps 12] [--rounds 2]
 """
@@ -16,6 +17,7 @@ import copy
 import io
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,7 +26,7 @@ from transformers import get_linear_schedule_with_warmup
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from include.jobs import train  # noqa: E402
+from include.jobs import profiler, train  # noqa: E402
 from include.jobs.data import Split  # noqa: E402
 from include.pipeline.requests.training import hyperparameters  # noqa: E402
 
@@ -54,28 +56,56 @@ def bare_loop(model, batch_list, lr: float) -> None:
         optimizer.zero_grad()
 
 
-def train_py_loop(model, batch_list, val_batches, hp: dict) -> None:
+def train_py_loop(model, batch_list, val_batches, hp: dict, profiled: bool = True) -> dict:
     optimizer = torch.optim.AdamW(model.parameters(), lr=hp["learning_rate"], weight_decay=0.01)
     scheduler = get_linear_schedule_with_warmup(optimizer, 1, len(batch_list))
     args = argparse.Namespace(log_interval=hp["log_interval"], eval_interval=0)
-    history = {"train_loss": [], "val_loss": [], "val_acc": []}
-    with contextlib.redirect_stdout(io.StringIO()):
-        train.train_one_epoch(
-            train.Fit(
-                model, optimizer, scheduler, torch.nn.CrossEntropyLoss(), torch.device("cpu")
-            ),
-            batch_list,
-            args,
-            epoch=1,
-            val_batches=val_batches,
-            history=history,
+    history = {"train_loss": [], "val_loss": [], "val_acc": [], "train_loss_step": []}
+    with (
+        tempfile.TemporaryDirectory() as output,
+        contextlib.redirect_stdout(io.StringIO()),
+    ):
+        profile = profiler.Profiler(
+            Path(output),
+            "cpu",
+            interval_ms=profiler.INTERVAL_MS if profiled else 0,
+            num_steps=profiler.PROFILE_NUM_STEPS if profiled else 0,
         )
+        try:
+            train.train_one_epoch(
+                train.Fit(
+                    model, optimizer, scheduler, torch.nn.CrossEntropyLoss(), torch.device("cpu")
+                ),
+                batch_list,
+                args,
+                epoch=1,
+                val_batches=val_batches,
+                history=history,
+                profile=profile,
+            )
+        finally:
+            profile.close()
+    timeline = profile.timeline
+    profiled = [timeline.step_seconds[s - 1] for s in timeline.profiled_steps]
+    others = [t for i, t in enumerate(timeline.step_seconds, 1) if i not in timeline.profiled_steps]
+    return {
+        "profiled_steps": len(profiled),
+        "profiled_step_s": sum(profiled) / max(len(profiled), 1),
+        "other_step_s": sum(others[1:]) / max(len(others) - 1, 1),
+        "system_samples": profile.monitor.samples if profile.monitor else 0,
+    }
 
 
 def main() -> None:
     cli = argparse.ArgumentParser()
     cli.add_argument("--steps", type=int, default=12)
     cli.add_argument("--rounds", type=int, default=2)
+    cli.add_argument(
+        "--profiler",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="train.py's side with its profiler (system metrics, torch.profiler)",
+    )
     opts = cli.parse_args()
     hp = hyperparameters("local")
     bs, seq = hp["train_batch_size"], hp["max_seq_length"]
@@ -91,6 +121,7 @@ def main() -> None:
     train_py_loop(copy.deepcopy(initial), batch_list[:3], val_batches, hp)
 
     timings = {"train_py": 0.0, "bare": 0.0}
+    profiles = []
     for round_ in range(opts.rounds):
         for name in ("train_py", "bare")[:: 1 if round_ % 2 else -1]:
             model = copy.deepcopy(initial)
@@ -98,7 +129,7 @@ def main() -> None:
             if name == "bare":
                 bare_loop(model, batch_list, hp["learning_rate"])
             else:
-                train_py_loop(model, batch_list, val_batches, hp)
+                profiles.append(train_py_loop(model, batch_list, val_batches, hp, opts.profiler))
             timings[name] += time.perf_counter() - start
     samples = opts.rounds * len(split)
     result = {
@@ -110,7 +141,14 @@ def main() -> None:
         "torch_threads": torch.get_num_threads(),
         "train_py_samples_per_s": round(samples / timings["train_py"], 2),
         "bare_samples_per_s": round(samples / timings["bare"], 2),
+        "profiler": opts.profiler,
         "throughput_ratio": round(timings["bare"] / timings["train_py"], 3),
+        # torch.profiler's steps against the others (the first left out), in train.py's rounds
+        "profiled_step_ratio": round(
+            sum(p["profiled_step_s"] for p in profiles) / sum(p["other_step_s"] for p in profiles),
+            3,
+        ),
+        "system_samples": [p["system_samples"] for p in profiles],
     }
     print(json.dumps(result))
 

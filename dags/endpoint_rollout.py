@@ -2,12 +2,15 @@
 
 ### Endpoint rollout: promote or roll back a challenger, or run a bandit over the variants
 
-Runs on a schedule (`PIPELINE_ROLLOUT_SCHEDULE`, default `@hourly`; `none` turns it off) after
-`reviews_pipeline` has deployed a **shadow** (`Shadow` variant) or **A/B** (`Challenger` variant)
-challenger next to the champion (`AllTraffic`).
+Runs on each `reviews_deployed` event (a model now serves: `reviews_pipeline` deployed a
+**shadow** (`Shadow` variant) or **A/B** (`Challenger` variant) challenger next to the champion
+(`AllTraffic`), or this DAG settled one), and on its clock as the fallback
+(`PIPELINE_ROLLOUT_SCHEDULE`, default `@hourly`; `none`: on the event only).
 
-1. **describe_endpoint**: variants, live weights, capture prefix. Stops the run (short-circuit)
-   when the endpoint is missing, busy, or serves a single variant and no shadow.
+1. **describe_endpoint**: the form's limits checked again (a REST client may skip the form; a
+   value past one fails the run here), then variants, live weights, capture prefix. Stops the
+   run (short-circuit) when the endpoint is missing, busy, or serves a single variant and no
+   shadow.
 2. **collect_variant_stats**: the data-capture records of each variant since its endpoint config
    was created (`DataCaptureConfig.DestinationS3Uri/<endpoint>/<variant>/yyyy/mm/dd/hh/`):
    requests, errors, label mix, latency, and agreement of paired answers (shadow copies, or A/B
@@ -15,8 +18,10 @@ challenger next to the champion (`AllTraffic`).
    `s3://<bucket>/rollout/<endpoint>/stats/`.
 3. **choose_mode**: `evaluate` or `bandit` (Param `mode`).
    - **decide_challenger**: promote (the challenger alone becomes `AllTraffic`), roll back (the
-     champion alone), or wait (too few requests). **settle_endpoint** sends the new endpoint
-     config with UpdateEndpoint.
+     champion alone; also whenever the rollback alarm on the challenger's variant is in ALARM),
+     or wait (too few requests). A rollback reaches the notifier (`PIPELINE_NOTIFY`). **settle_endpoint** sends the new endpoint
+     config with UpdateEndpoint and, once the winner serves alone, emits `reviews_deployed`
+     (decision `promote` / `rollback`).
    - **derive_rewards**: joins each production variant's captured requests with the labels
      in `s3://<bucket>/ground-truth/<endpoint>/` (Model Monitor's ground-truth format, by
      inference id) into the reward store `s3://<bucket>/rewards/<endpoint>.jsonl`.
@@ -33,23 +38,32 @@ from __future__ import annotations
 
 from airflow.sdk import XComArg, chain, task
 
+from include.pipeline import deployment_events, targets
 from include.pipeline import settings as pipeline_settings
-from include.pipeline import targets
 from include.pipeline.dag_defaults import endpoint_dag
 from include.pipeline.params import ROLLOUT_PARAMS
 
 SETTINGS = pipeline_settings.load()
 ops = targets.operators(SETTINGS)
+DEPLOYED = deployment_events.deployed_asset(SETTINGS)
 
 with endpoint_dag(
-    "endpoint_rollout", SETTINGS, __doc__, SETTINGS.rollout_schedule, ROLLOUT_PARAMS, "rollout"
+    "endpoint_rollout",
+    SETTINGS,
+    __doc__,
+    deployment_events.reacting_schedule(SETTINGS, SETTINGS.rollout_schedule),
+    ROLLOUT_PARAMS,
+    "rollout",
 ) as dag:
 
     @task.short_circuit(task_id="describe_endpoint")
     def describe_endpoint(params: dict) -> dict | None:
-        """Nothing to decide (no endpoint, busy, one variant and no shadow) skips the rest."""
+        """The form's limits checked again first (a REST client may skip them); nothing to decide
+        (no endpoint, busy, one variant and no shadow) skips the rest."""
+        from include.pipeline import run_inputs
         from include.pipeline.tasks import rollout
 
+        run_inputs.check_form(params, ROLLOUT_PARAMS, "endpoint_rollout run")
         return rollout.describe(targets.client(SETTINGS, "sagemaker"), params["endpoint_name"])
 
     @task(task_id="collect_variant_stats")
@@ -72,8 +86,18 @@ with endpoint_dag(
         """Promote or roll back -> settle_endpoint; wait -> straight to the log."""
         from include.pipeline.tasks import rollout
 
-        outcome = rollout.decide(SETTINGS, described, collected, params, run_id=run_id)
+        alarm = rollout.challenger_alarm(targets.client(SETTINGS, "cloudwatch"), described)
+        outcome = rollout.decide(SETTINGS, described, collected, params, run_id=run_id, alarm=alarm)
         print(f"decision: {outcome['decision']['decision']} ({outcome['decision']['reason']})")
+        if outcome["decision"]["decision"] == "rollback":
+            from airflow.sdk import get_current_context
+
+            from include.pipeline import notify
+
+            context = get_current_context()
+            context["decision"] = outcome["decision"]  # type: ignore[typeddict-unknown-key]
+            for notifier in notify.callbacks(SETTINGS, *notify.CHALLENGER_ROLLED_BACK):
+                notifier(context)
         ti.xcom_push(key="outcome", value=outcome)
         ti.xcom_push(key="settle_request", value=outcome["request"])
         if outcome["request"] is None:
@@ -123,10 +147,22 @@ with endpoint_dag(
     decided = decide_challenger(described, collected)
     rewarded = derive_rewards(described, collected)
     bandit = update_bandit_weights(described)
+
+    def announce_settled(context, result=None) -> None:
+        """The winner serves alone: `reviews_deployed` (decision promote / rollback)."""
+        from include.pipeline import deployment_events
+
+        outcome = context["ti"].xcom_pull(task_ids="decide_challenger", key="outcome")
+        context["outlet_events"][DEPLOYED].extra = deployment_events.stamped(
+            outcome["announcement"]
+        )
+
     settle_endpoint = ops.SageMakerEndpointOperator(
         task_id="settle_endpoint",
         config=XComArg(decided.operator, key="settle_request"),
         operation="update",
+        outlets=[DEPLOYED],
+        post_execute=announce_settled,
     )
     recorded = record_decision()
 

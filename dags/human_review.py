@@ -2,11 +2,15 @@
 
 ### Human review: what the model is unsure of, labeled by a person in Airflow's UI
 
-Runs on `PIPELINE_REVIEW_SCHEDULE` (default `@daily`) over the endpoint's captured traffic.
+Runs over the endpoint's captured traffic on each `reviews_deployed` event (a model now serves:
+the reviews of the window the previous model answered are asked before its traffic ages out of
+the window) and on its clock as the fallback (`PIPELINE_REVIEW_SCHEDULE`, default `@daily`;
+`none`: on the event only).
 
-1. **select_reviews**: answers with probability below `confidence_threshold`, plus a random
-   `sample_rate` of the confident ones (to measure the model), at most `max_reviews`; reviews
-   already labeled are not asked again.
+1. **select_reviews**: the form's limits checked again (a REST client may skip the form; a
+   value past one fails the run here), then answers with probability below
+   `confidence_threshold`, plus a random `sample_rate` of the confident ones (to measure the
+   model), at most `max_reviews`; reviews already labeled are not asked again.
 2. **review** (one mapped task per review, Airflow's `HITLOperator`): the reviewer sees the text
    and the model's label and probability and picks -1 / 0 / 1 (Airflow's UI, or the REST API's
    `hitlDetails`). The answer is stored at once as a label in
@@ -23,7 +27,7 @@ from __future__ import annotations
 
 from airflow.sdk import chain, task
 
-from include.pipeline import feedback, targets
+from include.pipeline import deployment_events, feedback, targets
 from include.pipeline import settings as pipeline_settings
 from include.pipeline.dag_defaults import endpoint_dag
 from include.pipeline.hitl import ReviewOperator
@@ -33,15 +37,24 @@ SETTINGS = pipeline_settings.load()
 LABELED = feedback.labeled_asset(SETTINGS)
 
 with endpoint_dag(
-    "human_review", SETTINGS, __doc__, SETTINGS.review_schedule, REVIEW_PARAMS, "human-in-the-loop"
+    "human_review",
+    SETTINGS,
+    __doc__,
+    deployment_events.reacting_schedule(SETTINGS, SETTINGS.review_schedule),
+    REVIEW_PARAMS,
+    "human-in-the-loop",
 ) as dag:
 
     @task(task_id="select_reviews")
     def select_reviews(params: dict, dag_run=None) -> list[dict]:
+        """The form's limits checked again first (a REST client may skip them), then the
+        window's answers a person should label."""
         from datetime import timedelta
 
+        from include.pipeline import run_inputs
         from include.pipeline.tasks import human_review
 
+        run_inputs.check_form(params, REVIEW_PARAMS, "human_review run")
         until = dag_run.data_interval_end or dag_run.run_after
         chosen = human_review.candidates(
             SETTINGS,

@@ -1,14 +1,29 @@
-"""Captured traffic -> statistics / constraint violations -> reviews_drift
+"""Deployments and captured traffic -> baseline, statistics / violations -> reviews_drift
 
-### Model monitor: captured traffic -> Model Monitor's reports -> a drift event
+### Model monitor: a new model's baseline; captured traffic judged against it
 
-Watches what the deployed endpoint sees and says (`PIPELINE_MONITOR_SCHEDULE`, default
-`@hourly`). The baseline of the served model (`statistics.json`, `constraints.json`) is written
-by the baseline job when `reviews_pipeline` deploys it.
+Runs on each `reviews_deployed` event (a model now serves: `reviews_pipeline` deployed one, or
+`endpoint_rollout` promoted or rolled back a challenger) and on its clock as the fallback
+(`PIPELINE_MONITOR_SCHEDULE`, default `@hourly`; `none`: on the event only). Events about
+another endpoint than `endpoint_name` count as a run on the clock.
 
-1. **find_window**: the window's data-capture hour folders of every variant (Param
-   `window_hours`); stops the run (short-circuit) when there is no capture, no baseline, or
-   fewer than `min_records` captured records: then nothing is judged and nothing is emitted.
+0. **check_deployment**: the form's limits checked again (a REST client may skip the form; a
+   value past one fails the run here). Then a run started by deployments of this endpoint
+   records when each announced model started serving
+   (`monitoring/<endpoint>/serving/<model>.json`): that model's windows start at that hour, so
+   the previous model's traffic is not judged against the new baseline. Then
+   **build_baseline_request** -> **make_baseline**: the new model's baseline (`statistics.json`,
+   `constraints.json`: the baseline job scores the ingested rows outside the model's training
+   and validation splits, in the data's sentiment mix) under
+   `monitoring/<endpoint>/baselines/<model>/`. Nothing is judged in that run (the new model has
+   no traffic yet). A kind without a baseline today, a BlazingText or Autopilot model (the job
+   scores the fine-tune's archive), gets its fresh window and no baseline: its windows are not
+   judged (find_window: no baseline) and no drift is emitted while it serves. A promoted
+   challenger kept the baseline made when it was deployed.
+1. **find_window** (the other runs): the window's data-capture hour folders of every variant
+   (Param `window_hours`, from the served model's first hour at the earliest); stops the run
+   (short-circuit) when there is no capture, no baseline, or fewer than `min_records` captured
+   records: then nothing is judged and nothing is emitted.
 2. **run_monitoring_job**: a processing job (`include/jobs/monitor.py`) writes the window's
    `statistics.json` and `constraint_violations.json` in Model Monitor's formats to
    `s3://<bucket>/monitoring/<endpoint>/reports/<yyyy-mm-ddThh>/`.
@@ -24,7 +39,7 @@ from __future__ import annotations
 
 from airflow.sdk import chain, task
 
-from include.pipeline import feedback, targets
+from include.pipeline import deployment_events, feedback, notify, targets
 from include.pipeline import settings as pipeline_settings
 from include.pipeline.dag_defaults import endpoint_dag
 from include.pipeline.params import MONITOR_PARAMS
@@ -34,8 +49,41 @@ ops = targets.operators(SETTINGS)
 DRIFT = feedback.drift_asset(SETTINGS)
 
 with endpoint_dag(
-    "model_monitor", SETTINGS, __doc__, SETTINGS.monitor_schedule, MONITOR_PARAMS, "monitoring"
+    "model_monitor",
+    SETTINGS,
+    __doc__,
+    deployment_events.reacting_schedule(SETTINGS, SETTINGS.monitor_schedule),
+    MONITOR_PARAMS,
+    "monitoring",
 ) as dag:
+
+    @task.branch(task_id="check_deployment")
+    def check_deployment(params: dict, triggering_asset_events=None, ti=None) -> list[str] | None:
+        """The form's limits checked again first (a REST client may skip them); deployments of
+        this endpoint: fresh windows and the new model's baseline; any other run judges the
+        window."""
+        from include.pipeline import run_inputs
+        from include.pipeline.tasks import monitoring
+
+        run_inputs.check_form(params, MONITOR_PARAMS, "model_monitor run")
+        announced = deployment_events.events_about(
+            SETTINGS, triggering_asset_events, params["endpoint_name"]
+        )
+        if not announced:
+            return ["find_window"]
+        baseline = monitoring.baseline_to_make(SETTINGS, announced)
+        ti.xcom_push(key="baseline", value=baseline)
+        return ["build_baseline_request"] if baseline else None  # None: nothing else runs
+
+    @task(task_id="build_baseline_request")
+    def build_baseline_request(ti=None) -> dict:
+        from include.pipeline.tasks import monitoring
+        from include.pipeline.tasks.code import publish
+
+        baseline = ti.xcom_pull(task_ids="check_deployment", key="baseline")
+        return monitoring.baseline_request_for(
+            SETTINGS, baseline, code_uri=publish(SETTINGS)["code_uri"]
+        )
 
     @task.short_circuit(task_id="find_window")
     def find_window(params: dict, dag_run=None) -> dict | None:
@@ -63,13 +111,22 @@ with endpoint_dag(
             )
         return bool(report["violations"])
 
-    @task(task_id="emit_drift", outlets=[DRIFT])
+    @task(
+        task_id="emit_drift",
+        outlets=[DRIFT],
+        on_success_callback=notify.callbacks(SETTINGS, *notify.DRIFT),
+    )
     def emit_drift(ti=None, outlet_events=None) -> dict:
         report = ti.xcom_pull(task_ids="check_violations", key="report")
         outlet_events[DRIFT].extra = report
         return report
 
+    deployed = check_deployment()
+    baseline_request = build_baseline_request()
+    ops.SageMakerProcessingOperator(task_id="make_baseline", config=baseline_request)
+    chain(deployed, baseline_request)
     found = find_window()
+    chain(deployed, found)
     if SETTINGS.monitoring_mode == "model_monitor":
 
         @task(task_id="ensure_monitoring_schedule")

@@ -1,8 +1,10 @@
 """
 ### Reviews batch scoring: a file of new reviews through a SageMaker batch transform job
 
-Triggered by hand (**Trigger DAG w/ config**); no schedule.
+Triggered by hand (the **Trigger** button, whose form holds the Params below); no schedule.
 
+0. **check_configuration**: the form's limits checked again (a REST client may skip the form),
+   and `input_uri` given and in a place the deployment allows, before anything is read.
 1. **prepare_input**: `input_uri` is an `s3://` prefix or file of JSON lines
    (`{"features": ["review text"]}` per line), scored where it is, or a CSV whose text column
    (`text_column`) becomes JSON lines in `s3://<bucket>/runs/<run key>/batch-scoring/input/`.
@@ -41,6 +43,16 @@ with reviews_dag(
     params=BATCH_SCORING,
     tags=["sagemaker", "batch-transform"],
 ) as dag:
+
+    @task(task_id="check_configuration")
+    def check_configuration(params: dict) -> None:
+        """Refuse a run whose parameters the form would not take, or whose input is missing or
+        not allowed, before anything is read or a model is looked up; every problem at once."""
+        from include.pipeline import run_inputs
+        from include.pipeline.tasks import batch_scoring
+
+        problems = batch_scoring.configuration_problems(SETTINGS, params)
+        run_inputs.refuse(problems, "reviews_batch_scoring run")
 
     @task(task_id="prepare_input")
     def prepare_input(params: dict, run_id=None) -> dict:
@@ -86,6 +98,7 @@ with reviews_dag(
 
     prepared = prepare_input()
     model = resolve_model()
+    chain(check_configuration(), [prepared, model])
     built = build_transform_requests(prepared, model)
     create_model = ops.SageMakerModelOperator(task_id="create_model", config=built["model"])
     score_reviews = ops.SageMakerTransformOperator(

@@ -34,6 +34,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from include.pipeline import reports, ui_auth
 from include.pipeline.documents import bias as bias_doc
+from include.pipeline.documents import summary as summary_doc
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,8 @@ th,td{border-bottom:1px solid #e6eaef;padding:.3rem .6rem;text-align:left;vertic
 th{background:#f0f3f7;font-weight:600}td.num{text-align:right;font-variant-numeric:tabular-nums}
 .kv th{width:14rem}.muted{color:#6b7785}.notyet{color:#8a6d00;font-style:italic}
 .error{color:#b00020}.ok{color:#127a3a}.bad{color:#b00020;font-weight:600}
+.outcome{padding:.6rem .9rem;border-radius:4px;border:1px solid #d0d7de;background:#f6f8fa}
+.outcome.skipped{border-color:#d4a72c;background:#fff8c5}
 .charts{display:flex;flex-wrap:wrap;gap:1rem;align-items:flex-start}.charts figure{margin:0}
 .charts img{max-width:100%;border:1px solid #e6eaef}figcaption{font-size:.8rem;color:#6b7785}
 code{font-size:.82rem;word-break:break-all}tr.this td{background:#eef6ff}
@@ -88,6 +91,13 @@ def fmt(value: Any) -> str:
     if isinstance(value, dict | list):
         return f"<code>{esc(json.dumps(value, sort_keys=True, default=str))}</code>"
     return esc(value)
+
+
+def with_interval(value: Any, interval: Any) -> str:
+    """An accuracy with its 95% Wilson interval: ``0.7300 [0.6771, 0.7771]``."""
+    if not isinstance(interval, list | tuple) or len(interval) != 2:
+        return fmt(value)
+    return f'{fmt(value)} <span class="muted">[{fmt(interval[0])}, {fmt(interval[1])}]</span>'
 
 
 def table(headers: list[str], rows: list[list[Any]], row_classes: list[str] | None = None) -> str:
@@ -174,6 +184,29 @@ def run_overview(s: dict) -> str:
     )
 
 
+def outcome_banner(s: dict) -> str:
+    """What the run deployed, first on the page: the endpoint and candidate, or that nothing
+    was deployed and why."""
+    outcome = reports.deployment_outcome(s)
+    if outcome["deployed"]:
+        return (
+            f'<p class="outcome" id="outcome">Deployed <b>{esc(outcome["candidate"])}</b> to '
+            f"endpoint <b>{esc(outcome['endpoint'])}</b> in this run.</p>"
+        )
+    return (
+        '<p class="outcome skipped" id="outcome"><b>Nothing was deployed in this run</b>: '
+        f"{esc(outcome['reason'])}</p>"
+    )
+
+
+def local_notice(s: dict) -> str:
+    """A local run's names (ARNs, SageMaker, Glue, Athena) are stand-ins: said once, on top."""
+    notice = summary_doc.NAMES_NOTICE.get(str(s.get("target")))
+    if not notice:
+        return ""
+    return f'<p class="muted" id="local-notice">{esc(notice[0].upper() + notice[1:])}.</p>'
+
+
 def data_section(s: dict, base: str, run_path: str) -> str | None:
     ing = s.get("ingestion")
     if not isinstance(ing, dict):
@@ -186,8 +219,12 @@ def data_section(s: dict, base: str, run_path: str) -> str | None:
     return fields(
         ing,
         {
+            "Trained on": "training_data",
+            "Reviews from this file": "reviews_this_file",
+            "Reviews in total": "reviews_total",
+            "Files": "files",
             "Rows": "rows",
-            "Quarantined": "quarantined",
+            "Quarantined (this file)": "quarantined",
             "Raw": "raw_uri",
             "Transformed": "transformed_uri",
             "Quarantine": "quarantine_uri",
@@ -224,6 +261,7 @@ def bias_section(s: dict, base: str, run_path: str) -> str | None:
         f"<p>Report: {artifact_link(base, bias.get('report_uri'))} · "
         f"analysis: {artifact_link(base, bias.get('analysis_uri'))}</p>",
         violations_table(bias_doc.violations_of(bias)),
+        *(f'<p class="muted">{esc(note)}</p>' for note in bias.get("notes") or []),
     ]
     if reports.bias_metrics(s):
         parts.append(
@@ -255,9 +293,31 @@ def training_section(s: dict, base: str, run_path: str) -> str | None:
             status = r.get("RuleEvaluationStatus")
             cls = "bad" if status == "IssuesFound" else "ok" if status == "NoIssuesFound" else ""
             rows.append(
-                [esc(r.get("RuleConfigurationName")), f'<span class="{cls}">{esc(status)}</span>']
+                [
+                    esc(r.get("RuleConfigurationName")),
+                    f'<span class="{cls}">{esc(status)}</span>',
+                    esc(r.get("StatusDetails") or ""),
+                ]
             )
-        parts.append("<h3>Debugger rules</h3>" + table(["Rule", "Status"], rows))
+        parts.append("<h3>Debugger rules</h3>" + table(["Rule", "Status", "What it saw"], rows))
+    tuning = s.get("tuning")
+    if isinstance(tuning, dict) and isinstance(tuning.get("recipe"), dict):
+        rows = [
+            [
+                esc(kind) + (" <b>(taken)</b>" if tuning.get("chosen") == kind else ""),
+                esc((tuning.get(kind) or {}).get("job_name") or ""),
+                (tuning.get(kind) or {}).get("validation_accuracy"),
+                fmt((tuning.get(kind) or {}).get("hyperparameters")),
+            ]
+            for kind in ("recipe", "tuned")
+        ]
+        parts.append(
+            "<h3>Hyperparameters: recipe or tuned</h3>"
+            + table(["Set", "Job (trials' budget)", "Validation accuracy", "Values"], rows)
+        )
+    if tr.get("profiler_report_uri"):
+        link = artifact_link(base, tr["profiler_report_uri"], "profiler report")
+        parts.append(f"<p>Profiler: {link}</p>")
     if reports.training_series(s):
         parts.append(
             f'<div class="charts">{figure(f"{run_path}/charts/curves.png", "Training curves")}</div>'
@@ -271,8 +331,10 @@ def evaluation_section(s: dict, base: str, run_path: str) -> str | None:
     ev = s.get("evaluation")
     if not isinstance(ev, dict):
         return None
+    accuracy = with_interval(ev.get("accuracy"), ev.get("accuracy_interval"))
     parts = [
-        fields(ev, {"Accuracy": "accuracy", "Macro F1": "macro_f1"}),
+        f'<table class="kv"><tbody><tr><th>Accuracy (95% Wilson interval)</th><td>{accuracy}'
+        f"</td></tr><tr><th>Macro F1</th><td>{fmt(ev.get('macro_f1'))}</td></tr></tbody></table>",
         f"<p>evaluation.json: {artifact_link(base, ev.get('uri'))}</p>",
     ]
     report = reports.evaluation_report(s)
@@ -287,6 +349,16 @@ def evaluation_section(s: dict, base: str, run_path: str) -> str | None:
     parts.append(
         "<h3>Per class</h3>" + table(["Class", "Precision", "Recall", "F1", "Support"], rows)
     )
+    if report.per_category:
+        rows = [
+            [esc(category), c.n, c.correct, with_interval(c.accuracy, v["confidence_interval"])]
+            for category, c in report.per_category.items()
+            for v in [c.to_dict()]
+        ]
+        parts.append(
+            "<h3>Accuracy per product category</h3>"
+            + table(["Category", "Rows", "Correct", "Accuracy (95% Wilson interval)"], rows)
+        )
     cm = report.confusion_matrix
     parts.append(
         '<h3>Confusion matrix</h3><p class="muted">rows: true label, columns: predicted</p>'
@@ -308,7 +380,8 @@ def leaderboard_section(s: dict, base: str) -> str | None:
     rows = [
         [
             esc(r["candidate"]) + (" <b>(deployed)</b>" if r["deployed"] else ""),
-            r["accuracy"],
+            with_interval(r["accuracy"], r["accuracy_interval"]),
+            r["n_samples"],
             r["macro_f1"],
             r["training_time_s"],
             r["model_size_mb"],
@@ -319,9 +392,55 @@ def leaderboard_section(s: dict, base: str) -> str | None:
         ]
         for r in board["rows"]
     ]
+    rows += [
+        [esc(f["candidate"]) + " <b>(failed)</b>", esc(f["reason"]), "", "", "", "", ""]
+        for f in board["failed"]
+    ]
     return f"<p>Best by {esc(board['metric'])}: <b>{esc(board['best'])}</b></p>" + table(
-        ["Candidate", "Accuracy", "Macro F1", "Training s", "Model MB", "ms / review", "Reports"],
+        [
+            "Candidate",
+            "Accuracy (95% interval)",
+            "Test rows",
+            "Macro F1",
+            "Training s",
+            "Model MB",
+            "ms / review",
+            "Reports",
+        ],
         rows,
+    )
+
+
+def champion_section(s: dict) -> str | None:
+    """The serving model (champion) and this run's best (challenger) on the same test rows, the
+    gate's decision, and whether the champion may have trained on those rows."""
+    entry = s.get("champion")
+    if not isinstance(entry, dict) or not isinstance(entry.get("challenger"), dict):
+        return None
+    rows = []
+    for role, model in (("Challenger", entry["challenger"]), ("Champion", entry.get("champion"))):
+        if not isinstance(model, dict):
+            continue
+        name = model.get("candidate") or model.get("model_name") or ""
+        rows.append(
+            [
+                f"{role}: {esc(name)}",
+                with_interval(model.get("accuracy"), model.get("accuracy_interval")),
+                model.get("n_samples"),
+            ]
+        )
+    decision = entry.get("decision") or {}
+    notes = [
+        esc(entry.get("note") or ""),
+        esc((entry.get("split") or {}).get("note") or ""),
+    ]
+    if entry.get("same_rows") is False:
+        notes.append("The two were not scored on the same test rows.")
+    verdict = "registered" if decision.get("register") else "not registered"
+    return (
+        table(["Model", "Accuracy (95% interval)", "Test rows"], rows)
+        + f"<p>Decision: <b>{verdict}</b>: {esc(decision.get('why', ''))}</p>"
+        + "".join(f'<p class="muted">{n}</p>' for n in notes if n)
     )
 
 
@@ -331,7 +450,8 @@ def registry_section(s: dict, base: str) -> str | None:
         return None
     if reg.get("skipped"):
         return f'<p class="notyet">registration skipped: {esc(reg["skipped"])}</p>'
-    parts = [fields(reg, {"This run's version": "model_package_arn", "Status": "status"})]
+    live = {**reg, "status": reports.registration_status(s)}
+    parts = [fields(live, {"This run's version": "model_package_arn", "Status": "status"})]
     group = reports.registry_versions(s)
     if group is None or not group["versions"]:
         return parts[0] + '<p class="notyet">registry versions: not yet</p>'
@@ -343,11 +463,20 @@ def registry_section(s: dict, base: str) -> str | None:
         )
         lineage = "<br>".join(f"{esc(k)} = {esc(val)}" for k, val in sorted(v["lineage"].items()))
         rows.append(
-            [v["version"], esc(v["status"]), esc(v["created"]), metrics or "—", lineage or "—"]
+            [
+                v["version"],
+                esc(v["status"]),
+                esc(v["decision"]) or "—",
+                esc(v["created"]),
+                metrics or "—",
+                lineage or "—",
+            ]
         )
         classes.append("this" if v["this_run"] else "")
     parts.append(f"<h3>Group {esc(group['group'])}</h3>")
-    parts.append(table(["Version", "Status", "Created", "Metrics", "Lineage"], rows, classes))
+    parts.append(
+        table(["Version", "Status", "Decision", "Created", "Metrics", "Lineage"], rows, classes)
+    )
     return "".join(parts)
 
 
@@ -422,6 +551,29 @@ def monitoring_section(s: dict, base: str) -> str | None:
     store = storage.for_settings(settings)
     others = [e for e in monitoring_doc.monitored_endpoints(store, settings) if e != name]
     return "".join(_endpoint_monitoring(e, base, settings, store) for e in [name, *others])
+
+
+def notifications_section(read: Callable[[], list[dict]]) -> str:
+    """What the pipeline told people (PIPELINE_NOTIFY=lake), newest first; nothing at all
+    when it told nobody anything (a log that cannot be read says so)."""
+    try:
+        found = read()
+    except Exception:
+        found = None  # section() shows the error
+    if found == []:
+        return ""
+    return section("Notifications", lambda: notifications_table(read()), "notifications")
+
+
+def notifications_table(found: list[dict]) -> str | None:
+    if not found:
+        return None
+    rows = [
+        [esc(n.get("time", "")), esc(n["kind"]), esc(n["subject"]), esc(n.get("message", ""))]
+        for n in found
+    ]
+    classes = ["error" if n["kind"] in ("run_failed", "rollback") else "" for n in found]
+    return table(["Time", "Kind", "Subject", "Message"], rows, classes)
 
 
 def _endpoint_monitoring(name: str, base: str, settings, store) -> str:
@@ -504,13 +656,15 @@ def create_app() -> FastAPI:
     def index(request: Request) -> HTMLResponse:
         base = base_of(request)
         try:
-            runs = [reports.run_row(s) for s in reports.list_runs()]
+            runs = [reports.run_row(s) for s in reports.list_runs()]  # status read live
         except Exception as exc:
             log.exception("Listing runs failed")
             body = f'<h1>Runs</h1><p class="error">unavailable: {esc(exc)}</p>'
             return page(TITLE, body, base)
+        told = notifications_section(reports.notifications)
         if not runs:
-            return page(TITLE, "<h1>Runs</h1>" + NOT_YET.replace("not yet", "no runs yet"), base)
+            none = NOT_YET.replace("not yet", "no runs yet")
+            return page(TITLE, "<h1>Runs</h1>" + none + told, base)
         rows = [
             [
                 f'<a href="{esc(base)}/runs/{esc(quote(str(r["run_id"]), safe=""))}">'
@@ -523,13 +677,13 @@ def create_app() -> FastAPI:
                 r["accuracy"],
                 r["macro_f1"],
                 esc(r["registration"]),
-                esc(r["endpoint"]),
+                esc(r["endpoint"]) if r["deployed"] else "not deployed",
             ]
             for r in runs
         ]
         headers = ["Run", "State", "Started", "Rows", "Bias violations", "Val. accuracy"]
-        headers += ["Test accuracy", "Macro F1", "Registration", "Endpoint"]
-        return page(TITLE, "<h1>Runs</h1>" + table(headers, rows), base)
+        headers += ["Test accuracy", "Macro F1", "Registration", "Deployed to"]
+        return page(TITLE, "<h1>Runs</h1>" + table(headers, rows) + told, base)
 
     @app.get("/api/runs")
     def api_runs() -> JSONResponse:
@@ -546,6 +700,8 @@ def create_app() -> FastAPI:
         body = "".join(
             [
                 f"<h1>Run {esc(run_id)}</h1>",
+                outcome_banner(summary),
+                local_notice(summary),
                 section("Overview", lambda: run_overview(summary), "overview"),
                 section("Data", lambda: data_section(summary, base, run_path), "data"),
                 section("Bias", lambda: bias_section(summary, base, run_path), "bias"),
@@ -554,9 +710,11 @@ def create_app() -> FastAPI:
                     "Evaluation", lambda: evaluation_section(summary, base, run_path), "evaluation"
                 ),
                 section("Leaderboard", lambda: leaderboard_section(summary, base), "leaderboard"),
+                section("Champion vs challenger", lambda: champion_section(summary), "champion"),
                 section("Model registry", lambda: registry_section(summary, base), "registry"),
                 section("Endpoints", lambda: endpoints_section(summary, base), "endpoints"),
                 section("Monitoring", lambda: monitoring_section(summary, base), "monitoring"),
+                notifications_section(lambda: reports.notifications(run_id=run_id)),
             ]
         )
         return page(f"{TITLE}: {run_id}", body, base)

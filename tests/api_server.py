@@ -16,7 +16,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tests.conftest import REPO
+from tests.conftest import REPO, fresh_airflow_db
 from tests.moto_server import free_port
 
 START_TIMEOUT_S = 180
@@ -37,14 +37,17 @@ def http(url: str, *, method="GET", body=None, headers=None) -> tuple[int, bytes
 
 
 def environment(home: Path, airflow_db: Path, lake: Path, users: dict[str, tuple[str, str]]):
-    """The server's environment; ``users``: name -> (role, password)."""
+    """The server's environment; ``users``: name -> (role, password). The server gets a migrated
+    database of its own in ``home`` (``airflow_db``: the fixture, which makes the template), so
+    its writes never meet this process's connections to the session's database."""
+    database = fresh_airflow_db(home)
     passwords = home / "passwords.json"
     passwords.write_text(json.dumps({name: password for name, (_, password) in users.items()}))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PIPELINE_"))}
     env.update(
         {
             "AIRFLOW_HOME": str(home),
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{Path(airflow_db) / 'airflow.db'}",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{database}",
             "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -96,3 +99,23 @@ def api_server(home: Path, env: dict, log_path: Path):
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def serialized_ui(home: Path, env: dict, log_path: Path, user: str, password: str):
+    """An api-server over this repo's DAGs, serialized first as the dag-processor would; yields
+    its base URL and ``user``'s API token."""
+    done = subprocess.run(
+        [sys.executable, "-m", "airflow", "dags", "reserialize"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    with api_server(home, env, log_path) as base:
+        login = {"username": user, "password": password}
+        status, body = http(f"{base}/auth/token", method="POST", body=login)
+        assert status == 201, body
+        yield base, json.loads(body)["access_token"]

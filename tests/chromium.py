@@ -36,7 +36,10 @@ class DevTools:
     def __init__(self, ws_url: str):
         from websockets.sync.client import connect
 
-        self.ws = connect(ws_url, max_size=64 * 1024 * 1024, open_timeout=STEP_TIMEOUT_S)
+        # no keepalive pings: a test may leave the page idle for minutes while a run goes on
+        self.ws = connect(
+            ws_url, max_size=64 * 1024 * 1024, open_timeout=STEP_TIMEOUT_S, ping_interval=None
+        )
         self.ids = itertools.count(1)
         self.events: list[dict] = []
         self.session: str | None = None

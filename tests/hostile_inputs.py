@@ -54,7 +54,7 @@ def cases() -> list[Case]:
     base = good_prepared(20)
     utf8 = prepared(base).decode()
     return [
-        # --- the cases ---------------------------------------------------------------
+        # --- the reported cases ---------------------------------------------------------------
         Case(
             "trailing_comma_every_prepared_row",
             prepared([f"{r}," for r in base]),

@@ -38,3 +38,33 @@ def moto_server():
         yield url, env
     finally:
         server.stop()
+
+
+def serving_endpoint(sagemaker, config_name: str) -> None:
+    """The endpoint ``reviews`` of model ``m-1`` on ``config_name``, one of the two single-variant
+    configs ``c-old`` and ``c-new`` (an update's before and after)."""
+    sagemaker.create_model(
+        ModelName="m-1",
+        PrimaryContainer={
+            "Image": "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.6-cpu-py312",
+            "ModelDataUrl": "s3://reviews-bucket/model.tar.gz",
+        },
+        ExecutionRoleArn="arn:aws:iam::123456789012:role/SageMakerRole",
+    )
+    for name in ("c-old", "c-new"):
+        sagemaker.create_endpoint_config(**one_variant_config(name))
+    sagemaker.create_endpoint(EndpointName="reviews", EndpointConfigName=config_name)
+
+
+def one_variant_config(config_name: str) -> dict:
+    """The pipeline's CreateEndpointConfig of model ``m-1`` on one AllTraffic variant."""
+    from include.pipeline.requests import deployment
+
+    return deployment.endpoint_config_request(
+        config_name=config_name,
+        variants=[
+            deployment.production_variant(
+                variant_name="AllTraffic", model_name="m-1", instance_type="ml.m5.xlarge"
+            )
+        ],
+    )

@@ -15,14 +15,16 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import os
 import shutil
 import tarfile
 import tempfile
 from pathlib import Path
 
+import pytest
+
 from include.pipeline import settings as pipeline_settings
 from include.pipeline.layout import run_key
+from tests.test_bias_gate import pre_training_analysis
 
 RUN_ID = "manual__2025-03-01T10:00:00+00:00"
 RUN_KEY = run_key(RUN_ID)  # its folder under runs/
@@ -30,38 +32,27 @@ RUN_KEY = run_key(RUN_ID)  # its folder under runs/
 OLDER_RUN_ID = "scheduled__2025-02-01T00:00:00+00:00"
 ENDPOINT = "reviews-sentiment"
 JOB_NAME = "reviews-train-1"
-ANALYSIS = {
-    "version": "1.0",
-    "pre_training_bias_metrics": {
-        "label": "sentiment",
-        "facets": {
-            "product_category": [
-                {
-                    "value_or_threshold": value,
-                    "metrics": [
-                        {"name": "CI", "description": "Class Imbalance (CI)", "value": ci},
-                        {"name": "DPL", "description": "Difference in labels", "value": dpl},
-                    ],
-                }
-                for value, ci, dpl in (("Dresses", 0.42, 0.05), ("Jackets", -0.3, -0.32))
-            ]
-        },
-    },
-}
+ANALYSIS = pre_training_analysis(
+    [
+        {
+            "value_or_threshold": value,
+            "metrics": [
+                {"name": "CI", "description": "Class Imbalance (CI)", "value": ci},
+                {"name": "DPL", "description": "Difference in labels", "value": dpl},
+            ],
+        }
+        for value, ci, dpl in (("Dresses", 0.42, 0.05), ("Jackets", -0.3, -0.32))
+    ]
+)
 
 
 @contextlib.contextmanager
 def _env(**values: str):
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
+    """The job's environment variables for the block (pytest restores them after)."""
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in values.items():
+            patch.setenv(key, value)
         yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _train_and_evaluate(work: Path, settings, layout) -> tuple[dict, dict]:
@@ -103,7 +94,9 @@ def _train_and_evaluate(work: Path, settings, layout) -> tuple[dict, dict]:
         "Training": {
             "TrainingJobName": JOB_NAME,
             "FinalMetricDataList": [
-                {"MetricName": names[k], "Value": v[-1]} for k, v in history.items() if v
+                {"MetricName": names[k], "Value": v[-1]}
+                for k, v in history.items()
+                if v and k in names
             ],
             "DebugRuleEvaluationStatuses": [
                 {
@@ -117,6 +110,13 @@ def _train_and_evaluate(work: Path, settings, layout) -> tuple[dict, dict]:
             "TrainingTimeInSeconds": 12,
         }
     }
+    # What SageMaker uploads from /opt/ml/output/data: the history and the profiler's recording.
+    from include.pipeline.requests.training import output_data_uri
+
+    output_archive = resolve(output_data_uri(trained["Training"]), settings.lake)
+    output_archive.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(output_archive, "w:gz") as tar:
+        tar.add(work / "output", arcname=".")
     return trained, {"OutputFiles": {"evaluation": report}}
 
 
@@ -166,6 +166,7 @@ def _record(lake: Path) -> None:
         report_uri=layout.bias_report("raw"),
         violations=gate["violations"],
         mode="warn",
+        notes=[bias.cddl_note({})],
     )
     with tempfile.TemporaryDirectory(prefix="recorded-run-") as work:
         trained, evaluated = _train_and_evaluate(Path(work), settings, layout)
@@ -179,7 +180,28 @@ def _record(lake: Path) -> None:
         run_id=RUN_ID,
         results={"finetune": (trained, evaluated)},
     )
+    from include.pipeline.params import PARAMS
+    from include.pipeline.tasks import training
+
+    checked = training.check_rules(
+        settings, {name: p.value for name, p in PARAMS.items()}, trained
+    )  # the pipeline rules mode: the rules' statuses and the profiler report beside the job
+    best_trial = {
+        "TrainingJobName": "tune-abc-001",
+        "TunedHyperParameters": {"learning_rate": "4.3e-05", "train_batch_size": "16"},
+        "FinalHyperParameterTuningJobObjectiveMetric": {
+            "MetricName": "validation:accuracy",
+            "Value": 0.69,
+        },
+    }
+    recipe = {
+        "TrainingJobName": "recipe-abc",
+        "FinalMetricDataList": [{"MetricName": "validation:accuracy", "Value": 0.70}],
+    }
     xcoms = {
+        (T.TUNE, None): {"Tuning": {"BestTrainingJob": best_trial}},
+        (T.RECIPE_TRIAL, None): {"Training": recipe},
+        (T.CHECK_TRAINING_RULES, None): checked,
         (T.RANK_CANDIDATES, None): board,
         (T.INGEST, None): ingested,
         (T.BIAS_GATE, T.BIAS_VERDICT_KEY): verdict,
@@ -193,7 +215,14 @@ def _record(lake: Path) -> None:
             }
         },
     }
-    params = {"model_approval": "PendingManualApproval", "deployment_strategy": "canary"}
+    params = {
+        "model_approval": "PendingManualApproval",
+        "deployment_strategy": "canary",
+        "learning_rate": 8e-5,
+        "train_batch_size": 16,
+        "min_accuracy": 0.6,
+        "endpoint_name": ENDPOINT,
+    }
     steps = summary.collect(settings, lambda t, key=None: xcoms.get((t, key)), params, RUN_ID)
     summary.write(
         settings,

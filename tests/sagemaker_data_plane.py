@@ -27,8 +27,10 @@ project's local engines, over a mirror of moto's S3 (a lake folder):
 - InvokeEndpoint: the endpoint's first variant's model (its ModelDataUrl in moto's S3) answers
   through the local inference handler (``targets/local/endpoint/models.py``).
 
-The S3 and Feature Store actions the harness performs on a job's behalf are what the SageMaker
-execution role must allow: :attr:`DataPlane.execution_role_actions`.
+What SageMaker does with the execution role on a job's, a model's or an endpoint's behalf (its
+S3 inputs and outputs, PutRecord, the offline store's Glue table, container logs, ECR image pulls,
+Autopilot passing the role on, the rollback alarms it reads) is recorded with each resource in
+:attr:`DataPlane.execution_role_needs`, for the test to evaluate against the role's policy.
 """
 
 from __future__ import annotations
@@ -45,10 +47,21 @@ from pathlib import Path
 
 import boto3
 
+from tests.iam_policies import PASSED_TO_SAGEMAKER, Need, query_tables
+
 _BUCKET = re.compile(r"s3://([a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])/")
 # Athena writes this binary file next to each result; readers of the result prefix must skip it.
 ATHENA_METADATA = b"athena result metadata (written by the test data plane)"
 ACCOUNT = "123456789012"  # moto's default account
+_ECR_IMAGE = re.compile(r"^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/([^:@]+)")
+# Where SageMaker's containers log, by kind of job (CloudWatch Logs groups).
+_LOG_GROUP = {
+    "Processing": "/aws/sagemaker/ProcessingJobs",
+    "Training": "/aws/sagemaker/TrainingJobs",
+    "HyperParameterTuning": "/aws/sagemaker/TrainingJobs",
+    "AutoML": "/aws/sagemaker/ProcessingJobs",
+    "Transform": "/aws/sagemaker/TransformJobs",
+}
 
 
 def _client(service: str, url: str, region: str):
@@ -81,7 +94,9 @@ class DataPlane:
         self._etags: dict[tuple[str, str], str] = {}
         self._pushed: dict[Path, tuple[int, int]] = {}
         self._threads: list[threading.Thread] = []
-        self.execution_role_actions: set[str] = set()
+        self.execution_role_needs: list[Need] = []  # what SageMaker does with the role
+        # What Athena reads with its caller's permissions: the data of the tables a query names.
+        self.athena_caller_needs: list[Need] = []
         self.query_failures: dict[str, str] = {}
         self.errors: list[str] = []  # harness faults (not job failures): the test asserts none
         self.jobs_run: list[str] = []
@@ -98,14 +113,12 @@ class DataPlane:
         """Every object of every bucket into the mirror (unchanged ones are skipped)."""
         with self._sync:
             for bucket in [b["Name"] for b in self.s3.list_buckets()["Buckets"]]:
-                self.execution_role_actions.add("s3:ListBucket")
                 pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
                 for obj in (o for page in pages for o in page.get("Contents", [])):
                     key = obj["Key"]
                     if key.endswith("/") or self._etags.get((bucket, key)) == obj["ETag"]:
                         continue
                     body = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-                    self.execution_role_actions.add("s3:GetObject")
                     path = self.lake / bucket / key
                     path.parent.mkdir(parents=True, exist_ok=True)
                     tmp = path.with_name(f".{path.name}.pull")
@@ -119,9 +132,12 @@ class DataPlane:
         st = path.stat()
         return st.st_size, st.st_mtime_ns
 
-    def push(self, uri: str, source: Path | None = None) -> int:
-        """Upload what changed under ``uri`` in the mirror (or in ``source``, the same layout)."""
-        from include.pipeline.targets.local.lake import resolve, split_s3_uri
+    def push(self, uri: str, source: Path | None = None, *, as_execution_role=True) -> int:
+        """Upload what changed under ``uri`` in the mirror (or in ``source``, the same layout);
+        each upload is SageMaker's, with the execution role, unless ``as_execution_role`` is
+        false (Athena writes a result with its caller's permissions)."""
+        from include.pipeline.core.s3 import split_s3_uri
+        from include.pipeline.targets.local.lake import resolve
 
         source = source or self.lake
         bucket, _ = split_s3_uri(uri)
@@ -134,12 +150,70 @@ class DataPlane:
                 if source == self.lake and self._pushed.get(f) == self._stamp(f):
                     continue
                 etag = self.s3.put_object(Bucket=bucket, Key=key, Body=f.read_bytes())["ETag"]
-                self.execution_role_actions.add("s3:PutObject")
+                if as_execution_role:
+                    self.on_behalf(Need("s3:PutObject", f"arn:aws:s3:::{bucket}/{key}", {}))
                 if source == self.lake:  # else the next pull brings the object into the mirror
                     self._etags[(bucket, key)] = etag
                     self._pushed[f] = self._stamp(f)
                 count += 1
         return count
+
+    # ------------------------------------------------------------------ execution role
+    def on_behalf(self, *needs: Need) -> None:
+        """Record what SageMaker is authorized for with the execution role."""
+        with self._sync:
+            self.execution_role_needs.extend(needs)
+
+    def reads(self, uri: str) -> list[Need]:
+        """Reading ``uri`` (an object or a prefix) from S3: the listing and each object under
+        it, as the mirror holds them."""
+        from include.pipeline.core.s3 import split_s3_uri
+        from include.pipeline.targets.local.lake import resolve
+
+        bucket, key = split_s3_uri(uri)
+        needs = [Need("s3:ListBucket", f"arn:aws:s3:::{bucket}", {"s3:prefix": key})]
+        root = resolve(uri, self.lake)
+        files = [root] if root.is_file() else sorted(root.rglob("*")) if root.exists() else []
+        for f in (p for p in files if p.is_file() and not p.name.startswith(".")):
+            object_key = "/".join(f.relative_to(self.lake / bucket).parts)
+            needs.append(Need("s3:GetObject", f"arn:aws:s3:::{bucket}/{object_key}", {}))
+        return needs
+
+    def runs_containers(self, kind: str, name: str, request: dict) -> None:
+        """What starting ``request``'s containers takes: its S3 inputs (any ``s3://`` value but
+        the outputs), its images from ECR, its log stream, the role passed on by Autopilot."""
+        for uri in _s3_uris(request):
+            self.on_behalf(*self.reads(uri))
+        images = list(_images(request))
+        if images:
+            self.on_behalf(Need("ecr:GetAuthorizationToken", "*", {}))
+        for image in images:
+            match = _ECR_IMAGE.match(image)
+            if not match:  # a test's stand-in name: nothing pulled from ECR
+                continue
+            account, region, repository = match.groups()
+            arn = f"arn:aws:ecr:{region}:{account}:repository/{repository}"
+            self.on_behalf(
+                *(
+                    Need(a, arn, {})
+                    for a in (
+                        "ecr:BatchCheckLayerAvailability",
+                        "ecr:GetDownloadUrlForLayer",
+                        "ecr:BatchGetImage",
+                    )
+                )
+            )
+        group = _LOG_GROUP.get(kind, f"/aws/sagemaker/Endpoints/{name}")
+        group_arn = f"arn:aws:logs:{self.region}:{ACCOUNT}:log-group:{group}"
+        stream_arn = f"{group_arn}:log-stream:{name}/algo-1"
+        self.on_behalf(
+            Need("logs:CreateLogGroup", group_arn, {}),
+            Need("logs:DescribeLogStreams", group_arn, {}),
+            Need("logs:CreateLogStream", stream_arn, {}),
+            Need("logs:PutLogEvents", stream_arn, {}),
+        )
+        if kind == "AutoML":  # its processing, training and transform jobs get the same role
+            self.on_behalf(Need("iam:PassRole", request["RoleArn"], PASSED_TO_SAGEMAKER))
 
     # ------------------------------------------------------------------ jobs
     def container_environment(self, feature_store_url: str) -> dict[str, str]:
@@ -170,13 +244,36 @@ class DataPlane:
         self._threads.append(thread)
         thread.start()
 
+    def start_job(self, name: str, job, kind: str, work) -> None:
+        """Run ``work`` in the background for moto's ``job`` of ``kind`` (``processing``,
+        ``training``, ...): a crash marks it Failed with the reason, and it ends when work does
+        (a training job's end time is its describe's, set by ``work``)."""
+
+        def tracked():
+            try:
+                work()
+            except Exception as exc:
+                job.failure_reason = f"data plane: {type(exc).__name__}: {exc}"[:1024]
+                setattr(job, f"{kind}_job_status", "Failed")
+                if kind == "training":
+                    job.secondary_status = "Failed"
+                raise
+            finally:
+                job.last_modified_time = _now()
+                if kind != "training":
+                    setattr(job, f"{kind}_end_time", job.last_modified_time)
+
+        self.start(name, tracked)
+
     def run_job(self, kind: str, request: dict, runner) -> dict:
         """Pull, run ``runner(request, lake=, log=)`` with the container environment, return its
         describe; the offline stores the job wrote reach S3 (now or ``offline_delay_s`` later)."""
         from include.pipeline.targets.local.featurestore import runtime
 
         self.pull()
-        self.jobs_run.append(f"{kind}:{request.get(f'{kind}JobName')}")
+        name = request.get(f"{kind}JobName")
+        self.jobs_run.append(f"{kind}:{name}")
+        self.runs_containers(kind, name, request)
         with runtime.serve(self.store_lake) as feature_store_url:
             env = {
                 **(request.get("Environment") or {}),
@@ -184,7 +281,12 @@ class DataPlane:
             }
             describe = runner({**request, "Environment": env}, lake=self.lake, log=self.log)
         if self._offline_files():
-            self.execution_role_actions.add("sagemaker:PutRecord")
+            self.on_behalf(
+                *(
+                    Need("sagemaker:PutRecord", _feature_group_arn(self.region, g), {})
+                    for g in self._groups()
+                )
+            )
             if self.offline_delay_s:
                 timer = threading.Timer(self.offline_delay_s, self.push_offline_stores)
                 timer.daemon = True
@@ -225,22 +327,15 @@ class DataPlane:
         job.processing_start_time = _now()
 
         def work():
-            try:
-                describe = self.run_job("Processing", request, jobs.run_processing_job)
-                if describe["ProcessingJobStatus"] == "Completed":
-                    for out in request.get("ProcessingOutputConfig", {}).get("Outputs", []):
-                        self.push(out["S3Output"]["S3Uri"])
-                job.failure_reason = describe.get("FailureReason")
-                job.exit_message = describe.get("ExitMessage")
-                job.processing_job_status = describe["ProcessingJobStatus"]
-            except Exception as exc:
-                job.failure_reason = f"data plane: {type(exc).__name__}: {exc}"[:1024]
-                job.processing_job_status = "Failed"
-                raise
-            finally:
-                job.processing_end_time = job.last_modified_time = _now()
+            describe = self.run_job("Processing", request, jobs.run_processing_job)
+            if describe["ProcessingJobStatus"] == "Completed":
+                for out in request.get("ProcessingOutputConfig", {}).get("Outputs", []):
+                    self.push(out["S3Output"]["S3Uri"])
+            job.failure_reason = describe.get("FailureReason")
+            job.exit_message = describe.get("ExitMessage")
+            job.processing_job_status = describe["ProcessingJobStatus"]
 
-        self.start(request["ProcessingJobName"], work)
+        self.start_job(request["ProcessingJobName"], job, "processing", work)
 
     def training(self, request: dict, job) -> None:
         from include.pipeline.targets.local.sagemaker import jobs
@@ -263,34 +358,27 @@ class DataPlane:
         job.debug_rule_evaluation_statuses = in_progress or None
 
         def work():
-            try:
-                describe = self.run_job("Training", request, jobs.run_training_job)
-                output = request["OutputDataConfig"]["S3OutputPath"].rstrip("/")
-                self.push(f"{output}/{request['TrainingJobName']}/")
-                if request.get("CheckpointConfig"):
-                    self.push(request["CheckpointConfig"]["S3Uri"])
-                for field in (
-                    "ModelArtifacts",
-                    "FinalMetricDataList",
-                    "TrainingStartTime",
-                    "TrainingEndTime",
-                    "TrainingTimeInSeconds",
-                    "BillableTimeInSeconds",
-                    "DebugRuleEvaluationStatuses",
-                    "ProfilerRuleEvaluationStatuses",
-                    "FailureReason",
-                ):
-                    setattr(job, _snake(field), describe.get(field))
-                job.secondary_status = describe["SecondaryStatus"]
-                job.training_job_status = describe["TrainingJobStatus"]
-            except Exception as exc:
-                job.failure_reason = f"data plane: {type(exc).__name__}: {exc}"[:1024]
-                job.training_job_status = job.secondary_status = "Failed"
-                raise
-            finally:
-                job.last_modified_time = _now()
+            describe = self.run_job("Training", request, jobs.run_training_job)
+            output = request["OutputDataConfig"]["S3OutputPath"].rstrip("/")
+            self.push(f"{output}/{request['TrainingJobName']}/")
+            if request.get("CheckpointConfig"):
+                self.push(request["CheckpointConfig"]["S3Uri"])
+            for field in (
+                "ModelArtifacts",
+                "FinalMetricDataList",
+                "TrainingStartTime",
+                "TrainingEndTime",
+                "TrainingTimeInSeconds",
+                "BillableTimeInSeconds",
+                "DebugRuleEvaluationStatuses",
+                "ProfilerRuleEvaluationStatuses",
+                "FailureReason",
+            ):
+                setattr(job, _snake(field), describe.get(field))
+            job.secondary_status = describe["SecondaryStatus"]
+            job.training_job_status = describe["TrainingJobStatus"]
 
-        self.start(request["TrainingJobName"], work)
+        self.start_job(request["TrainingJobName"], job, "training", work)
 
     def transform(self, request: dict, job, model_request: dict) -> None:
         from include.pipeline.targets.local.sagemaker import transform
@@ -298,21 +386,16 @@ class DataPlane:
         job.transform_job_status = "InProgress"
 
         def work():
-            try:
-                self.pull()
-                self._create_local_model(model_request)
-                describe = transform.run_transform_job(request, lake=self.lake, log=self.log)
-                self.push(request["TransformOutput"]["S3OutputPath"])
-                job.failure_reason = describe.get("FailureReason", "")
-                job.transform_job_status = describe["TransformJobStatus"]
-            except Exception as exc:
-                job.failure_reason = f"data plane: {type(exc).__name__}: {exc}"[:1024]
-                job.transform_job_status = "Failed"
-                raise
-            finally:
-                job.transform_end_time = job.last_modified_time = _now()
+            self.pull()
+            self.runs_containers("Transform", request["TransformJobName"], request)
+            self.runs_containers("Transform", request["TransformJobName"], model_request)
+            self._create_local_model(model_request)
+            describe = transform.run_transform_job(request, lake=self.lake, log=self.log)
+            self.push(request["TransformOutput"]["S3OutputPath"])
+            job.failure_reason = describe.get("FailureReason", "")
+            job.transform_job_status = describe["TransformJobStatus"]
 
-        self.start(request["TransformJobName"], work)
+        self.start_job(request["TransformJobName"], job, "transform", work)
 
     def tuning(self, request: dict, job) -> None:
         """A tuning job's trials through the local tuning engine (Optuna); each trial's output
@@ -341,22 +424,15 @@ class DataPlane:
             )
 
         def work():
-            try:
-                describe = self.run_job("HyperParameterTuning", request, runner)
-                job.best_training_job = describe.get("BestTrainingJob")
-                job.OverallBestTrainingJob = describe.get("OverallBestTrainingJob")
-                job.training_job_status_counters = describe["TrainingJobStatusCounters"]
-                job.objective_status_counters = describe["ObjectiveStatusCounters"]
-                job.failure_reason = describe.get("FailureReason", "")
-                job.hyper_parameter_tuning_job_status = describe["HyperParameterTuningJobStatus"]
-            except Exception as exc:
-                job.failure_reason = f"data plane: {type(exc).__name__}: {exc}"[:1024]
-                job.hyper_parameter_tuning_job_status = "Failed"
-                raise
-            finally:
-                job.hyper_parameter_tuning_end_time = job.last_modified_time = _now()
+            describe = self.run_job("HyperParameterTuning", request, runner)
+            job.best_training_job = describe.get("BestTrainingJob")
+            job.OverallBestTrainingJob = describe.get("OverallBestTrainingJob")
+            job.training_job_status_counters = describe["TrainingJobStatusCounters"]
+            job.objective_status_counters = describe["ObjectiveStatusCounters"]
+            job.failure_reason = describe.get("FailureReason", "")
+            job.hyper_parameter_tuning_job_status = describe["HyperParameterTuningJobStatus"]
 
-        self.start(request["HyperParameterTuningJobName"], work)
+        self.start_job(request["HyperParameterTuningJobName"], job, "hyper_parameter_tuning", work)
 
     def automl(self, request: dict) -> dict:
         """Start a (V1) AutoML job on the local FLAML engine; returns its first describe.
@@ -412,6 +488,26 @@ class DataPlane:
         self.start(name, work)
         return describe
 
+    def stop_automl(self, name: str) -> None:
+        """StopAutoMLJob: the job says Stopping, and the local engine's job is stopped (once it
+        has started: the harness may still be pulling its input); it then ends Stopped."""
+        from include.pipeline.targets.local.sagemaker import jobs
+
+        describe = self.automl_jobs[name]["describe"]
+        if describe["AutoMLJobStatus"] != "InProgress":
+            raise ValueError(f"AutoML job {name} is {describe['AutoMLJobStatus']}")
+        describe.update(AutoMLJobStatus="Stopping", LastModifiedTime=_now())
+
+        def running() -> bool:
+            current = self.automl_jobs[name]["describe"]
+            return current is describe and describe["AutoMLJobStatus"] == "Stopping"
+
+        def stop() -> None:
+            while running() and not jobs.stop_job(name):
+                time.sleep(0.1)
+
+        threading.Thread(target=stop, name=f"data-plane-stop-{name}", daemon=True).start()
+
     def roll_back_next_update(self, endpoint_name: str, alarm_reason: str) -> None:
         """The next UpdateEndpoint of ``endpoint_name`` is rolled back, as SageMaker does when a
         rollback alarm trips during a blue/green shift: its alarms go to ALARM (``alarm_reason``)
@@ -426,10 +522,21 @@ class DataPlane:
             "StartTime": _now(),
         }
         reason = self.rollbacks.pop(endpoint.endpoint_name, None)
+        # During a blue/green shift SageMaker watches the rollback alarms with the role.
+        from include.pipeline.targets import waits
+
+        self.on_behalf(
+            *(
+                Need(
+                    "cloudwatch:DescribeAlarms",
+                    f"arn:aws:cloudwatch:{self.region}:{ACCOUNT}:alarm:{a}",
+                    {},
+                )
+                for a in waits.rollback_alarms(request)
+            )
+        )
 
         def work():
-            from include.pipeline.targets import waits
-
             time.sleep(self.update_seconds)
             if reason is None:
                 endpoint.endpoint_config_name = config.endpoint_config_name
@@ -501,7 +608,14 @@ class DataPlane:
         with self._sync:
             self.pull()
             self.mirror_glue()
-            con = athena.connect(self.lake, (context or {}).get("Database"))
+            database = (context or {}).get("Database")
+            for table_db, table in query_tables(query, database):
+                with suppress(self.glue.exceptions.EntityNotFoundException):  # a WITH name
+                    described = self.glue.get_table(DatabaseName=table_db, Name=table)["Table"]
+                    self.athena_caller_needs += self.reads(
+                        described["StorageDescriptor"]["Location"]
+                    )
+            con = athena.connect(self.lake, database)
             try:
                 relation = con.sql(query)
                 target = resolve(output_uri, self.lake)
@@ -510,8 +624,8 @@ class DataPlane:
                 target.with_name(target.name + ".metadata").write_bytes(ATHENA_METADATA)
             finally:
                 con.close()
-            self.push(output_uri)
-            self.push(output_uri + ".metadata")
+            self.push(output_uri, as_execution_role=False)
+            self.push(output_uri + ".metadata", as_execution_role=False)
         self.log(f"query {query_id}: {output_uri}")
         with resolve(output_uri, self.lake).open(newline="") as fh:
             return list(csv.reader(fh))
@@ -525,13 +639,37 @@ class DataPlane:
         groups.mkdir(parents=True, exist_ok=True)
         name = request["FeatureGroupName"]
         shutil.copy(self.store_lake / "_featurestore" / "groups" / f"{name}.json", groups)
+        # SageMaker creates the offline store's Glue table with the group's role.
+        catalog = described["OfflineStoreConfig"].get("DataCatalogConfig")
+        if catalog:
+            base = f"arn:aws:glue:{self.region}:{ACCOUNT}"
+            arns = [
+                f"{base}:catalog",
+                f"{base}:database/{catalog['Database']}",
+                f"{base}:table/{catalog['Database']}/{catalog['TableName']}",
+            ]
+            self.on_behalf(
+                *(
+                    Need(a, arn, {})
+                    for a in ("glue:GetDatabase", "glue:CreateTable")
+                    for arn in arns
+                )
+            )
         return described["OfflineStoreConfig"]
 
-    def invoke(self, model_request: dict, body: bytes, content_type: str, accept: str | None):
+    def invoke(
+        self,
+        endpoint_name: str,
+        model_request: dict,
+        body: bytes,
+        content_type: str,
+        accept: str | None,
+    ):
         from include.pipeline.targets.local.endpoint import models
 
         with self._sync:
             self.pull()
+            self.runs_containers("Endpoint", endpoint_name, model_request)
             self._create_local_model(model_request)
         handler = models.load_handler(model_request["ModelName"], self.lake)
         try:
@@ -546,8 +684,51 @@ class DataPlane:
             thread.join(max(0.0, deadline - time.monotonic()))
 
 
+def _s3_uris(doc):
+    """Every ``s3://`` value of a request (hyperparameters' JSON-quoted ones too), outputs left
+    out: what the containers read."""
+    if isinstance(doc, dict):
+        for key, value in doc.items():
+            if "Output" not in key:
+                yield from _s3_uris(value)
+    elif isinstance(doc, list):
+        for value in doc:
+            yield from _s3_uris(value)
+    elif isinstance(doc, str) and doc.strip('"').startswith("s3://"):
+        yield doc.strip('"')
+
+
+def _images(doc):
+    """The container images a request names."""
+    if isinstance(doc, dict):
+        for key, value in doc.items():
+            if key in ("ImageUri", "TrainingImage", "Image") and isinstance(value, str):
+                yield value
+            else:
+                yield from _images(value)
+    elif isinstance(doc, list):
+        for value in doc:
+            yield from _images(value)
+
+
+def _feature_group_arn(region: str, group: dict) -> str:
+    return f"arn:aws:sagemaker:{region}:{ACCOUNT}:feature-group/{group['FeatureGroupName'].lower()}"
+
+
 def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+# The SageMaker quotas of the harness's account (moto knows none): what docs/aws.md asks a new
+# account to request, which check_configuration compares with the run's needs.
+ACCOUNT_QUOTAS = {
+    "ml.g4dn.xlarge for training job usage": 1,
+    "ml.c5.2xlarge for training job usage": 1,
+    "ml.c5.2xlarge for processing job usage": 3,
+    "ml.m5.xlarge for processing job usage": 4,
+    "ml.m5.xlarge for endpoint usage": 2,
+    "ml.m5.xlarge for transform job usage": 1,
+}
 
 
 @contextmanager
@@ -560,6 +741,7 @@ def data_plane(url: str, root: Path, *, region: str = "us-east-1", offline_delay
     from moto.sagemaker.exceptions import ResourceInUseException, ResourceNotFound, ValidationError
     from moto.sagemaker.responses import SageMakerResponse
     from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
+    from moto.servicequotas.responses import ServiceQuotasResponse
 
     plane = DataPlane(url, root, region=region, offline_delay_s=offline_delay_s)
     saved = {  # None: an action moto lacks, removed again afterwards
@@ -573,6 +755,7 @@ def data_plane(url: str, root: Path, *, region: str = "us-east-1", offline_delay
             "create_auto_ml_job",
             "describe_auto_ml_job",
             "list_candidates_for_auto_ml_job",
+            "stop_auto_ml_job",
         )
     }
     saved[(SageMakerResponse, "update_endpoint")] = getattr(
@@ -581,6 +764,8 @@ def data_plane(url: str, root: Path, *, region: str = "us-east-1", offline_delay
     saved[(SageMakerRuntimeResponse, "invoke_endpoint")] = SageMakerRuntimeResponse.invoke_endpoint
     saved[(AthenaBackend, "start_query_execution")] = AthenaBackend.start_query_execution
     saved[(AthenaResponse, "get_query_execution")] = AthenaResponse.get_query_execution
+    for name in ("list_aws_default_service_quotas", "list_service_quotas"):
+        saved[(ServiceQuotasResponse, name)] = getattr(ServiceQuotasResponse, name, None)
 
     def original(cls, name):
         return saved[(cls, name)]
@@ -635,6 +820,15 @@ def data_plane(url: str, root: Path, *, region: str = "us-east-1", offline_delay
             {"Candidates": automl_job(self._get_param("AutoMLJobName"))["candidates"]}
         )
 
+    def stop_auto_ml_job(self):
+        name = self._get_param("AutoMLJobName")
+        automl_job(name)
+        try:
+            plane.stop_automl(name)
+        except ValueError as exc:  # as SageMaker answers a Stop* of an ended job
+            raise ValidationError(message=str(exc)) from exc
+        return ActionResult({})
+
     def create_feature_group(self):
         result = original(SageMakerResponse, "create_feature_group")(self)
         request = json.loads(self.body)
@@ -669,6 +863,7 @@ def data_plane(url: str, root: Path, *, region: str = "us-east-1", offline_delay
         config = backend.endpoint_configs[endpoint.endpoint_config_name]
         variant = config.production_variants[0]
         body, content_type = plane.invoke(
+            name,
             _model_request(backend, variant["ModelName"]),
             self.body if isinstance(self.body, bytes) else self.body.encode(),
             self.headers.get("Content-Type", "application/json"),
@@ -711,7 +906,20 @@ def data_plane(url: str, root: Path, *, region: str = "us-east-1", offline_delay
         )
         return json.dumps(document)
 
+    def sagemaker_quotas(self):
+        """ListAWSDefaultServiceQuotas / ListServiceQuotas of SageMaker (moto has neither for
+        it): the harness's account, :data:`ACCOUNT_QUOTAS`."""
+        if json.loads(self.body).get("ServiceCode") != "sagemaker":
+            raise ServiceException("NoSuchResourceException", "the harness knows SageMaker's only")
+        quotas = [
+            {"ServiceCode": "sagemaker", "QuotaName": name, "QuotaCode": f"L-{i:08X}", "Value": v}
+            for i, (name, v) in enumerate(sorted(ACCOUNT_QUOTAS.items()))
+        ]
+        return json.dumps({"Quotas": quotas})
+
     hooks = {
+        (ServiceQuotasResponse, "list_aws_default_service_quotas"): sagemaker_quotas,
+        (ServiceQuotasResponse, "list_service_quotas"): sagemaker_quotas,
         (SageMakerResponse, "create_processing_job"): create_processing_job,
         (SageMakerResponse, "create_training_job"): create_training_job,
         (SageMakerResponse, "create_transform_job"): create_transform_job,
@@ -719,6 +927,7 @@ def data_plane(url: str, root: Path, *, region: str = "us-east-1", offline_delay
         (SageMakerResponse, "create_auto_ml_job"): create_auto_ml_job,
         (SageMakerResponse, "describe_auto_ml_job"): describe_auto_ml_job,
         (SageMakerResponse, "list_candidates_for_auto_ml_job"): list_candidates_for_auto_ml_job,
+        (SageMakerResponse, "stop_auto_ml_job"): stop_auto_ml_job,
         (SageMakerResponse, "create_feature_group"): create_feature_group,
         (SageMakerResponse, "update_endpoint"): update_endpoint,
         (SageMakerRuntimeResponse, "invoke_endpoint"): invoke_endpoint,
@@ -767,4 +976,25 @@ def _model_request(backend, model_name: str) -> dict:
         request["PrimaryContainer"] = model.primary_container
     if model.containers:
         request["Containers"] = model.containers
-    return request
+    return _from_packages(backend, request)
+
+
+def _from_packages(backend, request: dict) -> dict:
+    """A model created from a model package as the local host serves it: the containers of the
+    version in moto's registry (the local registry is not the twin's), as SageMaker copies them."""
+    containers = [request["PrimaryContainer"]] if "PrimaryContainer" in request else []
+    containers += request.get("Containers") or []
+    if not any(c.get("ModelPackageName") for c in containers):
+        return request
+    resolved = []
+    for container in containers:
+        name = container.get("ModelPackageName")
+        if not name:
+            resolved.append(container)
+            continue
+        package = backend.describe_model_package(name)
+        if package.model_approval_status != "Approved":
+            raise ValueError(f"model package {name} is {package.model_approval_status}")
+        resolved += package.inference_specification["Containers"]
+    base = {k: v for k, v in request.items() if k not in ("PrimaryContainer", "Containers")}
+    return {**base, "Containers": resolved}

@@ -11,11 +11,12 @@ import json
 
 import boto3
 import pytest
-from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable
+from airflow.sdk import AssetOrTimeSchedule
 from airflow.sdk.module_loading import import_string
 
 from include.pipeline import arrival, ingestion, sample
 from include.pipeline import settings as pipeline_settings
+from include.pipeline.schedule import UpcomingCronTimetable
 from include.pipeline.targets.local.arrival_trigger import (
     LakeFolderTrigger,
     is_candidate,
@@ -271,9 +272,15 @@ def test_several_files_in_the_lake_folder_at_once_each_get_a_run(lake):
     ingested = [
         ingest_task(settings, {**_params(), **r["conf"]}, run_id=r["trigger_run_id"]) for r in runs
     ]
-    assert sorted(i["raw_hash"] for i in ingested) == sorted(
+    assert sorted(i["file"]["raw_hash"] for i in ingested) == sorted(
         ingestion.content_hash(b) for b in data.values()
     )
+    # each run trains on the lake's data so far: its file joins the files before it
+    assert [i["files"] for i in ingested] == [1, 2, 3]
+    totals = [i["reviews_total"] for i in ingested]
+    assert totals[0] == ingested[0]["reviews_this_file"] < totals[1] < totals[2]
+    assert ingested[0]["raw_hash"] == ingested[0]["file"]["raw_hash"]
+    assert all(i["raw_hash"] != i["file"]["raw_hash"] for i in ingested[1:])
     assert arrival.find_new(settings, [r["conf"]["input_uri"] for r in runs]) == []
 
 
@@ -301,8 +308,9 @@ def test_main_schedule_cron_or_assets_only():
     cron = pipeline_settings.load({"PIPELINE_SCHEDULE": "0 6 * * *", "PIPELINE_BUCKET": "bk"})
     schedule = arrival.main_schedule(cron)
     assert isinstance(schedule, AssetOrTimeSchedule)
-    assert isinstance(schedule.timetable, CronTriggerTimetable)
-    assert schedule.timetable.expression == "0 6 * * *"
+    # the cron part starts no catch-up run on unpause (include/pipeline/schedule.py)
+    assert isinstance(schedule.timetable, UpcomingCronTimetable)
+    assert schedule.timetable.summary == "0 6 * * *, next tick only"
     # drift or new human labels: either starts a run (new raw data starts runs of its own)
     names = ["reviews_drift", "reviews_labeled"]
     assert [a.name for a in schedule.asset_condition.objects] == names
@@ -391,7 +399,8 @@ def test_two_arrivals_in_one_sqs_batch_are_both_ingested(monkeypatch):
             ingest_task(settings, {**_params(), **r["conf"]}, run_id=r["trigger_run_id"])
             for r in runs
         ]
-        assert [i["raw_hash"] for i in ingested] == hashes
+        assert [i["file"]["raw_hash"] for i in ingested] == hashes
+        assert [i["files"] for i in ingested] == [1, 2]  # the second trains on both files
         assert arrival.find_new(settings, uris) == []  # both marked, once ingested
         # The trigger deleted what it read: the queue is empty.
         assert "Messages" not in sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=0)

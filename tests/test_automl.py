@@ -11,8 +11,9 @@ import botocore.session
 import pytest
 from botocore.validate import ParamValidator
 
+from include.pipeline.core.files import atomic_write_bytes
 from include.pipeline.requests import automl
-from include.pipeline.targets.local.lake import atomic_write_bytes, resolve
+from include.pipeline.targets.local.lake import resolve
 from include.pipeline.targets.local.sagemaker import automl as engine
 from tests.aws_model import assert_valid
 
@@ -111,13 +112,23 @@ def test_local_automl_ranks_candidates_by_the_objective(finished):
         "validation:accuracy"
     )
     assert values[0] == 1.0  # the toy classes share no word
-    for candidate in candidates:
-        container = candidate["InferenceContainers"][0]
-        assert "/sagemaker-sklearn-automl:" in container["Image"]
-        assert resolve(container["ModelDataUrl"], lake).is_file()
-        assert container["Environment"]["SAGEMAKER_INFERENCE_OUTPUT"] == (
+    for candidate in candidates:  # Autopilot's pipeline: transform, algorithm, inverse labels
+        containers = candidate["InferenceContainers"]
+        assert [c["Environment"].get("AUTOML_TRANSFORM_MODE") for c in containers] == [
+            "feature-transform",
+            None,
+            "inverse-label-transform",
+        ]
+        for container in containers:
+            assert "/sagemaker-sklearn-automl:" in container["Image"]
+            assert resolve(container["ModelDataUrl"], lake).is_file()
+        assert (
             "predicted_label,probability"
+            in (containers[-1]["Environment"]["SAGEMAKER_INFERENCE_SUPPORTED"])
         )
+    shared = {c["InferenceContainers"][0]["ModelDataUrl"] for c in candidates}
+    algorithms = {c["InferenceContainers"][1]["ModelDataUrl"] for c in candidates}
+    assert len(shared) == 1 and len(algorithms) == len(candidates)
     lines: list[str] = []
     assert engine.run_automl_job(_request(), lake=lake, log=lines.append) == describe
     assert lines == ["[automl-abc] already Completed; returning its result"]
@@ -133,29 +144,18 @@ def test_input_without_the_target_column_is_named(tmp_path):
 
 def test_best_candidate_answers_text_csv_through_the_endpoint(finished):
     from include.pipeline.targets.local.endpoint.host import start_server
-    from tests.test_endpoint_server import boto, run_the_demo_notice_curl, wait_settled
+    from tests.test_endpoint_server import boto, run_the_demo_notice_curl, serve_model
 
     lake, describe = finished
-    container = describe["BestCandidate"]["InferenceContainers"][0]
-    model = {"ModelName": "automl-best", "ExecutionRoleArn": ROLE, "PrimaryContainer": container}
+    model = automl.candidate_model_request(
+        model_name="automl-best", role_arn=ROLE, candidate=describe["BestCandidate"]
+    )
     assert_valid("sagemaker", "CreateModel", model)
+    assert len(model["Containers"]) == 3  # served as an inference pipeline
     running = start_server(lake)
     try:
         sm = boto("sagemaker", running.url)
-        sm.create_model(**model)
-        sm.create_endpoint_config(
-            EndpointConfigName="automl-config",
-            ProductionVariants=[
-                {
-                    "VariantName": "AllTraffic",
-                    "ModelName": "automl-best",
-                    "InitialInstanceCount": 1,
-                    "InstanceType": "ml.m5.large",
-                }
-            ],
-        )
-        sm.create_endpoint(EndpointName="automl", EndpointConfigName="automl-config")
-        assert wait_settled(sm, "automl")["EndpointStatus"] == "InService"
+        assert serve_model(sm, "automl", model)["EndpointStatus"] == "InService"
         runtime = boto("sagemaker-runtime", running.url)
         answer = runtime.invoke_endpoint(
             EndpointName="automl",
@@ -184,34 +184,63 @@ def test_a_batch_transform_of_the_best_candidate_scores_reviews_for_the_evaluati
     inference containers, answering predicted_label,probability), a text/csv batch transform
     over one-review-per-line CSV, and the evaluation job reading the ``.out`` it assembled."""
     from include.jobs import data, evaluate
-    from include.pipeline.requests import transform
     from include.pipeline.targets.local.endpoint import models
     from include.pipeline.targets.local.sagemaker.transform import run_transform_job
+    from tests.test_transform import transform_request
 
     lake, describe = finished
     model = automl.candidate_model_request(
         model_name="automl-best-scoring", role_arn=ROLE, candidate=describe["BestCandidate"]
     )
     assert_valid("sagemaker", "CreateModel", model)
-    (container,) = model["Containers"]
-    assert container["Environment"]["SAGEMAKER_INFERENCE_OUTPUT"] == "predicted_label,probability"
+    *_, last = model["Containers"]
+    assert last["Environment"]["SAGEMAKER_INFERENCE_OUTPUT"] == "predicted_label,probability"
     models.create_model(model, lake)
     reviews = ["the dress is great , really love", 'awful, "terrible" fit', "okay fine okay"]
     body = io.StringIO()
     csv.writer(body).writerows([r] for r in reviews)
     atomic_write_bytes(resolve("s3://bkt/score/in/test.csv", lake), body.getvalue().encode())
-    request = transform.transform_job_request(
-        job_name="score-automl-abc",
-        model_name="automl-best-scoring",
-        input_uri="s3://bkt/score/in",
-        output_uri="s3://bkt/score/out",
-        content_type="text/csv",
-        accept="text/csv",
+    out, text_csv = "s3://bkt/score/out", {"content_type": "text/csv", "accept": "text/csv"}
+    request = transform_request(  # checked against botocore's model
+        "score-automl-abc",
+        "s3://bkt/score/in",
+        model_name=model["ModelName"],
+        output_uri=out,
+        **text_csv,
     )
-    assert_valid("sagemaker", "CreateTransformJob", request)
     done = run_transform_job(request, lake=lake, log=lambda _: None)
     assert done["TransformJobStatus"] == "Completed", done.get("FailureReason")
-    lines = resolve("s3://bkt/score/out/test.csv.out", lake).read_text().splitlines()
+    lines = resolve(f"{out}/test.csv.out", lake).read_text().splitlines()
     assert len(lines) == len(reviews) and all(float(line.split(",")[1]) > 0 for line in lines)
-    predicted = evaluate.batch_predictions(resolve("s3://bkt/score/out", lake))
+    predicted = evaluate.batch_predictions(resolve(out, lake))
     assert [data.LABELS[i] for i in predicted] == [1, -1, 0]
+
+
+def test_each_container_of_the_pipeline_serves_its_own_stage(finished):
+    """The feature transform alone answers features, not labels (what deploying
+    ``InferenceContainers[0]`` alone served); the stages chained answer the labels."""
+    from include.pipeline.targets.local.endpoint import models
+    from include.pipeline.targets.local.sagemaker import automl_serving as serving
+
+    lake, describe = finished
+    containers = describe["BestCandidate"]["InferenceContainers"]
+    models.create_model({"ModelName": "first-only", "PrimaryContainer": containers[0]}, lake)
+    alone = models.load_handler("first-only", lake)
+    body, content_type = alone.predict(b"okay fine okay\n", "text/csv", "text/csv")
+    assert content_type == serving.NPZ
+    with pytest.raises(
+        models.InvocationError,
+        match=r"algorithm stage reads features \(application/x-npz\), got list",
+    ):
+        algorithm = models._load_container("algo", containers[1], lake)
+        algorithm.infer(algorithm.parse(b"okay fine okay\n", "text/csv"))
+    models.create_model(
+        automl.candidate_model_request(
+            model_name="pipeline", role_arn=ROLE, candidate=describe["BestCandidate"]
+        ),
+        lake,
+    )
+    pipeline = models.load_handler("pipeline", lake)
+    assert isinstance(pipeline, models.PipelineHandler) and len(pipeline.stages) == 3
+    body, content_type = pipeline.predict(b"okay fine okay\n", "text/csv", "text/csv")
+    assert content_type == "text/csv" and body.decode().split(",")[0] == "0"

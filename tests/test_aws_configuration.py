@@ -9,17 +9,11 @@ import pytest
 
 from include.pipeline import settings as pipeline_settings
 from include.pipeline import targets
-from tests.moto_server import free_port, moto_server
+from tests.moto_server import free_port
+
+pytestmark = pytest.mark.aws  # the aws target's tests, with or without a moto server
 
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
-
-
-@pytest.fixture
-def moto_env(monkeypatch):
-    with moto_server() as (url, env):
-        for key, value in env.items():
-            monkeypatch.setenv(key, value)
-        yield env
 
 
 def aws(env: dict, **settings) -> targets.Target:
@@ -70,3 +64,58 @@ def test_local_runs_have_nothing_to_refuse(tmp_path):
     settings = pipeline_settings.Settings(lake=tmp_path, endpoint_port=free_port())
     target = targets.load(settings)
     assert target.run_problems("", scheduled=True) == []
+
+
+def _quota(name: str, value: float) -> dict:
+    return {
+        "ServiceCode": "sagemaker",
+        "QuotaName": name,
+        "QuotaCode": "L-" + format(abs(hash(name)) % 10**8, "08d"),
+        "Value": value,
+    }
+
+
+def test_sagemaker_quotas_below_what_the_run_holds_at_once_are_named():
+    """Service Quotas' ListServiceQuotas, which moto lacks, through botocore's Stubber: the
+    applied values override the defaults; each quota short of the run's need is named once."""
+    from botocore.stub import Stubber
+
+    from include.pipeline import candidates
+    from include.pipeline.params import PARAMS
+    from include.pipeline.requests import quotas as needs
+    from include.pipeline.targets.aws.quotas import quota_problems
+
+    params = {name: param.value for name, param in PARAMS.items()}
+    params |= {"candidates": ["finetune", "blazingtext", "autopilot"]}
+    params["deployment_strategy"] = "canary"
+    needed = needs.needed(params, candidates.quotas(params["candidates"]))
+    assert needed == {
+        "ml.c5.2xlarge for processing job usage": 3,
+        "ml.m5.xlarge for processing job usage": 4,
+        "ml.g4dn.xlarge for training job usage": 1,
+        "ml.c5.2xlarge for training job usage": 1,
+        "ml.m5.xlarge for transform job usage": 1,
+        "ml.m5.xlarge for endpoint usage": 2,  # the old and the new fleet during blue/green
+    }
+    assert (
+        needs.needed(
+            params | {"deployment_strategy": "ab"}, candidates.quotas(params["candidates"])
+        )["ml.m5.xlarge for endpoint usage"]
+        == 4
+    )
+    defaults = [_quota(name, 0.0) for name in needed if "g4dn" not in name]
+    applied = [
+        _quota(name, 10.0) for name in needed if "g4dn" not in name and "endpoint" not in name
+    ]
+    client = boto3.client("service-quotas", region_name="us-east-1")
+    with Stubber(client) as stub:
+        stub.add_response("list_aws_default_service_quotas", {"Quotas": defaults})
+        stub.add_response("list_service_quotas", {"Quotas": applied})
+        problems = quota_problems(client, needed)
+        stub.assert_no_pending_responses()
+    assert problems == [
+        "SageMaker has no quota 'ml.g4dn.xlarge for training job usage' in this region (the "
+        "instance type is not offered here): choose another type or region",
+        "SageMaker quota 'ml.m5.xlarge for endpoint usage' is 0; this run needs 2 at once: "
+        "request an increase in Service Quotas",
+    ]

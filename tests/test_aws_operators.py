@@ -7,35 +7,17 @@ import os
 import pytest
 
 from include.pipeline.requests import deployment
-from tests.moto_server import moto_server
+from tests.moto_server import one_variant_config
+from tests.test_deployment_requests import model_of
 
-
-@pytest.fixture
-def moto_env(monkeypatch):
-    with moto_server() as (url, env):
-        for key, value in env.items():
-            monkeypatch.setenv(key, value)
-        yield url
+pytestmark = pytest.mark.aws  # the aws target's tests, with or without a moto server
 
 
 def test_model_and_endpoint_config_creation_are_idempotent(moto_env):
     from include.pipeline.targets.aws import operators as aws_operators
 
-    model = deployment.model_request(
-        model_name="m-1",
-        image_uri="763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.6-cpu-py312",
-        model_data_url="s3://b/model.tar.gz",
-        role_arn="arn:aws:iam::123456789012:role/SageMakerRole",
-        region="us-east-1",
-    )
-    config = deployment.endpoint_config_request(
-        config_name="c-1",
-        variants=[
-            deployment.production_variant(
-                variant_name="AllTraffic", model_name="m-1", instance_type="ml.m5.xlarge"
-            )
-        ],
-    )
+    model = model_of(model_name="m-1")
+    config = one_variant_config("c-1")
     for _ in range(2):  # the second run is a cleared task re-running: same result, no error
         made = aws_operators.SageMakerModelOperator(task_id="create_model", config=model).execute(
             {}
@@ -45,7 +27,8 @@ def test_model_and_endpoint_config_creation_are_idempotent(moto_env):
             task_id="create_endpoint_config", config=config
         ).execute({})
         assert made["EndpointConfig"]["EndpointConfigName"] == "c-1"
-    assert os.environ["AWS_ENDPOINT_URL"] == moto_env  # moto accepts the duplicate itself
+    # moto accepts the duplicate itself
+    assert os.environ["AWS_ENDPOINT_URL"] == moto_env["AWS_ENDPOINT_URL"]
 
 
 @pytest.mark.parametrize(
@@ -74,3 +57,32 @@ def test_only_the_already_exists_answer_is_kept(code, message, kept):
 
     error = ClientError({"Error": {"Code": code, "Message": message}}, "CreateModel")
     assert aws_operators._KeepExisting()._existing(error) is kept
+
+
+def test_a_refused_data_capture_names_the_param_that_turns_it_off():
+    """An account or bucket that refuses data capture fails the deploy naming the Param, not
+    with SageMaker's message alone; other refusals pass through unchanged."""
+    from botocore.exceptions import ClientError
+
+    from include.pipeline.targets.aws.operators import data_capture_refusal
+
+    config = deployment.endpoint_config_request(
+        config_name="c-1",
+        variants=[
+            deployment.production_variant(
+                variant_name="AllTraffic", model_name="m-1", instance_type="ml.m5.xlarge"
+            )
+        ],
+        data_capture=deployment.data_capture_config("s3://b/data-capture"),
+    )
+
+    def error(code: str, message: str) -> ClientError:
+        return ClientError({"Error": {"Code": code, "Message": message}}, "CreateEndpointConfig")
+
+    refused = error("ValidationException", "Data capture is not supported for this account.")
+    reason = data_capture_refusal(refused, config)
+    assert "c-1" in reason and "data_capture_percent to 0" in reason
+    assert "Data capture is not supported" in reason
+    assert data_capture_refusal(error("ValidationException", "bad variant name"), config) is None
+    without = {k: v for k, v in config.items() if k != "DataCaptureConfig"}
+    assert data_capture_refusal(refused, without) is None

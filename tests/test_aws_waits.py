@@ -9,18 +9,12 @@ import pytest
 
 from include.pipeline.requests import deployment
 from include.pipeline.targets import waits
-from tests.moto_server import moto_server
+from tests.moto_server import one_variant_config, serving_endpoint
+
+pytestmark = pytest.mark.aws  # the aws target's tests, with or without a moto server
 
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.6-cpu-py312"
-
-
-@pytest.fixture
-def moto_env(monkeypatch):
-    with moto_server() as (url, env):
-        for key, value in env.items():
-            monkeypatch.setenv(key, value)
-        yield url
 
 
 def training_request(name: str = "reviews-train-run-1", runtime: int = 7200) -> dict:
@@ -47,6 +41,39 @@ def training_request(name: str = "reviews-train-run-1", runtime: int = 7200) -> 
         },
         "StoppingCondition": {"MaxRuntimeInSeconds": runtime},
     }
+
+
+def deferred_training(request: dict):
+    """The deferral of a training task whose job is already InProgress (a state moto never
+    shows: botocore's Stubber answers DescribeTrainingJob, and fails on any CreateTrainingJob)."""
+    from airflow.sdk.exceptions import TaskDeferred
+    from botocore.stub import Stubber
+
+    from include.pipeline.targets.aws.operators import SageMakerTrainingOperator
+
+    operator = SageMakerTrainingOperator(
+        task_id="train_model", config=request, deferrable=True, region_name="us-east-1"
+    )
+    with Stubber(operator.hook.conn) as stub:
+        stub.add_response(
+            "describe_training_job",
+            {
+                "TrainingJobName": request["TrainingJobName"],
+                "TrainingJobArn": "arn:aws:sagemaker:us-east-1:123456789012:training-job/x",
+                "TrainingJobStatus": "InProgress",
+                "SecondaryStatus": "Training",
+                "AlgorithmSpecification": request["AlgorithmSpecification"],
+                "ResourceConfig": request["ResourceConfig"],
+                "StoppingCondition": request["StoppingCondition"],
+                "CreationTime": "2026-01-01T00:00:00Z",
+                "ModelArtifacts": {"S3ModelArtifacts": ""},
+            },
+            {"TrainingJobName": request["TrainingJobName"]},
+        )
+        with pytest.raises(TaskDeferred) as deferred:
+            operator.execute({})
+        stub.assert_no_pending_responses()
+    return deferred.value
 
 
 def test_waits_cover_the_requests_own_limits():
@@ -85,59 +112,14 @@ def test_retry_defers_on_the_job_still_running_without_creating_another():
     """The first attempt's job is InProgress: the retry waits on it (the Stubber fails the test
     on any CreateTrainingJob) for as long as its MaxRuntimeInSeconds allows."""
     from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
-    from airflow.sdk.exceptions import TaskDeferred
-    from botocore.stub import Stubber
-
-    from include.pipeline.targets.aws.operators import SageMakerTrainingOperator
 
     request = training_request(runtime=4 * 3600)
-    operator = SageMakerTrainingOperator(
-        task_id="train_model", config=request, deferrable=True, region_name="us-east-1"
-    )
-    with Stubber(operator.hook.conn) as stub:
-        stub.add_response(
-            "describe_training_job",
-            {
-                "TrainingJobName": request["TrainingJobName"],
-                "TrainingJobArn": "arn:aws:sagemaker:us-east-1:123456789012:training-job/x",
-                "TrainingJobStatus": "InProgress",
-                "SecondaryStatus": "Training",
-                "AlgorithmSpecification": request["AlgorithmSpecification"],
-                "ResourceConfig": request["ResourceConfig"],
-                "StoppingCondition": request["StoppingCondition"],
-                "CreationTime": "2026-01-01T00:00:00Z",
-                "ModelArtifacts": {"S3ModelArtifacts": ""},
-            },
-            {"TrainingJobName": request["TrainingJobName"]},
-        )
-        with pytest.raises(TaskDeferred) as deferred:
-            operator.execute({})
-        stub.assert_no_pending_responses()
-    trigger = deferred.value.trigger
+    deferred = deferred_training(request)
+    trigger = deferred.trigger
     assert isinstance(trigger, SageMakerTrigger)
     assert trigger.job_name == request["TrainingJobName"]
     assert trigger.attempts * trigger.waiter_delay >= 4 * 3600  # not the provider's 30 minutes
-    assert deferred.value.timeout.total_seconds() >= 4 * 3600
-
-
-def _endpoint_with(config_name: str, sagemaker) -> None:
-    sagemaker.create_model(
-        ModelName="m-1",
-        PrimaryContainer={"Image": IMAGE, "ModelDataUrl": "s3://reviews-bucket/model.tar.gz"},
-        ExecutionRoleArn=ROLE,
-    )
-    for name in ("c-old", "c-new"):
-        sagemaker.create_endpoint_config(
-            **deployment.endpoint_config_request(
-                config_name=name,
-                variants=[
-                    deployment.production_variant(
-                        variant_name="AllTraffic", model_name="m-1", instance_type="ml.m5.xlarge"
-                    )
-                ],
-            )
-        )
-    sagemaker.create_endpoint(EndpointName="reviews", EndpointConfigName=config_name)
+    assert deferred.timeout.total_seconds() >= 4 * 3600
 
 
 def test_rolled_back_endpoint_update_fails_the_deploy(moto_env):
@@ -148,7 +130,7 @@ def test_rolled_back_endpoint_update_fails_the_deploy(moto_env):
     from include.pipeline.targets.aws.operators import SageMakerEndpointOperator
 
     sagemaker, cloudwatch = boto3.client("sagemaker"), boto3.client("cloudwatch")
-    _endpoint_with("c-old", sagemaker)
+    serving_endpoint(sagemaker, "c-old")
     alarm = deployment.rollback_alarm_request(endpoint_name="reviews")
     cloudwatch.put_metric_alarm(**alarm)
     cloudwatch.set_alarm_state(
@@ -171,7 +153,7 @@ def test_endpoint_serving_the_requested_config_passes_and_a_retry_keeps_it(moto_
     from include.pipeline.targets.aws.operators import SageMakerEndpointOperator
 
     sagemaker = boto3.client("sagemaker")
-    _endpoint_with("c-new", sagemaker)
+    serving_endpoint(sagemaker, "c-new")
     request = deployment.endpoint_request(endpoint_name="reviews", config_name="c-new")
     # A retry after the endpoint settled: no second CreateEndpoint/UpdateEndpoint, same answer.
     result = SageMakerEndpointOperator(task_id="deploy_endpoint", config=request).execute({})
@@ -192,14 +174,7 @@ def test_retried_settle_keeps_the_config_its_first_attempt_created():
         endpoint_name="reviews",
         config_name="reviews-promote-abc",
         operation="update",
-        endpoint_config=deployment.endpoint_config_request(
-            config_name="reviews-promote-abc",
-            variants=[
-                deployment.production_variant(
-                    variant_name="AllTraffic", model_name="m-1", instance_type="ml.m5.xlarge"
-                )
-            ],
-        ),
+        endpoint_config=one_variant_config("reviews-promote-abc"),
     )
     operator = SageMakerEndpointOperator(
         task_id="settle_endpoint",
@@ -235,4 +210,37 @@ def test_retried_settle_keeps_the_config_its_first_attempt_created():
         )
         with pytest.raises(TaskDeferred):  # waits on the update it just sent
             operator.execute({})
+        stub.assert_no_pending_responses()
+
+
+def test_a_failed_endpoint_is_deleted_so_the_deployment_creates_it_anew():
+    """A Failed endpoint accepts only DeleteEndpoint: the deploy deletes it (botocore's
+    endpoint_deleted waiter) instead of failing every later run. Stubber: moto never shows a
+    Failed endpoint."""
+    from botocore.stub import Stubber
+
+    from include.pipeline.targets.aws.operators import SageMakerEndpointOperator
+
+    request = deployment.endpoint_request(endpoint_name="reviews", config_name="c-new")
+    operator = SageMakerEndpointOperator(
+        task_id="deploy_endpoint", config=request, region_name="us-east-1"
+    )
+    failed = {
+        "EndpointName": "reviews",
+        "EndpointArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint/reviews",
+        "EndpointStatus": "Failed",
+        "FailureReason": "the model's container did not pass health checks",
+        "CreationTime": "2026-01-01T00:00:00Z",
+        "LastModifiedTime": "2026-01-01T00:00:00Z",
+    }
+    with Stubber(operator.hook.conn) as stub:
+        stub.add_response("describe_endpoint", failed, {"EndpointName": "reviews"})
+        stub.add_response("delete_endpoint", {}, {"EndpointName": "reviews"})
+        stub.add_client_error(
+            "describe_endpoint",
+            service_error_code="ValidationException",
+            service_message='Could not find endpoint "reviews".',
+            expected_params={"EndpointName": "reviews"},
+        )
+        assert operator._previous_attempt(request) is None  # nothing left: create it
         stub.assert_no_pending_responses()

@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 
 from include.pipeline import settings as pipeline_settings
+from include.pipeline.core.files import atomic_write_bytes
 from include.pipeline.demo import load_dag
 from include.pipeline.layout import RunLayout
 from include.pipeline.requests import registry as registry_requests
 from include.pipeline.requests.common import job_name
 from include.pipeline.targets.local.endpoint import client as endpoint_client
-from include.pipeline.targets.local.lake import atomic_write_bytes, resolve
+from include.pipeline.targets.local.lake import resolve
 from include.pipeline.targets.local.sagemaker import registry
 from include.pipeline.tasks import batch_scoring
 from include.pipeline.tasks.registry import MODEL_NAME
@@ -180,7 +181,8 @@ def test_requests_are_valid_and_named_per_run(lake):
     assert other["transform"]["TransformJobName"] != job["TransformJobName"]
 
 
-def test_csv_input_becomes_json_lines_in_the_run_folder(lake, tmp_path):
+def test_csv_input_becomes_json_lines_in_the_run_folder(lake, tmp_path, monkeypatch):
+    monkeypatch.setenv("PIPELINE_INPUT_ROOTS", str(tmp_path))  # the deployment allows it
     settings = pipeline_settings.load()
     source = tmp_path / "new.csv"
     source.write_text('Title,Review Text\na,"I love it, truly"\nb,\nc,too small\n')
@@ -204,7 +206,8 @@ def test_csv_input_becomes_json_lines_in_the_run_folder(lake, tmp_path):
         batch_scoring.prepare_input(settings, {"input_uri": " "}, run_id="r1")
 
 
-def test_local_json_lines_are_checked_line_by_line(lake, tmp_path):
+def test_local_json_lines_are_checked_line_by_line(lake, tmp_path, monkeypatch):
+    monkeypatch.setenv("PIPELINE_INPUT_ROOTS", str(tmp_path))
     settings = pipeline_settings.load()
     good = tmp_path / "good.jsonl"
     good.write_bytes(_lines(REVIEWS[:3]) + b"\n")
@@ -219,6 +222,20 @@ def test_local_json_lines_are_checked_line_by_line(lake, tmp_path):
     broken.write_bytes(b"{not json\n")
     with pytest.raises(ValueError, match=r"broken\.jsonl line 1: not JSON"):
         batch_scoring.prepare_input(settings, {"input_uri": str(broken)}, run_id="r2")
+
+
+def test_inputs_outside_the_allowed_places_are_refused(lake, tmp_path):
+    settings = pipeline_settings.load()
+    source = tmp_path / "new.csv"
+    source.write_text("Review Text\nsecret line\n")
+    for uri, rule in (
+        (str(source), "PIPELINE_INPUT_ROOTS"),
+        ("/proc/self/environ", "system pseudo-file"),
+        ("s3://another-bucket/in/", "PIPELINE_INPUT_BUCKETS"),
+    ):
+        with pytest.raises(ValueError, match=rule):
+            batch_scoring.prepare_input(settings, {"input_uri": uri}, run_id="r1")
+    assert not (lake / settings.bucket / "runs").exists()
 
 
 def test_bad_predictions_are_named_by_file_and_line():
@@ -236,7 +253,8 @@ def test_bad_predictions_are_named_by_file_and_line():
         batch_scoring.count_predictions(b'{"label": 1}\n', "s3://b/x.out")
 
 
-def test_real_data_csv_converts_every_row(lake, real_data):
+def test_real_data_csv_converts_every_row(lake, real_data, monkeypatch):
+    monkeypatch.setenv("PIPELINE_INPUT_ROOTS", str(real_data.parent))
     settings = pipeline_settings.load()
     prepared = batch_scoring.prepare_input(settings, {"input_uri": str(real_data)}, run_id="r3")
     assert prepared["text_column"] == "review_body"

@@ -12,10 +12,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from include.jobs import prepare_text
+from include.pipeline.core.files import atomic_write_bytes
 from include.pipeline.requests import blazingtext
 from include.pipeline.requests.images import image_uri
 from include.pipeline.targets.local.endpoint import models
-from include.pipeline.targets.local.lake import atomic_write_bytes, resolve
+from include.pipeline.targets.local.lake import resolve
 from include.pipeline.targets.local.sagemaker import jobs, warm
 from tests.aws_model import assert_valid
 
@@ -133,7 +134,7 @@ def test_unknown_mode_fails_the_job_with_its_reason(tmp_path: Path):
 
 def test_endpoint_serves_the_blazingtext_contract(trained):
     from include.pipeline.targets.local.endpoint.host import start_server
-    from tests.test_endpoint_server import boto, run_the_demo_notice_curl, wait_settled
+    from tests.test_endpoint_server import boto, run_the_demo_notice_curl, serve_model
 
     lake, describe = trained
     image = image_uri("blazingtext", "us-east-1")
@@ -149,20 +150,7 @@ def test_endpoint_serves_the_blazingtext_contract(trained):
     running = start_server(lake)
     try:
         sm = boto("sagemaker", running.url)
-        sm.create_model(**model)
-        sm.create_endpoint_config(
-            EndpointConfigName="bt-config",
-            ProductionVariants=[
-                {
-                    "VariantName": "AllTraffic",
-                    "ModelName": "bt-model",
-                    "InitialInstanceCount": 1,
-                    "InstanceType": "ml.m5.large",
-                }
-            ],
-        )
-        sm.create_endpoint(EndpointName="bt", EndpointConfigName="bt-config")
-        assert wait_settled(sm, "bt")["EndpointStatus"] == "InService"
+        assert serve_model(sm, "bt", model)["EndpointStatus"] == "InService"
         body = blazingtext.inference_request(
             [prepare_text.tokenize("I love this dress so much!"), prepare_text.tokenize("Awful.")],
             k=2,

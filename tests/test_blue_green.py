@@ -3,6 +3,7 @@ SageMaker's callers would (zero failures for a healthy update, ModelErrors from 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -18,6 +19,7 @@ from include.pipeline.requests.deployment import rollback_alarm_request
 from include.pipeline.settings import Settings
 from include.pipeline.targets.local.endpoint.blue_green import traffic_steps
 from include.pipeline.targets.local.endpoint.host import start_server
+from include.pipeline.task_ids import UPDATE_REPORT_KEY
 from tests.aws_model import assert_valid
 from tests.test_endpoint_server import boto, wait_settled
 from tests.test_inference import (
@@ -26,6 +28,7 @@ from tests.test_inference import (
     FLAKY_PREDICT_FN,
     build_tiny_model,
     register_model,
+    two_model_lake,
 )
 
 ALARM = "reviews-5xx-rate"
@@ -119,12 +122,7 @@ class Load:
 
 @pytest.fixture(scope="module")
 def lake(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("lake")
-    model = build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
-    register_model(root, model, "blue-model")
-    register_model(
-        root, build_tiny_model(tmp_path_factory.mktemp("t2") / "model", seed=2), "green-model"
-    )
+    root, model = two_model_lake(tmp_path_factory, "blue-model", "green-model", seed=2)
     register_model(root, model, "broken-load", BROKEN_MODEL_FN)
     register_model(root, model, "broken-predict", BROKEN_PREDICT_FN)
     register_model(root, model, "flaky", FLAKY_PREDICT_FN)
@@ -171,6 +169,30 @@ def run_update(sm, request: dict, load: Load) -> tuple[dict, list[str]]:
         time.sleep(0.05)
 
 
+def routing(
+    kind: str, size: int | None = None, unit: str = "CAPACITY_PERCENT", wait: int = 1
+) -> dict:
+    """A TrafficRoutingConfiguration: CANARY or LINEAR with their step ``size``, or ALL_AT_ONCE."""
+    config: dict = {"Type": kind, "WaitIntervalInSeconds": wait}
+    if size is not None:
+        step = "CanarySize" if kind == "CANARY" else "LinearStepSize"
+        config[step] = {"Type": unit, "Value": size}
+    return config
+
+
+def update_under_load(
+    server, endpoint: str, config_name: str, traffic: dict, **request
+) -> tuple[dict, list[str], Load]:
+    """A fresh endpoint on blue, updated to ``config_name`` while callers keep invoking it; returns
+    DescribeEndpoint once settled, the statuses seen and the load's record."""
+    sm = fresh_endpoint(server, endpoint)
+    with Load(server.url, endpoint) as load:
+        update = update_request(endpoint, config_name, traffic, **request)
+        described, statuses = run_update(sm, update, load)
+        time.sleep(0.2)  # callers keep calling the settled endpoint
+    return described, statuses, load
+
+
 # -- traffic plans ------------------------------------------------------------------------------
 def test_traffic_steps_follow_the_routing_configuration():
     assert traffic_steps({}, 2) == [(1.0, 0.0)]
@@ -198,23 +220,16 @@ def test_traffic_steps_follow_the_routing_configuration():
 
 # -- updates under load -------------------------------------------------------------------------
 def test_healthy_canary_shifts_all_traffic_with_zero_failures(server):
-    sm = fresh_endpoint(server, "canary-ok")
-    routing = {
-        "Type": "CANARY",
-        "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 30},
-        "WaitIntervalInSeconds": 1,
+    described, statuses, load = update_under_load(
+        server, "canary-ok", "green", routing("CANARY", 30)
+    )
+    runtime = boto("sagemaker-runtime", server.url)
+    answered_after = {
+        runtime.invoke_endpoint(
+            EndpointName="canary-ok", Body='{"features": ["ok"]}', ContentType="application/json"
+        )["InvokedProductionVariant"]
+        for _ in range(20)
     }
-    with Load(server.url, "canary-ok") as load:
-        described, statuses = run_update(sm, update_request("canary-ok", "green", routing), load)
-        runtime = boto("sagemaker-runtime", server.url)
-        answered_after = {
-            runtime.invoke_endpoint(
-                EndpointName="canary-ok",
-                Body='{"features": ["ok"]}',
-                ContentType="application/json",
-            )["InvokedProductionVariant"]
-            for _ in range(20)
-        }
     assert load.failures == []
     assert "Updating" in statuses
     assert described["EndpointConfigName"] == "green"
@@ -222,18 +237,22 @@ def test_healthy_canary_shifts_all_traffic_with_zero_failures(server):
     assert [v["VariantName"] for v in described["ProductionVariants"]] == ["Green"]
     assert load.variants["Blue"] > 0 and load.variants["Green"] > 0
     assert answered_after == {"Green"}  # after the update only the new fleet answers
+    # the host's record of the steps it took: the canary's 30 % for its wait, then all traffic
+    report = json.loads(urllib.request.urlopen(f"{server.url}/endpoints/canary-ok/stats").read())[
+        "last_update"
+    ]
+    canary, rest = report["TrafficSteps"]
+    assert (canary["NewFleetShare"], rest["NewFleetShare"]) == (0.3, 1.0)
+    assert canary["Seconds"] >= 1.0 and canary["NewFleetInvocations"] > 0
+    assert canary["NewFleetFailedRequests"] == rest["NewFleetFailedRequests"] == 0
+    answered = sum(step["NewFleetInvocations"] for step in report["TrafficSteps"])
+    assert answered == report["NewFleetInvocations"]
 
 
 def test_model_that_fails_to_load_rolls_back_with_zero_failures(server):
-    sm = fresh_endpoint(server, "canary-broken")
-    routing = {
-        "Type": "CANARY",
-        "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 50},
-        "WaitIntervalInSeconds": 1,
-    }
-    with Load(server.url, "canary-broken") as load:
-        described, _ = run_update(sm, update_request("canary-broken", "broken-load", routing), load)
-        time.sleep(0.2)
+    described, _, load = update_under_load(
+        server, "canary-broken", "broken-load", routing("CANARY", 50)
+    )
     assert load.failures == []
     assert described["EndpointConfigName"] == "blue"
     assert "health check" in described["FailureReason"]
@@ -242,32 +261,16 @@ def test_model_that_fails_to_load_rolls_back_with_zero_failures(server):
 
 
 def test_model_that_fails_its_warm_up_never_gets_traffic(server):
-    sm = fresh_endpoint(server, "all-at-once-broken")
-    with Load(server.url, "all-at-once-broken") as load:
-        described, _ = run_update(
-            sm,
-            update_request(
-                "all-at-once-broken",
-                "broken-predict",
-                {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 0},
-            ),
-            load,
-        )
+    described, _, load = update_under_load(
+        server, "all-at-once-broken", "broken-predict", routing("ALL_AT_ONCE", wait=0)
+    )
     assert load.failures == []
     assert described["EndpointConfigName"] == "blue"
     assert "predict exploded" in described["FailureReason"]
 
 
 def test_error_rate_alarm_rolls_back_a_model_that_fails_on_traffic(server):
-    sm = fresh_endpoint(server, "linear-flaky")
-    routing = {
-        "Type": "LINEAR",
-        "LinearStepSize": {"Type": "CAPACITY_PERCENT", "Value": 50},
-        "WaitIntervalInSeconds": 1,
-    }
-    with Load(server.url, "linear-flaky") as load:
-        described, _ = run_update(sm, update_request("linear-flaky", "flaky", routing), load)
-        time.sleep(0.2)
+    described, _, load = update_under_load(server, "linear-flaky", "flaky", routing("LINEAR", 50))
     # as on SageMaker, callers routed to the broken new fleet get its ModelErrors until the
     # rollback (no hidden retry on the old fleet), and the update reports how many
     assert load.failures
@@ -277,6 +280,9 @@ def test_error_rate_alarm_rolls_back_a_model_that_fails_on_traffic(server):
     )["last_update"]
     assert report["Outcome"] == "RolledBack"
     assert report["NewFleetFailedRequests"] == len(load.failures)
+    # it never got past its first step: half the traffic, every failure in it
+    (step,) = report["TrafficSteps"]
+    assert step["NewFleetShare"] == 0.5 and step["NewFleetFailedRequests"] == len(load.failures)
     assert f"callers got {len(load.failures)} failed requests" in described["FailureReason"]
     assert described["EndpointConfigName"] == "blue"
     assert "Alarm reviews-5xx-rate fired" in described["FailureReason"]
@@ -292,17 +298,15 @@ def test_the_stored_alarm_decides_the_rollback(server, lake):
     """The same failing model stays when its alarm tolerates the failures (its threshold, not a
     server setting, decides), and an alarm nobody created fails the update."""
     put_alarm(lake, "tolerant", threshold_percent=100.0)  # > 100% never happens
-    sm = fresh_endpoint(server, "tolerant-flaky")
-    routing = {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 1}
-    with Load(server.url, "tolerant-flaky") as load:
-        described, _ = run_update(
-            sm, update_request("tolerant-flaky", "flaky", routing, alarm="tolerant"), load
-        )
+    traffic = routing("ALL_AT_ONCE")
+    described, _, _ = update_under_load(
+        server, "tolerant-flaky", "flaky", traffic, alarm="tolerant"
+    )
     assert described["EndpointConfigName"] == "flaky"
     assert not described.get("FailureReason")
 
     sm = fresh_endpoint(server, "no-alarm")
-    sm.update_endpoint(**update_request("no-alarm", "green", routing, alarm="never-created"))
+    sm.update_endpoint(**update_request("no-alarm", "green", traffic, alarm="never-created"))
     described = wait_settled(sm, "no-alarm")
     assert described["EndpointConfigName"] == "blue"
     assert "'never-created' does not exist" in described["FailureReason"]
@@ -310,14 +314,10 @@ def test_the_stored_alarm_decides_the_rollback(server, lake):
 
 def test_an_update_in_progress_cannot_be_updated_again(server):
     sm = fresh_endpoint(server, "busy")
-    routing = {
-        "Type": "CANARY",
-        "CanarySize": {"Type": "INSTANCE_COUNT", "Value": 1},
-        "WaitIntervalInSeconds": 2,
-    }
-    sm.update_endpoint(**update_request("busy", "green", routing, alarms=False))
+    traffic = routing("CANARY", 1, unit="INSTANCE_COUNT", wait=2)
+    sm.update_endpoint(**update_request("busy", "green", traffic, alarms=False))
     with pytest.raises(ClientError, match="Cannot update in-progress endpoint"):
-        sm.update_endpoint(**update_request("busy", "green", routing, alarms=False))
+        sm.update_endpoint(**update_request("busy", "green", traffic, alarms=False))
     assert sm.describe_endpoint(EndpointName="busy")["EndpointStatus"] == "Updating"
     described = wait_settled(sm, "busy")
     assert described["EndpointStatus"] == "InService"
@@ -331,17 +331,26 @@ def test_deploy_operator_fails_when_the_update_rolls_back(server, lake):
     from include.pipeline.targets.local.operators import SageMakerEndpointOperator
 
     fresh_endpoint(server, "deploy-broken")
-    routing = {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 1}
+    traffic = routing("ALL_AT_ONCE")
     operator = SageMakerEndpointOperator(
         task_id="deploy_endpoint",
-        config=update_request("deploy-broken", "broken-load", routing),
+        config=update_request("deploy-broken", "broken-load", traffic),
         operation="update",
         lake=str(lake),
         region="us-east-1",
         endpoint_url=server.url,
     )
+    pushed = {}
+
+    class TaskInstance:  # what the operator tells the run summary
+        def xcom_push(self, key, value):
+            pushed[key] = value
+
     with pytest.raises(AirflowFailException, match="rolled back, it still serves blue"):
-        operator.execute({})
+        operator.execute({"ti": TaskInstance()})
+    report = pushed[UPDATE_REPORT_KEY]
+    assert report["Outcome"] == "RolledBack" and "health check" in report["FailureReason"]
+    assert report["TrafficSteps"] == []  # no traffic moved to a fleet that failed its check
 
 
 def test_retried_deploy_operator_waits_on_the_update_its_first_attempt_sent(server, lake):
@@ -350,12 +359,8 @@ def test_retried_deploy_operator_waits_on_the_update_its_first_attempt_sent(serv
     from include.pipeline.targets.local.operators import SageMakerEndpointOperator
 
     sm = fresh_endpoint(server, "retried")
-    routing = {
-        "Type": "CANARY",
-        "CanarySize": {"Type": "INSTANCE_COUNT", "Value": 1},
-        "WaitIntervalInSeconds": 1,
-    }
-    request = update_request("retried", "green", routing, alarms=False)
+    traffic = routing("CANARY", 1, unit="INSTANCE_COUNT")
+    request = update_request("retried", "green", traffic, alarms=False)
     sm.update_endpoint(**request)  # the first attempt, lost after sending it
     result = SageMakerEndpointOperator(
         task_id="settle_endpoint",
@@ -370,3 +375,49 @@ def test_retried_deploy_operator_waits_on_the_update_its_first_attempt_sent(serv
     ).execute({})
     assert result["Endpoint"]["EndpointStatus"] == "InService"
     assert result["Endpoint"]["EndpointConfigName"] == "green"
+
+
+def _challenger_config(sm, name: str, variant: str, model: str) -> str:
+    """The champion on AllTraffic with the failing ``model`` beside it as the Shadow or the
+    Challenger variant (what the main DAG's shadow / ab strategies deploy)."""
+    champion = single_variant_config(name, "blue-model", "AllTraffic")
+    beside = {**champion["ProductionVariants"][0], "VariantName": variant, "ModelName": model}
+    if variant == "Shadow":
+        champion["ShadowProductionVariants"] = [beside]
+    else:
+        champion["ProductionVariants"][0]["InitialVariantWeight"] = 0.5
+        champion["ProductionVariants"].append({**beside, "InitialVariantWeight": 0.5})
+    sm.create_endpoint_config(**champion)
+    return name
+
+
+@pytest.mark.parametrize("variant", ["Shadow", "Challenger"])
+def test_the_alarm_on_the_challengers_variant_rolls_back_a_failing_challenger(
+    server, lake, tmp_path, variant
+):
+    """The pipeline's alarm on the challenger's variant trips on its failures (a Shadow's are
+    its copies, which callers never see); an alarm on AllTraffic, the champion, does not."""
+    sm = boto("sagemaker", server.url)
+    with contextlib.suppress(ClientError):  # made by the other case
+        sm.create_endpoint_config(**single_variant_config("champion", "blue-model", "AllTraffic"))
+    tiny = build_tiny_model(tmp_path / "model")
+    traffic = routing("ALL_AT_ONCE")
+    outcomes = {}
+    for watched in ("AllTraffic", variant):
+        name = f"{variant.lower()}-watched-{watched.lower()}"
+        register_model(lake, tiny, f"{name}-flaky", FLAKY_PREDICT_FN)  # fails after its warm-up
+        config = _challenger_config(sm, f"{name}-update", variant, f"{name}-flaky")
+        alarm = rollback_alarm_request(endpoint_name=name, variant_name=watched)
+        targets.load(Settings(lake=lake)).client("cloudwatch").put_metric_alarm(**alarm)
+        sm.create_endpoint(EndpointName=name, EndpointConfigName="champion")
+        assert wait_settled(sm, name)["EndpointStatus"] == "InService"
+        with Load(server.url, name) as load:
+            request = update_request(name, config, traffic, alarm=alarm["AlarmName"])
+            outcomes[watched] = run_update(sm, request, load)[0], load.failures
+    champion_watched, _ = outcomes["AllTraffic"]
+    assert champion_watched["EndpointConfigName"].endswith("-update")  # the failing one stayed
+    described, failures = outcomes[variant]
+    assert described["EndpointConfigName"] == "champion"  # rolled back
+    assert f"fired: the new fleet's {variant} failed" in described["FailureReason"]
+    if variant == "Shadow":
+        assert failures == []  # shadow copies fail where no caller sees them

@@ -9,8 +9,9 @@ import pytest
 
 from include.pipeline import settings as pipeline_settings
 from include.pipeline import targets
+from include.pipeline.core.files import atomic_write_bytes
 from include.pipeline.requests import automl, tuning
-from include.pipeline.targets.local.lake import atomic_write_bytes, resolve
+from include.pipeline.targets.local.lake import resolve
 from tests.test_automl import _csv
 from tests.test_automl import _request as automl_request
 from tests.test_tuning import _training_request
@@ -41,7 +42,8 @@ def test_automl_operator_and_sensor_take_the_provider_arguments(lake: Path, monk
     ops = _ops(lake, monkeypatch)
     created = ops.SageMakerAutoMLOperator(task_id="automl", **automl.operator_arguments(request))
     assert created.request() == request  # what the provider's hook would send
-    assert created.execute({}) is None  # not waiting, as on aws: the sensor waits
+    # Not waiting, as on aws: the sensor waits on the job the operator names.
+    assert created.execute({}) == "automl-op"
     sensor = ops.SageMakerAutoMLSensor(task_id="wait", job_name="automl-op", mode="reschedule")
     sensor.execute({})
     missing = ops.SageMakerAutoMLSensor(task_id="wait2", job_name="automl-none")

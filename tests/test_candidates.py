@@ -18,8 +18,9 @@ from include.pipeline.documents import leaderboard as board
 from include.pipeline.params import PARAMS
 from include.pipeline.requests import automl
 from include.pipeline.requests import bias as bias_requests
+from include.pipeline.requests import registry as registry_requests
 from include.pipeline.requests.features import SPLITS
-from include.pipeline.tasks import candidates
+from include.pipeline.tasks import candidates, deployment, registry
 from tests.aws_model import assert_valid
 from tests.test_blazingtext import _reviews
 
@@ -64,6 +65,13 @@ def _entry(candidate: str, accuracy: float, macro_f1: float, latency: float | No
     )
 
 
+def _final(settings, params: dict, splits: dict, **chosen) -> dict:
+    """The final training's request for the run, given the tuned / recipe results in ``chosen``."""
+    return candidates.final_training_request(
+        settings, params, run_id=RUN, code=CODE_URIS, training_set=splits, **chosen
+    )
+
+
 def test_the_leaderboard_ranks_by_the_chosen_metric_then_by_latency():
     entries = [
         _entry("finetune", 0.70, 0.50, 9.0),
@@ -102,6 +110,86 @@ def test_unselected_candidates_skip_their_path_and_bad_names_fail():
         candidates.require(_params(candidates=["xgboost"]), "finetune")
 
 
+def tuning_result(best: dict, accuracy: float) -> dict:
+    """A tuning operator's result: the best trial's hyperparameters and objective."""
+    return {
+        "Tuning": {
+            "BestTrainingJob": {
+                "TrainingJobName": "tune-001",
+                "TunedHyperParameters": best,
+                "FinalHyperParameterTuningJobObjectiveMetric": {
+                    "MetricName": "validation:accuracy",
+                    "Value": accuracy,
+                },
+            }
+        }
+    }
+
+
+def recipe_result(accuracy: float) -> dict:
+    """The recipe trial's training operator result, with its final validation accuracy."""
+    return {
+        "Training": {
+            "TrainingJobName": "recipe-abc",
+            "FinalMetricDataList": [
+                {"MetricName": "train:loss", "Value": 0.6},
+                {"MetricName": "validation:accuracy", "Value": accuracy},
+            ],
+        }
+    }
+
+
+def test_the_recipe_runs_at_the_trials_budget_and_a_tuned_set_must_beat_it():
+    settings = pipeline_settings.load()
+    params = _params()
+    splits = _training_set()
+    recipe = candidates.recipe_trial_request(
+        settings, params, run_id=RUN, code=CODE_URIS, training_set=splits
+    )
+    assert_valid("sagemaker", "CreateTrainingJob", recipe)
+    final = _final(settings, params, splits, tuned=None)
+    # Its own job, at the trials' budget, on the same channels, with the recipe's values.
+    assert recipe["TrainingJobName"] != final["TrainingJobName"]
+    assert recipe["CheckpointConfig"]["S3Uri"] != final["CheckpointConfig"]["S3Uri"]
+    hp = recipe["HyperParameters"]
+    assert hp["train_steps_per_epoch"] == str(params["tuning_trial_steps"])
+    assert hp["learning_rate"] == final["HyperParameters"]["learning_rate"]
+    assert recipe["InputDataConfig"] == final["InputDataConfig"]
+
+    tuned = tuning_result({"learning_rate": "4.3e-05", "train_batch_size": "32"}, 0.69)
+    chosen, choice = candidates.choose_hyperparameters(params, tuned, recipe_result(0.70))
+    assert chosen is params and choice["chosen"] == "recipe"  # the tuned set scored lower
+    assert choice["recipe"]["validation_accuracy"] == 0.70
+    assert choice["tuned"]["validation_accuracy"] == 0.69
+    assert choice["recipe"]["hyperparameters"]["learning_rate"] == str(params["learning_rate"])
+    assert choice["tuned"]["hyperparameters"]["learning_rate"] == "4.3e-05"
+    kept = _final(settings, params, splits, tuned=tuned, recipe=recipe_result(0.70))
+    assert kept["HyperParameters"] == final["HyperParameters"]
+    # A tie keeps the recipe; a better tuned set is taken, as the Params' types.
+    assert candidates.choose_hyperparameters(params, tuned, recipe_result(0.69))[1]["chosen"] == (
+        "recipe"
+    )
+    better, choice = candidates.choose_hyperparameters(params, tuned, recipe_result(0.60))
+    assert choice["chosen"] == "tuned" and better["learning_rate"] == 4.3e-05
+    assert better["train_batch_size"] == 32
+    # The run summary shows both, and which was taken.
+    from include.pipeline import task_ids as T
+    from include.pipeline.tasks import summary
+
+    xcoms = {T.TUNE: tuned, T.RECIPE_TRIAL: recipe_result(0.70)}
+    steps = summary.collect(settings, lambda task, key=None: xcoms.get(task), params, RUN)
+    assert steps["tuning"]["chosen"] == "recipe"
+    assert steps["tuning"]["recipe"]["job_name"] == "recipe-abc"
+    assert steps["tuning"]["tuned"]["validation_accuracy"] == 0.69
+    # Tuning turned off: no recipe job either.
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    with pytest.raises(AirflowSkipException):
+        candidates.recipe_trial_request(
+            settings, _params(tuning_max_jobs=0), run_id=RUN, code=CODE_URIS, training_set=splits
+        )
+
+
 def test_the_candidates_requests_are_valid_and_share_the_splits():
     settings = pipeline_settings.load()
     params = _params(tuning_warm_start_parent="tune-parent")
@@ -117,11 +205,10 @@ def test_the_candidates_requests_are_valid_and_share_the_splits():
     assert tuning["WarmStartConfig"]["ParentHyperParameterTuningJobs"] == [
         {"HyperParameterTuningJobName": "tune-parent"}
     ]
-    # The best trial's values (strings) reach the final training as the Params' types.
-    tuned = {"Tuning": {"BestTrainingJob": {"TunedHyperParameters": {"train_batch_size": "16"}}}}
-    final = candidates.final_training_request(
-        settings, params, run_id=RUN, code=CODE_URIS, training_set=splits, tuned=tuned
-    )
+    # The best trial's values (strings) reach the final training as the Params' types, when
+    # they beat the recipe's job at the same budget.
+    tuned = tuning_result({"train_batch_size": "16"}, 0.71)
+    final = _final(settings, params, splits, tuned=tuned, recipe=recipe_result(0.70))
     assert final["HyperParameters"]["train_batch_size"] == "16"
     assert final["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == splits["train"]
 
@@ -274,26 +361,47 @@ def test_a_candidates_post_training_bias_job_is_a_valid_clarify_request(lake: Pa
 
 
 def test_model_facts_of_an_autopilot_candidate():
+    """The best candidate is registered and served as the pipeline Autopilot lists (feature
+    transform, algorithm, inverse label transform), not its first container alone."""
     settings = pipeline_settings.load()
     describe = {
-        "AutoMLJobName": "automl-abc",
+        **_automl_describe(),
         "CreationTime": "2026-01-31T12:00:00+00:00",
         "EndTime": "2026-01-31T12:00:30+00:00",
-        "BestCandidate": {
-            "CandidateName": "automl-abc-lgbm",
-            "InferenceContainers": [
-                {
-                    "Image": "img/sagemaker-sklearn-automl:2.5",
-                    "ModelDataUrl": "s3://bkt/a/model.tar.gz",
-                    "Environment": {"SAGEMAKER_INFERENCE_OUTPUT": "predicted_label,probability"},
-                }
-            ],
-        },
     }
     facts = candidates.model_facts(settings, "autopilot", describe)
     assert facts["training_time_s"] == 30.0 and facts["content_type"] == "text/csv"
-    assert facts["model_uri"] == "s3://bkt/a/model.tar.gz"
-    assert facts["environment"]["SAGEMAKER_INFERENCE_OUTPUT"] == "predicted_label,probability"
+    assert facts["model_uri"] == "s3://bkt/a/tuning/model.tar.gz"  # the algorithm's archive
+    containers = facts["containers"]
+    assert [c["ModelDataUrl"] for c in containers] == [
+        c["ModelDataUrl"] for c in describe["BestCandidate"]["InferenceContainers"]
+    ]
+    assert containers[-1]["Environment"]["SAGEMAKER_INFERENCE_OUTPUT"] == (
+        "predicted_label,probability"
+    )
+    entry = {**facts, "candidate": "autopilot"}
+    registered = registry.registration_arguments(
+        settings,
+        _params(),
+        run_id=RUN,
+        ingested={"raw_hash": "ab" * 32},
+        model=entry,
+        evaluation_uri="s3://bkt/evaluation.json",
+        bias=None,
+    )
+    package = registry_requests.create_model_package_request(registered)
+    assert_valid("sagemaker", "CreateModelPackage", package)
+    assert package["InferenceSpecification"]["Containers"] == containers
+    deployed = deployment.build_deployment_requests(
+        settings,
+        _params(),
+        run_id=RUN,
+        model_data_url=facts["model_uri"],
+        champion_model=None,
+        candidate=entry,
+    )["model"]
+    assert_valid("sagemaker", "CreateModel", deployed)
+    assert "PrimaryContainer" not in deployed and deployed["Containers"] == containers
 
 
 def test_the_reports_page_shows_the_leaderboard_best_first():
@@ -303,7 +411,10 @@ def test_the_reports_page_shows_the_leaderboard_best_first():
     ranked = board.rank(
         [_entry("finetune", 0.6, 0.5, 9.0), _entry("autopilot", 0.7, 0.4, 1.0)], "accuracy"
     )
-    summary = {"leaderboard": {**ranked.to_dict(), "uri": "s3://bkt/leaderboard.json"}}
+    summary = {
+        "leaderboard": {**ranked.to_dict(), "uri": "s3://bkt/leaderboard.json"},
+        "deployment": {"endpoint_name": "reviews-sentiment", "candidate": "autopilot"},
+    }
     view = reports.leaderboard(summary)
     assert [r["candidate"] for r in view["rows"]] == ["autopilot", "finetune"]
     assert view["rows"][0]["deployed"] and view["rows"][0]["model_size_mb"] == 0.0
@@ -314,11 +425,12 @@ def test_the_reports_page_shows_the_leaderboard_best_first():
 
 
 def test_a_served_model_is_evaluated_as_the_candidate_its_image_says():
+    from include.pipeline.candidates import of_image
     from include.pipeline.requests.images import image_uri
 
-    assert candidates.candidate_of_image(image_uri("blazingtext", "us-east-1")) == "blazingtext"
+    assert of_image(image_uri("blazingtext", "us-east-1")).name == "blazingtext"
     autopilot = "123.dkr.ecr.us-east-1.amazonaws.com/sagemaker-sklearn-automl:2.5-1-cpu-py3"
-    assert candidates.candidate_of_image(autopilot) == "autopilot"
+    assert of_image(autopilot).name == "autopilot"
     settings = pipeline_settings.load()
     finetune = candidates.model_facts(
         settings,
@@ -331,7 +443,7 @@ def test_a_served_model_is_evaluated_as_the_candidate_its_image_says():
             }
         },
     )
-    assert candidates.candidate_of_image(finetune["image_uri"]) == "finetune"
+    assert of_image(finetune["image_uri"]).name == "finetune"
 
 
 def _automl_describe() -> dict:
@@ -420,14 +532,14 @@ def test_on_aws_autopilot_is_scored_by_a_batch_transform_of_its_model():
         automl.inference_containers(_automl_describe()["BestCandidate"]["InferenceContainers"][:1])
 
 
-def test_locally_the_evaluation_job_loads_the_automl_model_itself():
-    from airflow.sdk.exceptions import AirflowSkipException
-
+def test_locally_autopilot_is_scored_by_a_batch_transform_of_its_pipeline_too():
+    """The local AutoML engine's candidates are inference pipelines as Autopilot's are, so the
+    local target scores them the same way: the whole pipeline as a model, a batch transform."""
     settings = dataclasses.replace(pipeline_settings.load(), target="local")
-    with pytest.raises(AirflowSkipException, match="loads the AutoML model itself"):
-        candidates.autopilot_scoring_requests(
-            settings, _params(), run_id=RUN, trained=_automl_describe()
-        )
+    built = candidates.autopilot_scoring_requests(
+        settings, _params(), run_id=RUN, trained=_automl_describe()
+    )
+    assert len(built["model"]["Containers"]) == 3
     request = candidates.evaluation_request(
         settings,
         _params(),
@@ -438,5 +550,79 @@ def test_locally_the_evaluation_job_loads_the_automl_model_itself():
         test_uri=_training_set()["test"],
     )
     inputs = {i["InputName"]: i["S3Input"]["S3Uri"] for i in request["ProcessingInputs"]}
-    assert inputs["model"] == "s3://bkt/a/data-processor-models/model.tar.gz"
-    assert "predictions" not in inputs
+    assert "model" not in inputs
+    assert inputs["predictions"] == built["transform"]["TransformOutput"]["S3OutputPath"]
+
+
+def test_a_failed_candidate_is_listed_with_its_reason_and_the_others_are_ranked():
+    """One candidate's failed training leaves it off the ranking (listed as failed, with the
+    task that failed); the others go on, and the run's last check fails naming it."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    params = _params(candidates=["finetune", "blazingtext", "autopilot"])
+    results = {
+        "finetune": ({"Training": {}}, {"OutputFiles": {}}, None),
+        "blazingtext": (None, None, None),  # its training failed: nothing downstream ran
+        "autopilot": ({"AutoMLJobName": "a"}, {"OutputFiles": {}}, None),
+    }
+    paths = {
+        "finetune": {"ingest_reviews", "tune_finetune", "train_model", "evaluate_model"},
+        "blazingtext": {"ingest_reviews", "train_blazingtext", "evaluate_model_blazingtext"},
+        "autopilot": {"ingest_reviews", "create_automl_job", "evaluate_model_autopilot"},
+    }
+    states = {
+        "ingest_reviews": "success",
+        "train_blazingtext": "failed",
+        "evaluate_model_blazingtext": "upstream_failed",
+    }
+    failed = candidates.failed_candidates(params, results, states=states, paths=paths)
+    assert failed == {"blazingtext": "task train_blazingtext failed"}
+    # a path skipped by a gate, or a candidate the run did not ask for, is not a failure
+    skipped = dict.fromkeys(paths["blazingtext"] - {"ingest_reviews"}, "skipped")
+    assert not candidates.failed_candidates(
+        params, results, states={**states, **skipped}, paths=paths
+    )
+    alone = _params(candidates=["finetune"])
+    assert not candidates.failed_candidates(alone, results, states=states, paths=paths)
+    shared = {"ingest_reviews": "failed"} | dict.fromkeys(
+        set().union(*paths.values()) - {"ingest_reviews"}, "upstream_failed"
+    )
+    nothing = dict.fromkeys(candidates.failed_candidates(params, {}, states=shared, paths=paths))
+    assert set(nothing) == {"finetune", "blazingtext", "autopilot"}
+    assert candidates.failed_candidates(params, {}, states=shared, paths=paths)["autopilot"] == (
+        "task ingest_reviews failed"
+    )
+
+    ranked = board.rank(
+        [_entry("finetune", 0.7, 0.5, 1.0), _entry("autopilot", 0.6, 0.4, None)], "accuracy", failed
+    )
+    doc = ranked.to_dict()
+    assert [e["candidate"] for e in doc["entries"]] == ["finetune", "autopilot"]
+    assert doc["failed"] == [
+        {"candidate": "blazingtext", "reason": "task train_blazingtext failed"}
+    ]
+    assert board.Leaderboard.from_dict(doc).failed == doc["failed"]
+    with pytest.raises(AirflowFailException, match="blazingtext: task train_blazingtext failed"):
+        candidates.require_every_candidate(doc)
+    candidates.require_every_candidate(
+        board.rank([_entry("finetune", 0.7, 0.5, 1.0)], "accuracy").to_dict()
+    )
+    with pytest.raises(ValueError, match="blazingtext: task train_blazingtext failed"):
+        board.rank([], "accuracy", failed)
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    settings = pipeline_settings.load()
+    with pytest.raises(AirflowSkipException, match="paths were skipped"):  # a gate stopped it
+        candidates.leaderboard(settings, params, None, run_id=RUN, results={}, failed={})
+    # every path failed upstream (the first task refused the run): fail at once, no retry
+    everything = candidates.failed_candidates(params, {}, states=shared, paths=paths)
+    with pytest.raises(AirflowFailException, match="autopilot: task ingest_reviews failed"):
+        candidates.leaderboard(settings, params, None, run_id=RUN, results={}, failed=everything)
+
+    from include.pipeline import reports
+    from tests.test_reports_plugin import load_plugin_module
+
+    summary = {"leaderboard": {**doc, "uri": "s3://bkt/leaderboard.json"}}
+    assert reports.leaderboard(summary)["failed"] == doc["failed"]
+    html = load_plugin_module().leaderboard_section(summary, "/reviews")
+    assert "blazingtext <b>(failed)</b>" in html and "train_blazingtext failed" in html

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from include.pipeline import ingestion, sample, settings
+from include.pipeline.core.files import atomic_write_bytes
 from include.pipeline.layout import Layout, RunLayout
 from include.pipeline.requests import catalog as requests
 from include.pipeline.settings import REPO_ROOT
@@ -67,9 +68,7 @@ def _ingest(cfg, data: bytes) -> tuple[str, pd.DataFrame]:
     result = ingestion.transform(data, source="t")
     raw_hash = ingestion.content_hash(data)
     uri = Layout(cfg).transformed_file(raw_hash)
-    lake.atomic_write_bytes(
-        lake.resolve(uri, cfg.lake), ingestion.to_parquet_bytes(result.transformed)
-    )
+    atomic_write_bytes(lake.resolve(uri, cfg.lake), ingestion.to_parquet_bytes(result.transformed))
     catalog.create_partition(
         cfg.lake,
         DatabaseName=cfg.glue_database,
@@ -147,3 +146,56 @@ def test_failed_query_is_recorded_and_raised_with_athenas_reason(cfg):
         )
     records = [json.loads(p.read_text()) for p in (cfg.lake / "_athena").glob("*.json")]
     assert sorted(r["Status"]["State"] for r in records) == ["FAILED", "SUCCEEDED"]
+
+
+def test_athena_refuses_parquet_whose_types_the_table_does_not_declare(cfg):
+    """INT64 read as ``int`` is HIVE_BAD_DATA on Athena: only queries that read the column fail,
+    with Athena's wording, naming the field, the file and both types."""
+    catalog.create_database(cfg.lake, DatabaseInput=requests.database_input(cfg))
+    table = requests.table_input(cfg)
+    for column in table["StorageDescriptor"]["Columns"]:
+        if column["Name"] == "sentiment":
+            column["Type"] = "int"  # what the table declared before; ingestion writes int64
+    catalog.create_table(cfg.lake, DatabaseName=cfg.glue_database, TableInput=table)
+    raw_hash, frame = _ingest(cfg, sample.csv_bytes(n=300, seed=1))
+
+    def query(sql: str) -> str:
+        request = requests.start_query_execution(
+            sql, database=cfg.glue_database, output_location="s3://b/out/"
+        )
+        return athena.start_query_execution(cfg.lake, **request)
+
+    qid = query("SELECT COUNT(*) AS n, MAX(star_rating) AS top FROM reviews")
+    rows = lake.resolve(f"s3://b/out/{qid}.csv", cfg.lake).read_text().splitlines()
+    assert rows[1] == f'"{len(frame)}","{frame["star_rating"].max()}"'
+    with pytest.raises(athena.QueryFailed) as failure:
+        query("SELECT sentiment, COUNT(*) FROM reviews GROUP BY sentiment")
+    file_uri = Layout(cfg).transformed_file(raw_hash)
+    assert (
+        f"HIVE_BAD_DATA: Field sentiment's type INT64 in parquet file {file_uri} is incompatible "
+        "with type integer defined in table schema"
+    ) in str(failure.value)
+
+
+def test_athena_reads_declared_widenings_and_missing_columns_as_null(cfg, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    location = "s3://b/widen/"
+    path = lake.resolve(f"{location}part.parquet", cfg.lake)
+    path.parent.mkdir(parents=True)
+    pq.write_table(pa.table({"n": pa.array([1, 2], pa.int32()), "x": [0.5, 1.5]}), path)
+    catalog.create_database(cfg.lake, DatabaseInput={"Name": "w"})
+    columns = [{"Name": "n", "Type": "bigint"}, {"Name": "x", "Type": "double"}]
+    columns.append({"Name": "absent", "Type": "string"})
+    table = {"Name": "t", "StorageDescriptor": {"Columns": columns, "Location": location}}
+    catalog.create_table(cfg.lake, DatabaseName="w", TableInput=table)
+    request = requests.start_query_execution(
+        "SELECT SUM(n) AS n, SUM(x) AS x, COUNT(absent) AS a FROM t",
+        database="w",
+        output_location="s3://b/out/",
+    )
+    qid = athena.start_query_execution(cfg.lake, **request)
+    assert lake.resolve(f"s3://b/out/{qid}.csv", cfg.lake).read_text().splitlines()[1] == (
+        '"3","2.0","0"'
+    )

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
+from include.pipeline.documents.bias import PRE_TRAINING_METRICS
 from include.pipeline.targets.local.clarify.metrics import (
-    PRE_TRAINING_METRICS,
     compute_metrics,
     json_value,
     resolve_methods,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -11,8 +10,10 @@ import pytest
 
 from include.pipeline.requests.bias import analysis_config, bias_job_request
 from include.pipeline.targets.local.clarify.processor import ClarifyInputError, run
+from tests.conftest import run_captured
 
 REPO = Path(__file__).resolve().parents[1]
+ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 REAL_DATA = REPO.parent / "shared" / "data" / "womens_clothing_reviews_dev.csv"
 HEADERS = ["sentiment", "review_body", "product_category"]
 
@@ -193,40 +194,34 @@ def test_command_line_like_a_container_entrypoint(small, tmp_path):
         "include.pipeline.targets.local.clarify.processor",
         "--analysis-config",
     ]
-    done = subprocess.run(
+    done = run_captured(
         [*cmd, str(config), "--dataset", str(data.parent), "--output", str(out)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     assert (out / "analysis.json").exists()
-    bad = subprocess.run(
+    bad = run_captured(
         [*cmd, str(tmp_path / "missing.json"), "--dataset", str(data), "--output", str(out)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
     )
     assert bad.returncode == 1
     assert "missing.json does not exist" in bad.stderr
 
 
 def test_runs_through_the_job_runner_from_the_aws_request(tmp_path):
+    from include.pipeline.targets.local.lake import resolve
     from include.pipeline.targets.local.sagemaker.jobs import run_processing_job
 
     lake = tmp_path / "lake"
-    root = lake / "bucket" / "runs" / "r1" / "bias"
+    bias = "s3://bucket/runs/r1/bias"
+    root = resolve(bias, lake)  # the run's bias folder in the lake
     _write_config(root / "config" / "analysis_config.json")
     _write_csv(root / "data" / "reviews.csv", ROWS)
     request = bias_job_request(
         job_name="bias-test",
-        role_arn="arn:aws:iam::123456789012:role/SageMakerRole",
+        role_arn=ROLE,
         region="us-east-1",
-        config_uri="s3://bucket/runs/r1/bias/config/analysis_config.json",
-        dataset_uri="s3://bucket/runs/r1/bias/data/reviews.csv",
-        output_uri="s3://bucket/runs/r1/bias/report",
+        config_uri=f"{bias}/config/analysis_config.json",
+        dataset_uri=f"{bias}/data/reviews.csv",
+        output_uri=f"{bias}/report",
     )
     lines: list[str] = []
     result = run_processing_job(request, lake=lake, log=lines.append)

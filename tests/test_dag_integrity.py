@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.airflow  # Airflow's DagBag and a parse per DAG file in a subprocess
 DAG_FILES = sorted((REPO / "dags").glob("*.py"))
 HEAVY = ("torch", "transformers", "pandas", "sklearn", "matplotlib", "duckdb", "pyarrow")
 
@@ -40,6 +41,8 @@ def test_dags_have_owner_tags_retries_and_docs(dagbag):
     for dag_id, dag in dagbag.dags.items():
         assert dag.tags, dag_id
         assert dag.doc_md, dag_id
+        # Airflow 3 has one Trigger button with the Params form; "Trigger DAG w/ config" is gone.
+        assert "Trigger DAG" not in dag.doc_md and "w/ config" not in dag.doc_md, dag_id
         assert dag.catchup is False, dag_id
         for task in dag.tasks:
             assert task.owner == "mlops", (dag_id, task.task_id)
@@ -134,3 +137,64 @@ def test_the_form_schema_refuses_invalid_values(dagbag, name, bad):
     param.resolve(param.value)  # the default is valid
     with pytest.raises(ParamValidationError):
         param.resolve(bad)
+
+
+def test_a_failed_candidate_does_not_hold_up_the_others(dagbag):
+    """The leaderboard waits for every candidate path to end (one failed or not); nothing after
+    it waits on a candidate's own tasks directly, and check_candidates fails the run after."""
+    from include.pipeline import task_ids as T
+
+    dag = dagbag.dags["reviews_pipeline"]
+    rank = dag.get_task(T.RANK_CANDIDATES)
+    assert rank.trigger_rule == "all_done"  # it skips itself when every path was skipped
+    assert {T.posttraining_bias(c) for c in T.TRAINED} <= rank.upstream_task_ids
+    paths = {
+        c: {T.evaluate(c)} | dag.get_task(T.evaluate(c)).get_flat_relative_ids(upstream=True)
+        for c in T.TRAINED
+    }
+    shared = set.intersection(*paths.values())
+    own = set().union(*paths.values()) - shared
+    own |= {T.posttraining_bias(c) for c in T.TRAINED}
+    for task_id in rank.get_flat_relative_ids(upstream=False):
+        task = dag.get_task(task_id)
+        if not task.is_teardown:
+            assert not task.upstream_task_ids & own, task_id
+    assert dag.get_task(T.CHECK_CANDIDATES).upstream_task_ids == {T.RANK_CANDIDATES}
+
+
+MAIN_DAG_WIRING = REPO / "tests" / "fixtures" / "main_dag_edges.json"
+
+
+def main_dag_wiring(dag) -> dict:
+    """What moving the main DAG's code around must keep: each task's stage box, trigger rule,
+    teardown flag and operator class, each stage's label and tooltip, every edge. (A deliberate
+    rewiring updates ``tests/fixtures/main_dag_edges.json`` from this.)"""
+    return {
+        "groups": {
+            group_id: {"label": group.label, "tooltip": group.tooltip}
+            for group_id, group in dag.task_group_dict.items()
+        },
+        "tasks": {
+            t.task_id: {
+                "group": t.task_group.group_id,
+                "trigger_rule": getattr(t.trigger_rule, "value", t.trigger_rule),
+                "teardown": bool(t.is_teardown),
+                "operator": type(t).__name__,
+            }
+            for t in dag.tasks
+        },
+        "edges": sorted(
+            f"{t.task_id} >> {down}" for t in dag.tasks for down in t.downstream_task_ids
+        ),
+    }
+
+
+def test_main_dag_keeps_its_recorded_wiring(dagbag):
+    """Same task ids, stages, trigger rules and edges as recorded, on both targets."""
+    expected = json.loads(MAIN_DAG_WIRING.read_text())
+    actual = main_dag_wiring(dagbag.dags["reviews_pipeline"])
+    assert sorted(actual["tasks"]) == sorted(expected["tasks"])
+    assert actual["tasks"] == expected["tasks"]
+    assert actual["groups"] == expected["groups"]
+    edges, recorded = set(actual["edges"]), set(expected["edges"])
+    assert (sorted(recorded - edges), sorted(edges - recorded)) == ([], [])

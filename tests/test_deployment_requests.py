@@ -7,8 +7,8 @@ import copy
 import pytest
 
 from include.pipeline.requests import deployment as d
-from include.pipeline.requests.transform import transform_job_request
 from tests.aws_model import assert_valid
+from tests.test_transform import transform_request
 
 ROLE = "arn:aws:iam::123456789012:role/SageMakerExecutionRole"
 IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.1.0-cpu-py310"
@@ -16,12 +16,22 @@ CHAMPION = {"model_name": "reviews-model-aaaa", "instance_type": "ml.m5.large"}
 CHALLENGER = {"model_name": "reviews-model-bbbb", "instance_type": "ml.m5.large"}
 
 
+def model_of(**overrides) -> dict:
+    """CreateModel of model ``m`` in us-east-1, with ``overrides`` of its arguments."""
+    arguments = {
+        "model_name": "m",
+        "image_uri": IMAGE,
+        "model_data_url": "s3://b/m.tar.gz",
+        "role_arn": ROLE,
+        "region": "us-east-1",
+    }
+    return d.model_request(**{**arguments, **overrides})
+
+
 def test_model_request_sets_inference_environment():
-    request = d.model_request(
+    request = model_of(
         model_name="reviews-model-bbbb",
-        image_uri=IMAGE,
         model_data_url="s3://b/runs/r1/model/model.tar.gz",
-        role_arn=ROLE,
         region="eu-west-1",
         environment={"MAX_SEQ_LENGTH": "128"},
     )
@@ -32,14 +42,7 @@ def test_model_request_sets_inference_environment():
     assert env["SAGEMAKER_REGION"] == "eu-west-1"
     assert env["MAX_SEQ_LENGTH"] == "128"
     with pytest.raises(ValueError, match="MAX_SEQ_LENGTH"):
-        d.model_request(
-            model_name="m",
-            image_uri=IMAGE,
-            model_data_url="s3://b/m.tar.gz",
-            role_arn=ROLE,
-            region="us-east-1",
-            environment={"MAX_SEQ_LENGTH": 128},
-        )
+        model_of(environment={"MAX_SEQ_LENGTH": 128})
 
 
 @pytest.mark.parametrize("strategy", ["all_at_once", "canary", "linear"])
@@ -146,13 +149,7 @@ def test_deployment_config_limits(kwargs, message):
 
 
 def test_endpoint_operator_config_forms():
-    model = d.model_request(
-        model_name="m",
-        image_uri=IMAGE,
-        model_data_url="s3://b/m.tar.gz",
-        role_arn=ROLE,
-        region="us-east-1",
-    )
+    model = model_of()
     variants, _ = d.strategy_variants("canary", challenger=CHALLENGER)
     epc = d.endpoint_config_request(config_name="c1", variants=variants)
     deploy = d.deployment_config("canary", alarm_names=["a"])
@@ -225,15 +222,9 @@ def test_weights_and_delete_requests():
 
 
 def test_transform_job_request():
-    request = transform_job_request(
-        job_name="reviews-transform-1234",
-        model_name="reviews-model-bbbb",
-        input_uri="s3://b/batch/in/",
-        output_uri="s3://b/batch/out/",
-        instance_type="ml.m5.xlarge",
-        max_payload_mb=1,
+    request = transform_request(  # checked against botocore's model
+        "reviews-transform-1234", "s3://b/batch/in/", instance_type="ml.m5.xlarge", max_payload_mb=1
     )
-    assert_valid("sagemaker", "CreateTransformJob", request)
     assert request["TransformInput"]["SplitType"] == "Line"
     assert request["TransformOutput"]["AssembleWith"] == "Line"
     assert request["BatchStrategy"] == "MultiRecord"

@@ -20,7 +20,7 @@ from include.pipeline.targets.local.endpoint import client as endpoint_client
 from include.pipeline.targets.local.endpoint.host import start_server
 from include.pipeline.targets.local.endpoint.service import ServiceConfig
 from tests.aws_model import assert_valid
-from tests.test_inference import build_tiny_model, register_model
+from tests.test_inference import build_tiny_model, register_model, two_model_lake
 
 MAX_BODY = 64 * 1024
 
@@ -42,7 +42,7 @@ def run_the_demo_notice_curl(url: str, endpoint: str, candidate: str) -> list[di
     import shlex
     import subprocess
 
-    from include.pipeline.requests.deployment import invocation
+    from include.pipeline import candidates
     from include.pipeline.targets.local.target import LocalTarget
 
     notice = LocalTarget(None).endpoint_notice(
@@ -52,7 +52,7 @@ def run_the_demo_notice_curl(url: str, endpoint: str, candidate: str) -> list[di
     answer = subprocess.run(
         [*shlex.split(line), "--fail-with-body"], capture_output=True, check=True, timeout=30
     ).stdout
-    _, read = invocation(candidate, ["I love this dress"])
+    _, read = candidates.get(candidate).invocation(["I love this dress"])
     (prediction,) = read(answer)
     assert prediction["predicted_label"] in (-1, 0, 1) and 0 < prediction["probability"] <= 1
     return [prediction]
@@ -106,6 +106,24 @@ def deploy(sm, endpoint: str, config: dict) -> dict:
     return wait_settled(sm, endpoint)
 
 
+def serve_model(sm, endpoint: str, model: dict) -> dict:
+    """CreateModel ``model``, then ``endpoint`` on one AllTraffic variant of it; its describe
+    once settled."""
+    sm.create_model(**model)
+    config = {
+        "EndpointConfigName": f"{endpoint}-config",
+        "ProductionVariants": [
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": model["ModelName"],
+                "InitialInstanceCount": 1,
+                "InstanceType": "ml.m5.large",
+            }
+        ],
+    }
+    return deploy(sm, endpoint, config)
+
+
 def wait_settled(sm, endpoint: str, timeout: float = 60) -> dict:
     deadline = time.monotonic() + timeout
     while True:
@@ -118,13 +136,7 @@ def wait_settled(sm, endpoint: str, timeout: float = 60) -> dict:
 
 @pytest.fixture(scope="module")
 def lake(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("lake")
-    model = build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
-    register_model(root, model, "model-a")
-    register_model(
-        root, build_tiny_model(tmp_path_factory.mktemp("tiny2") / "model", seed=1), "model-b"
-    )
-    return root
+    return two_model_lake(tmp_path_factory, "model-a", "model-b", seed=1)[0]
 
 
 @pytest.fixture(scope="module")

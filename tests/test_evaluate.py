@@ -262,3 +262,56 @@ def test_predictions_come_back_in_the_splits_order_from_length_sorted_batches(tm
     assert len(set(expected)) == 3
     assert evaluate.predict(TokenSum(), split, batch_size=4) == expected
     assert widths == sorted(widths, reverse=True) and widths[-1] < split.seq_length
+
+
+@pytest.mark.parametrize(
+    ("successes", "n", "low", "high"),
+    [
+        # Published Wilson 95% intervals (Newcombe 1998, table I; Agresti & Coull 1998).
+        (81, 263, 0.2553, 0.3662),
+        (15, 148, 0.0624, 0.1605),
+        (0, 20, 0.0, 0.1611),
+        (1, 29, 0.0061, 0.1718),
+        # a category with two test rows, one right: nearly the whole of [0, 1]
+        (1, 2, 0.0945, 0.9055),
+    ],
+)
+def test_wilson_interval_matches_published_values(successes, n, low, high):
+    got = documents.wilson_interval(successes, n)
+    assert got == pytest.approx((low, high), abs=1e-4)
+
+
+def test_wilson_interval_matches_scipy_and_refuses_impossible_counts():
+    from scipy.stats import binomtest
+
+    for k, n in [(219, 300), (3, 7), (600, 600), (0, 1), (412, 600)]:
+        ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+        assert documents.wilson_interval(k, n) == pytest.approx((ci.low, ci.high), abs=1e-9)
+    assert documents.wilson_interval(0, 0) == (0.0, 1.0)
+    with pytest.raises(ValueError, match="0 <= successes <= n"):
+        documents.wilson_interval(5, 3)
+
+
+def test_the_job_writes_the_interval_and_each_categorys_rows_and_interval(tmp_path):
+    model_dir = constant_model(tmp_path / "model", make_tiny_bert(tmp_path / "tiny"), predicted=2)
+    rows = make_rows(12, 5)  # labels cycle 0,1,2: every third row is a "1", the one predicted
+    rows["product_category"] = ["Dresses"] * 10 + ["Jackets"] * 2
+    test_dir = write_split(tmp_path / "test", rows)
+    out = tmp_path / "evaluation"
+    evaluate.main(
+        ["--model_path", str(model_dir), "--test_path", str(test_dir), "--output_dir", str(out)]
+    )
+    doc = json.loads((out / "evaluation.json").read_text())
+    low, high = doc["metrics"]["accuracy"]["confidence_interval"]
+    assert (low, high) == pytest.approx(documents.wilson_interval(4, 12))
+    assert low < 4 / 12 < high
+    categories = doc["per_category"]
+    # Dresses: rows 0..9, "1" at rows 2, 5, 8; Jackets: rows 10 (label 1) and 11 (label 2).
+    assert {c: (v["n"], v["correct"]) for c, v in categories.items()} == {
+        "Dresses": (10, 3),
+        "Jackets": (2, 1),
+    }
+    assert categories["Jackets"]["confidence_interval"] == pytest.approx([0.0945, 0.9055], abs=1e-4)
+    parsed = documents.Evaluation.from_dict(doc)
+    assert parsed.per_category["Dresses"].accuracy == pytest.approx(0.3)
+    assert parsed.to_dict()["per_category"] == categories

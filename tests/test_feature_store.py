@@ -387,4 +387,5 @@ def test_prepare_job_ingests_with_put_record(
     summary = prepare.prepare(args, log=lambda _: None)
     assert summary["records_ingested"] == 225 == service.calls
     assert count(lake) == 225
-    assert len(fs.training_set(FG, "train", lake)) == 180
+    assert len(fs.training_set(FG, "train", lake)) == summary["splits"]["train"]
+    assert sum(summary["splits"].values()) == 225

@@ -19,7 +19,7 @@ PARAMS = {
 }
 
 
-def _prepare(**overrides):
+def prepare_request(**overrides):
     kw = dict(
         job_name="prepare-abc123",
         role_arn="arn:aws:iam::000000000000:role/SageMakerExecutionRole",
@@ -36,7 +36,7 @@ def _prepare(**overrides):
 
 
 def test_prepare_request_is_valid_and_passes_every_argument():
-    request = _prepare()
+    request = prepare_request()
     assert_valid("sagemaker", "CreateProcessingJob", request)
     args = request["AppSpecification"]["ContainerArguments"]
     pairs = dict(zip(args[::2], args[1::2], strict=True))
@@ -62,7 +62,7 @@ def test_prepare_request_is_valid_and_passes_every_argument():
 
 
 def test_prepare_request_shards_reviews_across_hosts():
-    request = _prepare(instance_count=2)
+    request = prepare_request(instance_count=2)
     assert_valid("sagemaker", "CreateProcessingJob", request)
     reviews = next(i for i in request["ProcessingInputs"] if i["InputName"] == "reviews")
     assert reviews["S3Input"]["S3DataDistributionType"] == "ShardedByS3Key"
@@ -79,7 +79,7 @@ def test_prepare_request_shards_reviews_across_hosts():
 )
 def test_prepare_request_rejects_missing_or_unknown_params(params, message):
     with pytest.raises(ValueError, match=message):
-        _prepare(params=params)
+        prepare_request(params=params)
 
 
 def test_feature_group_request_is_valid():

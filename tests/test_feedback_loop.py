@@ -269,7 +269,7 @@ def test_review_operator_skips_on_timeout_and_approval_does_not_wait_when_approv
             reject_task_id="skip",
         )
     assert gate.options_mapping == {"Approve": "deploy", "Reject": "skip"}
-    assert gate.defaults == ["Reject"]  # a timeout rejects, it does not deploy
+    assert gate.defaults is None  # no answer is suggested in the UI
 
 
 class _TaskState(dict):
@@ -327,6 +327,42 @@ def test_challenger_must_beat_the_champion_on_the_same_test_data():
     assert not passed and "does not beat the serving model's 0.8000" in why
     assert retraining.gate(_evaluated(0.81), _evaluated(0.8), params)[0] is True
     assert "min_accuracy" in retraining.gate(_evaluated(0.4), None, params)[1]
+    # stopped by the floor, the champion's figure is still named
+    passed, why = retraining.gate(_evaluated(0.4), _evaluated(0.7), params)
+    assert not passed and "min_accuracy" in why and "serving model's: 0.7000" in why
+
+
+def _evaluation_request(test_uri: str) -> dict:
+    from include.pipeline.requests.common import processing_input
+
+    return {"ProcessingInputs": [processing_input("test", test_uri, "/opt/ml/processing/test")]}
+
+
+def test_the_summary_shows_champion_and_challenger_side_by_side_even_when_the_floor_stops():
+    from include.pipeline.tasks import retraining
+
+    board, params = {"best": "finetune"}, {"min_accuracy": 0.9, "endpoint_name": "ep"}
+    test = "s3://b/runs/r/training-set/test/q.csv"
+    basis = {"model_name": "m-1", "model_package_arn": "arn:x", "champion_split": None,
+             "challenger_split": {}, "same_split": False, "note": "not recorded"}  # fmt: skip
+    requests = (_evaluation_request(test), _evaluation_request(test))
+    entry = retraining.comparison(board, _evaluated(0.75), _evaluated(0.5), requests, basis, params)
+    challenger, champion = entry["challenger"], entry["champion"]
+    assert challenger["candidate"] == "finetune" and champion["model_name"] == "m-1"
+    assert (challenger["accuracy"], champion["accuracy"]) == (0.75, 0.5)
+    for model in (challenger, champion):
+        low, high = model["accuracy_interval"]
+        assert low < model["accuracy"] < high and model["n_samples"] == 4
+        assert model["test_uri"] == test
+    assert entry["same_rows"] is True and entry["split"]["note"] == "not recorded"
+    assert entry["decision"]["register"] is False
+    assert "min_accuracy" in entry["decision"]["why"] and "0.5000" in entry["decision"]["why"]
+    other = (_evaluation_request(test), _evaluation_request("s3://b/other.csv"))
+    assert retraining.comparison(board, _evaluated(0.75), _evaluated(0.5), other, basis,
+                                 params)["same_rows"] is False  # fmt: skip
+    first = retraining.comparison(board, _evaluated(0.95), None, (requests[0], None), None, params)
+    assert first["champion"] is None and first["decision"]["register"] is True
+    assert "no model served ep" in first["note"]
 
 
 def test_labels_join_the_prepare_input_without_base_texts(settings):

@@ -135,16 +135,7 @@ def loop(tmp_path_factory):
             code_uri = publish(settings)["code_uri"]
             for endpoint in ENDPOINTS:
                 _baseline(settings, endpoint, code_uri, settings.s3_uri("training-set", "train"))
-            af.airflow("db", "migrate")
-            af.start()
-            af.login()
-            for dag_id in DAGS:
-                af.wait(
-                    f"DAG {dag_id} to be parsed",
-                    lambda d=dag_id: af.request("GET", f"/api/v2/dags/{d}")[0] == 200,
-                    timeout=300,
-                )
-                af.api("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+            af.boot(*DAGS)
             af.settings, af.served_data = settings, served_data
             af.runtime = endpoint_client.client(
                 "sagemaker-runtime", settings.endpoint_url, settings.region
@@ -271,3 +262,12 @@ def test_drifted_traffic_emits_reviews_drift_with_the_report(loop):
         if v["constraint_check_type"] == "baseline_drift_check"
     }
     assert {"review_length", "oov_rate"} <= drifted_features
+    # the drift reached people: emit_drift's notifier (PIPELINE_NOTIFY=lake) wrote its line
+    from include.pipeline.documents import notifications
+    from include.pipeline.layout import Layout
+    from include.pipeline.targets.local.lake import resolve
+
+    log = resolve(Layout(loop.settings).notifications(), loop.settings.lake)
+    told = [n for n in notifications.read_notifications(log) if n["kind"] == "drift"]
+    assert [(n["subject"], n["run_id"]) for n in told] == [("Drift on ep-drift", run_id)]
+    assert "review_length (baseline_drift_check)" in told[0]["message"]

@@ -122,3 +122,23 @@ def test_ratings_that_are_not_whole_stars_are_quarantined_by_what_they_are():
     }
     # "5.0" and " 4 " are whole stars: kept, as 5 and 4.
     assert result.transformed[S.STAR_RATING].tolist()[-2:] == [5, 4]
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        # a file that is not a CSV of reviews: a person needs the header's shape, not its values
+        "AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY,DB_PASSWORD=hunter2hunter2",
+        ",".join(f"column number {i} " + "y" * 60 for i in range(40)),
+        "sentiment,Review_Body" + "z" * 200 + ",product_category",
+    ],
+)
+def test_errors_quote_header_names_shortened(header):
+    data = (header + "\n" + ",".join(["1"] * (header.count(",") + 1)) + "\n").encode()
+    with pytest.raises(ingestion.IngestionError) as err:
+        run(H.Case("secret_header", data))
+    message = str(err.value)
+    assert "missing required columns" in message
+    assert "EXAMPLEKEY" not in message and "hunter2" not in message
+    assert "y" * 40 not in message and "z" * 40 not in message
+    assert len(message) < 1200, message

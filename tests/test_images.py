@@ -21,6 +21,8 @@ from include.pipeline.requests import images
 from include.pipeline.settings import REPO_ROOT
 
 JOB_REQUIREMENTS = REPO_ROOT / "include" / "jobs" / "requirements.txt"
+# Installed by one job only (evaluate.py for BlazingText): its wheel needs numpy >= 2.
+BLAZINGTEXT_REQUIREMENTS = REPO_ROOT / "include" / "jobs" / "requirements-blazingtext.txt"
 _PY = images.PYTHON_VERSION.removeprefix("py")  # "py312" -> "3.12"
 IMAGE_PYTHON = Version(f"{_PY[0]}.{_PY[1:]}")
 IMAGE_TORCH = Version(images.PYTORCH_VERSION)
@@ -31,16 +33,31 @@ SCOPES = {
 }
 
 
-def pinned() -> dict[str, Version]:
+def pinned(*files) -> dict[str, Version]:
     pins = {}
-    for line in JOB_REQUIREMENTS.read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if line:
-            req = Requirement(line)
-            (spec,) = req.specifier
-            assert spec.operator == "==", f"{JOB_REQUIREMENTS}: {line!r} is not an exact pin"
-            pins[req.name] = Version(spec.version)
+    for path in files or (JOB_REQUIREMENTS, BLAZINGTEXT_REQUIREMENTS):
+        for line in path.read_text().splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line:
+                req = Requirement(line)
+                (spec,) = req.specifier
+                assert spec.operator == "==", f"{path}: {line!r} is not an exact pin"
+                pins[req.name] = Version(spec.version)
     return pins
+
+
+def test_the_requirements_every_job_installs_force_no_numpy_upgrade():
+    """requirements.txt is what the training toolkit (and prepare / evaluate / monitor) install
+    into images that pin their own numpy: nothing in it may require numpy >= 2."""
+    for name in pinned(JOB_REQUIREMENTS):
+        for raw in md.requires(name) or []:
+            req = Requirement(raw)
+            if req.name == "numpy" and not req.marker:
+                assert not any(
+                    s.operator in (">=", ">") and Version(s.version) >= Version("2")
+                    for s in req.specifier
+                ), f"{name} requires {raw}: keep it out of {JOB_REQUIREMENTS.name}"
+    assert "fasttext-numpy2-wheel" in pinned(BLAZINGTEXT_REQUIREMENTS)
 
 
 def torch_minimum(name: str) -> Version | None:

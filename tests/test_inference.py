@@ -56,10 +56,24 @@ FLAKY_PREDICT_FN = INFERENCE_SOURCE + (
 )
 
 
+def tiny_bert_config(vocab_size: int, **extra):
+    """The 2-layer, 32-wide BERT the tests train and serve: seconds on a CPU."""
+    from transformers import BertConfig
+
+    return BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        **extra,
+    )
+
+
 def build_tiny_model(folder: Path, seed: int = 0) -> Path:
     """A tiny random 3-class BERT + tokenizer in the documented archive layout (no code/)."""
     import torch
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+    from transformers import BertForSequenceClassification, BertTokenizerFast
 
     folder.mkdir(parents=True, exist_ok=True)
     vocab = folder / "vocab.txt"
@@ -67,15 +81,7 @@ def build_tiny_model(folder: Path, seed: int = 0) -> Path:
     tokenizer = BertTokenizerFast(vocab_file=str(vocab))
     vocab.unlink()
     torch.manual_seed(seed)
-    config = BertConfig(
-        vocab_size=len(WORDS) + 5,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=37,
-        max_position_embeddings=64,
-        num_labels=3,
-    )
+    config = tiny_bert_config(len(WORDS) + 5, max_position_embeddings=64, num_labels=3)
     model = BertForSequenceClassification(config).eval()
     model.save_pretrained(folder / "transformer")
     tokenizer.save_pretrained(folder / "transformer")
@@ -452,3 +458,15 @@ def test_real_reviews_through_the_handler(tmp_path, tiny_model):
     assert content_type == "application/jsonlines"
     assert len(answers) == len(reviews) == 64
     assert {a["predicted_label"] for a in answers} <= {-1, 0, 1}
+
+
+def two_model_lake(tmp_path_factory, first: str, second: str, seed: int) -> tuple[Path, Path]:
+    """A lake with two tiny models registered, the second built from ``seed`` so that they answer
+    differently; returns the lake and the first model's folder (to register it again)."""
+    root = tmp_path_factory.mktemp("lake")
+    model = build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+    register_model(root, model, first)
+    register_model(
+        root, build_tiny_model(tmp_path_factory.mktemp("tiny2") / "model", seed=seed), second
+    )
+    return root, model

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from include.pipeline.targets.local.lake import atomic_write_bytes, resolve
+from include.pipeline.core.files import atomic_write_bytes
+from include.pipeline.targets.local.lake import resolve
 from include.pipeline.targets.local.sagemaker import jobs
 from tests.aws_model import assert_valid
 

@@ -1,9 +1,11 @@
-"""The library layers stay navigable: every public builder has a caller outside the tests, and
-no two public functions of ``tasks/`` and ``requests/`` share a name (ast based)."""
+"""The library layers stay navigable: every public builder has a caller outside the tests, no
+two public functions of ``tasks/`` and ``requests/`` share a name (ast based), and the import
+contracts of docs/architecture.md (``[tool.importlinter]`` in pyproject.toml) hold."""
 
 from __future__ import annotations
 
 import ast
+import tomllib
 from collections import defaultdict
 from pathlib import Path
 
@@ -61,3 +63,17 @@ def test_no_public_function_name_is_defined_in_two_layers():
             for name in _public_functions(path):
                 where[name].append(str(path.relative_to(REPO)))
     assert {name: paths for name, paths in where.items() if len(paths) > 1} == {}
+
+
+def test_the_import_contracts_hold(monkeypatch, capsys):
+    """The "may import" table as ``lint-imports`` checks it in ``make lint``: every contract
+    kept (a broken one is listed with the import that breaks it)."""
+    from importlinter.cli import lint_imports
+
+    monkeypatch.chdir(REPO)
+    monkeypatch.syspath_prepend(str(REPO))
+    code = lint_imports(config_filename=str(REPO / "pyproject.toml"), no_cache=True, no_logo=True)
+    report = capsys.readouterr().out
+    assert code == 0, report
+    contracts = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]
+    assert "0 broken" in report and f"{len(contracts['contracts'])} kept" in report

@@ -68,3 +68,9 @@ def test_the_operator_template_renders_the_same_key():
     templated = RunLayout(settings, RUN_KEY_TEMPLATE).query_results()
     rendered = jinja2.Template(templated).render(run_id=SCHEDULED, **TEMPLATE_MACROS)
     assert rendered == RunLayout(settings, SCHEDULED).query_results()
+
+
+def test_each_training_job_has_its_own_checkpoint_folder():
+    layout = RunLayout(pipeline_settings.Settings(bucket="b"), "manual__run")
+    assert layout.checkpoints("train-a") != layout.checkpoints("train-b")
+    assert layout.checkpoints("train-a").endswith("/checkpoints/train-a")

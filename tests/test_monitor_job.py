@@ -207,3 +207,80 @@ def test_monitor_without_baseline_fails_clearly(tmp_path, capsys):
     )
     assert code == 2
     assert "statistics.json: missing" in capsys.readouterr().err
+
+
+# The processing image (the PyTorch training image) ships torch but not these: a sitecustomize
+# hides them from the job's interpreter until the job runs `pip install` (which, run for real
+# against this environment with no index, finds each pinned requirement already satisfied).
+_IMAGE_LACKS = ("transformers", "pyarrow", "fasttext")
+_IMAGE_HOOK = """
+import os
+import sys
+
+HIDDEN = os.environ["IMAGE_LACKS"].split(",")
+for name in HIDDEN:
+    sys.modules[name] = None
+
+
+def _on_install(event, args):
+    if event == "subprocess.Popen":
+        argv = [str(a) for a in (args[1] or [])]
+        if "pip" in argv and "install" in argv:
+            with open(os.environ["IMAGE_INSTALL_LOG"], "a") as log:
+                log.write(" ".join(argv[argv.index("pip"):]) + "\\n")
+            for name in HIDDEN:
+                if name in sys.modules and sys.modules[name] is None:
+                    del sys.modules[name]
+
+
+sys.addaudithook(_on_install)
+"""
+
+
+def test_baseline_runs_in_an_image_without_transformers(tmp_path):
+    """As in the container: monitor.py run as a script beside its sibling modules and
+    requirements.txt, in an interpreter that lacks transformers until the job installs it."""
+    import csv
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+    from tests.test_inference import build_tiny_model
+
+    code = tmp_path / "code"
+    shutil.copytree(REPO / "include" / "jobs", code, ignore=shutil.ignore_patterns("__*"))
+    hook = tmp_path / "image"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(_IMAGE_HOOK)
+    model = build_tiny_model(tmp_path / "model")
+    split = tmp_path / "split"
+    split.mkdir()
+    with (split / "train.csv").open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["review_id", "review_body"])
+        writer.writerows([[str(i), f"great dress number {i}"] for i in range(12)])
+    log = tmp_path / "installs.log"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(hook),
+        "IMAGE_LACKS": ",".join(_IMAGE_LACKS),
+        "IMAGE_INSTALL_LOG": str(log),
+        "PIP_NO_INDEX": "1",
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+    }
+    argv = ["--mode", "baseline", "--dataset-format", "split", "--dataset", str(split)]
+    argv += ["--model", str(model), "--output", str(tmp_path / "out")]
+    done = subprocess.run(
+        [sys.executable, "monitor.py", *argv],
+        cwd=code,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert log.read_text().split("\n")[0].endswith(f"-r {code / 'requirements.txt'}")
+    stats = json.loads((tmp_path / "out" / monitor.STATISTICS_FILE).read_text())
+    assert stats["dataset"]["item_count"] == 12

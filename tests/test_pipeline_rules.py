@@ -12,6 +12,7 @@ import tarfile
 import boto3
 import pytest
 
+from include.jobs import profiler
 from include.pipeline import settings as pipeline_settings
 from include.pipeline import targets
 from include.pipeline.params import PARAMS
@@ -19,10 +20,17 @@ from include.pipeline.requests import training as training_requests
 from include.pipeline.tasks import training
 from tests.aws_model import assert_valid
 from tests.moto_server import moto_server
+from tests.test_profiler import recorded_profile
 
 RUN_ID = "manual__2026-01-01T00:00:00+00:00"
-FALLING = {"train_loss": [0.9 - 0.02 * i for i in range(30)], "val_loss": [0.8, 0.7, 0.6]}
-STUCK = {"train_loss": [0.7] * 30, "val_loss": [0.69, 0.69, 0.69]}
+# As train.py writes them: a train_loss value every 10 training steps, with its step.
+STEPS = [10 * (i + 1) for i in range(30)]
+FALLING = {
+    "train_loss": [0.9 - 0.02 * i for i in range(30)],
+    "train_loss_step": STEPS,
+    "val_loss": [0.8, 0.7, 0.6],
+}
+STUCK = {"train_loss": [0.7] * 30, "train_loss_step": STEPS, "val_loss": [0.69, 0.69, 0.69]}
 
 
 def params(**overrides) -> dict:
@@ -38,14 +46,24 @@ def job(bucket: str = "reviews-pipeline") -> dict:
     }
 
 
-def output_archive(history: dict) -> bytes:
-    """What SageMaker uploads from /opt/ml/output/data (train.py writes the history there)."""
+def output_archive(history: dict, profile=None) -> bytes:
+    """What SageMaker uploads from /opt/ml/output/data: train.py writes the history and its
+    profiler's recording there (a healthy CPU job's, unless given)."""
+    profile = profile or recorded_profile()
+    system = "".join(json.dumps(r) + "\n" for r in profile.system)
+    files = {
+        "training_history.json": json.dumps(
+            {**history, "val_acc": [0.5] * len(history["val_loss"])}
+        ).encode(),
+        profiler.SYSTEM_FILE: system.encode(),
+        profiler.STEPS_FILE: json.dumps(profile.timeline.to_dict()).encode(),
+    }
     buffer = io.BytesIO()
-    body = json.dumps({**history, "val_acc": [0.5] * len(history["val_loss"])}).encode()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        info = tarfile.TarInfo("training_history.json")
-        info.size = len(body)
-        tar.addfile(info, io.BytesIO(body))
+        for name, body in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(body)
+            tar.addfile(info, io.BytesIO(body))
     return buffer.getvalue()
 
 
@@ -90,11 +108,32 @@ def test_pipeline_rules_on_the_local_lake(tmp_path):
         "Overtraining": "NoIssuesFound",
         "ProfilerReport": "NoIssuesFound",
     }
+    # The profiler report (HTML) beside the training job, where Debugger's would be.
+    report = verdict["profiler_report_uri"]
+    assert report == (
+        "s3://reviews-pipeline/runs/r/training/train-abc/rule-output/ProfilerReport/"
+        "profiler-output/profiler-report.html"
+    )
+    page = store.read(report).decode()
+    assert "Profiler report: train-abc" in page and "StepOutlier" in page
+
+    # A job that waited for its batches: the profiler rules find it.
+    waiting = recorded_profile(wait_seconds=[0.08] * 100)
+    store.write(uri, output_archive(FALLING, waiting))
+    warned = training.check_rules(settings, params(rules_fail_on_issues=False), job())
+    (report_status,) = [
+        s for s in warned["statuses"] if s["RuleConfigurationName"] == "ProfilerReport"
+    ]
+    assert report_status["RuleEvaluationStatus"] == "IssuesFound"
+    assert "DataloaderWait IssuesFound" in report_status["StatusDetails"]
 
     store.write(uri, output_archive(STUCK))
     warned = training.check_rules(settings, params(rules_fail_on_issues=False), job())
     (stuck,) = [s for s in warned["statuses"] if s["RuleConfigurationName"] == "LossNotDecreasing"]
     assert stuck["RuleEvaluationStatus"] == "IssuesFound" and "train:loss" in stuck["StatusDetails"]
+    # What the rule saw: the check points' training steps and losses.
+    assert "(step 10) to 0.7000 (step 110)" in stuck["StatusDetails"]
+    assert "step 210: 0.7000" in stuck["StatusDetails"]
     from airflow.sdk.exceptions import AirflowFailException
 
     with pytest.raises(AirflowFailException, match="LossNotDecreasing"):

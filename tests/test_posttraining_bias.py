@@ -81,36 +81,58 @@ def test_undefined_metrics_are_errors_like_clarify():
         compute_post_training_metrics(["GE"], label, label, label)
 
 
-def test_the_local_clarify_processor_writes_the_post_training_section(tmp_path):
-    """analysis.json's ``post_training_bias_metrics`` for product_category from the dataset's
-    predicted_label column, each value equal to smclarify's on the same rows."""
+# The local Clarify processor's post-training analysis of predictions.csv, favourable label 1.
+CONFIG = {
+    "dataset_type": "text/csv",
+    "label": "sentiment",
+    "label_values_or_threshold": [1],
+    "predicted_label": "predicted_label",
+    "facet": [{"name_or_index": "product_category", "value_or_threshold": ["Dresses"]}],
+    "methods": {"post_training_bias": {"methods": "all"}},
+}
+
+
+def _predictions(
+    seed: int,
+    n: int,
+    predicted: list | None = None,
+    categories: tuple[str, ...] = ("Dresses", "Tops", "Jackets"),
+    columns: dict | None = None,
+) -> pd.DataFrame:
+    """Random labels, predictions (unless ``predicted``) and product categories, plus extra
+    ``columns`` drawn by their makers from the same generator."""
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "sentiment": rng.choice([-1, 0, 1], n),
+            "predicted_label": rng.choice([-1, 0, 1], n) if predicted is None else predicted,
+            "product_category": rng.choice(list(categories), n),
+            **{name: make(rng, n) for name, make in (columns or {}).items()},
+        }
+    )
+
+
+def _analysis(tmp_path, data: pd.DataFrame, config: dict) -> dict:
+    """Run the local Clarify processor on ``data`` as predictions.csv; its analysis.json."""
     import json
 
     from include.pipeline.targets.local.clarify import processor
 
-    rng = np.random.default_rng(7)
-    n = 60
-    data = pd.DataFrame(
-        {
-            "sentiment": rng.choice([-1, 0, 1], n),
-            "predicted_label": rng.choice([-1, 0, 1], n),
-            "product_category": rng.choice(["Dresses", "Tops", "Jackets"], n),
-        }
-    )
-    (tmp_path / "data").mkdir()
+    (tmp_path / "data").mkdir(parents=True)
     data.to_csv(tmp_path / "data" / "predictions.csv", index=False)
-    config = {
-        "dataset_type": "text/csv",
-        "label": "sentiment",
-        "label_values_or_threshold": [1],
-        "predicted_label": "predicted_label",
-        "facet": [{"name_or_index": "product_category", "value_or_threshold": ["Dresses"]}],
-        "group_variable": "product_category",
-        "methods": {"post_training_bias": {"methods": "all"}},
-    }
     (tmp_path / "analysis_config.json").write_text(json.dumps(config))
     processor.run(tmp_path / "analysis_config.json", tmp_path / "data", tmp_path / "out")
-    analysis = json.loads((tmp_path / "out" / "analysis.json").read_text())
+    return json.loads((tmp_path / "out" / "analysis.json").read_text())
+
+
+def test_the_local_clarify_processor_writes_the_post_training_section(tmp_path):
+    """analysis.json's ``post_training_bias_metrics`` for product_category from the dataset's
+    predicted_label column, each value equal to smclarify's on the same rows."""
+    from include.pipeline.targets.local.clarify import processor
+
+    data = _predictions(seed=7, n=60)
+    config = {**CONFIG, "group_variable": "product_category"}
+    analysis = _analysis(tmp_path, data, config)
     assert "pre_training_bias_metrics" not in analysis
     (entry,) = analysis["post_training_bias_metrics"]["facets"]["product_category"]
     assert entry["value_or_threshold"] == "Dresses"
@@ -128,32 +150,10 @@ def test_the_local_clarify_processor_writes_the_post_training_section(tmp_path):
 def test_a_model_that_never_predicts_the_favourable_label_is_reported_not_refused(tmp_path):
     """A barely trained model may predict one class only: the post-training section is still
     written (metrics that divide by zero are reported as undefined), the job does not fail."""
-    import json
-
-    from include.pipeline.targets.local.clarify import processor
-
-    rng = np.random.default_rng(3)
-    n = 40
-    data = pd.DataFrame(
-        {
-            "sentiment": rng.choice([-1, 0, 1], n),
-            "predicted_label": [0] * n,
-            "product_category": rng.choice(["Dresses", "Tops"], n),
-        }
+    data = _predictions(seed=3, n=40, predicted=[0] * 40, categories=("Dresses", "Tops"))
+    analysis = _analysis(
+        tmp_path, data, {**CONFIG, "methods": {"post_training_bias": {"methods": ["DPPL", "DI"]}}}
     )
-    (tmp_path / "data").mkdir()
-    data.to_csv(tmp_path / "data" / "predictions.csv", index=False)
-    config = {
-        "dataset_type": "text/csv",
-        "label": "sentiment",
-        "label_values_or_threshold": [1],
-        "predicted_label": "predicted_label",
-        "facet": [{"name_or_index": "product_category", "value_or_threshold": ["Dresses"]}],
-        "methods": {"post_training_bias": {"methods": ["DPPL", "DI"]}},
-    }
-    (tmp_path / "analysis_config.json").write_text(json.dumps(config))
-    processor.run(tmp_path / "analysis_config.json", tmp_path / "data", tmp_path / "out")
-    analysis = json.loads((tmp_path / "out" / "analysis.json").read_text())
     (entry,) = analysis["post_training_bias_metrics"]["facets"]["product_category"]
     got = {m["name"]: m for m in entry["metrics"]}
     assert got["DPPL"]["value"] == 0.0  # neither group is ever predicted favourable
@@ -162,34 +162,14 @@ def test_a_model_that_never_predicts_the_favourable_label_is_reported_not_refuse
 
 def _flip_test_dataset(tmp_path, columns: dict, methods=("FT", "DPPL")):
     """predictions.csv with extra ``columns`` and the analysis of all its facet values."""
-    import json
-
-    from include.pipeline.targets.local.clarify import processor
-
-    rng = np.random.default_rng(11)
-    n = 80
-    data = pd.DataFrame(
-        {
-            "sentiment": rng.choice([-1, 0, 1], n),
-            "predicted_label": rng.choice([-1, 0, 1], n),
-            "product_category": rng.choice(["Dresses", "Tops", "Jackets"], n),
-            **{name: make(rng, n) for name, make in columns.items()},
-        }
-    )
-    (tmp_path / "data").mkdir(parents=True)
-    data.to_csv(tmp_path / "data" / "predictions.csv", index=False)
+    data = _predictions(seed=11, n=80, columns=columns)
     config = {
-        "dataset_type": "text/csv",
+        **CONFIG,
         "headers": list(data.columns),
-        "label": "sentiment",
-        "label_values_or_threshold": [1],
-        "predicted_label": "predicted_label",
         "facet": [{"name_or_index": "product_category"}],
         "methods": {"post_training_bias": {"methods": list(methods)}},
     }
-    (tmp_path / "analysis_config.json").write_text(json.dumps(config))
-    processor.run(tmp_path / "analysis_config.json", tmp_path / "data", tmp_path / "out")
-    analysis = json.loads((tmp_path / "out" / "analysis.json").read_text())
+    analysis = _analysis(tmp_path, data, config)
     facets = analysis["post_training_bias_metrics"]["facets"]["product_category"]
     return pd.read_csv(tmp_path / "data" / "predictions.csv"), facets
 

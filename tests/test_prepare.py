@@ -12,9 +12,10 @@ import pytest
 
 from include.jobs import prepare
 from include.jobs.feature_records import encode_ids
-from include.pipeline.requests.features import prepare_job_request
-from include.pipeline.targets.local.lake import atomic_write_bytes, list_files, resolve
+from include.pipeline.core.files import atomic_write_bytes
+from include.pipeline.targets.local.lake import list_files, resolve
 from include.pipeline.targets.local.sagemaker import jobs
+from tests.test_features_requests import prepare_request
 
 REAL_DATA = Path(__file__).resolve().parents[1] / "../shared/data/womens_clothing_reviews_dev.csv"
 WORDS = [
@@ -36,6 +37,7 @@ WORDS = [
     "size",
 ]
 CATEGORIES = ("Dresses", "Knits", "Blouses")
+SPLITS = ("train", "validation", "test")
 
 
 def make_tokenizer(folder: Path) -> Path:
@@ -132,20 +134,57 @@ def test_shapes_labels_and_stable_ids(tmp_path, tokenizer_dir, data):
     assert json.loads(first["input_ids"])[0] == 2
 
 
-def test_sentiment_balance_and_stratified_split_proportions(tmp_path, tokenizer_dir, data):
+def within_binomial_bound(count: int, n: int, p: float) -> bool:
+    """A hashed split's count is Binomial(n, p): within 4 standard deviations (and 1 row)."""
+    return abs(count - n * p) <= 4 * (n * p * (1 - p)) ** 0.5 + 1
+
+
+def test_sentiment_balance_and_split_proportions_within_a_binomial_bound(
+    tmp_path, tokenizer_dir, data
+):
     out = run(tmp_path, tokenizer_dir)
     smallest = min(sum(n for (_, s), n in COUNTS.items() if s == label) for label in (-1, 0, 1))
     assert smallest == 75
-    for split, expected in (("train", 60), ("validation", 8), ("test", 7)):  # per label of 75
-        labels = [r["label_id"] for r in table(out, split)]
-        assert {label: labels.count(label) for label in (0, 1, 2)} == dict.fromkeys(
-            (0, 1, 2), expected
-        )
+    # Splits go by each review's own hash, so the proportions hold binomially, not exactly:
+    # per label (75 rows) and overall (225), each split's count is near its fraction.
+    split_labels = {split: [r["label_id"] for r in table(out, split)] for split in SPLITS}
+    assert sum(map(len, split_labels.values())) == 225
+    for split, fraction in zip(SPLITS, (0.8, 0.1, 0.1), strict=True):
+        labels = split_labels[split]
+        assert within_binomial_bound(len(labels), 225, fraction), (split, len(labels))
+        for label in (0, 1, 2):
+            assert within_binomial_bound(labels.count(label), 75, fraction), (split, label)
     # The balanced rows, as CSV for the second bias report: every class at the smallest count.
     (balanced_csv,) = (out / "balanced").glob("*.csv")
     balanced = pd.read_csv(balanced_csv)
     assert list(balanced.columns) == ["sentiment", "review_body", "product_category"]
     assert balanced["sentiment"].value_counts().to_dict() == {-1: 75, 0: 75, 1: 75}
+
+
+def split_of(out: Path) -> dict[str, str]:
+    return {r["review_id"]: split for split in SPLITS for r in table(out, split)}
+
+
+def test_a_growing_dataset_never_moves_a_review_between_splits(tmp_path, tokenizer_dir, data):
+    """New reviews arriving (and balancing choosing other rows) leave every review that stays in
+    the split it had: a model's test rows were never another run's training rows."""
+    first = split_of(run(tmp_path, tokenizer_dir, balance="none", name="first"))
+    write_reviews(tmp_path / "in" / "more.csv", {(c, s): 40 for c in CATEGORIES for s in (-1, 0, 1)},
+                  seed=1)  # fmt: skip
+    grown = split_of(run(tmp_path, tokenizer_dir, balance="none", name="grown"))
+    assert len(grown) == len(first) + 360 and set(first) < set(grown)
+    assert {i: grown[i] for i in first} == first
+    balanced = split_of(run(tmp_path, tokenizer_dir, name="balanced"))
+    assert 0 < len(balanced) < len(grown)
+    assert {i: grown[i] for i in balanced} == balanced
+    # the same through split() on frames: half the rows, then all of them
+    frame = pd.DataFrame({"review_id": sorted(grown), "label_id": 0})
+    fractions = {"train": 0.8, "validation": 0.1, "test": 0.1}
+    half = prepare.split(frame.iloc[::2], fractions, seed=42).set_index("review_id")
+    whole = prepare.split(frame, fractions, seed=42).set_index("review_id")
+    assert whole.loc[half.index, "split_type"].equals(half["split_type"])
+    other_seed = prepare.split(frame, fractions, seed=7).set_index("review_id")
+    assert not other_seed["split_type"].equals(whole.loc[other_seed.index, "split_type"])
 
 
 def test_category_sentiment_balance_and_none(tmp_path, tokenizer_dir, data):
@@ -199,7 +238,8 @@ def test_bad_input_fails_before_writing(tmp_path, tokenizer_dir, data):
     small = tmp_path / "small"
     write_reviews(small / "r.csv", {("Knits", 1): 5, ("Knits", 0): 5, ("Knits", -1): 1})
     args = prepare.parse_args(argv(small, out, tokenizer_dir))
-    with pytest.raises(ValueError, match=r"split \['validation', 'test'\] is empty"):
+    # balanced to one review per sentiment: three rows cannot fill the three splits at 0.8/0.1/0.1
+    with pytest.raises(ValueError, match=r"split \['(validation|test)'.*\] is empty \(3 rows"):
         prepare.prepare(args, log=lambda _: None)
     (tmp_path / "in" / "bad.csv").write_text(
         "sentiment,review_body,product_category\n1,ok,Knits\n5,x,Knits\n"
@@ -222,17 +262,13 @@ def test_split_sum_error_names_the_values(tmp_path, tokenizer_dir, capsys):
 
 def test_runs_from_its_request_under_the_job_runner(tmp_path, tokenizer_dir, data):
     lake = tmp_path / "lake"
-    jobs.stage_code("s3://bkt/code/", lake)
+    jobs.stage_code("s3://bucket/runs/r1/code/", lake)
     atomic_write_bytes(
-        resolve("s3://bkt/raw/reviews.csv", lake), (tmp_path / "in/reviews.csv").read_bytes()
+        resolve("s3://bucket/raw/reviews/reviews.csv", lake),
+        (tmp_path / "in/reviews.csv").read_bytes(),
     )
-    request = prepare_job_request(
+    request = prepare_request(  # writes to s3://bucket/runs/r1/prepare/
         job_name="prepare-test",
-        role_arn="arn:aws:iam::000000000000:role/R",
-        image_uri="763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.0-cpu-py310",
-        input_uri="s3://bkt/raw/",
-        output_uri="s3://bkt/run/prepare",
-        code_uri="s3://bkt/code/",
         params={
             "train_split_percentage": 0.8,
             "validation_split_percentage": 0.1,
@@ -242,8 +278,6 @@ def test_runs_from_its_request_under_the_job_runner(tmp_path, tokenizer_dir, dat
             "pretrained_model": str(tokenizer_dir),
             "event_time": "2024-05-01T12:00:00Z",
         },
-        feature_group_name="reviews-fg",
-        region="us-east-1",
     )
     lines: list[str] = []
     describe = jobs.run_processing_job(request, lake=lake, log=lines.append)
@@ -253,9 +287,9 @@ def test_runs_from_its_request_under_the_job_runner(tmp_path, tokenizer_dir, dat
     )
     assert arguments["max_seq_length"] == 12 and arguments["balance_mode"] == "sentiment"
     for split in ("train", "validation", "test", "features"):
-        assert list_files(f"s3://bkt/run/prepare/{split}", lake), split
-    rows = pq.read_table(list_files("s3://bkt/run/prepare/train", lake)[0]).to_pylist()
-    assert len(rows) == 180 and len(rows[0]["input_ids"]) == 12
+        assert list_files(f"s3://bucket/runs/r1/prepare/{split}", lake), split
+    rows = pq.read_table(list_files("s3://bucket/runs/r1/prepare/train", lake)[0]).to_pylist()
+    assert within_binomial_bound(len(rows), 225, 0.8) and len(rows[0]["input_ids"]) == 12
 
 
 @pytest.mark.skipif(
@@ -276,7 +310,9 @@ def test_real_reviews_with_the_packaged_minilm(tmp_path):
     summary = prepare.prepare(args, log=lambda _: None)
     assert summary["rows_read"] >= 6000
     assert summary["label_counts"] == {"0": 2000, "1": 2000, "2": 2000}
-    assert summary["splits"] == {"train": 4800, "validation": 600, "test": 600}
+    assert sum(summary["splits"].values()) == 6000
+    for split, fraction in zip(SPLITS, (0.8, 0.1, 0.1), strict=True):
+        assert within_binomial_bound(summary["splits"][split], 6000, fraction), summary["splits"]
     row = table(tmp_path / "out", "test")[0]
     assert row["input_ids"][0] == 101 and len(row["input_ids"]) == 128
 

@@ -14,6 +14,7 @@ import pytest
 from include.pipeline import registry_cli
 from include.pipeline.requests import registry as rq
 from include.pipeline.targets.local.sagemaker import registry as reg
+from tests.conftest import run_captured
 
 REPO = Path(__file__).resolve().parents[1]
 GROUP = "reviews-sentiment"
@@ -236,24 +237,16 @@ def test_cli_lists_describes_and_reviews(tmp_path, monkeypatch):
 def test_cli_module_entry_point_approves(tmp_path):
     arn = _register(tmp_path)
     env = os.environ | {"PIPELINE_TARGET": "local", "PIPELINE_LAKE": str(tmp_path)}
-    done = subprocess.run(
+    done = run_captured(
         [sys.executable, "-m", "include.pipeline.registry_cli", "approve", arn, "--note", "ok"],
-        cwd=REPO,
         env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     assert "Approved" in done.stdout
     assert reg.describe_model_package(arn, tmp_path)["ModelApprovalStatus"] == "Approved"
-    missing = subprocess.run(
+    missing = run_captured(
         [sys.executable, "-m", "include.pipeline.registry_cli", "describe", arn + "0"],
-        cwd=REPO,
         env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
     )
     assert missing.returncode == 1
     assert "does not exist" in missing.stderr

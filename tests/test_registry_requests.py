@@ -113,6 +113,13 @@ def test_lineage_is_flat_strings_within_aws_limits():
     assert props["image.inference"] == "img:1"
     assert props["pkg.torch"] != "" and props["pkg.apache-airflow"].startswith("3.")
     assert props["code_version"] == "0123abc"
+    assert "split.seed" not in props  # recorded when given
+    split = rq.split_lineage(42, {"test": 0.05, "train": 0.9, "validation": 0.05})
+    assert split == {"split.seed": "42", "split.fractions": "train=0.9 validation=0.05 test=0.05"}
+    props = rq.lineage(
+        data_hash="h", hyperparameters={}, image_uris={}, code_version="v", split=split
+    )
+    assert {k: props[k] for k in rq.SPLIT_KEYS} == split
     assert len(props) <= 50
     assert all(len(k) <= 128 and len(v) <= 256 for k, v in props.items())
 

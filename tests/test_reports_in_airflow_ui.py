@@ -13,14 +13,12 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-import subprocess
-import sys
 import time
 from urllib.parse import quote
 
 import pytest
 
-from tests.api_server import api_server, environment, http
+from tests.api_server import environment, http, serialized_ui
 from tests.chromium import STEP_TIMEOUT_S, DevTools
 from tests.chromium import browser as browser  # the fixture
 from tests.conftest import REPO
@@ -43,20 +41,9 @@ def ui(tmp_path, airflow_db):
     home.mkdir()
     lake = build_lake(tmp_path)
     env = environment(home, airflow_db, lake, USERS)
-    done = subprocess.run(
-        [sys.executable, "-m", "airflow", "dags", "reserialize"],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    with api_server(home, env, tmp_path / "api-server.log") as base:
-        login = {"username": "operator", "password": USERS["operator"][1]}
-        status, body = http(f"{base}/auth/token", method="POST", body=login)
-        assert status == 201, body
-        bearer = {"Authorization": f"Bearer {json.loads(body)['access_token']}"}
+    log = tmp_path / "api-server.log"
+    with serialized_ui(home, env, log, "operator", USERS["operator"][1]) as (base, token):
+        bearer = {"Authorization": f"Bearer {token}"}
         runs = f"{base}/api/v2/dags/reviews_pipeline/dagRuns"
         status, body = http(runs, method="POST", body={"dag_run_id": RUN_ID, "logical_date": None})
         assert status in (401, 403), "the REST API let an anonymous client create a run"

@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 from urllib.parse import quote
@@ -18,6 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.airflow_auth import COOKIE, reader_token
+from tests.conftest import run_captured
 from tests.recorded_run import (
     ENDPOINT,
     OLDER_RUN_ID,
@@ -142,9 +142,26 @@ def test_run_page_shows_every_section(client, lake):
         "reviews-train-1",
         "LossNotDecreasing",
         "NoIssuesFound",
+        "What it saw",
+        "StepOutlier NoIssuesFound",
+        "ProfilerReport",
     ):
         assert expected in text
     assert "Threshold violations" in text and "Jackets" in text
+    # the comparison with the serving model: none served before this recorded run
+    champion = text[text.index('id="champion"') :]
+    assert "Challenger: finetune" in champion and "no model served" in champion
+    assert "Decision: <b>registered</b>" in champion
+    assert "CDDL is reported, not gated" in text  # the gate says what it leaves out
+    # The recipe and the best trial side by side; the tuned set scored lower, the recipe stays.
+    assert "Hyperparameters: recipe or tuned" in text
+    assert "recipe <b>(taken)</b>" in text and "tune-abc-001" in text and "recipe-abc" in text
+    # The profiler report beside the training job, linked from the training section.
+    report_uri = summary["training"]["profiler_report_uri"]
+    assert report_uri.endswith("/rule-output/ProfilerReport/profiler-output/profiler-report.html")
+    assert quote(report_uri, safe="") in text
+    page = client.get("/artifact", params={"uri": report_uri})
+    assert page.status_code == 200 and "Profiler report: reviews-train-1" in page.text
     # The per-class table and the confusion matrix come from the job's evaluation.json.
     report = evaluation_doc.parse(
         (lake / BUCKET / "runs" / RUN_KEY / "evaluation" / "evaluation.json").read_bytes()
@@ -152,6 +169,18 @@ def test_run_page_shows_every_section(client, lake):
     assert report.training_history is not None and report.training_history.val_acc
     section = text[text.index('id="evaluation"') :]
     assert "Per class" in section and "Confusion matrix" in section
+    # Each accuracy comes with its 95% Wilson interval, the served model's also per category
+    # with the category's row count.
+    low, high = report.accuracy_interval
+    assert f'{f4(report.accuracy)} <span class="muted">[{f4(low)}, {f4(high)}]</span>' in section
+    assert report.per_category and "Accuracy per product category" in section
+    for category, scores in report.per_category.items():
+        c_low, c_high = evaluation_doc.wilson_interval(scores.correct, scores.n)
+        row = f'<td>{category}</td><td class="num">{scores.n}</td>'
+        assert row in section and f"[{f4(c_low)}, {f4(c_high)}]" in section
+    board = text[text.index('id="leaderboard"') :]
+    entry = summary["leaderboard"]["entries"][0]
+    assert f"[{f4(entry['accuracy_interval'][0])}, {f4(entry['accuracy_interval'][1])}]" in board
     for label, scores in report.per_class.items():
         row = f"<td>{label}</td>" + "".join(
             f'<td class="num">{v}</td>'
@@ -261,7 +290,7 @@ def test_broken_summary_and_unknown_run(client, lake):
     assert client.get("/runs/%2E%2E").status_code == 404
 
 
-def test_empty_lake_index(plugin, tmp_path, monkeypatch):
+def test_empty_lake_index(plugin, tmp_path, monkeypatch, airflow_db):
     monkeypatch.setenv("PIPELINE_LAKE", str(tmp_path / "empty"))
     monkeypatch.setenv("PIPELINE_TARGET", "local")
     response = TestClient(plugin.app, cookies={COOKIE: reader_token()}).get("/")
@@ -319,12 +348,10 @@ print(json.dumps({"errors": errors, "info": info, "views": views, "runs": runs,
         "PYTHONPATH": "",
     }
     env.pop("PIPELINE_BUCKET", None)
-    done = subprocess.run(
+    done = run_captured(
         [sys.executable, "-c", script],
         cwd=tmp_path,
         env=env,
-        capture_output=True,
-        text=True,
         timeout=180,
     )
     assert done.returncode == 0, done.stderr[-3000:]

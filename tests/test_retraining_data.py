@@ -26,6 +26,7 @@ PARAMS = {
     "encoding": "utf-8",
     "min_reviews_per_category": 10,
     "max_bad_fraction": 0.05,
+    "training_data": "this_file",  # the serving model's raw copy alone
 }
 
 
@@ -35,7 +36,14 @@ def aws(monkeypatch):
         for key, value in env.items():
             monkeypatch.setenv(key, value)
         settings = pipeline_settings.load(
-            {**env, "PIPELINE_TARGET": "aws", "PIPELINE_BUCKET": BUCKET, "PIPELINE_ROLE_ARN": ROLE}
+            {
+                **env,
+                "PIPELINE_TARGET": "aws",
+                "PIPELINE_BUCKET": BUCKET,
+                "PIPELINE_ROLE_ARN": ROLE,
+                # new files land in a bucket of their own, which the deployment names
+                "PIPELINE_INPUT_BUCKETS": "incoming",
+            }
         )
         s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1")
         s3.create_bucket(Bucket=BUCKET)
@@ -43,8 +51,9 @@ def aws(monkeypatch):
         yield settings, s3
 
 
-def _register(sm, model_url: str, data_hash: str) -> str:
+def _register(sm, model_url: str, data_hash: str, split: dict | None = None) -> str:
     kwargs = registry.register_model_version_kwargs(
+        split=split,
         model_name=MODEL_NAME,
         image_uri=IMAGE,
         model_url=model_url,
@@ -119,3 +128,33 @@ def test_a_served_model_no_registry_version_holds_is_named(aws):
     _serve(sm, f"s3://{BUCKET}/elsewhere/model.tar.gz")
     with pytest.raises(retraining.NoServingDataset, match="which no version of model package"):
         retraining.serving_dataset(settings, sm, PARAMS["endpoint_name"])
+
+
+def test_the_champion_comparison_says_whether_the_champion_trained_on_the_test_rows(aws):
+    """A champion registered with this run's split seed and fractions never trained on this
+    run's test rows (splits go by each review's hash); another split, or none recorded, is
+    said."""
+    from include.pipeline.tasks.registry import run_split
+
+    settings, _ = aws
+    sm = targets.client(settings, "sagemaker")
+    fractions = {"train_split_percentage": 0.8, "validation_split_percentage": 0.1}
+    params = {**PARAMS, **fractions, "test_split_percentage": 0.1}
+    url = f"s3://{BUCKET}/runs/%s/training/job/output/model.tar.gz"
+    arn = _register(sm, url % "same", "h1", split=run_split(params))
+    _register(sm, url % "other", "h2", split=registry.split_lineage(7, {"train": 0.8,
+              "validation": 0.1, "test": 0.1}))  # fmt: skip
+    _register(sm, url % "older", "h3")  # registered before splits were recorded
+    _serve(sm, url % "same")
+    basis = retraining.champion_split(sm, params)
+    assert basis["same_split"] and basis["model_package_arn"] == arn
+    assert basis["champion_split"] == {"split.seed": "42", "split.fractions":
+                                       "train=0.8 validation=0.1 test=0.1"}  # fmt: skip
+    assert "no test row was in either's training" in basis["note"]
+    for served, said in (("other", "another split (seed 7"), ("older", "not recorded")):
+        sm.delete_endpoint(EndpointName=PARAMS["endpoint_name"])
+        sm.delete_endpoint_config(EndpointConfigName="served-config")
+        sm.delete_model(ModelName="served")
+        _serve(sm, url % served)
+        basis = retraining.champion_split(sm, params)
+        assert not basis["same_split"] and said in basis["note"], basis["note"]

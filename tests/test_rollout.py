@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from include.pipeline import rollout as r
+from include.pipeline.core.files import atomic_write_bytes
 from include.pipeline.documents import rewards
 from include.pipeline.documents import rollout as decisions_log
-from include.pipeline.targets.local.lake import atomic_write_bytes
 
 START = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 

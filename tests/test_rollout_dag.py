@@ -24,7 +24,7 @@ from include.pipeline.targets.local.lake import resolve
 from include.pipeline.tasks import deployment as deployment_step
 from include.pipeline.tasks import rollout as rollout_tasks
 from tests.aws_model import assert_valid
-from tests.conftest import REPO
+from tests.conftest import REPO, deployed_events, retire_pipeline_assets
 from tests.test_endpoint_server import boto, wait_settled
 from tests.test_inference import WORDS, build_tiny_model, register_model
 
@@ -97,8 +97,6 @@ def deploy_from_main_dag(settings, server, tiny_model: Path, endpoint: str, weig
     """Two runs of the main DAG's deployment step: the first model alone, then the second with
     ``deployment_strategy=ab`` next to it. Returns the client and the two model names."""
     sm = boto("sagemaker", server.url)
-    alarm = deployment.rollback_alarm_request(endpoint_name=endpoint, threshold_percent=5)
-    targets.client(settings, "cloudwatch").put_metric_alarm(**alarm)  # create_rollback_alarm
     names = []
     for run_id in ("manual__1", "manual__2"):
         params = {**MAIN_DEFAULTS, "endpoint_name": endpoint, "traffic_wait_seconds": 0}
@@ -110,6 +108,8 @@ def deploy_from_main_dag(settings, server, tiny_model: Path, endpoint: str, weig
             model_data_url="s3://unused/model.tar.gz",
             champion_model=deployment_step.current_model(sm, endpoint),
         )
+        # create_rollback_alarm: the step's alarm on the new model's variant (Challenger in A/B)
+        targets.client(settings, "cloudwatch").put_metric_alarm(**built["rollback_alarm"])
         # The step's CreateModel names the model; the tiny model's archive stands in for it.
         register_model(settings.lake, tiny_model, built["model"]["ModelName"])
         names.append(built["model"]["ModelName"])
@@ -163,6 +163,7 @@ def invoke(server, endpoint: str, texts: list[str], target: str | None = None, i
 
 
 def run(dag, **conf):
+    retire_pipeline_assets()  # this lake's asset URIs, not an earlier test's
     dag_run = dag.test(run_conf=conf)
     states = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
     assert dag_run.state == "success", states
@@ -257,6 +258,10 @@ def test_evaluate_promotes_an_agreeing_challenger(airflow_db, env, server, tiny_
     )
     assert decision["decision"]["decision"] == "promote"
     assert decision["weights"] == {CHAMPION: 1.0}
+    # settle_endpoint announced it: the new model now serves alone (reviews_deployed)
+    (announced,) = deployed_events(endpoint)
+    assert announced["model_name"] == new_model and announced["variant"] == CHAMPION
+    assert announced["decision"] == "promote"
 
     # Now a single variant and no shadow: the next run stops at describe_endpoint.
     states = run(load_dag(), endpoint_name=endpoint, mode="evaluate", **params)

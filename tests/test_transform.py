@@ -13,12 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from include.pipeline.core.files import atomic_write_bytes
 from include.pipeline.requests.deployment import model_request
 from include.pipeline.requests.transform import transform_job_request
 from include.pipeline.targets.local.endpoint import models
-from include.pipeline.targets.local.lake import atomic_write_bytes, resolve
+from include.pipeline.targets.local.lake import resolve
 from include.pipeline.targets.local.sagemaker.transform import payload_batches, run_transform_job
 from tests.aws_model import assert_valid
+from tests.test_inference import tiny_bert_config
 
 REPO = Path(__file__).resolve().parents[1]
 WORDS = [
@@ -50,7 +52,7 @@ REVIEWS = [
 def lake(tmp_path_factory) -> Path:
     """A lake holding one registered model: a random 2-layer BERT with 3 sentiment classes."""
     import torch
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+    from transformers import BertForSequenceClassification, BertTokenizerFast
 
     root = tmp_path_factory.mktemp("lake")
     work = tmp_path_factory.mktemp("model")
@@ -58,14 +60,7 @@ def lake(tmp_path_factory) -> Path:
     vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]) + "\n")
     tokenizer = BertTokenizerFast(vocab_file=str(vocab))
     torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(WORDS) + 5,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=37,
-        num_labels=3,
-    )
+    config = tiny_bert_config(len(WORDS) + 5, num_labels=3)
     staging = work / "archive"
     BertForSequenceClassification(config).save_pretrained(staging / "transformer")
     tokenizer.save_pretrained(staging / "transformer")
@@ -93,14 +88,12 @@ def _lines(texts) -> bytes:
     return "".join(json.dumps({"features": [t]}) + "\n" for t in texts).encode()
 
 
-def _request(job: str, input_uri: str, **kw) -> dict:
-    request = transform_job_request(
-        job_name=job,
-        model_name="tiny-model",
-        input_uri=input_uri,
-        output_uri=f"s3://bucket/batch/{job}/out",
-        **kw,
-    )
+def transform_request(job: str, input_uri: str, **kw) -> dict:
+    """A valid CreateTransformJob of ``tiny-model`` writing under the job's own folder, unless
+    ``kw`` says otherwise."""
+    output_uri = f"s3://bucket/batch/{job}/out"
+    arguments = {"model_name": "tiny-model", "output_uri": output_uri, **kw}
+    request = transform_job_request(job_name=job, input_uri=input_uri, **arguments)
     assert_valid("sagemaker", "CreateTransformJob", request)
     return request
 
@@ -110,7 +103,7 @@ def test_transform_scores_every_file_line_by_line(lake):
     atomic_write_bytes(
         resolve("s3://bucket/batch/in/sub/part-2.jsonl", lake), b"\n" + _lines(REVIEWS[:2])
     )
-    request = _request("score-1", "s3://bucket/batch/in/")
+    request = transform_request("score-1", "s3://bucket/batch/in/")
     logged: list[str] = []
     result = run_transform_job(request, lake=lake, log=logged.append)
     assert result["TransformJobStatus"] == "Completed", result.get("FailureReason")
@@ -143,7 +136,7 @@ def test_transform_scores_every_file_line_by_line(lake):
 def test_single_record_sends_one_request_per_line(lake):
     atomic_write_bytes(resolve("s3://bucket/batch/single/a.jsonl", lake), _lines(REVIEWS))
     result = run_transform_job(
-        _request("score-2", "s3://bucket/batch/single/", batch_strategy="SingleRecord"),
+        transform_request("score-2", "s3://bucket/batch/single/", batch_strategy="SingleRecord"),
         lake=lake,
         log=lambda _: None,
     )
@@ -166,7 +159,7 @@ def test_failures_are_reported_with_file_and_line(lake):
     bad = _lines(REVIEWS[:2]) + b'{"text": "no features key"}\n'
     atomic_write_bytes(resolve("s3://bucket/batch/bad/b.jsonl", lake), bad)
     result = run_transform_job(
-        _request("score-3", "s3://bucket/batch/bad/", batch_strategy="SingleRecord"),
+        transform_request("score-3", "s3://bucket/batch/bad/", batch_strategy="SingleRecord"),
         lake=lake,
         log=lambda _: None,
     )
@@ -178,13 +171,17 @@ def test_failures_are_reported_with_file_and_line(lake):
     big = b'{"features": ["' + b"great " * 200_000 + b'"]}\n'
     atomic_write_bytes(resolve("s3://bucket/batch/big/c.jsonl", lake), _lines(["fine"]) + big)
     result = run_transform_job(
-        _request("score-4", "s3://bucket/batch/big/", max_payload_mb=1), lake=lake, log=print
+        transform_request("score-4", "s3://bucket/batch/big/", max_payload_mb=1),
+        lake=lake,
+        log=print,
     )
     assert result["TransformJobStatus"] == "Failed"
     assert "c.jsonl line 2" in result["FailureReason"]
     assert "MaxPayloadInMB" in result["FailureReason"]
 
-    missing = run_transform_job(_request("score-5", "s3://bucket/nothing/"), lake=lake, log=print)
+    missing = run_transform_job(
+        transform_request("score-5", "s3://bucket/nothing/"), lake=lake, log=print
+    )
     assert missing["TransformJobStatus"] == "Failed"
     assert "no input objects under s3://bucket/nothing/" in missing["FailureReason"]
 

@@ -16,8 +16,9 @@ import botocore.session
 import pytest
 from botocore.validate import ParamValidator
 
+from include.pipeline.core.files import atomic_write_bytes
 from include.pipeline.requests import training, tuning
-from include.pipeline.targets.local.lake import atomic_write_bytes, resolve
+from include.pipeline.targets.local.lake import resolve
 from include.pipeline.targets.local.sagemaker import tuning as engine
 from tests.aws_model import assert_valid
 
@@ -90,6 +91,8 @@ def test_tuning_request_is_valid(strategy):
     assert definition["AlgorithmSpecification"]["MetricDefinitions"] == training.METRIC_DEFINITIONS
     objective = request["HyperParameterTuningJobConfig"]["HyperParameterTuningJobObjective"]
     assert objective == {"Type": "Maximize", "MetricName": training.VALIDATION_ACCURACY}
+    # trials share no checkpoint folder (the training job's is its own)
+    assert "CheckpointConfig" in _training_request() and "CheckpointConfig" not in definition
 
 
 def test_grid_and_warm_start_requests_are_valid():

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import subprocess
 from pathlib import Path
 from urllib.parse import quote
 
@@ -18,7 +17,7 @@ import pytest
 
 from tests.api_server import api_server as serve
 from tests.api_server import environment, http
-from tests.conftest import REPO
+from tests.conftest import run_captured
 
 BUCKET = "reviews-pipeline"
 RUN_ID = "manual__2025-03-01T10:00:00+00:00"
@@ -28,13 +27,10 @@ PASSWORD = secrets.token_urlsafe(12)
 def make_env(var: str, env: dict) -> str:
     """The value ``make ui`` would give ``var`` (make itself evaluates the Makefile)."""
     show = f'include Makefile\nshow-var:\n\t@echo "$${var}"\n'
-    done = subprocess.run(
+    done = run_captured(
         ["make", "-s", "--no-print-directory", "-f", "-", "show-var"],
         input=show,
-        cwd=REPO,
         env=env,
-        capture_output=True,
-        text=True,
         timeout=60,
     )
     assert done.returncode == 0, done.stderr

@@ -29,6 +29,14 @@ if code:
 """
 
 
+@pytest.fixture(scope="module", autouse=True)
+def own_fork_server():
+    """The fork server as this module's first job starts it, not as an earlier test in the
+    process left it (its environment then)."""
+    warm.stop_server()
+    yield
+
+
 @pytest.fixture
 def script(tmp_path: Path) -> Path:
     code = tmp_path / "code"
@@ -46,7 +54,7 @@ def _run(script: Path, cwd: Path, **env) -> tuple[str, int, list[str]]:
 
 def test_script_runs_warm_with_its_own_argv_cwd_env_and_path(script: Path, tmp_path: Path):
     kind, code, lines = _run(script, tmp_path, COLOUR="green")
-    assert (kind, code) == ("WarmProcess", 0), lines
+    assert (kind, code) == ("WarmProcess", 0), (lines, warm.differences(dict(os.environ)))
     assert lines[0] == "preloaded"
     seen = json.loads(lines[1])
     assert seen == {
@@ -102,6 +110,7 @@ def test_fresh_interpreter_where_imports_would_see_other_settings(script: Path, 
         other = os.environ.get(name, "") + "7"
         kind, code, lines = _run(script, tmp_path, **{name: other})
         assert (kind, code, lines[0]) == ("Popen", 0, "fresh"), name
+        assert list(warm.differences({**os.environ, name: other})) == [name]
     assert _run(script, tmp_path, PIPELINE_WARM_JOBS="0")[0] == "Popen"
     # not `<this python> script.py`: as given
     proc = warm.popen([sys.executable, "-c", "print('c')"], dict(os.environ), tmp_path)
@@ -144,3 +153,10 @@ def test_the_fork_server_starts_at_a_processs_second_task_not_its_first():
         [sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, check=True
     ).stdout.split()
     assert out == ["True", "False"]  # one task: no server; the second starts it
+
+
+def test_what_libraries_set_at_import_does_not_make_jobs_run_fresh():
+    """scikit-learn and joblib set KMP_* at their import; a job started before such an import
+    must not leave every later job unable to use the fork server."""
+    env = {"KMP_INIT_AT_FORK": "FALSE", "KMP_DUPLICATE_LIB_OK": "True", "OMP_NUM_THREADS": "1"}
+    assert warm._import_env(env) == {"OMP_NUM_THREADS": "1"}

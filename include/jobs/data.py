@@ -47,12 +47,12 @@ class Split:
         return int(self.input_ids.shape[1])
 
 
-def ensure_requirements(*modules: str) -> None:
-    """In a container that lacks any of ``modules``, pip-install ``requirements.txt`` from this
+def ensure_requirements(*modules: str, requirements_file: str = "requirements.txt") -> None:
+    """In a container that lacks any of ``modules``, pip-install ``requirements_file`` from this
     folder (what the SDK's framework processors do); a no-op where they are all present."""
     missing = [m for m in modules if importlib.util.find_spec(m) is None]
     if missing:
-        requirements = Path(__file__).with_name("requirements.txt")
+        requirements = Path(__file__).with_name(requirements_file)
         print(f"missing {missing}: installing {requirements}", flush=True)
         subprocess.check_call([sys.executable, "-m", "pip", "install", "-r", str(requirements)])
 

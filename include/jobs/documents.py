@@ -8,7 +8,10 @@ inside the container, the Airflow side (gates, registry, run summary, reports pa
   written into the model folder, so it travels inside ``model.tar.gz`` on every target.
 - ``evaluation.json`` (:class:`Evaluation`): ``evaluate.py``'s verdict on the test split. Its
   ``metrics`` section is the course's ``{"metrics": {"accuracy": {"value": ...}}}`` shape that
-  the model registry's ModelQuality statistics and the accuracy gate read; ``per_class`` and
+  the model registry's ModelQuality statistics and the accuracy gate read (``accuracy`` also
+  carries its 95% Wilson interval, ``confidence_interval``); ``per_category`` is the accuracy on
+  each product category with its row count and interval (a category with two test rows says
+  so by its interval); ``per_class`` and
   ``confusion_matrix`` (true labels on rows, predicted on columns, in ``labels`` order) are what
   the reports page shows; ``training_history`` is the training job's own history, copied from
   the model archive so the page needs no access to the archive; ``serving`` (:class:`Serving`)
@@ -27,6 +30,7 @@ CONFUSION_MATRIX_FILE = "confusion_matrix.png"
 TRAINING_HISTORY_FILE = "training_history.json"
 # The kinds of model the evaluation job scores (evaluate.py's --model_kind): the candidates.
 MODEL_KINDS = ("finetune", "blazingtext", "autopilot")
+DEFAULT_MODEL_KIND = "finetune"  # evaluate.py's --model_kind when none is given
 # The evaluation job's per-review predictions with the bias facet: the dataset of the
 # candidate's Clarify post-training bias job (its ``predicted_label`` column). The
 # ``text_f*`` columns are the review as a numeric vector (evaluate.flip_test_features): the
@@ -36,6 +40,29 @@ PREDICTIONS_FILE = "predictions.csv"
 FACET_COLUMN = "product_category"
 FLIP_TEST_FEATURES = tuple(f"text_f{i:02d}" for i in range(16))
 PREDICTION_HEADERS = ("sentiment", "predicted_label", FACET_COLUMN, *FLIP_TEST_FEATURES)
+
+
+# Two-sided 95%: the normal quantile z = Phi^-1(0.975).
+WILSON_Z_95 = 1.959963984540054
+
+
+def wilson_interval(successes: int, n: int, z: float = WILSON_Z_95) -> tuple[float, float]:
+    """The Wilson score interval of a proportion ``successes / n`` (95% by default).
+
+    The interval every accuracy figure is shown with: on a 300-row test split an accuracy is
+    +/- about 5 points, and Wilson's interval stays inside [0, 1] and honest for small counts
+    (a category with two rows), where the normal approximation does not. Same values as
+    statsmodels' ``proportion_confint(method="wilson")``. ``n == 0``: the uninformative [0, 1].
+    """
+    if n < 0 or not 0 <= successes <= n:
+        raise ValueError(f"Wilson interval needs 0 <= successes <= n, got {successes} of {n}")
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    denominator = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 class DocumentError(ValueError):
@@ -56,25 +83,42 @@ def _mapping(doc: str, key: str, value) -> dict:
 
 @dataclass(frozen=True)
 class TrainingHistory:
-    """Per-interval training loss and per-validation loss and accuracy, in order."""
+    """Per-interval training loss and per-validation loss and accuracy, in order.
+
+    ``train_loss_step`` is the training step (counted over all epochs) each ``train_loss``
+    value was recorded at, the mean loss of the steps since the one before: the loss rules count
+    their windows in steps, as Debugger does. Empty in histories written before it existed.
+    """
 
     train_loss: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
     val_acc: list[float] = field(default_factory=list)
+    train_loss_step: list[int] = field(default_factory=list)
+
+    CURVES = ("train_loss", "val_loss", "val_acc")
 
     def to_dict(self) -> dict[str, list[float]]:
-        return {"train_loss": self.train_loss, "val_loss": self.val_loss, "val_acc": self.val_acc}
+        doc = {"train_loss": self.train_loss, "val_loss": self.val_loss, "val_acc": self.val_acc}
+        if self.train_loss_step:
+            doc["train_loss_step"] = self.train_loss_step
+        return doc
 
     @classmethod
     def from_dict(cls, doc, name: str = TRAINING_HISTORY_FILE) -> TrainingHistory:
         doc = _mapping(name, "document", doc)
         series = {}
-        for key in ("train_loss", "val_loss", "val_acc"):
+        for key in (*cls.CURVES, "train_loss_step"):
             values = doc.get(key, [])
             if not isinstance(values, list):
                 raise DocumentError(f"{name}: {key} must be a list, got {values!r}")
             series[key] = [_number(name, f"{key}[{i}]", v) for i, v in enumerate(values)]
-        return cls(**series)
+        steps = [int(v) for v in series["train_loss_step"]]
+        if steps and len(steps) != len(series["train_loss"]):
+            raise DocumentError(
+                f"{name}: train_loss_step has {len(steps)} values for "
+                f"{len(series['train_loss'])} train_loss values"
+            )
+        return cls(**{**series, "train_loss_step": steps})
 
 
 @dataclass(frozen=True)
@@ -137,6 +181,50 @@ class Serving:
 
 
 @dataclass(frozen=True)
+class CategoryScore:
+    """The accuracy on one product category: its rows, the correct ones, the 95% interval."""
+
+    n: int
+    correct: int
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.n if self.n else 0.0
+
+    def to_dict(self) -> dict:
+        low, high = wilson_interval(self.correct, self.n)
+        return {
+            "n": self.n,
+            "correct": self.correct,
+            "accuracy": self.accuracy,
+            "confidence_interval": [low, high],
+        }
+
+    @classmethod
+    def from_dict(cls, doc, name: str, key: str) -> CategoryScore:
+        doc = _mapping(name, key, doc)
+        n = int(_number(name, f"{key}.n", doc.get("n")))
+        correct = int(_number(name, f"{key}.correct", doc.get("correct")))
+        if not 0 <= correct <= n:
+            raise DocumentError(f"{name}: {key}: correct {correct} is not within 0..n={n}")
+        return cls(n=n, correct=correct)
+
+
+def category_scores(y_true, y_pred, categories) -> dict[str, CategoryScore]:
+    """Per product category: rows and correct predictions, categories in sorted order."""
+    if not len(y_true) == len(y_pred) == len(categories):
+        raise ValueError(
+            f"{len(y_true)} true labels, {len(y_pred)} predictions, {len(categories)} categories"
+        )
+    counts: dict[str, list[int]] = {}
+    for t, p, c in zip(y_true, y_pred, categories, strict=True):
+        entry = counts.setdefault(str(c), [0, 0])
+        entry[0] += 1
+        entry[1] += int(t == p)
+    return {c: CategoryScore(*counts[c]) for c in sorted(counts)}
+
+
+@dataclass(frozen=True)
 class Evaluation:
     """``evaluation.json``."""
 
@@ -147,9 +235,20 @@ class Evaluation:
     n_samples: int
     training_history: TrainingHistory | None = None
     serving: Serving | None = None
+    per_category: dict[str, CategoryScore] | None = None
+
+    @property
+    def accuracy_interval(self) -> tuple[float, float]:
+        """The accuracy's 95% Wilson interval over the ``n_samples`` rows scored."""
+        return wilson_interval(round(self.accuracy * self.n_samples), self.n_samples)
 
     def to_dict(self) -> dict:
-        metrics = {"accuracy": {"value": self.accuracy}}
+        metrics = {
+            "accuracy": {
+                "value": self.accuracy,
+                "confidence_interval": list(self.accuracy_interval),
+            }
+        }
         for label, scores in self.per_class.items():
             metrics[f"precision_{label}"] = {"value": scores.precision}
             metrics[f"recall_{label}"] = {"value": scores.recall}
@@ -173,6 +272,8 @@ class Evaluation:
             doc["training_history"] = self.training_history.to_dict()
         if self.serving is not None:
             doc["serving"] = self.serving.to_dict()
+        if self.per_category is not None:
+            doc["per_category"] = {c: s.to_dict() for c, s in self.per_category.items()}
         return doc
 
     def to_json(self) -> str:
@@ -204,6 +305,7 @@ class Evaluation:
             )
         history = doc.get("training_history")
         serving = doc.get("serving")
+        categories = doc.get("per_category")
         return cls(
             accuracy=metric("accuracy"),
             macro_f1=metric("macro_f1"),
@@ -216,6 +318,12 @@ class Evaluation:
             if history is None
             else TrainingHistory.from_dict(history, f"{name}: training_history"),
             serving=None if serving is None else Serving.from_dict(serving, name),
+            per_category=None
+            if categories is None
+            else {
+                str(c): CategoryScore.from_dict(v, name, f"per_category.{c}")
+                for c, v in _mapping(name, "per_category", categories).items()
+            },
         )
 
 

@@ -47,7 +47,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--test_path", default="/opt/ml/processing/input/data")
     p.add_argument("--output_dir", default="/opt/ml/processing/output/evaluation")
     p.add_argument("--batch_size", type=int, default=64)
-    p.add_argument("--model_kind", choices=documents.MODEL_KINDS, default="finetune")
+    p.add_argument(
+        "--model_kind", choices=documents.MODEL_KINDS, default=documents.DEFAULT_MODEL_KIND
+    )
     p.add_argument(
         "--predictions_path",
         help="a batch transform's output over the split (autopilot): read, no model loaded",
@@ -330,7 +332,10 @@ def score_split(args, scratch: Path) -> dict:
         truth, texts = split.label_ids.tolist(), split_column(test_path, "review_body")
         history = training_history(folder)
     else:
-        data.ensure_requirements({"blazingtext": "fasttext"}.get(args.model_kind, "sklearn"))
+        if args.model_kind == "blazingtext":
+            data.ensure_requirements("fasttext", requirements_file="requirements-blazingtext.txt")
+        else:
+            data.ensure_requirements("sklearn")
         folder = unpack(model_path, scratch)
         rows = prepare_text.read_split(test_path)
         log(f"test split: {len(rows)} rows from {test_path} ({args.model_kind})")
@@ -351,15 +356,21 @@ def main(argv: list[str] | None = None) -> dict:
         scored = score_split(args, Path(scratch))
     truth, preds = scored["truth"], scored["preds"]
     labels = [str(label) for label in data.LABELS]
+    facets = split_column(Path(args.test_path), documents.FACET_COLUMN)
+    if facets is not None and len(facets) != len(truth):
+        raise ValueError(
+            f"{args.test_path}: {len(facets)} {documents.FACET_COLUMN} values for "
+            f"{len(truth)} scored rows"
+        )
     evaluation = dataclasses.replace(
         documents.score(truth, preds, labels, scored.get("history")),
         serving=scored.get("serving"),
+        per_category=None if facets is None else documents.category_scores(truth, preds, facets),
     )
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     text = evaluation.to_json()
     _atomic_write(out / documents.EVALUATION_FILE, lambda p: p.write_text(text))
-    facets = split_column(Path(args.test_path), documents.FACET_COLUMN)
     texts = scored["texts"]
     if facets is not None and texts is not None and len(facets) == len(texts) == len(truth):
         write_predictions(out, truth, preds, facets, texts)
@@ -372,8 +383,10 @@ def main(argv: list[str] | None = None) -> dict:
     _atomic_write(
         out / documents.CONFUSION_MATRIX_FILE, lambda p: fig.savefig(p, format="png", dpi=120)
     )
+    low, high = evaluation.accuracy_interval
     log(
-        f"accuracy={evaluation.accuracy:.4f} macro_f1={evaluation.macro_f1:.4f}"
+        f"accuracy={evaluation.accuracy:.4f} (95% Wilson [{low:.4f}, {high:.4f}],"
+        f" n={evaluation.n_samples}) macro_f1={evaluation.macro_f1:.4f}"
         f" -> {out / documents.EVALUATION_FILE}"
     )
     return evaluation.to_dict()

@@ -21,6 +21,9 @@ EVENT_TIME = "event_time"
 # (the balanced bias report's dataset), stated once for the job and the Airflow side.
 SPLITS = ("train", "validation", "test")
 BALANCED_COLUMNS = ("sentiment", "review_body", "product_category")
+# The seed of the review-id hash that assigns splits (the prepare job's --seed default): a model
+# trained with another seed or other fractions may have trained on this seed's test rows.
+SPLIT_SEED = 42
 # The sentiment labels (negative, neutral, positive) and the prepare job's balancing modes.
 SENTIMENTS = (-1, 0, 1)
 BALANCE_MODES = ("none", "sentiment", "category_sentiment")

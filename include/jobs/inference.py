@@ -20,10 +20,10 @@ Class index ``i`` of the classifier is sentiment ``labels[i]``; ``labels`` defau
 ``[-1, 0, 1]`` (label = index - 1). ``max_seq_length`` defaults to 128. ``quantization``
 ``dynamic_int8`` serves the linear layers as int8 on CPU (PyTorch dynamic quantization, per
 output channel; weights stay float in the archive, a GPU serves them as they are): about 2x
-faster per review, at an accuracy cost that must be measured per model (README); the evaluation
+faster per review, at an accuracy cost that must be measured per model (docs/serving.md); the evaluation
 job reads the same setting, so the accuracy it reports is the served model's. ``runtime``
 ``onnxruntime`` serves ``model.onnx`` with ONNX Runtime on CPU: the same answers as PyTorch eager
-(float, to 1e-6) in 0.6x the time per review (README); where onnxruntime is not installed, or on
+(float, to 1e-6) in 0.6x the time per review (docs/serving.md); where onnxruntime is not installed, or on
 a GPU, the PyTorch weights beside it are served instead.
 
 Requests, one review per string of ``features``:
@@ -203,7 +203,7 @@ def quantized(model, config: dict, device: torch.device):
 
     with warnings.catch_warnings():  # torch warns that quantized tensors move to torchao
         warnings.simplefilter("ignore", (UserWarning, DeprecationWarning))
-        # per output channel: 1.2 points below float on the dev model, per tensor 2.3 (README)
+        # per output channel: 1.2 points below float on the dev model, per tensor 2.3 (docs/serving.md)
         return quantize_dynamic(
             model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8
         )

@@ -6,8 +6,9 @@ constraint_violations.json), on both targets. Two modes:
 
 - ``baseline``: a baseline dataset -> ``statistics.json``, ``constraints.json`` (with
   ``monitoring_config``) and ``vocabulary.json`` (the words the out-of-vocabulary rate is measured
-  against). The dataset is a training split (CSV or JSON lines with ``review_body``, scored with
-  the model archive through ``inference.py``, as the endpoint would answer) or data-capture files.
+  against). The dataset is a split, or a dataset less the training splits (``--exclude``), as
+  CSV or JSON lines with ``review_body``, scored with the model archive through
+  ``inference.py`` as the endpoint would answer; or data-capture files.
 - ``monitor``: the data-capture files of one window + the baseline -> ``statistics.json`` and
   ``constraint_violations.json``. Fewer rows than ``--min-records`` write the statistics and no
   violations (too little data to judge).
@@ -21,11 +22,14 @@ in the baseline vocabulary), ``predicted_label`` (String: a category, so its mix
 Checks (the ``constraint_check_type`` values of Model Monitor): ``data_type_check``,
 ``completeness_check``, ``baseline_drift_check`` (numerical: the L-infinity distance between the
 two CDFs; categorical: ``LInfinity`` between the two frequency tables; with ``comparison_method``
-``Robust`` a distance must also exceed the two-sample Kolmogorov-Smirnov critical value at 5%,
-``1.36 * sqrt((n + m) / (n m))``, so a small window's sampling noise is not drift),
+``Robust`` a distance must also exceed the two-sample Kolmogorov-Smirnov critical value
+``c(a) * sqrt((n + m) / (n m))``, so a small window's sampling noise is not drift; ``a`` is 5%
+divided by the number of features compared (Bonferroni): five features each tested at 5% would
+flag about one in-distribution window in five, the corrected family flags at most one in twenty),
 ``missing_column_check``, ``extra_column_check``, ``categorical_values_check``.
 
-Standard library only, except ``baseline`` over a split with a model (torch, via inference.py).
+Standard library only, except ``baseline`` over a split with a model (torch and transformers, via
+inference.py; transformers is installed from ``requirements.txt`` where the image lacks it).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
+import importlib
 import json
 import math
 import re
@@ -67,7 +72,7 @@ KLL_PARAMETERS = {"c": 0.64, "k": 2048.0}
 BUCKETS = 10  # Model Monitor materialises distributions in 10 buckets
 MAX_DOMAIN = 50  # string features with at most this many distinct values get a domain
 MAX_VOCABULARY = 50_000
-KS_ALPHA_FACTOR = 1.36  # c(alpha = 0.05) of the two-sample Kolmogorov-Smirnov test
+FAMILY_ALPHA = 0.05  # the drift check's false-alarm rate over all the features of a window
 DEFAULT_MONITORING_CONFIG = {
     "evaluate_constraints": "Enabled",
     "emit_metrics": "Enabled",
@@ -358,11 +363,14 @@ def _cdf_distance(a: list[tuple[float, int]], b: list[tuple[float, int]]) -> flo
     return distance
 
 
-def ks_critical(n: int, m: int) -> float:
-    """The two-sample KS statistic's 5% critical value for sample sizes ``n`` and ``m``."""
+def ks_critical(n: int, m: int, tests: int = 1, alpha: float = FAMILY_ALPHA) -> float:
+    """The two-sample KS statistic's critical value for sample sizes ``n`` and ``m`` when
+    ``tests`` features are judged at once at the family-wise level ``alpha`` (Bonferroni:
+    each at ``alpha / tests``); ``c(a) = sqrt(-ln(a / 2) / 2)``, 1.358 at 5%."""
     if not n or not m:
         return math.inf
-    return KS_ALPHA_FACTOR * math.sqrt((n + m) / (n * m))
+    factor = math.sqrt(-math.log(alpha / max(tests, 1) / 2) / 2)
+    return factor * math.sqrt((n + m) / (n * m))
 
 
 def _frequencies(feature: dict) -> dict[str, float]:
@@ -375,7 +383,7 @@ def _violation(name: str, check: str, description: str) -> dict:
     return {"feature_name": name, "constraint_check_type": check, "description": description}
 
 
-def _drift(base: dict, current: dict, config: dict) -> dict | None:
+def _drift(base: dict, current: dict, config: dict, tests: int = 1) -> dict | None:
     distribution = config.get("distribution_constraints") or {}
     if distribution.get("perform_comparison", "Enabled") != "Enabled":
         return None
@@ -393,13 +401,18 @@ def _drift(base: dict, current: dict, config: dict) -> dict | None:
         n = base["string_statistics"]["common"]["num_present"]
         m = current["string_statistics"]["common"]["num_present"]
         distance = max((abs(fa.get(v, 0.0) - fb.get(v, 0.0)) for v in {*fa, *fb}), default=0.0)
-    if not m or distance <= threshold or (robust and distance <= ks_critical(n, m)):
+    critical = ks_critical(n, m, tests)
+    if not m or distance <= threshold or (robust and distance <= critical):
         return None
     return _violation(
         name,
         "baseline_drift_check",
         f"Baseline drift distance: {distance:.4f} exceeds threshold: {threshold}"
-        + (f" (and the 5% critical value {ks_critical(n, m):.4f})" if robust else ""),
+        + (
+            f" (and the critical value {critical:.4f}: {FAMILY_ALPHA:.0%} over {tests} features)"
+            if robust
+            else ""
+        ),
     )
 
 
@@ -411,6 +424,7 @@ def check(current_stats: dict, baseline_stats: dict, baseline_constraints: dict)
     current = {f["name"]: f for f in current_stats["features"]}
     base_stats = {f["name"]: f for f in baseline_stats["features"]}
     violations = []
+    tests = sum(name in current for name in base_stats)  # the features the drift check compares
     for constraint in baseline_constraints["features"]:
         name = constraint["name"]
         feature = current.get(name)
@@ -459,7 +473,7 @@ def check(current_stats: dict, baseline_stats: dict, baseline_constraints: dict)
                 )
         base = base_stats.get(name)
         if base is not None and common["num_present"] and not feature.get("mistyped"):
-            drift = _drift(base, feature, config)
+            drift = _drift(base, feature, config, tests)
             if drift:
                 violations.append(drift)
     known = {c["name"] for c in baseline_constraints["features"]}
@@ -527,15 +541,15 @@ def baseline_rows(reviews: list[dict]) -> tuple[list[dict], list[str]]:
     return rows, sorted(halves[0])
 
 
-def read_split(folder: Path, max_rows: int, with_category: bool) -> list[dict]:
-    """Reviews of a split folder (CSV with a header, or JSON lines), ``review_body`` required;
-    at most ``max_rows``, chosen by a hash of the text (deterministic, order-independent)."""
+def _split_rows(folder: Path) -> list[tuple[Path, int, dict]]:
+    """``(file, row number, row)`` of every CSV (with a header) or JSON lines file under
+    ``folder``; ``review_body`` required and not empty."""
     import csv
 
-    reviews = []
     paths = sorted(p for p in Path(folder).rglob("*") if p.suffix in (".csv", ".jsonl"))
     if not paths:
         raise MonitorInputError(f"{folder}: no .csv or .jsonl files")
+    found = []
     for path in paths:
         if path.suffix == ".csv":
             with path.open(encoding="utf-8", newline="") as fh:
@@ -557,20 +571,70 @@ def read_split(folder: Path, max_rows: int, with_category: bool) -> list[dict]:
             text = row.get("review_body")
             if not isinstance(text, str) or not text.strip():
                 raise MonitorInputError(f"{path} row {number}: review_body is empty")
-            category = row.get(CATEGORY_FEATURE) if with_category else None
-            reviews.append({"text": text, "prediction": None, "category": category})
-    reviews.sort(key=lambda r: hashlib.sha256(r["text"].encode()).hexdigest())
-    return reviews[:max_rows]
+            found.append((path, number, row))
+    return found
+
+
+def _by_hash(rows: list[dict]) -> list[dict]:
+    return sorted(rows, key=lambda r: hashlib.sha256(r["review_body"].encode()).hexdigest())
+
+
+def held_out_sample(rows: list[dict], exclude: set[str], max_rows: int) -> list[dict]:
+    """At most ``max_rows`` of ``rows`` whose (stripped) text is not in ``exclude`` (the rows
+    the model trained on), in the sentiment mix of all ``rows`` when they have one.
+
+    The training splits are balanced by sentiment, so what is left of a dataset once they are
+    taken out is skewed the other way; traffic comes in the dataset's own mix, so the baseline
+    draws each class's share of that mix from the held-out rows of the class."""
+    pool = [r for r in rows if r["review_body"].strip() not in exclude]
+    if not exclude or not all(r.get("sentiment") not in (None, "") for r in rows):
+        return _by_hash(pool)[:max_rows]
+    mix = Counter(str(r["sentiment"]) for r in rows)
+    classes: dict[str, list[dict]] = {label: [] for label in mix}
+    for row in _by_hash(pool):
+        classes[str(row["sentiment"])].append(row)
+    total = len(rows)
+    size = min([max_rows] + [int(len(classes[c]) * total / n) for c, n in mix.items()])
+    picked = [row for c, n in mix.items() for row in classes[c][: round(size * n / total)]]
+    return _by_hash(picked)
+
+
+def read_split(
+    folder: Path, max_rows: int, with_category: bool, exclude: Path | None = None
+) -> list[dict]:
+    """Reviews of a split folder (CSV with a header, or JSON lines), ``review_body`` required;
+    at most ``max_rows``, chosen by a hash of the text (deterministic, order-independent).
+    With ``exclude`` (a folder of the training splits), only reviews the model never trained
+    on, in the dataset's sentiment mix (:func:`held_out_sample`)."""
+    rows = [row for _, _, row in _split_rows(folder)]
+    # the prepare job strips the text it trains on: compare stripped texts
+    skip = {row["review_body"].strip() for _, _, row in _split_rows(exclude)} if exclude else set()
+    chosen = held_out_sample(rows, skip, max_rows)
+    if not chosen:
+        raise MonitorInputError(f"{folder}: no reviews outside the training splits in {exclude}")
+    return [
+        {
+            "text": row["review_body"],
+            "prediction": None,
+            "category": row.get(CATEGORY_FEATURE) if with_category else None,
+        }
+        for row in chosen
+    ]
+
+
+def _sibling(name: str):
+    """A sibling job module, imported only when needed: ``data`` needs numpy, ``inference``
+    torch and transformers, and the monitor mode runs on the standard library alone."""
+    return importlib.import_module(f"{__package__}.{name}" if __package__ else name)
 
 
 def score(reviews: list[dict], model_dir: Path) -> None:
     """Fill each review's prediction with the model's answer (inference.py, as served; one
-    call, which scores length-sorted chunks)."""
-    try:
-        import inference  # sibling module inside the container
-    except ImportError:
-        from include.jobs import inference
-
+    call, which scores length-sorted chunks). The processing image ships torch but not
+    transformers (the tokenizer), so this installs ``requirements.txt`` first where it lacks it,
+    as evaluate.py does."""
+    _sibling("data").ensure_requirements("transformers")
+    inference = _sibling("inference")
     model = inference.model_fn(str(model_dir))
     answers = inference.predict_fn([r["text"] for r in reviews], model)
     for review, answer in zip(reviews, answers, strict=True):
@@ -603,7 +667,8 @@ def run_baseline(args: argparse.Namespace, log=print) -> dict:
             for review in reviews:
                 review["category"] = None
     else:
-        reviews = read_split(Path(args.dataset), args.max_rows, args.with_category)
+        exclude = Path(args.exclude) if args.exclude else None
+        reviews = read_split(Path(args.dataset), args.max_rows, args.with_category, exclude)
         if not args.model:
             raise MonitorInputError("--model is required to baseline a split")
         score(reviews, _model_dir(Path(args.model)))
@@ -679,6 +744,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", default="", help="baseline of a split: the model archive")
     parser.add_argument("--baseline", default="", help="monitor: the baseline folder")
     parser.add_argument("--max-rows", type=int, default=1000, help="baseline: rows scored")
+    parser.add_argument(
+        "--exclude", default="", help="baseline of a split: the training splits' folder"
+    )
     parser.add_argument("--min-records", type=int, default=1)
     parser.add_argument("--with-category", type=_bool, default=False)
     parser.add_argument("--monitoring-config", default="", help="JSON monitoring_config")

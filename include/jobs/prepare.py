@@ -2,8 +2,9 @@
 
 Runs unchanged in a SageMaker processing container and under the local job runner. Every value
 the pipeline controls arrives as an argument (the required ones have no default, so a value the
-DAG forgot is an error, not a silent course default). Balancing and splitting order rows by a
-seeded hash of the review id, so they are deterministic and independent of input row order.
+DAG forgot is an error, not a silent course default). Balancing and splitting go by a seeded
+hash of the review id, so they are deterministic and independent of input row order, and a
+review's split depends on nothing but its id, the seed and the fractions.
 
 Outputs under ``--output-data``: ``train/``, ``validation/``, ``test/`` (Parquet, one file per
 host, columns ``SPLIT_COLUMNS``; ``input_ids``/``attention_mask`` as int lists, which
@@ -78,7 +79,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--feature-store-ingest", type=_bool, default=False)
     p.add_argument("--region", default=os.environ.get("AWS_REGION", ""))
     p.add_argument("--event-time", default="", help="ISO-8601 UTC; default: now")
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--seed", type=int, default=records.SPLIT_SEED)
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--ingest-workers", type=int, default=4, help="PutRecord threads per process")
     p.add_argument(
@@ -138,8 +139,14 @@ def review_id(sentiment: object, body: str, category: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
+RANK_DIGITS = 15  # hex digits of the seeded hash kept as a review's rank
+
+
 def _rank(seed: int, salt: str, ids):
-    return [int(hashlib.sha256(f"{seed}:{salt}:{i}".encode()).hexdigest()[:15], 16) for i in ids]
+    return [
+        int(hashlib.sha256(f"{seed}:{salt}:{i}".encode()).hexdigest()[:RANK_DIGITS], 16)
+        for i in ids
+    ]
 
 
 def read_reviews(folder: Path):
@@ -194,17 +201,23 @@ def balance(df, mode: str, seed: int):
     return out.drop(columns="_rank")
 
 
+def split_position(seed: int, ids) -> list[float]:
+    """Each review id's place in [0, 1): a seeded hash, the same whatever other rows there are."""
+    return [rank / 16**RANK_DIGITS for rank in _rank(seed, "split", ids)]
+
+
 def split(df, fractions: dict[str, float], seed: int):
-    """Stratified by label: within each label, rows ordered by a seeded hash are cut into exact
-    proportions. Adds ``split_type``; an empty split is an error."""
-    df = df.assign(_rank=_rank(seed, "split", df["review_id"])).sort_values(["label_id", "_rank"])
-    position = df.groupby("label_id").cumcount()
-    size = df.groupby("label_id")["label_id"].transform("size")
-    n_train = (size * fractions["train"]).round()
-    n_val = (size * fractions["validation"]).round()
+    """Each review's split from its own seeded hash against the fractions (train below
+    ``train``, validation below ``train + validation``, test above), so a review keeps its split
+    as the dataset grows or shrinks; the proportions hold in expectation (binomially), not
+    exactly. Adds ``split_type``; an empty split is an error."""
+    position = split_position(seed, df["review_id"])
+    df = df.assign(_position=position).sort_values(["label_id", "_position"])
+    cut_train = fractions["train"]
+    cut_validation = fractions["train"] + fractions["validation"]
     df["split_type"] = "test"
-    df.loc[position < n_train + n_val, "split_type"] = "validation"
-    df.loc[position < n_train, "split_type"] = "train"
+    df.loc[df["_position"] < cut_validation, "split_type"] = "validation"
+    df.loc[df["_position"] < cut_train, "split_type"] = "train"
     counts = df["split_type"].value_counts().reindex(records.SPLITS, fill_value=0)
     empty = [s for s in records.SPLITS if counts[s] == 0]
     if empty:
@@ -212,7 +225,7 @@ def split(df, fractions: dict[str, float], seed: int):
             f"split {empty} is empty ({len(df)} rows, fractions {fractions}); "
             "use more data or larger fractions"
         )
-    return df.drop(columns="_rank")
+    return df.drop(columns="_position")
 
 
 def load_tokenizer(name: str):
@@ -409,6 +422,8 @@ def prepare(args: argparse.Namespace, log=_log) -> dict:
         "rows_after_balance": len(df),
         "balance_mode": args.balance_mode,
         "splits": counts,
+        "split_seed": args.seed,
+        "split_fractions": fractions,
         "label_counts": {
             str(k): int(v) for k, v in df["label_id"].value_counts().sort_index().items()
         },

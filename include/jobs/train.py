@@ -32,11 +32,12 @@ import numpy as np
 import torch
 
 if __package__:  # imported as include.jobs.train (tests, benchmarks)
-    from . import data, documents, inference
+    from . import data, documents, inference, profiler
 else:  # run as a script (container, job runner): sibling modules sit on sys.path[0]
     import data
     import documents
     import inference
+    import profiler
 
 SCRIPT_DIR = Path(__file__).resolve().parent
 # transformers.get_scheduler names (SchedulerType) that train.py offers.
@@ -132,6 +133,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--log_interval", type=int, default=10, help="steps per train_loss line")
     p.add_argument("--eval_interval", type=int, default=0, help="steps; 0: once per epoch")
+    p.add_argument(
+        "--profiler_interval_ms",
+        type=int,
+        default=profiler.INTERVAL_MS,
+        help="system metrics sampling interval (Debugger's profiler); 0: off",
+    )
+    p.add_argument("--profile_start_step", type=int, default=profiler.PROFILE_START_STEP)
+    p.add_argument(
+        "--profile_num_steps",
+        type=int,
+        default=profiler.PROFILE_NUM_STEPS,
+        help="steps torch.profiler records from --profile_start_step; 0: none",
+    )
     p.add_argument("--train", default=env("SM_CHANNEL_TRAIN", ""))
     p.add_argument("--validation", default=env("SM_CHANNEL_VALIDATION", ""))
     p.add_argument("--model_dir", default=env("SM_MODEL_DIR", ""))
@@ -354,21 +368,34 @@ class Fit:
         torch.set_rng_state(state["torch_rng"])
 
 
-def train_steps(fit: Fit, batch_list, *, on_step=None) -> None:
+def train_steps(fit: Fit, batch_list, *, on_step=None, profiler=None) -> None:
     """The training loop proper: forward, loss, backward, optimizer and schedule step.
 
     ``on_step(step, batch_size, loss)`` sees every step (logging, evaluation); kept out of the
-    hot path otherwise so the loop costs what a bare PyTorch loop costs.
+    hot path otherwise so the loop costs what a bare PyTorch loop costs. ``profiler``
+    (:class:`profiler.Profiler`) times each step and its wait for the batch: two clock reads.
     """
     fit.model.train()
-    for step, (ids, mask, labels) in enumerate(batch_list, start=1):
-        ids, mask, labels = ids.to(fit.dev), mask.to(fit.dev), labels.to(fit.dev)
+    batches = iter(batch_list)
+    step = 0
+    while True:
+        if profiler is not None:
+            profiler.step_begin()
+        batch = next(batches, None)
+        if batch is None:
+            break
+        step += 1
+        ids, mask, labels = (t.to(fit.dev) for t in batch)
+        if profiler is not None:
+            profiler.batch_ready()
         logits = fit.model(input_ids=ids, attention_mask=mask).logits
         loss = fit.loss_fn(logits, labels)
         loss.backward()
         fit.optimizer.step()
         fit.scheduler.step()
         fit.optimizer.zero_grad(set_to_none=True)
+        if profiler is not None:
+            profiler.step_end()
         if on_step is not None:
             on_step(step, len(labels), loss.detach())
 
@@ -522,7 +549,12 @@ def main(argv: list[str] | None = None) -> dict:
         num_training_steps=total_steps,
     )
     fit = Fit(model, optimizer, scheduler, loss_fn, dev)
-    history: dict[str, list[float]] = {"train_loss": [], "val_loss": [], "val_acc": []}
+    history: dict[str, list] = {
+        "train_loss": [],
+        "val_loss": [],
+        "val_acc": [],
+        "train_loss_step": [],
+    }
     start_epoch = 0
     checkpoint_dir = Path(args.checkpoint_dir) if args.checkpoint_dir else None
     key = fingerprint(args, train)
@@ -542,38 +574,50 @@ def main(argv: list[str] | None = None) -> dict:
         f" of {args.train_batch_size}, {len(validation)} validation rows"
     )
     loop = {"seconds": 0.0, "samples": 0}
-    for epoch in range(start_epoch + 1, args.epochs + 1):
-        epoch_started = time.perf_counter()
-        epoch_batches = batches(
-            train,
-            args.train_batch_size,
-            shuffle_seed=args.seed + epoch,
-            limit=steps_per_epoch,
-            group_by_length=args.group_by_length,
-        )
-        train_one_epoch(
-            fit,
-            epoch_batches,
-            args,
-            epoch=epoch,
-            val_batches=val_batches,
-            history=history,
-            hook=hook,
-        )
-        loop["seconds"] += time.perf_counter() - epoch_started
-        loop["samples"] += sum(len(batch[2]) for batch in epoch_batches)
-        if checkpoint_dir is not None:
-            save_checkpoint(
-                checkpoint_dir,
-                {"fingerprint": key, "epoch": epoch, **fit.state(), "history": history},
+    profile = profiler.Profiler(
+        Path(args.output_data_dir) if args.output_data_dir else None,
+        str(dev),
+        interval_ms=args.profiler_interval_ms,
+        start_step=args.profile_start_step,
+        num_steps=args.profile_num_steps,
+    )
+    try:
+        for epoch in range(start_epoch + 1, args.epochs + 1):
+            epoch_started = time.perf_counter()
+            epoch_batches = batches(
+                train,
+                args.train_batch_size,
+                shuffle_seed=args.seed + epoch,
+                limit=steps_per_epoch,
+                group_by_length=args.group_by_length,
             )
-            log(f"checkpoint written after epoch {epoch}")
-
+            train_one_epoch(
+                fit,
+                epoch_batches,
+                args,
+                epoch=epoch,
+                val_batches=val_batches,
+                history=history,
+                hook=hook,
+                profile=profile,
+            )
+            loop["seconds"] += time.perf_counter() - epoch_started
+            loop["samples"] += sum(len(batch[2]) for batch in epoch_batches)
+            if checkpoint_dir is not None:
+                save_checkpoint(
+                    checkpoint_dir,
+                    {"fingerprint": key, "epoch": epoch, **fit.state(), "history": history},
+                )
+                log(f"checkpoint written after epoch {epoch}")
+    finally:
+        profile.close()  # the system monitor's thread stops, on a failure too
     # What the whole job (and the DAG around it) is compared with: see benchmarks/.
     log(
         f"training loop: {loop['seconds']:.1f} s for {loop['samples']} samples"
         f" ({loop['samples'] / max(loop['seconds'], 1e-9):.1f} samples/s, validation included)"
     )
+    if len(history.get("train_loss_step", [])) != len(history["train_loss"]):
+        history["train_loss_step"] = []  # resumed from a checkpoint that recorded no steps
     model.eval()
     save_model(model, tokenizer, Path(args.model_dir), args)
     # In the model folder, so model.tar.gz carries it on every target (the evaluation job
@@ -602,6 +646,7 @@ def train_one_epoch(
     val_batches,
     history: dict,
     hook=None,
+    profile=None,
 ) -> None:
     """One epoch of :func:`train_steps` with interval logging and validation."""
     n_steps = len(epoch_batches)
@@ -613,6 +658,7 @@ def train_one_epoch(
             raise FloatingPointError(f"epoch {epoch} step {step}: training loss is {loss}")
         rate = window["samples"] / max(time.perf_counter() - window["start"], 1e-9)
         history["train_loss"].append(round(loss, 6))
+        history.setdefault("train_loss_step", []).append((epoch - 1) * n_steps + step)
         log(f"epoch={epoch} step={step}/{n_steps} train_loss={loss:.6f} samples_per_sec={rate:.1f}")
         window.update(loss=0.0, steps=0, samples=0, start=time.perf_counter())
 
@@ -635,7 +681,7 @@ def train_one_epoch(
             validate(step)
 
     _set_mode(hook, "TRAIN")
-    train_steps(fit, epoch_batches, on_step=on_step)
+    train_steps(fit, epoch_batches, on_step=on_step, profiler=profile)
 
 
 if __name__ == "__main__":

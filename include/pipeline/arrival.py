@@ -83,20 +83,15 @@ def incoming_asset(settings: Settings, arrival: ArrivalSettings | None = None):
 
 def main_schedule(settings: Settings):
     """The main DAG's schedule: drift or enough new human labels
-    (:mod:`include.pipeline.feedback`), either one; and the cron when one is set. New raw data
-    starts its own runs (:func:`pipeline_runs`)."""
+    (:mod:`include.pipeline.feedback`), either one; and the cron when one is set, whose first run
+    after unpausing is its next tick (:mod:`include.pipeline.schedule`: no catch-up run ahead of
+    the one a person triggers). New raw data starts its own runs (:func:`pipeline_runs`)."""
     from airflow.sdk import AssetAny
 
     from include.pipeline import feedback
+    from include.pipeline.schedule import assets_or_cron
 
-    assets = AssetAny(*feedback.retraining_assets(settings))
-    if not settings.schedule:
-        return assets
-    from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable
-
-    return AssetOrTimeSchedule(
-        timetable=CronTriggerTimetable(settings.schedule, timezone="UTC"), assets=assets
-    )
+    return assets_or_cron(AssetAny(*feedback.retraining_assets(settings)), settings.schedule)
 
 
 def s3_sensor(settings: Settings, task_id: str = "wait_for_incoming_file"):

@@ -19,8 +19,11 @@ DEFAULT_ARGS = {
 
 def reviews_dag(dag_id: str, settings, *, tags: list[str], **kwargs):
     """The DAG ``dag_id`` with the shared defaults; ``tags`` go between ``reviews`` and
-    ``mlops``, the target's name last (so a UI filter finds a target's DAGs)."""
+    ``mlops``, the target's name last (so a UI filter finds a target's DAGs). A failed run
+    reaches the notifier of ``PIPELINE_NOTIFY``."""
     from airflow.sdk import DAG
+
+    from include.pipeline import notify
 
     return DAG(
         dag_id=dag_id,
@@ -28,6 +31,7 @@ def reviews_dag(dag_id: str, settings, *, tags: list[str], **kwargs):
         catchup=False,
         tags=["reviews", *tags, "mlops", settings.target],
         default_args=DEFAULT_ARGS,
+        on_failure_callback=notify.run_failed(settings),
         **kwargs,
     )
 

@@ -116,6 +116,76 @@ class ReviewOperator(AskOnce, HITLOperator):
         return {**self.review, "label": int(result["chosen_options"][0]), "stored": stored}
 
 
+FALLBACK_BODY = (
+    "Test accuracy, bias verdict and lineage are on the run's reports page (menu: Reviews "
+    "pipeline). **Approve** deploys it; **Reject** keeps what serves now."
+)
+
+
+def accuracy_line(name: str, evaluation) -> str:
+    """``accuracy 0.8125 (95% CI 0.7612-0.8546, 240 test reviews)`` of one evaluation."""
+    from include.pipeline.documents.evaluation import wilson_interval
+
+    n = evaluation.n_samples
+    low, high = wilson_interval(round(evaluation.accuracy * n), n)
+    return (
+        f"{name}: test accuracy **{evaluation.accuracy:.4f}** "
+        f"(95% interval {low:.4f}-{high:.4f}, {n} test reviews)"
+    )
+
+
+def approval_body(
+    *, candidate: str, evaluation, champion, endpoint: str, links: dict[str, str]
+) -> str:
+    """The approval prompt (Markdown): the candidate and its test accuracy with its interval,
+    the serving model's on the same test split when there is one, links to the reports, and
+    what each answer does."""
+    lines = [f"- {accuracy_line(f'Candidate **{candidate}**', evaluation)}"]
+    if champion is not None:
+        lines.append(f"- {accuracy_line(f'Serving model on `{endpoint}`', champion)}")
+    else:
+        lines.append(f"- No model serves `{endpoint}` yet: this would be its first.")
+    reports = ", ".join(f"[{label}]({url})" for label, url in links.items())
+    return "\n".join(
+        [
+            *lines,
+            f"- Reports: {reports}",
+            "",
+            f"**Approve** deploys it to `{endpoint}`; **Reject** keeps what serves now. "
+            "No answer before the timeout counts as Reject.",
+        ]
+    )
+
+
+def approval_prompt(context, settings) -> str:
+    """:func:`approval_body` from the run's leaderboard and evaluations (XCom)."""
+    from urllib.parse import quote
+
+    from include.pipeline import task_ids as T
+    from include.pipeline.documents import evaluation as evaluation_doc
+    from include.pipeline.layout import RunLayout
+
+    ti, run_id = context["ti"], context["run_id"]
+    board = ti.xcom_pull(task_ids=T.RANK_CANDIDATES)
+    best = board["best"]
+    evaluation = evaluation_doc.from_job(ti.xcom_pull(task_ids=T.evaluate(best)))
+    served = ti.xcom_pull(task_ids=T.EVALUATE_CHAMPION)
+    champion = evaluation_doc.from_job(served) if served else None
+    entry: dict = next((e for e in board.get("entries", []) if e.get("candidate") == best), {})
+
+    def artifact(uri: str) -> str:
+        return f"/reviews/artifact?uri={quote(uri, safe='')}"
+
+    links = {"leaderboard": artifact(RunLayout(settings, run_id).leaderboard())}
+    if entry.get("evaluation_uri"):
+        links[f"{best}'s evaluation"] = artifact(entry["evaluation_uri"])
+    links["the run's reports (once it ends)"] = f"/reviews/runs/{quote(run_id, safe='')}"
+    endpoint = (context.get("params") or {}).get("endpoint_name", "")
+    return approval_body(
+        candidate=best, evaluation=evaluation, champion=champion, endpoint=endpoint, links=links
+    )
+
+
 class ModelApprovalOperator(AskOnce, HITLBranchOperator):
     """The approval gate: Approve runs ``deploy_task_id``, Reject ``reject_task_id``; the answer
     becomes the package version's registry status (UpdateModelPackage)."""
@@ -129,7 +199,9 @@ class ModelApprovalOperator(AskOnce, HITLBranchOperator):
         super().__init__(
             options=[self.APPROVE, self.REJECT],
             options_mapping={self.APPROVE: deploy_task_id, self.REJECT: reject_task_id},
-            defaults=self.REJECT,  # what a timeout (``approval_timeout_minutes``) answers
+            # No default: the UI would highlight it as the suggested answer. A timeout
+            # (``approval_timeout_minutes``) still rejects (:meth:`execute_complete`).
+            defaults=None,
             multiple=False,
             **kwargs,
         )
@@ -140,17 +212,35 @@ class ModelApprovalOperator(AskOnce, HITLBranchOperator):
             self.log.info("%s was registered Approved: nothing to ask", self.model_package_arn)
             return self.do_branch(context, [self.options_mapping[self.APPROVE]])
         self.response_timeout = _timeout(context, "approval_timeout_minutes")
+        from include.pipeline import settings as pipeline_settings
+
+        try:
+            self.body = approval_prompt(context, pipeline_settings.load())
+        except Exception:  # a prompt without figures still lets a person decide
+            self.log.exception("could not compose the approval prompt's figures")
+            self.body = FALLBACK_BODY
         return super().execute(context)
 
     def execute_complete(self, context, event: dict):
         from include.pipeline import settings as pipeline_settings
         from include.pipeline import targets
 
+        if event.get("error_type") == "timeout":  # no answer in time: a rejection
+            self.log.info("no answer before the approval timeout: rejecting")
+            event = {
+                "chosen_options": [self.REJECT],
+                "params_input": {},
+                "responded_at": utcnow(),
+                "responded_by_user": None,
+            }
+        from include.pipeline.approvals import gate_note
+
         approved = "error" not in event and event.get("chosen_options") == [self.APPROVE]
         who = _reviewer(event) if event.get("responded_by_user") else "timeout"
         targets.client(pipeline_settings.load(), "sagemaker").update_model_package(
             ModelPackageArn=self.model_package_arn,
             ModelApprovalStatus="Approved" if approved else "Rejected",
-            ApprovalDescription=f"{'approved' if approved else 'rejected'} in Airflow by {who}",
+            # the gate's own words: deploy_approved_model leaves a gate's approval to its run
+            ApprovalDescription=gate_note(approved, who),
         )
         return super().execute_complete(context, event)

@@ -32,10 +32,38 @@ BAD_REASONS = (
     "text_spans_records",
 )
 SMALL_CATEGORY = "category_too_small"
+# What a run with an input file trains on (the Param ``training_data``): every file ingested into
+# the lake so far, this one included, de-duplicated by review; or this file alone.
+ACCUMULATED = "accumulated"
+THIS_FILE = "this_file"
+TRAINING_DATA = (ACCUMULATED, THIS_FILE)
 
 
 class IngestionError(ValueError):
     """The input file cannot be ingested; the message names the file and the problem."""
+
+    result: IngestResult | None = None  # what was read before the failure, when anything was
+
+
+# The most of a header name or value an error message quotes: enough to find it in the file,
+# never a whole line of it (a message lands in task logs every DAG user reads).
+QUOTE_CHARS = 32
+# The most header names a message lists.
+QUOTE_COLUMNS = 12
+
+
+def quote(text: str) -> str:
+    """``repr`` of a header name or value from the file, shortened to ``QUOTE_CHARS``."""
+    if len(text) <= QUOTE_CHARS:
+        return repr(text)
+    return f"{text[:QUOTE_CHARS]!r}... ({len(text)} characters)"
+
+
+def quote_columns(columns: list[str]) -> str:
+    """The file's header names as a message lists them: each shortened, at most a dozen."""
+    shown = ", ".join(quote(c) for c in columns[:QUOTE_COLUMNS])
+    more = f", and {len(columns) - QUOTE_COLUMNS} more" if len(columns) > QUOTE_COLUMNS else ""
+    return f"[{shown}{more}]"
 
 
 @dataclass
@@ -59,7 +87,7 @@ def decode(data: bytes, *, source: str, encoding: str = "utf-8") -> str:
     try:
         text = data.decode(encoding)
     except LookupError as exc:
-        raise IngestionError(f"{source}: unknown encoding {encoding!r}") from exc
+        raise IngestionError(f"{source}: unknown encoding {quote(encoding)}") from exc
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         hint = ""
@@ -124,7 +152,7 @@ def column_names(header: list[str], *, source: str) -> tuple[list[str], list[dic
             if name in required:
                 raise IngestionError(
                     f"{source}: header: columns {first_at[name]} and {position} are both named "
-                    f"{name!r}; which one holds the data is ambiguous"
+                    f"{quote(name)}; which one holds the data is ambiguous"
                 )
             name, why = f"{name}_{position}", f"repeats column {first_at[name]}'s name"
         while name in first_at:  # a generated name taken by a later-or-earlier real one
@@ -162,7 +190,7 @@ def _field_count_error(
         extra = (
             (f"field {c} has" if c == n + 1 else f"fields {n + 1}-{c} have") + " no column"
             if c > n
-            else f"no value for column {', '.join(repr(x) for x in names[c:])}"
+            else f"no value for column {', '.join(quote(x) for x in names[c:][:QUOTE_COLUMNS])}"
         )
         return f"row {i + 1} (line {spans[i][0]}) has {c} fields: {extra}"
 
@@ -233,16 +261,25 @@ def detect_shape(columns: list[str], *, source: str) -> str:
     hints = []
     lower = {c.lower(): c for c in columns}
     hints += [
-        f"{lower[m.lower()]!r} differs from {m!r} in case" for m in missing if m.lower() in lower
+        f"{quote(lower[m.lower()])} differs from {m!r} in case"
+        for m in missing
+        if m.lower() in lower
     ]
     if len(columns) == 1:
         found = [d for d in (";", "\t", "|") if d in columns[0]]
         if found:
             hints.append(f"the header has one column: is the delimiter {found[0]!r}, not ','?")
     hint = f"; {'; '.join(hints)}" if hints else ""
+    # The found names help fix a reviews CSV; a file with none of the expected columns is some
+    # other file, whose header is not repeated (it may hold anything, secrets included).
+    expected = {c.lower() for c in (*S.RAW_REQUIRED, *S.PREPARED_REQUIRED)}
+    found_columns = (
+        f"found columns: {quote_columns(list(columns))}"
+        if expected & set(lower)
+        else f"none of the header's {len(columns)} names is a reviews column"
+    )
     raise IngestionError(
-        f"{source}: missing required columns {missing} for the {shape} shape "
-        f"(found columns: {list(columns)}){hint}"
+        f"{source}: missing required columns {missing} for the {shape} shape ({found_columns}){hint}"
     )
 
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 
 from include.jobs.documents import CONFUSION_MATRIX_FILE, EVALUATION_FILE
 from include.jobs.feature_records import SPLITS
-from include.pipeline.requests import clarify_container as clarify
-from include.pipeline.requests.common import short_hash
+from include.pipeline.core import clarify_container as clarify
+from include.pipeline.core.names import short_hash
 from include.pipeline.schema import PARTITION_KEY
 from include.pipeline.settings import Settings
 
@@ -145,6 +145,10 @@ class Layout:
         """The reward store of one endpoint (written by whoever joins predictions with labels)."""
         return self.uri("rewards", f"{endpoint_name}.jsonl")
 
+    def notifications(self) -> str:
+        """The notifications log of ``PIPELINE_NOTIFY=lake`` (JSON lines, one per message)."""
+        return self.uri("notifications", "notifications.jsonl")
+
     def rollout_decisions(self, endpoint_name: str) -> str:
         return self.uri("rollout", endpoint_name, "decisions.jsonl")
 
@@ -170,6 +174,11 @@ class Layout:
     def monitoring_baseline(self, endpoint_name: str, model_name: str) -> str:
         """The baseline job's output of one served model: statistics, constraints, vocabulary."""
         return _folder(self.uri("monitoring", endpoint_name, "baselines", model_name))
+
+    def monitoring_since(self, endpoint_name: str, model_name: str) -> str:
+        """When a served model started serving on the endpoint (its monitoring windows start
+        there), written by model_monitor on the deployment event."""
+        return self.uri("monitoring", endpoint_name, "serving", f"{model_name}.json")
 
     def monitoring_reports(self, endpoint_name: str) -> str:
         return _folder(self.uri("monitoring", endpoint_name, "reports"))
@@ -265,8 +274,9 @@ class RunLayout:
     def model(self, job_name: str) -> str:
         return f"{self.training()}/{job_name}/output/model.tar.gz"
 
-    def checkpoints(self) -> str:
-        return self.uri("checkpoints")
+    def checkpoints(self, job_name: str) -> str:
+        """One training job's checkpoint folder: a job resumes only its own checkpoints."""
+        return self.uri("checkpoints", job_name)
 
     def evaluation(self) -> str:
         """The evaluation job's output prefix."""
@@ -295,9 +305,10 @@ class RunLayout:
         """The S3OutputPath of a candidate's own training (BlazingText, Autopilot)."""
         return self.uri("candidates", candidate, "training")
 
-    def candidate_evaluation(self, candidate: str) -> str:
-        """A candidate's evaluation prefix; the fine-tune's is :meth:`evaluation` (the summary's)."""
-        if candidate == "finetune":
+    def candidate_evaluation(self, candidate: str, *, primary: bool) -> str:
+        """A candidate's evaluation prefix; the primary candidate's is :meth:`evaluation` (the
+        summary's)."""
+        if primary:
             return self.evaluation()
         return self.uri("candidates", candidate, "evaluation")
 

@@ -18,6 +18,7 @@ import json
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from include.pipeline import settings as pipeline_settings
 from include.pipeline import targets
@@ -127,7 +128,9 @@ def main(argv: list[str] | None = None, out=None) -> int:
     backend = Registry(targets.load(cfg).client("sagemaker"))
     try:
         if args.command == "groups":
-            result = backend.list_model_package_groups(requests.list_model_package_groups_request())
+            result: Any = backend.list_model_package_groups(
+                requests.list_model_package_groups_request()
+            )
             text = table(
                 result,
                 [

@@ -16,11 +16,11 @@ import re
 from typing import Any
 
 from include.pipeline import settings as pipeline_settings
+from include.pipeline.core.s3 import split_s3_uri
 from include.pipeline.documents import bias as bias_doc
 from include.pipeline.documents import evaluation as evaluation_doc
 from include.pipeline.documents import summary as summary_doc
 from include.pipeline.layout import Layout, RunLayout
-from include.pipeline.targets.local import lake as local_lake
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ MAX_SEGMENT_BYTES = 255  # a file name's limit on the lake's file systems
 
 
 def _check_key(uri: str, s: pipeline_settings.Settings) -> None:
-    bucket, _ = local_lake.split_s3_uri(uri)
+    bucket, _ = split_s3_uri(uri)
     if bucket != s.bucket:
         raise ArtifactRejected(f"{uri!r} is outside the pipeline bucket s3://{s.bucket}/")
     key = uri[len(f"s3://{bucket}/") :]  # as written: split_s3_uri drops leading slashes
@@ -189,14 +189,58 @@ def _get(doc: Any, *path: str) -> Any:
     return doc
 
 
-def run_row(summary: dict) -> dict:
-    """The key facts of a run, one row of the index (and of ``/api/runs``)."""
+def registration_status(summary: dict, settings=None) -> str | None:
+    """The approval status of the run's version as the registry says it now, so an Approve or
+    Reject given after the summary was written shows; the summary's own figure when the
+    registry cannot say. ``None`` when the run registered nothing."""
+    reg = summary.get("registration") if isinstance(summary, dict) else None
+    if not isinstance(reg, dict) or reg.get("skipped"):
+        return None
+    arn = reg.get("model_package_arn")
+    if isinstance(arn, str) and _group_of(arn) is not None:
+        try:
+            client = _target(settings).client("sagemaker")
+            live = client.describe_model_package(ModelPackageName=arn).get("ModelApprovalStatus")
+            if live:
+                return live
+        except Exception as exc:  # the registry is gone or unreachable: the summary's figure
+            log.warning("Could not describe %s: %s", arn, exc)
+    return reg.get("status")
+
+
+def deployment_outcome(summary: dict) -> dict:
+    """What the run deployed: ``{"deployed", "candidate", "endpoint", "reason"}``. A run that
+    deployed nothing says why (the approval was rejected, a gate skipped registration, the run
+    ended before deployment); ``reason`` is ``None`` only when the run deployed."""
+    dep = _get(summary, "deployment")
+    if isinstance(dep, dict) and dep.get("endpoint_name") and not dep.get("skipped"):
+        candidate = dep.get("candidate") or _get(summary, "leaderboard", "best")
+        return {
+            "deployed": True,
+            "candidate": candidate,
+            "endpoint": dep["endpoint_name"],
+            "reason": None,
+        }
+    registration = _get(summary, "registration")
+    if isinstance(dep, dict) and dep.get("skipped"):
+        reason = str(dep["skipped"])
+    elif isinstance(registration, dict) and registration.get("skipped"):
+        reason = f"nothing was registered: {registration['skipped']}"
+    else:
+        reason = f"the run ended ({summary.get('state') or 'unknown state'}) before deployment"
+    return {"deployed": False, "candidate": None, "endpoint": None, "reason": reason}
+
+
+def run_row(summary: dict, settings=None) -> dict:
+    """The key facts of a run, one row of the index (and of ``/api/runs``); the registration
+    status as the registry says it now (:func:`registration_status`)."""
     registration = summary.get("registration") if isinstance(summary, dict) else None
     if isinstance(registration, dict) and registration.get("skipped"):
         registered = f"skipped: {registration['skipped']}"
     else:
-        registered = _get(summary, "registration", "status")
+        registered = registration_status(summary, settings)
     violations = bias_doc.violations_of(summary_doc.entry(summary, "bias"))
+    outcome = deployment_outcome(summary)
     return {
         "run_id": summary.get("run_id"),
         "dag_id": summary.get("dag_id"),
@@ -210,7 +254,9 @@ def run_row(summary: dict) -> dict:
         "accuracy": _get(summary, "evaluation", "accuracy"),
         "macro_f1": _get(summary, "evaluation", "macro_f1"),
         "registration": registered,
-        "endpoint": _get(summary, "deployment", "endpoint_name"),
+        "endpoint": outcome["endpoint"],
+        "deployed": outcome["deployed"],
+        "not_deployed_because": outcome["reason"],
     }
 
 
@@ -219,14 +265,18 @@ def run_row(summary: dict) -> dict:
 
 def leaderboard(summary: dict) -> dict | None:
     """The run's candidates, best first (the summary's copy of ``leaderboard.json``): one row
-    each of metric, training time, model size and inference latency per review."""
+    each of metric, training time, model size and inference latency per review. ``deployed``
+    marks only the candidate this run deployed."""
     board = summary_doc.entry(summary, "leaderboard")
     if not isinstance(board, dict) or not board.get("entries"):
         return None
+    deployed = deployment_outcome(summary)
     rows = [
         {
             "candidate": e.get("candidate"),
             "accuracy": e.get("accuracy"),
+            "accuracy_interval": e.get("accuracy_interval"),
+            "n_samples": e.get("n_samples"),
             "macro_f1": e.get("macro_f1"),
             "training_time_s": e.get("training_time_s"),
             "model_size_mb": None
@@ -235,11 +285,21 @@ def leaderboard(summary: dict) -> dict | None:
             "inference_ms_per_review": e.get("inference_ms_per_review"),
             "evaluation_uri": e.get("evaluation_uri"),
             "bias_analysis_uri": e.get("bias_analysis_uri"),
-            "deployed": i == 0,
+            "deployed": deployed["deployed"] and e.get("candidate") == deployed["candidate"],
         }
-        for i, e in enumerate(board["entries"])
+        for e in board["entries"]
     ]
-    return {"metric": board.get("metric"), "best": board.get("best"), "rows": rows}
+    failed = [
+        {"candidate": f.get("candidate"), "reason": f.get("reason")}
+        for f in board.get("failed") or []
+        if isinstance(f, dict)
+    ]
+    return {
+        "metric": board.get("metric"),
+        "best": board.get("best"),
+        "rows": rows,
+        "failed": failed,
+    }
 
 
 def training_series(summary: dict, settings=None) -> dict[str, list[float]] | None:
@@ -247,7 +307,8 @@ def training_series(summary: dict, settings=None) -> dict[str, list[float]] | No
     the model, as the evaluation job published it in ``evaluation.json``."""
     report = evaluation_report(summary, settings)
     history = report.training_history if report else None
-    series = {k: v for k, v in history.to_dict().items() if v} if history else {}
+    curves = history.to_dict().items() if history else ()
+    series = {k: v for k, v in curves if v and k in history.CURVES}
     return series or None
 
 
@@ -345,6 +406,7 @@ def registry_versions(summary: dict, settings=None) -> dict | None:
                 "arn": package_arn,
                 "version": merged.get("ModelPackageVersion"),
                 "status": merged.get("ModelApprovalStatus"),
+                "decision": merged.get("ApprovalDescription"),
                 "created": _when(merged.get("CreationTime")),
                 "metrics": _model_metrics(merged),
                 "lineage": merged.get("CustomerMetadataProperties") or {},
@@ -672,3 +734,21 @@ def drift_png(series: dict) -> bytes:
     ax.set_title(f"{feature}: baseline vs monitoring windows")
     ax.legend(fontsize="x-small", ncol=2)
     return _png(fig)
+
+
+def notifications(
+    settings: pipeline_settings.Settings | None = None,
+    *,
+    run_id: str | None = None,
+    limit: int = 20,
+) -> list[dict]:
+    """The latest notifications of ``PIPELINE_NOTIFY=lake`` (newest first), those about
+    ``run_id`` alone when given; none when the log is not written yet."""
+    from include.pipeline.documents import notifications as notifications_doc
+
+    s = _settings(settings)
+    with _target(s).storage.as_file(Layout(s).notifications()) as path:
+        found = notifications_doc.read_notifications(path)
+    if run_id is not None:
+        found = [n for n in found if n.get("run_id") == run_id]
+    return [dict(n) for n in reversed(found[-limit:])]

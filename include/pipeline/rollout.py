@@ -27,8 +27,9 @@ import base64
 import json
 import math
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from include.pipeline.documents.jsonl import json_lines
 from include.pipeline.schema import SENTIMENTS
@@ -294,7 +295,7 @@ def thompson_weights(
 # ---------------------------------------------------------------- the weights plot
 
 
-def plot_weights(decisions: list[dict], path: Path) -> Path:
+def plot_weights(decisions: Sequence[Mapping[str, Any]], path: Path) -> Path:
     """PNG of every variant's traffic weight over time, one line per variant."""
     import matplotlib
 
@@ -312,7 +313,7 @@ def plot_weights(decisions: list[dict], path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(8, 4))
     for variant in variants:
         ax.step(
-            times,
+            times,  # type: ignore[arg-type]  # matplotlib plots datetimes; its stubs say arrays
             [d["weights"].get(variant, 0.0) for d in timed],
             where="post",
             marker="o",

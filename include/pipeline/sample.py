@@ -1,8 +1,11 @@
 """A small generated sample in the raw public file's shape, for the demo and the tests.
 
 Deterministic (seeded), a few hundred rows across the data set's garment classes and all five
-ratings, with review text whose wording follows the rating so a model can learn from it. It is
-made here, not copied from the real data set.
+ratings. The text reads like reviews: praise, complaints and negations of either ("not scratchy
+at all"), mixed reviews that weigh both sides, openers and closers that come and go; and, as in
+the real data, some ratings disagree with their text (:data:`LABEL_NOISE`). So a model learns
+from it but no candidate is perfect, and a leaderboard shows differences. It is made here, not
+copied from the real data set.
 """
 
 from __future__ import annotations
@@ -27,71 +30,95 @@ CATEGORIES = {  # class -> (division, department), as in the public file
     "Swim": ("Initmates", "Intimate"),
     "Outerwear": ("General", "Jackets"),
 }
+# Phrases by the sentiment they carry; a review mixes them as people do (below).
+_PRAISE = [
+    "the fabric is soft",
+    "the fit is flattering",
+    "the color is beautiful",
+    "it is true to size",
+    "the quality is great",
+    "it drapes nicely",
+    "I get compliments every time I wear it",
+    "it is so comfortable",
+]
+_COMPLAINTS = [
+    "the fabric is cheap and scratchy",
+    "it runs very small",
+    "the seams ripped after one wash",
+    "the color looked nothing like the picture",
+    "the fit is boxy and unflattering",
+    "it wrinkles if you look at it",
+    "the material is thin and see-through",
+    "the zipper broke right away",
+]
+_NEGATED_PRAISE = [  # negation: praise words, a complaint
+    "the fabric is not soft at all",
+    "it is not true to size",
+    "the color is not what I hoped for",
+    "I would not call it flattering",
+    "it never sat right on me",
+]
+_NEGATED_COMPLAINTS = [  # negation: complaint words, praise
+    "the fabric is not scratchy at all",
+    "it does not run small",
+    "no wrinkles even after a long day",
+    "I have nothing bad to say about the fit",
+    "it never looks cheap",
+]
 _OPENERS = {
-    -1: [
-        "I really wanted to love this {item} but",
-        "Very disappointed with this {item}:",
-        "Returned this {item} right away because",
-        "Sadly this {item} did not work out,",
-    ],
+    -1: ["I really wanted to love this {item}, but", "Sadly,", "Returned this {item}:", ""],
     0: [
-        "This {item} is okay,",
-        "Mixed feelings about this {item}:",
-        "The {item} is fine for the price but",
-        "Not sure about this {item},",
+        "This {item} is okay:",
+        "Mixed feelings about this {item}.",
+        "Not sure about this {item}.",
+        "",
     ],
-    1: [
-        "I love this {item}!",
-        "Absolutely gorgeous {item},",
-        "This {item} is perfect and",
-        "So happy with this {item},",
-    ],
-}
-_DETAILS = {
-    -1: [
-        "the fabric is cheap and scratchy.",
-        "it runs very small and the seams ripped after one wash.",
-        "the color looked nothing like the picture.",
-        "the fit is awful and unflattering.",
-    ],
-    0: [
-        "the fit is a little boxy but wearable.",
-        "the color is nice though the material is thin.",
-        "it is comfortable but nothing special.",
-        "sizing runs a bit large, I may keep it.",
-    ],
-    1: [
-        "the fabric is soft and the fit is flattering.",
-        "I get compliments every time I wear it.",
-        "true to size, beautiful color, great quality.",
-        "so comfortable that I ordered a second one.",
-    ],
+    1: ["I love this {item}!", "Absolutely gorgeous {item}.", "So happy with this {item}:", ""],
 }
 _CLOSERS = {
-    -1: [
-        "Would not recommend.",
-        "Sending it back.",
-        "Save your money.",
-        "What a waste.",
-        "Never again.",
-    ],
-    0: [
-        "It is just average.",
-        "Might keep it, not sure.",
-        "Okay for lounging at home.",
-        "Decent but not great.",
-        "Nothing to write home about.",
-    ],
-    1: [
-        "Highly recommend!",
-        "Buying it in every color.",
-        "My new favorite piece.",
-        "Worth every penny.",
-        "Five stars from me.",
-    ],
+    -1: ["Would not recommend.", "Sending it back.", "Save your money.", "Disappointed.", ""],
+    0: ["It is just average.", "Might keep it.", "Fine for the price.", "Nothing special.", ""],
+    1: ["Highly recommend!", "Buying another color.", "Worth every penny.", "Love it.", ""],
+}
+_ITEMS = {  # how a review names the garment of each class
+    "Dresses": "dress",
+    "Knits": "knit top",
+    "Blouses": "blouse",
+    "Sweaters": "sweater",
+    "Pants": "pair of pants",
+    "Jeans": "pair of jeans",
+    "Fine gauge": "fine-gauge sweater",
+    "Skirts": "skirt",
+    "Jackets": "jacket",
+    "Lounge": "lounge set",
+    "Swim": "swimsuit",
+    "Outerwear": "coat",
 }
 _TITLES = {-1: "Disappointed", 0: "It's okay", 1: "Love it"}
 RATING_WEIGHTS = {1: 0.15, 2: 0.15, 3: 0.3, 4: 0.15, 5: 0.25}
+LABEL_NOISE = 0.15  # share of rows whose rating disagrees with their text, as in real data
+
+
+def _body(rng: random.Random, sentiment: int) -> str:
+    """One review's clauses: praise or a negated complaint for 1, the reverse for -1, both
+    sides joined by a hedge for 0."""
+    good = rng.choice(_PRAISE + _NEGATED_COMPLAINTS)
+    bad = rng.choice(_COMPLAINTS + _NEGATED_PRAISE)
+    if sentiment > 0:
+        clauses = [good] + ([rng.choice(_PRAISE)] if rng.random() < 0.5 else [])
+        return " and ".join(dict.fromkeys(clauses))
+    if sentiment < 0:
+        clauses = [bad] + ([rng.choice(_COMPLAINTS)] if rng.random() < 0.5 else [])
+        return " and ".join(dict.fromkeys(clauses))
+    first, second = (good, bad) if rng.random() < 0.5 else (bad, good)
+    return f"{first}, {rng.choice(['but', 'although', 'though', 'yet'])} {second}"
+
+
+def _noisy_rating(rng: random.Random, rating: int) -> int:
+    """Mostly the rating; sometimes a neighbouring one across a sentiment boundary."""
+    if rng.random() >= LABEL_NOISE:
+        return rating
+    return {1: 3, 2: 3, 3: rng.choice([2, 4]), 4: 3, 5: 3}[rating]
 
 
 def rows(n: int = 600, seed: int = 42) -> list[dict]:
@@ -99,31 +126,34 @@ def rows(n: int = 600, seed: int = 42) -> list[dict]:
     categories = list(CATEGORIES)
     out = []
     for i in range(n):
-        rating = rng.choices(list(RATING_WEIGHTS), weights=list(RATING_WEIGHTS.values()))[0]
-        sentiment = S.sentiment_of_rating(rating)
+        written = rng.choices(list(RATING_WEIGHTS), weights=list(RATING_WEIGHTS.values()))[0]
+        sentiment = S.sentiment_of_rating(written)
+        rating = _noisy_rating(rng, written)
         category = (
             categories[i % len(categories)] if i < 2 * len(categories) else rng.choice(categories)
         )
-        item = (
-            category.lower().rstrip("s") if category not in ("Jeans", "Pants") else category.lower()
-        )
-        text = " ".join(
-            [
-                rng.choice(_OPENERS[sentiment]).format(item=item),
-                rng.choice(_DETAILS[sentiment]),
-                rng.choice(_CLOSERS[sentiment]),
-                f"I usually wear a size {rng.choice(['XS', 'S', 'M', 'L', 'XL', '2', '4', '6', '8'])}.",
-            ]
-        )
+        item = _ITEMS[category]
+        opener, body = rng.choice(_OPENERS[sentiment]).format(item=item), _body(rng, sentiment)
+        if not opener or opener[-1] in ".!":
+            body = body[0].upper() + body[1:]
+        parts = [
+            opener,
+            body + ".",
+            rng.choice(_CLOSERS[sentiment]),
+        ]
+        if rng.random() < 0.3:
+            parts.append(
+                f"I usually wear a size {rng.choice(['XS', 'S', 'M', 'L', 'XL', '2', '4', '6'])}."
+            )
         division, department = CATEGORIES[category]
         out.append(
             {
                 "Clothing ID": str(1000 + rng.randrange(300)),
                 "Age": str(rng.randrange(18, 80)),
                 "Title": _TITLES[sentiment],
-                S.RAW_TEXT: text,
+                S.RAW_TEXT: " ".join(p for p in parts if p),
                 S.RAW_RATING: str(rating),
-                "Recommended IND": "1" if sentiment > 0 else "0",
+                "Recommended IND": "1" if S.sentiment_of_rating(rating) > 0 else "0",
                 "Positive Feedback Count": str(rng.randrange(0, 20)),
                 "Division Name": division,
                 "Department Name": department,

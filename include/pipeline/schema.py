@@ -32,10 +32,10 @@ PREPARED_REQUIRED = (SENTIMENT, REVIEW_BODY, PRODUCT_CATEGORY)
 # The transformed table: what ingestion writes and the catalog describes (name, Glue type).
 SOURCE_ROW = "source_row"
 TRANSFORMED_COLUMNS = (
-    (SENTIMENT, "int"),
+    (SENTIMENT, "bigint"),
     (REVIEW_BODY, "string"),
     (PRODUCT_CATEGORY, "string"),
-    (STAR_RATING, "int"),
+    (STAR_RATING, "bigint"),
     (SOURCE_ROW, "bigint"),
 )
 PARTITION_KEY = "raw_hash"

@@ -4,6 +4,7 @@ with them, and the run summary pulls each step's result by them."""
 from __future__ import annotations
 
 from include.jobs.feature_records import SPLITS
+from include.pipeline import candidates
 from include.pipeline.requests.catalog import QUERIES
 
 CHECK_TRIGGER = "check_trigger"
@@ -18,13 +19,17 @@ CREATE_FEATURE_GROUP = "create_feature_group"
 PREPARE_FEATURES = "prepare_features"
 LOCATE_TRAINING_SET = "locate_training_set"
 TUNE = "tune_finetune"
-TRAIN = "train_model"
+RECIPE_TRIAL = "train_recipe_trial"  # the recipe at the trials' budget, what tuning must beat
+TRAIN = candidates.FINETUNE.trained_task
 PREPARE_TEXT = "prepare_text"
-TRAIN_BLAZINGTEXT = "train_blazingtext"
+TRAIN_BLAZINGTEXT = candidates.BLAZINGTEXT.trained_task
 CREATE_AUTOML_JOB = "create_automl_job"
 WAIT_FOR_AUTOML_JOB = "wait_for_automl_job"
-DESCRIBE_AUTOML_JOB = "describe_automl_job"
+DESCRIBE_AUTOML_JOB = candidates.AUTOPILOT.trained_task
 RANK_CANDIDATES = "rank_candidates"
+CHECK_CANDIDATES = "check_candidates"
+EVALUATE_CHAMPION = "evaluate_champion"
+BUILD_CHAMPION_EVALUATION = "build_champion_evaluation"
 REGISTER_RUNNERS_UP = "register_runners_up"
 WAIT_FOR_DEBUGGER_RULES = "wait_for_debugger_rules"
 CHECK_TRAINING_RULES = "check_training_rules"
@@ -42,6 +47,8 @@ WRITE_SUMMARY = "write_run_summary"
 
 # XCom keys pushed next to a task's return value.
 BIAS_VERDICT_KEY = "bias"
+CHAMPION_SPLIT_KEY = "champion_split"  # build_champion_evaluation: is the comparison fair
+UPDATE_REPORT_KEY = "update_report"  # deploy_endpoint: a rolled-back update's steps
 
 
 def query(name: str) -> str:
@@ -58,26 +65,22 @@ def training_set_query(split: str) -> str:
 
 
 # The task whose result is each candidate's trained model (DescribeTrainingJob / DescribeAutoMLJob).
-TRAINED = {"finetune": TRAIN, "blazingtext": TRAIN_BLAZINGTEXT, "autopilot": DESCRIBE_AUTOML_JOB}
+TRAINED = {kind.name: kind.trained_task for kind in candidates.ALL}
 
 
 def evaluate(candidate: str) -> str:
     """The evaluation job of a candidate (the fine-tune's keeps its id: the gate's, the summary's)."""
-    if candidate not in TRAINED:
-        raise ValueError(f"candidate {candidate!r} is not one of {list(TRAINED)}")
-    return EVALUATE if candidate == "finetune" else f"{EVALUATE}_{candidate}"
+    return candidates.get(candidate).task_id(EVALUATE)
 
 
 def posttraining_bias(candidate: str) -> str:
     """The Clarify post-training bias job over a candidate's test-split predictions."""
-    if candidate not in TRAINED:
-        raise ValueError(f"candidate {candidate!r} is not one of {list(TRAINED)}")
-    return f"detect_posttraining_bias_{candidate}"
+    return f"detect_posttraining_bias_{candidates.get(candidate).name}"
 
 
 def build_evaluation(candidate: str) -> str:
     """The task building a candidate's evaluation request."""
-    return "build_evaluation_request" + ("" if candidate == "finetune" else f"_{candidate}")
+    return candidates.get(candidate).task_id("build_evaluation_request")
 
 
 def referenced() -> list[str]:

@@ -6,8 +6,10 @@ The rule configurations are Debugger's (``DebugRuleConfigurations`` / ``Profiler
 entries): rule name from ``rule_to_invoke``, smdebug parameter names and defaults. The input
 differs from Debugger's: instead of tensors saved by the smdebug hook, a rule sees metric series
 (name -> values in emission order: the training history train.py records, or the log lines the
-local job runner parsed with the request's ``MetricDefinitions``), so a "step" here is one
-recorded value. The result has DescribeTrainingJob's ``DebugRuleEvaluationStatuses`` shape.
+local job runner parsed with the request's ``MetricDefinitions``), with the training step of
+each value where the history records it (else a "step" is one recorded value); ProfilerReport
+sees what train.py's profiler recorded (:mod:`include.pipeline.profiler_rules`). The result has
+DescribeTrainingJob's ``DebugRuleEvaluationStatuses`` shape.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from include.pipeline.requests.common import short_hash
+from include.pipeline.core.names import short_hash
 
 NO_ISSUES, ISSUES, ERROR = "NoIssuesFound", "IssuesFound", "Error"
 _TRAIN_PREFIXES = ("train",)
@@ -65,12 +67,43 @@ def _loss_series(params: dict, series: dict[str, list[float]]) -> dict[str, list
     return chosen
 
 
-def loss_not_decreasing(params: dict, series: dict[str, list[float]]) -> tuple[bool, str]:
-    """smdebug ``LossNotDecreasing``: every ``num_steps`` values the loss must have fallen by
-    more than ``diff_percent`` % of the value ``num_steps`` earlier. ``mode`` picks the series;
-    unset: EVAL, then TRAIN, then GLOBAL, the first that has values."""
+def _windows(values: list[float], steps: list[int], num_steps: int) -> list[tuple[int, float]]:
+    """Debugger's check points over a loss series: the first recorded step, then each recorded
+    step at least ``num_steps`` training steps after the previous check point; each with the
+    mean of the values recorded since the previous check point (the first: its own value)."""
+    points: list[tuple[int, float]] = []
+    pending: list[float] = []
+    for step, value in zip(steps, values, strict=True):
+        if not points:
+            points.append((step, value))
+            continue
+        pending.append(value)
+        if step - points[-1][0] >= num_steps:
+            points.append((step, round(sum(pending) / len(pending), 6)))  # as recorded
+            pending = []
+    return points
+
+
+def loss_not_decreasing(
+    params: dict, series: dict[str, list[float]], steps: dict[str, list[int]] | None = None
+) -> tuple[bool, str]:
+    """smdebug ``LossNotDecreasing`` with Debugger's defaults (``num_steps`` 10,
+    ``diff_percent`` 0.1, ``increase_threshold_percent`` 5): at each check point, at least
+    ``num_steps`` training steps after the previous one, the loss is compared with the previous
+    check point's. It fires when the loss fell by less than ``diff_percent`` % of it, or rose by
+    more than ``increase_threshold_percent`` %; a rise within that threshold is the noise of a
+    loss measured on a few batches, not a finding. ``mode`` picks the series; unset: EVAL, then
+    TRAIN, then GLOBAL, the first that has values.
+
+    Debugger compares single saved steps; the training history records every step's loss as
+    the mean over each logging interval, so a check point's loss here is the mean of the values
+    recorded in its window. ``steps`` gives each series' training steps (train.py's
+    ``train_loss_step``); without them each value counts as one step. The details name the
+    check points, their steps and their losses: what the rule saw.
+    """
     num_steps = _param(params, "num_steps", int, 10)
-    diff_percent = _param(params, "diff_percent", float, 0.0)
+    diff_percent = _param(params, "diff_percent", float, 0.1)
+    increase_percent = _param(params, "increase_threshold_percent", float, 5.0)
     if num_steps < 1:
         raise RuleError(f"parameter num_steps={num_steps} must be >= 1")
     losses = _loss_series(params, series)
@@ -83,24 +116,34 @@ def loss_not_decreasing(params: dict, series: dict[str, list[float]]) -> tuple[b
         raise RuleError(f"no loss series for mode {mode or 'any'} among {sorted(series)}")
     notes = []
     for name, values in chosen.items():
-        checks = range(num_steps, len(values), num_steps)
-        for i in checks:
-            before, now = values[i - num_steps], values[i]
-            decrease_pct = (before - now) / abs(before) * 100 if before else before - now
-            if decrease_pct <= diff_percent:
+        at = list((steps or {}).get(name) or range(1, len(values) + 1))
+        if len(at) != len(values):
+            raise RuleError(f"{name}: {len(at)} steps for {len(values)} values")
+        points = _windows(values, at, num_steps)
+        saw = ", ".join(f"step {step}: {loss:.4f}" for step, loss in points)
+        seen = f"{name} at {len(points)} check point(s) {num_steps} steps apart ({saw})"
+        for (before_step, before), (step, now) in zip(points, points[1:], strict=False):
+            change_pct = (before - now) / abs(before) * 100 if before else before - now
+            if change_pct < 0 and -change_pct > increase_percent:
                 return True, (
-                    f"{name} went from {before:.4f} (value {i - num_steps}) to {now:.4f} "
-                    f"(value {i}): a decrease of {decrease_pct:.2f}%, not more than "
-                    f"diff_percent {diff_percent}% over num_steps {num_steps}"
+                    f"{name} rose from {before:.4f} (step {before_step}) to {now:.4f} "
+                    f"(step {step}): {-change_pct:.2f}%, more than increase_threshold_percent "
+                    f"{increase_percent}%. Saw {seen}"
                 )
-        if checks:
-            notes.append(f"{name} decreased over every {num_steps} of {len(values)} values")
+            if 0 <= change_pct < diff_percent:
+                return True, (
+                    f"{name} went from {before:.4f} (step {before_step}) to {now:.4f} "
+                    f"(step {step}): a decrease of {change_pct:.2f}%, less than diff_percent "
+                    f"{diff_percent}% over num_steps {num_steps}. Saw {seen}"
+                )
+        if len(points) < 2:
+            notes.append(f"{name}: too few steps for num_steps {num_steps}; saw {seen}")
         else:
-            notes.append(f"{name}: {len(values)} value(s), too few for num_steps {num_steps}")
+            notes.append(f"{name} kept decreasing (or rose within the threshold); saw {seen}")
     return False, "; ".join(notes)
 
 
-def overtraining(params: dict, series: dict[str, list[float]]) -> tuple[bool, str]:
+def overtraining(params: dict, series: dict[str, list[float]], steps=None) -> tuple[bool, str]:
     """smdebug ``Overtraining``: the validation loss has not improved by ``delta`` for
     ``patience_validation`` values while the training loss was still improving (not stalled
     for ``patience_train`` values)."""
@@ -144,19 +187,26 @@ def overtraining(params: dict, series: dict[str, list[float]]) -> tuple[bool, st
     )
 
 
-def profiler_report(params: dict, series: dict[str, list[float]]) -> tuple[bool, str]:
-    """Debugger's profiler report needs its system and framework profiler data, which only
-    Debugger collects: recorded, not evaluated (the job's own timing is in its history)."""
-    return False, (
-        "ProfilerReport needs Debugger's system and framework profiler data, which this "
-        "evaluation does not have; the rule is recorded, not evaluated"
-    )
+def profiler_report(params: dict, profile) -> tuple[bool, str]:
+    """Debugger's ProfilerReport: its profiler rules (:mod:`include.pipeline.profiler_rules`)
+    on what the training job's profiler recorded; IssuesFound when any of them fired. Without
+    a recorded profile the rule cannot be evaluated (Error)."""
+    from include.pipeline import profiler_rules
+
+    if profile is None:
+        raise RuleError(
+            "no profiler data: the training job recorded no profiler-output/ in its output"
+        )
+    try:
+        findings = profiler_rules.evaluate(profile, params)
+    except ValueError as exc:
+        raise RuleError(str(exc)) from None
+    return any(f.fired for f in findings), profiler_rules.summary_line(findings)
 
 
-RULES: dict[str, Callable[[dict, dict], tuple[bool, str]]] = {
+RULES: dict[str, Callable[..., tuple[bool, str]]] = {
     "LossNotDecreasing": loss_not_decreasing,
     "Overtraining": overtraining,
-    "ProfilerReport": profiler_report,
 }
 
 
@@ -164,19 +214,28 @@ def evaluate_rules(
     rule_configs: list[dict],
     series: dict[str, list[float]],
     *,
+    steps: dict[str, list[int]] | None = None,
+    profile=None,
     training_job_name: str = "local",
     region: str = "us-east-1",
 ) -> list[dict]:
-    """DebugRuleEvaluationStatuses for the given rule configurations on the metric series."""
+    """DebugRuleEvaluationStatuses for the given rule configurations on the metric series
+    (``steps``: the training step of each value, per series, where known; ``profile``: what the
+    job's profiler recorded, :class:`include.pipeline.profiler_rules.Profile`, for
+    ProfilerReport)."""
     statuses = []
     for config in rule_configs:
         name = config["RuleConfigurationName"]
         params = dict(config.get("RuleParameters") or {})
         rule = params.get("rule_to_invoke", name)
         try:
-            if rule not in RULES:
-                raise RuleError(f"rule {rule!r} is not evaluated locally; known: {sorted(RULES)}")
-            fired, why = RULES[rule](params, series)
+            if rule == "ProfilerReport":
+                fired, why = profiler_report(params, profile)
+            elif rule not in RULES:
+                known = sorted([*RULES, "ProfilerReport"])
+                raise RuleError(f"rule {rule!r} is not evaluated locally; known: {known}")
+            else:
+                fired, why = RULES[rule](params, series, steps)
             status = ISSUES if fired else NO_ISSUES
         except RuleError as err:
             status, why = ERROR, str(err)

@@ -12,12 +12,14 @@ from include.jobs.documents import (
     PREDICTION_HEADERS,
     PREDICTIONS_FILE,
     TRAINING_HISTORY_FILE,
+    CategoryScore,
     ClassScores,
     ConfusionMatrix,
     DocumentError,
     Evaluation,
     TrainingHistory,
     score,
+    wilson_interval,
 )
 
 __all__ = [
@@ -27,6 +29,7 @@ __all__ = [
     "PREDICTIONS_FILE",
     "TRAINING_HISTORY_FILE",
     "XCOM_FILES",
+    "CategoryScore",
     "ClassScores",
     "ConfusionMatrix",
     "DocumentError",
@@ -35,6 +38,7 @@ __all__ = [
     "from_job",
     "parse",
     "score",
+    "wilson_interval",
 ]
 
 

@@ -7,13 +7,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
-from include.pipeline.targets.local.lake import atomic_write_bytes
+from include.pipeline.core.files import atomic_write_bytes
 
 
 def json_lines(
     lines: Iterable[str | bytes], *, source: str, error: type[ValueError] = ValueError
-) -> Iterator[tuple[int, object]]:
+) -> Iterator[tuple[int, Any]]:
     """``(line number, value)`` of each non-blank JSON line; ``error`` names source and line."""
     for number, line in enumerate(lines, start=1):
         if isinstance(line, bytes):

@@ -14,10 +14,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Set as AbstractSet
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from include.pipeline.requests.common import short_hash
+from include.pipeline.core.names import short_hash
 
 LABELS = (-1, 0, 1)
 PREPARED_COLUMNS = ("sentiment", "review_body", "product_category")
@@ -97,7 +98,7 @@ def read_all(storage, settings, endpoint_name: str) -> list[Label]:
     ]
 
 
-def prepared_csv(labels: list[Label], exclude_texts: set[str] = frozenset()) -> bytes:
+def prepared_csv(labels: list[Label], exclude_texts: AbstractSet[str] = frozenset()) -> bytes:
     """The labels as rows in the prepared shape (``sentiment, review_body, product_category``)
     for the prepare job; texts in ``exclude_texts`` (the base data's) are left out, so a review
     is never in two splits under two labels."""

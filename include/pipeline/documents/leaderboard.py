@@ -37,6 +37,11 @@ class Entry:
     environment: dict[str, str] = field(default_factory=dict)
     hyperparameters: dict[str, str] = field(default_factory=dict)
     bias_analysis_uri: str | None = None  # Clarify's post_training_bias_metrics of the test split
+    # An inference pipeline (Autopilot's candidates): every container, in serving order, as
+    # CreateModel's ``Containers`` takes them; empty for a one-container model (image_uri).
+    containers: list[dict] = field(default_factory=list)
+    n_samples: int | None = None  # test rows scored
+    accuracy_interval: list[float] | None = None  # 95% Wilson interval of the accuracy
 
     def metric(self, name: str) -> float:
         return {"accuracy": self.accuracy, "macro_f1": self.macro_f1}[name]
@@ -49,6 +54,8 @@ class Entry:
             macro_f1=evaluation.macro_f1,
             model_size_bytes=serving.model_size_bytes if serving else None,
             inference_ms_per_review=serving.inference_ms_per_review if serving else None,
+            n_samples=evaluation.n_samples,
+            accuracy_interval=list(evaluation.accuracy_interval),
             **facts,
         )
 
@@ -57,6 +64,9 @@ class Entry:
 class Leaderboard:
     metric: str
     entries: list[Entry]  # best first
+    # Requested candidates that have no evaluation: ``{"candidate", "reason"}`` each (the tasks
+    # of their own path that failed); the others were ranked without them.
+    failed: list[dict] = field(default_factory=list)
 
     @property
     def best(self) -> Entry:
@@ -67,6 +77,7 @@ class Leaderboard:
             "metric": self.metric,
             "best": self.best.candidate,
             "entries": [asdict(e) for e in self.entries],
+            "failed": [dict(f) for f in self.failed],
         }
 
     def to_json(self) -> str:
@@ -82,16 +93,21 @@ class Leaderboard:
             raise DocumentError(f"{name}: entries: {exc}") from exc
         if not entries:
             raise DocumentError(f"{name}: no entries")
-        return cls(doc["metric"], entries)
+        failed = doc.get("failed") or []
+        if not all(isinstance(f, dict) and {"candidate", "reason"} <= set(f) for f in failed):
+            raise DocumentError(f"{name}: failed: each needs a candidate and a reason")
+        return cls(doc["metric"], entries, failed)
 
 
-def rank(entries: list[Entry], metric: str) -> Leaderboard:
+def rank(entries: list[Entry], metric: str, failed: dict[str, str] | None = None) -> Leaderboard:
     """Best ``metric`` first; a tie goes to the faster model per review, then to the
-    candidates' order (the fine-tune first)."""
+    candidates' order (the fine-tune first). ``failed``: ``{candidate: reason}`` of those that
+    could not be evaluated, listed as failed."""
     if metric not in METRICS:
         raise ValueError(f"leaderboard metric {metric!r} is not one of {METRICS}")
     if not entries:
-        raise ValueError("no candidate was evaluated: nothing to rank")
+        reasons = "; ".join(f"{c}: {why}" for c, why in sorted((failed or {}).items()))
+        raise ValueError(f"no candidate was evaluated: nothing to rank ({reasons or 'none ran'})")
     unknown = sorted({e.candidate for e in entries} - set(CANDIDATES))
     if unknown:
         raise ValueError(f"unknown candidate(s) {unknown}; expected {CANDIDATES}")
@@ -104,4 +120,5 @@ def rank(entries: list[Entry], metric: str) -> Leaderboard:
             CANDIDATES.index(e.candidate),
         )
 
-    return Leaderboard(metric, sorted(entries, key=key))
+    failures = [{"candidate": c, "reason": why} for c, why in sorted((failed or {}).items())]
+    return Leaderboard(metric, sorted(entries, key=key), failures)

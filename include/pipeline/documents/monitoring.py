@@ -2,7 +2,7 @@
 shapes, inside its container; this is the Airflow side's reader), per endpoint:
 
 - ``monitoring/<endpoint>/baselines/<model>/``: ``statistics.json``, ``constraints.json``,
-  ``vocabulary.json`` (the baseline job at deployment),
+  ``vocabulary.json`` (the baseline job model_monitor runs on the deployment event),
 - ``monitoring/<endpoint>/reports/<yyyy-mm-ddThh>/``: ``statistics.json``,
   ``constraint_violations.json`` (one monitoring window), and ``window.json`` (the pipeline's
   own: which served model and baseline the window was judged against, :func:`window_doc`).

@@ -26,7 +26,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from include.pipeline.documents.jsonl import json_lines, log_lines, write_log
@@ -43,7 +43,7 @@ class RewardFormatError(ValueError):
 def ground_truth_record(inference_id: str, labels: int | list[int]) -> dict:
     """One ground-truth line: the label(s) of the request sent with ``inference_id``."""
     many = isinstance(labels, list)
-    for label in labels if many else [labels]:
+    for label in labels if isinstance(labels, list) else [labels]:
         if isinstance(label, bool) or label not in SENTIMENTS:
             raise RewardFormatError(
                 f"ground truth {inference_id}: label {label!r} not in {SENTIMENTS}"
@@ -102,8 +102,8 @@ def reward_record(
 
 
 def rewards_from_labels(
-    predictions: dict[str, dict[str, int | list]],
-    labels: dict[str, int | list],
+    predictions: Mapping[str, Mapping[str, int | list]],
+    labels: Mapping[str, int | list],
     *,
     time: str,
     source: str = "human_label",

@@ -6,7 +6,7 @@ readers: the weights plot and whoever audits a rollout."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, NotRequired, TypedDict
+from typing import Any, NotRequired, TypedDict, cast
 
 from include.pipeline.documents.jsonl import json_lines, log_lines, write_log
 
@@ -26,15 +26,15 @@ class Decision(TypedDict):
     rewards: NotRequired[dict[str, list]]
 
 
-# Outcome keys that are the decision's inputs, not part of the logged decision.
-_NOT_LOGGED = ("weights", "request")
+# Outcome keys that are the decision's inputs or its event, not part of the logged decision.
+_NOT_LOGGED = ("weights", "request", "announcement")
 
 
 def decision(
     *, endpoint_name: str, run_id: str, time: str, mode: str, outcome: dict[str, Any]
 ) -> Decision:
     """The log entry of a rollout run's ``outcome`` (its weights plus whatever it decided)."""
-    return {
+    entry = {
         "decision_id": f"{endpoint_name}:{run_id}",
         "time": time,
         "mode": mode,
@@ -42,6 +42,7 @@ def decision(
         "weights": outcome["weights"],
         **{k: v for k, v in outcome.items() if k not in _NOT_LOGGED},
     }
+    return cast(Decision, entry)
 
 
 def append_decision(path: Path, entry: Decision) -> bool:
@@ -66,5 +67,5 @@ def read_decisions(path: Path) -> list[Decision]:
                 f"{path} line {number}: not a decision (needs decision_id and time): "
                 f"{lines[number - 1][:200]}"
             )
-        decisions.append(doc)
+        decisions.append(cast(Decision, doc))
     return decisions

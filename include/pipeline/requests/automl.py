@@ -8,6 +8,7 @@ AutoML engine (:mod:`include.pipeline.targets.local.sagemaker.automl`) runs the 
 
 from __future__ import annotations
 
+from include.pipeline.requests import network
 from include.pipeline.requests.common import SHORT_JOB_NAME, check_short_job_name
 
 TARGET_ATTRIBUTE = "sentiment"
@@ -38,9 +39,11 @@ def automl_job_request(
     max_candidate_runtime_s: int = DEFAULT_BUDGET["max_candidate_runtime_s"],
     mode: str = "HYPERPARAMETER_TUNING",
     validation_fraction: float = 0.2,
+    settings=None,
 ) -> dict:
     """CreateAutoMLJob keyword arguments: multiclass ``sentiment``, accuracy, a candidate and
-    runtime budget. ``input_uri`` is a prefix of CSV files with a header row."""
+    runtime budget. ``input_uri`` is a prefix of CSV files with a header row; ``settings``: the
+    job's network and encryption (:mod:`network`)."""
     check_short_job_name("AutoML", job_name)
     if mode not in MODES:
         raise ValueError(f"AutoML mode {mode!r}; expected one of {MODES}")
@@ -48,7 +51,7 @@ def automl_job_request(
         raise ValueError(f"max_candidates must be at least 1, got {max_candidates}")
     if not 0 < validation_fraction < 1:
         raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}")
-    return {
+    request = {
         "AutoMLJobName": job_name,
         "InputDataConfig": [
             {
@@ -71,6 +74,7 @@ def automl_job_request(
         },
         "RoleArn": role_arn,
     }
+    return network.automl(request, settings)
 
 
 # The arguments operator_arguments gives SageMakerAutoMLOperator through XCom (template fields).
@@ -91,6 +95,8 @@ def operator_arguments(request: dict) -> dict:
         "extras": {
             **{k: v for k, v in request.items() if k not in named},
             "InputDataConfig": request["InputDataConfig"],
+            # whole, so its KmsKeyId survives the hook's rebuild from s3_output
+            "OutputDataConfig": request["OutputDataConfig"],
         },
         "wait_for_completion": False,
     }
@@ -134,11 +140,15 @@ def inference_containers(containers: list[dict], keys=INFERENCE_KEYS) -> list[di
     return out
 
 
-def candidate_model_request(*, model_name: str, role_arn: str, candidate: dict) -> dict:
+def candidate_model_request(
+    *, model_name: str, role_arn: str, candidate: dict, settings=None
+) -> dict:
     """CreateModel of an AutoML candidate (``BestCandidate`` of DescribeAutoMLJob): its
-    inference containers in order, a serial inference pipeline answering ``INFERENCE_OUTPUT``."""
-    return {
+    inference containers in order, a serial inference pipeline answering ``INFERENCE_OUTPUT``
+    (``settings``: the model's network, :mod:`network`)."""
+    request = {
         "ModelName": model_name,
         "ExecutionRoleArn": role_arn,
         "Containers": inference_containers(candidate["InferenceContainers"]),
     }
+    return network.model(request, settings, "autopilot-model")

@@ -3,23 +3,26 @@
 The aws target sends :func:`bias_job_request` with ``SageMakerProcessingOperator`` to the Clarify
 container; the local target hands the identical dict to the job runner, which runs
 :mod:`include.pipeline.targets.local.clarify.processor` on the same config. Container paths:
-:mod:`include.pipeline.requests.clarify_container`.
+:mod:`include.pipeline.core.clarify_container`.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from include.pipeline import schema as S
-from include.pipeline.requests.clarify_container import (
+from include.pipeline.core.clarify_container import (
     CONFIG_INPUT_DIR,
     DATA_INPUT_DIR,
     OUTPUT_DIR,
     REPORT_NAME,
 )
+from include.pipeline.documents.bias import PRE_TRAINING_METRICS
+from include.pipeline.requests import network
 from include.pipeline.requests.common import cluster_config, processing_input, processing_output
-from include.pipeline.targets.local.clarify.metrics import PRE_TRAINING_METRICS
 
 # Step parameters (DAG Params of the same names), with the course's choices as defaults.
-DEFAULT_PARAMS = {
+DEFAULT_PARAMS: dict[str, Any] = {
     "bias_label": S.SENTIMENT,
     "bias_label_values": [1],  # favourable label value(s): a list, as Clarify takes them
     "bias_facets": [S.PRODUCT_CATEGORY],  # names, or {"name_or_index", "value_or_threshold"}
@@ -98,8 +101,8 @@ def analysis_config(params: dict, headers: list[str]) -> dict:
     return config
 
 
-# The issue's post-training metrics (Clarify's names). FT (the flip test) fits its k-NN on the
-# predictions file's numeric ``text_f*`` columns (documents.FLIP_TEST_FEATURES).
+# The post-training metrics the reports show (Clarify's names). FT (the flip test) fits its k-NN
+# on the predictions file's numeric ``text_f*`` columns (documents.FLIP_TEST_FEATURES).
 POST_TRAINING_METHODS = ("DPPL", "DI", "DCA", "DCR", "RD", "DAR", "DRR", "AD", "CDDPL", "TE", "FT")
 
 
@@ -130,15 +133,17 @@ def bias_job_request(
     dataset_uri: str,
     output_uri: str,
     instance_type: str = "ml.m5.xlarge",
+    settings=None,
 ) -> dict:
     """CreateProcessingJob for the Clarify container (the operator's ``config``).
 
     ``config_uri`` is the uploaded analysis_config.json, ``dataset_uri`` the CSV (file or prefix),
-    ``output_uri`` the prefix that receives analysis.json and the report.
+    ``output_uri`` the prefix that receives analysis.json and the report; ``settings``: the
+    job's network and encryption (:mod:`network`).
     """
     from include.pipeline.requests.images import clarify_image_uri
 
-    return {
+    request = {
         "ProcessingJobName": job_name,
         "RoleArn": role_arn,
         "AppSpecification": {"ImageUri": clarify_image_uri(region)},
@@ -152,3 +157,4 @@ def bias_job_request(
         "ProcessingResources": {"ClusterConfig": cluster_config(instance_type)},
         "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
     }
+    return network.processing(request, settings, "clarify")

@@ -9,6 +9,7 @@ Built-in algorithms predefine their metrics (``validation:accuracy``), so the re
 
 from __future__ import annotations
 
+from include.pipeline.requests import network
 from include.pipeline.requests.training import _channel
 
 # The course's hyperparameters. ``buckets`` (the word n-gram hash table) is BlazingText's
@@ -50,12 +51,14 @@ def blazingtext_training_request(
     hyperparameters: dict[str, str] | None = None,
     instance_type: str = TRAINING_INSTANCE,
     max_runtime_s: int = 3600,
+    settings=None,
 ) -> dict:
-    """CreateTrainingJob keyword arguments for BlazingText in supervised mode."""
+    """CreateTrainingJob keyword arguments for BlazingText in supervised mode (``settings``:
+    its network and encryption, :mod:`network`)."""
     channels = [_channel("train", train_uri), _channel("validation", validation_uri)]
     for channel in channels:
         channel["ContentType"] = "text/plain"
-    return {
+    request = {
         "TrainingJobName": job_name,
         "RoleArn": role_arn,
         "AlgorithmSpecification": {"TrainingImage": image_uri, "TrainingInputMode": "File"},
@@ -69,6 +72,7 @@ def blazingtext_training_request(
         },
         "StoppingCondition": {"MaxRuntimeInSeconds": max_runtime_s},
     }
+    return network.training(request, settings, "blazingtext-training")
 
 
 def inference_request(texts: list[str], k: int = 1) -> dict:

@@ -60,7 +60,7 @@ def partition_input(settings: Settings, raw_hash: str) -> dict:
 
 
 def start_query_execution(
-    query: str, *, database: str, output_location: str, workgroup: str = "primary"
+    query: str, *, database: str | None, output_location: str | None, workgroup: str = "primary"
 ) -> dict:
     """StartQueryExecution as AthenaOperator sends it (the local engine takes the same dict)."""
     return {

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
+from typing import TYPE_CHECKING
+
+from include.pipeline.core.names import short_hash
+from include.pipeline.requests import network
+
+if TYPE_CHECKING:
+    from include.pipeline.settings import Settings
 
 _JOB_NAME_MAX = 63
 
@@ -19,10 +25,6 @@ def check_short_job_name(kind: str, name: str) -> None:
             f"invalid {kind} job name {name!r}: 1-32 characters of "
             f"{SHORT_JOB_NAME.pattern.rstrip('$')}"
         )
-
-
-def short_hash(*parts: object, length: int = 8) -> str:
-    return hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:length]
 
 
 def job_name(kind: str, run_id: str) -> str:
@@ -100,14 +102,18 @@ def script_job_request(
     environment: dict[str, str],
     instance_count: int = 1,
     volume_size_gb: int = 30,
+    settings: Settings | None = None,
+    network_job: str | None = None,
 ) -> dict:
     """CreateProcessingJob that runs ``python3 <code input>/<entry_point> <arguments>``: the
-    shape of every ``include/jobs/`` script step (the code input is one of ``inputs``)."""
+    shape of every ``include/jobs/`` script step (the code input is one of ``inputs``).
+    ``settings``: the network and encryption the job takes (:mod:`network`), as the job
+    ``network_job`` (default: the entry point's name) of ``network.ISOLATION``."""
     if len(inputs) > MAX_PROCESSING_INPUTS:
         raise ValueError(
             f"{job_name}: {len(inputs)} inputs; a processing job takes {MAX_PROCESSING_INPUTS}"
         )
-    return {
+    request = {
         "ProcessingJobName": job_name,
         "RoleArn": role_arn,
         "AppSpecification": {
@@ -123,6 +129,7 @@ def script_job_request(
         "StoppingCondition": {"MaxRuntimeInSeconds": int(max_runtime_s)},
         "Environment": environment,
     }
+    return network.processing(request, settings, network_job or entry_point.removesuffix(".py"))
 
 
 def script_step_request(

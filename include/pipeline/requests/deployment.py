@@ -14,9 +14,7 @@ variant name of the old one. A challenger lives next to it as :data:`CHALLENGER_
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
-
+from include.pipeline.requests import network
 from include.pipeline.requests.common import with_optional
 
 PRIMARY_VARIANT = "AllTraffic"
@@ -64,16 +62,44 @@ def model_request(
     region: str,
     environment: dict[str, str] | None = None,
     script_mode: bool = True,
+    containers: list[dict] | None = None,
+    settings=None,
+    network_job: str = "finetune-model",
 ) -> dict:
     """CreateModel for the PyTorch inference container running ``include/jobs/inference.py``.
+
+    ``containers``: an inference pipeline (an Autopilot candidate) served as registered, every
+    container in order (CreateModel ``Containers``), instead of the one container.
 
     The training job packs the inference code under ``code/`` inside ``model.tar.gz``, which the
     container unpacks to ``/opt/ml/model``; hence the submit directory. ``script_mode`` False:
     a container that serves its archive itself (BlazingText, an Autopilot candidate), with
-    ``environment`` as given.
+    ``environment`` as given. ``settings``: the model's network (:mod:`network`), as the job
+    ``network_job`` of ``network.ISOLATION``.
     """
+    if containers:
+        if len(containers) > 1:
+            return network.model(
+                {
+                    "ModelName": model_name,
+                    "ExecutionRoleArn": role_arn,
+                    "Containers": [
+                        {
+                            "Image": c["Image"],
+                            "ModelDataUrl": c["ModelDataUrl"],
+                            "Environment": dict(c.get("Environment") or {}),
+                        }
+                        for c in containers
+                    ],
+                },
+                settings,
+                network_job,
+            )
+        (only,) = containers
+        image_uri, model_data_url = only["Image"], only["ModelDataUrl"]
+        environment, script_mode = only.get("Environment") or {}, False
     env = container_environment(region, environment) if script_mode else dict(environment or {})
-    return {
+    request = {
         "ModelName": model_name,
         "ExecutionRoleArn": role_arn,
         "PrimaryContainer": {
@@ -82,6 +108,30 @@ def model_request(
             "Environment": env,
         },
     }
+    return network.model(request, settings, network_job)
+
+
+def package_model_request(
+    *,
+    model_name: str,
+    model_package_arn: str,
+    role_arn: str,
+    settings=None,
+    network_job: str = "finetune-model",
+) -> dict:
+    """CreateModel from a registered model package version: what serves is what the registry
+    approved. SageMaker takes the package's containers (image, model data, environment; every
+    container of an inference pipeline, in order), so the container names the package alone:
+    with ``ModelPackageName`` an ``Image`` or ``ModelDataUrl`` is refused. A versioned package
+    must be Approved to be deployed (CreateModelPackage's ``ModelApprovalStatus``)."""
+    if not model_package_arn:
+        raise ValueError(f"model {model_name}: a model package ARN is required")
+    request = {
+        "ModelName": model_name,
+        "ExecutionRoleArn": role_arn,
+        "Containers": [{"ModelPackageName": model_package_arn}],
+    }
+    return network.model(request, settings, network_job)
 
 
 def inference_image(
@@ -206,8 +256,10 @@ def endpoint_config_request(
     shadow_variants: list[dict] | None = None,
     data_capture: dict | None = None,
     tags: dict[str, str] | None = None,
+    settings=None,
 ) -> dict:
-    """CreateEndpointConfig. ``variants`` come from :func:`strategy_variants`."""
+    """CreateEndpointConfig. ``variants`` come from :func:`strategy_variants`; ``settings``: the
+    volume and capture keys (:mod:`network`)."""
     if not variants:
         raise ValueError(f"endpoint config {config_name}: at least one production variant needed")
     names = [v["VariantName"] for v in [*variants, *(shadow_variants or [])]]
@@ -219,12 +271,13 @@ def endpoint_config_request(
             f"endpoint config {config_name}: shadow variants need exactly one production "
             f"variant, got {len(variants)}"
         )
-    return with_optional(
+    request = with_optional(
         {"EndpointConfigName": config_name, "ProductionVariants": variants},
         ShadowProductionVariants=shadow_variants,
         DataCaptureConfig=data_capture,
         tags=tags,
     )
+    return network.endpoint_config(request, settings)
 
 
 def deployment_config(
@@ -360,6 +413,20 @@ def alarm_name(endpoint_name: str, variant_name: str, metric: str) -> str:
     return f"{endpoint_name}-{variant_name}-{metric}"
 
 
+def watched_variant(strategy: str, *, has_champion: bool) -> str:
+    """The variant the rollback alarm watches: the new model's. Under ``shadow`` and ``ab`` next
+    to a serving champion that is the ``Shadow`` / ``Challenger`` variant (``AllTraffic`` is the
+    champion there, so an alarm on it never sees the challenger fail); otherwise the new model
+    is ``AllTraffic`` itself (blue/green shifts that variant to the new fleet)."""
+    if strategy not in DEPLOYMENT_STRATEGIES:
+        raise ValueError(f"strategy={strategy!r} is not one of {', '.join(DEPLOYMENT_STRATEGIES)}")
+    if has_champion and strategy == "shadow":
+        return SHADOW_VARIANT
+    if has_champion and strategy == "ab":
+        return CHALLENGER_VARIANT
+    return PRIMARY_VARIANT
+
+
 def rollback_alarm_request(
     *,
     endpoint_name: str,
@@ -436,41 +503,3 @@ def weights_request(endpoint_name: str, weights: dict[str, float]) -> dict:
 
 def delete_endpoint_request(name: str) -> dict:
     return {"EndpointName": name}
-
-
-def invocation(candidate: str, reviews: list[str]) -> tuple[dict, Callable]:
-    """The InvokeEndpoint arguments (less EndpointName) for ``reviews`` in the contract of the
-    model ``candidate`` trains, and how its answer reads as ``[{"predicted_label",
-    "probability"}]``. The one place that knows each candidate's request shape: the smoke test
-    and the demo's curl example both use it."""
-    if candidate == "blazingtext":  # BlazingText: tokenized texts in, fastText labels out
-        from include.jobs.prepare_text import LABEL_PREFIX, tokenize
-        from include.pipeline.requests.blazingtext import inference_request
-
-        body = inference_request([tokenize(r) for r in reviews], k=1)
-
-        def read(answer: bytes) -> list:
-            return [
-                {
-                    "predicted_label": int(item["label"][0].removeprefix(LABEL_PREFIX)),
-                    "probability": float(item["prob"][0]),
-                }
-                for item in json.loads(answer)
-            ]
-
-        return {"ContentType": "application/json", "Body": json.dumps(body)}, read
-    if candidate == "autopilot":  # Autopilot: one CSV text per row, predicted_label,probability
-        import csv
-        import io
-
-        rows = io.StringIO()
-        csv.writer(rows).writerows([r] for r in reviews)
-
-        def read(answer: bytes) -> list:
-            lines = csv.reader(io.StringIO(answer.decode()))
-            return [{"predicted_label": int(label), "probability": float(p)} for label, p in lines]
-
-        return {"ContentType": "text/csv", "Accept": "text/csv", "Body": rows.getvalue()}, read
-    body = json.dumps({"features": reviews})
-    call = {"ContentType": "application/json", "Accept": "application/json", "Body": body}
-    return call, json.loads

@@ -6,7 +6,7 @@ is started from there, so ``from data import …`` resolves inside the container
 
 from __future__ import annotations
 
-from include.jobs.documents import MODEL_KINDS
+from include.jobs.documents import DEFAULT_MODEL_KIND, MODEL_KINDS
 from include.pipeline.requests.common import (
     PROCESSING_ROOT,
     processing_input,
@@ -27,7 +27,7 @@ def evaluation_job_request(
     model_uri: str | None,
     test_uri: str,
     output_uri: str,
-    model_kind: str = "finetune",
+    model_kind: str,
     predictions_uri: str | None = None,
     **job,
 ) -> dict:
@@ -40,15 +40,15 @@ def evaluation_job_request(
     instance_type, max_runtime_s)."""
     if model_kind not in MODEL_KINDS:
         raise ValueError(f"model kind {model_kind!r} is not one of {MODEL_KINDS}")
-    if (model_uri is None) == (predictions_uri is None):
-        raise ValueError("the evaluation takes either a model_uri or a predictions_uri")
-    kind = [] if model_kind == "finetune" else ["--model_kind", model_kind]
-    if predictions_uri is None:
+    kind = [] if model_kind == DEFAULT_MODEL_KIND else ["--model_kind", model_kind]
+    if model_uri is not None and predictions_uri is None:
         source = ["--model_path", MODEL_PATH]
         first = processing_input("model", model_uri, MODEL_PATH)
-    else:
+    elif predictions_uri is not None and model_uri is None:
         source = ["--predictions_path", PREDICTIONS_PATH]
         first = processing_input("predictions", predictions_uri, PREDICTIONS_PATH)
+    else:
+        raise ValueError("the evaluation takes either a model_uri or a predictions_uri")
     return script_step_request(
         entry_point=ENTRY_POINT,
         arguments=[

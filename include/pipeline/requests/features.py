@@ -15,6 +15,7 @@ from include.jobs.feature_records import (
     RECORD_IDENTIFIER,
     SPLITS,
 )
+from include.pipeline.requests import network
 from include.pipeline.requests.common import (
     CODE_PATH,
     processing_input,
@@ -107,8 +108,10 @@ def prepare_job_request(
     instance_count: int = 1,
     volume_size_gb: int = 30,
     max_runtime_s: int = 3600,
+    settings=None,
 ) -> dict:
-    """CreateProcessingJob for ``include/jobs/prepare.py``.
+    """CreateProcessingJob for ``include/jobs/prepare.py`` (``settings``: its network and
+    encryption, :mod:`network`).
 
     ``code_uri`` holds the contents of ``include/jobs`` (prepare.py, feature_records.py,
     requirements.txt); with ``instance_count > 1`` the input objects are sharded across hosts.
@@ -135,6 +138,7 @@ def prepare_job_request(
         volume_size_gb=volume_size_gb,
         max_runtime_s=max_runtime_s,
         environment={"AWS_REGION": region, "PYTHONUNBUFFERED": "1"},
+        settings=settings,
     )
 
 
@@ -145,9 +149,11 @@ def feature_group_request(
     offline_store_uri: str,
     online_store: bool,
     description: str = "Tokenized product reviews for sentiment training",
+    settings=None,
 ) -> dict:
-    """CreateFeatureGroup: the review feature group, offline store on, online store a choice."""
-    return {
+    """CreateFeatureGroup: the review feature group, offline store on, online store a choice
+    (``settings``: the stores' keys, :mod:`network`)."""
+    request = {
         "FeatureGroupName": feature_group_name,
         "RecordIdentifierFeatureName": RECORD_IDENTIFIER,
         "EventTimeFeatureName": EVENT_TIME,
@@ -163,6 +169,7 @@ def feature_group_request(
         "RoleArn": role_arn,
         "Description": description,
     }
+    return network.feature_group(request, settings)
 
 
 _EVENT_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")

@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import re
 
-from include.pipeline.requests.common import short_hash
+from include.pipeline.core.names import short_hash
+from include.pipeline.requests import network
 
 LABEL_OPTIONS = ("-1", "0", "1")
 _NAME = re.compile(r"^[a-z0-9](-*[a-z0-9])*$")
@@ -54,9 +55,11 @@ def flow_definition_request(
     workteam_arn: str,
     output_uri: str,
     timeout_s: int = 24 * 3600,
+    settings=None,
 ) -> dict:
-    """CreateFlowDefinition: one worker per review, answers under ``output_uri``."""
-    return {
+    """CreateFlowDefinition: one worker per review, answers under ``output_uri`` (``settings``:
+    their key, :mod:`network`)."""
+    request = {
         "FlowDefinitionName": _name("FlowDefinitionName", name),
         "HumanLoopConfig": {
             "WorkteamArn": workteam_arn,
@@ -70,6 +73,7 @@ def flow_definition_request(
         "OutputConfig": {"S3OutputPath": output_uri},
         "RoleArn": role_arn,
     }
+    return network.flow_definition(request, settings)
 
 
 def human_loop_name(review_id: str) -> str:

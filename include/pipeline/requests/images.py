@@ -33,6 +33,8 @@ INFERENCE_INSTANCE = "ml.m5.xlarge"
 # Autopilot's candidates serve from this repository of the scikit-learn registry account of each
 # region (the local AutoML engine's candidates name it too, and the local host serves them).
 AUTOPILOT_INFERENCE_REPOSITORY = "sagemaker-sklearn-automl"
+# The built-in BlazingText algorithm's repository, also the SDK's framework name for its image.
+BLAZINGTEXT_REPOSITORY = "blazingtext"
 AUTOPILOT_INFERENCE_TAG = "2.5-1-cpu-py3"
 
 # Processing jobs run the framework's training image (what the SDK's framework processors do).

@@ -1,8 +1,8 @@
 """Data-quality monitoring requests: the baseline and monitoring processing jobs
 (``include/jobs/monitor.py``), and the managed Model Monitor option.
 
-Default, both targets: two CreateProcessingJob requests. The baseline job reads the training split
-and the model archive (it scores the split as the endpoint would answer) and writes Model
+Default, both targets: two CreateProcessingJob requests. The baseline job reads the dataset less
+the rows the model trained on, in the dataset's sentiment mix, and the model archive (it scores the split as the endpoint would answer) and writes Model
 Monitor's ``statistics.json`` / ``constraints.json`` plus ``vocabulary.json``; the monitoring job
 reads one window of data capture (one input per variant and hour folder) and the baseline, and
 writes ``statistics.json`` / ``constraint_violations.json``.
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 
+from include.pipeline.requests import network
 from include.pipeline.requests.common import (
     MAX_PROCESSING_INPUTS,
     PROCESSING_ROOT,
@@ -27,6 +28,7 @@ from include.pipeline.requests.common import (
 
 DATASET_PATH = f"{PROCESSING_ROOT}/input/dataset"
 MODEL_PATH = f"{PROCESSING_ROOT}/input/model"
+EXCLUDE_PATH = f"{PROCESSING_ROOT}/input/exclude"
 BASELINE_PATH = f"{PROCESSING_ROOT}/input/baseline"
 OUTPUT_PATH = f"{PROCESSING_ROOT}/output/report"
 ENTRY_POINT = "monitor.py"
@@ -44,7 +46,7 @@ def _job(*, output_name: str, output_uri: str, **job) -> dict:
     )
 
 
-# Training reviews the baseline job scores. The drift check's power is bounded by the window:
+# Held-out reviews the baseline job scores. The drift check's power is bounded by the window:
 # the KS critical value against a 50-record window is 0.202 with 500 baseline rows, 0.197 with
 # 1,000 and 0.195 with 2,000, while each 500 reviews scored cost 9 s on a 2-core AVX2 machine.
 BASELINE_MAX_ROWS = 500
@@ -57,9 +59,12 @@ def baseline_job_request(
     max_rows: int = BASELINE_MAX_ROWS,
     with_category: bool = False,
     monitoring_config: dict | None = None,
+    exclude_uris: dict[str, str] | None = None,
     **job,
 ) -> dict:
-    """CreateProcessingJob: training split + model.tar.gz -> the baseline documents."""
+    """CreateProcessingJob: dataset + model.tar.gz -> the baseline documents. ``exclude_uris``
+    (split name -> URI: the splits the model trained on) are left out of the dataset, and the
+    rest is drawn in the dataset's sentiment mix (``monitor.held_out_sample``)."""
     arguments = [
         "--mode", "baseline",
         "--dataset-format", "split",
@@ -71,13 +76,20 @@ def baseline_job_request(
     ]  # fmt: skip
     if monitoring_config:
         arguments += ["--monitoring-config", json.dumps(monitoring_config, sort_keys=True)]
+    if exclude_uris:
+        arguments += ["--exclude", EXCLUDE_PATH]
     return _job(
         arguments=arguments,
         inputs=[
             processing_input("dataset", dataset_uri, DATASET_PATH),
             processing_input("model", model_uri, MODEL_PATH),
+            *(
+                processing_input(f"exclude-{name}", uri, f"{EXCLUDE_PATH}/{name}")
+                for name, uri in sorted((exclude_uris or {}).items())
+            ),
         ],
         output_name=BASELINE_OUTPUT,
+        network_job="monitor-baseline",
         **job,
     )
 
@@ -137,10 +149,12 @@ def data_quality_job_definition_request(
     output_uri: str,
     instance_type: str,
     max_runtime_s: int = 3600,
+    settings=None,
 ) -> dict:
-    """CreateDataQualityJobDefinition over the endpoint's capture and the baseline documents."""
+    """CreateDataQualityJobDefinition over the endpoint's capture and the baseline documents
+    (``settings``: its network and encryption, :mod:`network`)."""
     base = baseline_uri.rstrip("/")
-    return {
+    request = {
         "JobDefinitionName": name,
         "DataQualityBaselineConfig": {
             "ConstraintsResource": {"S3Uri": f"{base}/constraints.json"},
@@ -170,6 +184,7 @@ def data_quality_job_definition_request(
         "RoleArn": role_arn,
         "StoppingCondition": {"MaxRuntimeInSeconds": max_runtime_s},
     }
+    return network.monitoring_job_definition(request, settings)
 
 
 def monitoring_schedule_request(

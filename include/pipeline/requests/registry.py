@@ -10,11 +10,14 @@ version -- metrics, lineage, approval -- is fixed here, nowhere else.
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Mapping
 from importlib import metadata
 from typing import Any
 
-from include.pipeline.requests.common import short_hash
+from include.jobs.feature_records import SPLITS
+from include.pipeline.core.names import short_hash
 
 APPROVAL_STATUSES = ("Approved", "Rejected", "PendingManualApproval")
 # The statuses a registration may start in (the Param of the main DAG).
@@ -62,21 +65,35 @@ def _check_metadata(props: dict[str, str]) -> dict[str, str]:
     return props
 
 
+# The lineage entries of the split a version was trained with (see :func:`split_lineage`).
+SPLIT_KEYS = ("split.seed", "split.fractions")
+
+
+def split_lineage(seed: int, fractions: Mapping[str, float]) -> dict[str, str]:
+    """The split a model was trained with, as lineage entries: ``split.seed`` and
+    ``split.fractions`` (``train=0.9 validation=0.05 test=0.05``). Two models with the same
+    entries put every review in the same split, so one's test rows are unseen by the other."""
+    shares = " ".join(f"{name}={float(fractions[name]):g}" for name in SPLITS)
+    return {"split.seed": str(int(seed)), "split.fractions": shares}
+
+
 def lineage(
     *,
     data_hash: str,
     hyperparameters: dict[str, Any],
     image_uris: dict[str, str],
     code_version: str,
+    split: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """``CustomerMetadataProperties`` of a version: what data, code, settings and images made it.
 
     Flat string pairs (AWS allows nothing else): ``data_hash``, ``code_version`` (the git sha the
-    Airflow side resolved: a pure builder runs no ``git``),
+    Airflow side resolved: a pure builder runs no ``git``), the split (:func:`split_lineage`),
     ``hp.<name>`` per hyperparameter, ``image.<role>`` per container image, ``pkg.<name>`` per
     package version. Raises ``ValueError`` naming the entry that breaks an AWS limit.
     """
     props = {"data_hash": str(data_hash), "code_version": str(code_version)}
+    props |= dict(split or {})
     props |= {f"hp.{k}": str(v) for k, v in sorted(hyperparameters.items())}
     props |= {f"image.{k}": str(v) for k, v in sorted(image_uris.items())}
     props |= {f"pkg.{k}": v for k, v in package_versions().items()}
@@ -123,13 +140,17 @@ def register_model_version_kwargs(
     description: str = "",
     environment: dict[str, str] | None = None,
     content_type: str = CONTENT_TYPE,
+    containers: list[dict] | None = None,
+    split: Mapping[str, str] | None = None,
 ) -> dict:
     """Constructor arguments of ``SageMakerRegisterModelVersionOperator`` (besides task_id & co).
 
     ``model_approval`` is returned as the provider's ``ApprovalStatus`` enum because the operator
     calls ``.value`` on it. ``extras`` overrides the operator's default text/csv inference
     specification with JSON content types and adds metrics, lineage, a deterministic ClientToken
-    (a re-run registers nothing new) and the task the model solves.
+    (a re-run registers nothing new) and the task the model solves. ``containers`` (an inference
+    pipeline, e.g. an Autopilot candidate) are registered as they are served, all of them, in
+    order; otherwise the one container of ``image_uri`` and ``model_url``.
     """
     from airflow.providers.amazon.aws.utils.sagemaker import ApprovalStatus
 
@@ -145,11 +166,14 @@ def register_model_version_kwargs(
         hyperparameters=hyperparameters,
         image_uris=images,
         code_version=code_version,
+        split=split,
     )
     container: dict = {"Image": image_uri, "ModelDataUrl": model_url}
     if environment:
         container["Environment"] = dict(environment)
+    package_containers = [_package_container(c) for c in containers] if containers else [container]
     group = package_group_name(model_name)
+    metrics = model_metrics(evaluation_uri=evaluation_uri, bias_report_uri=bias_report_uri)
     description = description or f"{model_name} sentiment classifier (-1/0/1)"
     return {
         "image_uri": image_uri,
@@ -160,21 +184,32 @@ def register_model_version_kwargs(
         "model_approval": ApprovalStatus(model_approval),
         "extras": {
             "InferenceSpecification": {
-                "Containers": [container],
+                "Containers": package_containers,
                 "SupportedContentTypes": [content_type],
                 "SupportedResponseMIMETypes": [content_type],
                 "SupportedRealtimeInferenceInstanceTypes": list(INSTANCE_TYPES),
                 "SupportedTransformInstanceTypes": list(INSTANCE_TYPES[:2]),
             },
-            "ModelMetrics": model_metrics(
-                evaluation_uri=evaluation_uri, bias_report_uri=bias_report_uri
-            ),
+            "ModelMetrics": metrics,
             "CustomerMetadataProperties": props,
-            "ClientToken": short_hash(group, model_url, data_hash, length=32),
+            # The version is the model with its run's evaluation: a retried registration sends
+            # the same token (nothing new), a later run that reused the same trained model
+            # (step reuse) registers a version of its own with its own metrics.
+            "ClientToken": short_hash(
+                group, model_url, data_hash, json.dumps([metrics, props], sort_keys=True), length=32
+            ),
             "Domain": "NATURAL_LANGUAGE_PROCESSING",
             "Task": "CLASSIFICATION",
         },
     }
+
+
+def _package_container(container: dict) -> dict:
+    """A CreateModel container as a model package's ``InferenceSpecification`` container."""
+    out = {"Image": container["Image"], "ModelDataUrl": container["ModelDataUrl"]}
+    if container.get("Environment"):
+        out["Environment"] = dict(container["Environment"])
+    return out
 
 
 def _approval_value(status: Any) -> str:

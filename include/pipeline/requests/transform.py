@@ -6,6 +6,7 @@ Sent by ``SageMakerTransformOperator`` on ``aws``; executed from the same dict b
 
 from __future__ import annotations
 
+from include.pipeline.requests import network
 from include.pipeline.requests.common import with_optional
 
 SPLIT_TYPES = ("None", "Line")
@@ -28,12 +29,13 @@ def transform_job_request(
     batch_strategy: str = "MultiRecord",
     max_concurrent_transforms: int = 1,
     tags: dict[str, str] | None = None,
+    settings=None,
 ) -> dict:
     """CreateTransformJob over every object under ``input_uri``; outputs ``<name>.out`` files.
 
     With ``split_type="Line"`` records are lines; ``MultiRecord`` packs as many lines as fit in
     ``max_payload_mb`` into one request, and ``AssembleWith=Line`` joins the answers by line, so
-    output line *i* answers input line *i*.
+    output line *i* answers input line *i*. ``settings``: the job's keys (:mod:`network`).
     """
     if split_type not in SPLIT_TYPES:
         raise ValueError(f"split_type={split_type!r} is not one of {SPLIT_TYPES}")
@@ -64,4 +66,4 @@ def transform_job_request(
         },
         "TransformResources": {"InstanceType": instance_type, "InstanceCount": int(instance_count)},
     }
-    return with_optional(request, tags=tags)
+    return network.transform(with_optional(request, tags=tags), settings)

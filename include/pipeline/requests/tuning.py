@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import re
 
+from include.pipeline.core.names import VALIDATION_ACCURACY
 from include.pipeline.requests.common import SHORT_JOB_NAME, check_short_job_name
-from include.pipeline.requests.training import VALIDATION_ACCURACY
 
 STRATEGIES = ("Bayesian", "Random", "Grid", "Hyperband")
 SCALING_TYPES = ("Auto", "Linear", "Logarithmic", "ReverseLogarithmic")
@@ -34,7 +34,7 @@ DEFAULT_BUDGET = {"max_jobs": 3, "max_parallel": 1, "trial_steps_per_epoch": 20}
 
 def tuning_job_name(kind: str, run_id: str) -> str:
     """A deterministic tuning job name within AWS's 32-character limit."""
-    from include.pipeline.requests.common import short_hash
+    from include.pipeline.core.names import short_hash
 
     stem = re.sub(r"[^a-zA-Z0-9]+", "-", kind).strip("-")[:23]
     return f"{stem}-{short_hash(run_id)}"
@@ -152,6 +152,8 @@ def tuning_job_request(
         config["StrategyConfig"] = {
             "HyperbandStrategyConfig": {"MinResource": int(low), "MaxResource": int(high)}
         }
+    # No CheckpointConfig: the trials would share the training job's one folder (a tuning job
+    # cannot name one per trial), each downloading and overwriting the others' checkpoints.
     definition = {
         "StaticHyperParameters": static,
         "AlgorithmSpecification": {
@@ -167,8 +169,9 @@ def tuning_job_request(
                 "OutputDataConfig",
                 "ResourceConfig",
                 "StoppingCondition",
-                "CheckpointConfig",
                 "Environment",
+                "VpcConfig",
+                "EnableNetworkIsolation",
             )
             if key in training_request
         },

@@ -12,11 +12,11 @@ calls it and never asks which target runs:
   CloudWatch alarms);
 - ``runtime_url`` and ``endpoint_notice`` for what a person is told about a deployed endpoint;
 - ``preflight()``: conflicts known before a run starts (raised at once, not after the training);
-- ``run_problems(input_uri, scheduled=...)``: misconfiguration that would fail a run only after
-  it paid for jobs (the DAG's first task refuses the run with all of them in one message);
+- ``run_problems(input_uri, scheduled=..., params=...)``: misconfiguration that would fail a run
+  only after it paid for jobs, aws's SageMaker quotas for the run's ``params`` included (the
+  DAG's first task refuses the run with all of them in one message);
 - ``arrival_trigger``: the event trigger that watches the incoming prefix;
-- ``batch_scored_candidates``: the candidates whose test split a batch transform of their model
-  scores, where the evaluation job cannot load the model.
+- ``approval_trigger``: the event trigger of the Model Registry's state changes.
 
 Only the chosen target's modules are imported, so a local DAG parse does not pay for the
 provider's imports.
@@ -24,6 +24,7 @@ provider's imports.
 
 from __future__ import annotations
 
+import builtins
 import importlib
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -68,7 +69,8 @@ class Storage(Protocol):
     def write(self, uri: str, data: bytes) -> str: ...
     def exists(self, uri: str) -> bool: ...
     def list(self, prefix: str) -> list[str]: ...
-    def folders(self, prefix: str) -> list[str]: ...
+    def folders(self, prefix: str) -> builtins.list[str]: ...
+    def fingerprint(self, prefix: str) -> str: ...  # a hash of the content under the prefix
     def as_file(self, uri: str, *, write: bool = False) -> AbstractContextManager[Path]: ...
     def location(self, uri: str) -> str: ...
     def canonical_uri(self, uri: str) -> str: ...  # links followed; an error if they leave it
@@ -76,7 +78,6 @@ class Storage(Protocol):
 
 class Target(Protocol):
     name: str
-    batch_scored_candidates: frozenset[str]  # test split scored by a batch transform job
     settings: pipeline_settings.Settings
     storage: Storage
     runtime_url: str
@@ -85,9 +86,14 @@ class Target(Protocol):
     def client(self, service: str) -> Any: ...
     def endpoint_notice(self, deployment: dict) -> str: ...
     def preflight(self) -> None: ...
-    def run_problems(self, input_uri: str, *, scheduled: bool) -> list[str]: ...
+    def run_problems(
+        self, input_uri: str, *, scheduled: bool, params: dict | None = None
+    ) -> list[str]: ...
     def arrival_trigger(
         self, incoming_uri: str, *, queue_url: str, poll_interval: float, sqs_waiter_delay: int
+    ) -> Any: ...
+    def approval_trigger(
+        self, *, queue_url: str, poll_interval: float, sqs_waiter_delay: int
     ) -> Any: ...
 
 

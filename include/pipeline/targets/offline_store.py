@@ -5,6 +5,7 @@ way (Athena through the provider's hook, or the local engine)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 
 class OfflineStoreCount:
@@ -14,6 +15,10 @@ class OfflineStoreCount:
 
     template_fields: Sequence[str] = ("query", "expected", "output_location")
     found: int | None = None
+    # Set by the operator this is mixed into.
+    query: str
+    expected: Any  # a count, or the template that renders to one
+    log: Any
 
     def arrived(self, found: int) -> bool:
         """Keep and log the count; True when every expected record is there."""

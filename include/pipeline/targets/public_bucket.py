@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from include.pipeline.targets.local import lake
+from include.pipeline.core.s3 import split_s3_uri
 
 PUBLIC_BUCKETS = frozenset({"dlai-practical-data-science"})
 PUBLIC_RAW_URI = "s3://dlai-practical-data-science/data/raw/womens_clothing_ecommerce_reviews.csv"
 
 
 def is_public(uri: str) -> bool:
-    return uri.startswith("s3://") and lake.split_s3_uri(uri)[0] in PUBLIC_BUCKETS
+    return uri.startswith("s3://") and split_s3_uri(uri)[0] in PUBLIC_BUCKETS
 
 
 def read(uri: str) -> bytes:
@@ -18,6 +18,6 @@ def read(uri: str) -> bytes:
     from botocore import UNSIGNED
     from botocore.config import Config
 
-    bucket, key = lake.split_s3_uri(uri)
+    bucket, key = split_s3_uri(uri)
     client = boto3.client("s3", config=Config(signature_version=UNSIGNED))
     return client.get_object(Bucket=bucket, Key=key)["Body"].read()

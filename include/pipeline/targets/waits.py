@@ -9,6 +9,7 @@ their waits from these figures instead.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 # SageMaker's default StoppingCondition.MaxRuntimeInSeconds (training and processing): one day.
 DEFAULT_MAX_RUNTIME_SECONDS = 86_400
@@ -24,8 +25,64 @@ JOB_FIELDS = {
     "Transform": ("TransformJobName", "TransformJobStatus"),
     "Tuning": ("HyperParameterTuningJobName", "HyperParameterTuningJobStatus"),
 }
-# States a previous attempt's job can be adopted in (waited on, or its result returned).
-ADOPTABLE_STATES = frozenset({"InProgress", "Stopping", "Completed"})
+# States a previous attempt's job can be adopted in (waited on, or its result returned). A
+# Stopping job was stopped on purpose (a person marked or cleared the task) and ends Stopped:
+# the next attempt starts a new job instead.
+ADOPTABLE_STATES = frozenset({"InProgress", "Completed"})
+# The Stop* call of each job type, with the name field of JOB_FIELDS (AutoML: its own).
+STOP_CALLS = {
+    "Training": "stop_training_job",
+    "Processing": "stop_processing_job",
+    "Transform": "stop_transform_job",
+    "Tuning": "stop_hyper_parameter_tuning_job",
+    "AutoML": "stop_auto_ml_job",
+}
+STOP_NAME_FIELDS = {**{k: v[0] for k, v in JOB_FIELDS.items()}, "AutoML": "AutoMLJobName"}
+
+
+# The attempts of a tuning or AutoML job after a failed or stopped one (AWS keeps the names of
+# ended jobs of these kinds, and the provider adds no suffix): <name>-r1 ... (attempt_name).
+MAX_ATTEMPTS = 9
+
+
+def attempt_name(name: str, attempt: int) -> str:
+    """The name of attempt ``attempt`` (1-9) after job ``name`` ended unadoptable: within AWS's
+    32 characters."""
+    if not 1 <= attempt <= MAX_ATTEMPTS:
+        raise ValueError(f"attempt {attempt} is not in 1..{MAX_ATTEMPTS}")
+    return f"{name[:28]}-r{attempt}"
+
+
+def latest_attempt(
+    base: str,
+    describe: Callable[[str], dict | None],
+    status_field: str,
+    passed_over: Callable[[str, str], None] = lambda name, status: None,
+) -> tuple[str, dict | None]:
+    """The attempt of job ``base`` to adopt or to start: ``base`` itself, else the first of
+    ``<base>-r1`` ... that runs, has completed or does not exist yet (``describe`` answers
+    None). A failed or stopped one (a person cleared or marked its task) is passed over (and
+    told to ``passed_over``). Returns the name and its description (None: start it)."""
+    name, described = base, describe(base)
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        if described is None or described[status_field] in ADOPTABLE_STATES:
+            break
+        passed_over(name, described[status_field])
+        name = attempt_name(base, attempt)
+        described = describe(name)
+    return name, described
+
+
+def stop_request(job_type: str, name: str) -> tuple[str, dict]:
+    """``(client method, keyword arguments)`` of the call that stops job ``name``."""
+    if job_type not in STOP_CALLS:
+        raise ValueError(f"job type {job_type!r} is not one of {sorted(STOP_CALLS)}")
+    return STOP_CALLS[job_type], {STOP_NAME_FIELDS[job_type]: name}
+
+
+# The error codes of a Stop* call on a job that has ended or never started: nothing is left to
+# stop, which is what the caller wanted.
+NOT_RUNNING_ERRORS = frozenset({"ValidationException", "ResourceNotFound"})
 
 
 def _seconds(value, default: int) -> int:

@@ -24,6 +24,7 @@ LABELS = schema.SENTIMENTS
 # CSV text columns tried in order when the form leaves text_column empty.
 TEXT_COLUMNS = (schema.REVIEW_BODY, schema.RAW_TEXT)
 _LISTED_SKIPS = 20
+INPUT_REQUIRED = "input_uri is required: an s3:// prefix or file of JSON lines, or a CSV"
 
 
 # ------------------------------------------------------------------------------------- input
@@ -91,6 +92,26 @@ def check_jsonlines(data: bytes, uri: str) -> int:
     return records
 
 
+def configuration_problems(settings: Settings, params: dict) -> list[str]:
+    """What the first task refuses before anything is read: a value past the form's limits (a
+    REST client may skip them), then a missing input or one from a place the deployment does
+    not allow (:func:`prepare_input` checks the input again)."""
+    from include.pipeline.params import BATCH_SCORING, limit_problems
+    from include.pipeline.run_inputs import RefusedInput, resolve_input
+
+    found = limit_problems(params, BATCH_SCORING)
+    if any(p.split(":", 1)[0] == "input_uri" for p in found):
+        return found
+    uri = (params.get("input_uri") or "").strip()
+    if not uri:
+        return [*found, INPUT_REQUIRED]
+    try:
+        resolve_input(settings, uri)
+    except RefusedInput as exc:
+        found.append(str(exc))
+    return found
+
+
 def prepare_input(settings: Settings, params: dict, *, run_id: str) -> dict:
     """The transform job's input prefix.
 
@@ -98,14 +119,17 @@ def prepare_input(settings: Settings, params: dict, *, run_id: str) -> dict:
     - a CSV (``s3://`` or local path): converted to JSON lines in the run's folder;
     - a local JSON-lines file: checked and copied to the run's folder (the job reads S3 only).
     """
+    from include.pipeline.run_inputs import resolve_input
+
     uri = (params.get("input_uri") or "").strip()
     if not uri:
-        raise ValueError("input_uri is required: an s3:// prefix or file of JSON lines, or a CSV")
+        raise ValueError(INPUT_REQUIRED)
+    where = resolve_input(settings, uri)  # only from places the deployment allows
     is_csv = uri.lower().endswith(".csv")
     if uri.startswith("s3://") and not is_csv:
         return {"source_uri": uri, "input_uri": uri, "records": None}
     store = storage.for_settings(settings)
-    data = storage.read_input(store, uri)
+    data = storage.read_input(store, where)
     if is_csv:
         lines, stats = csv_to_jsonlines(data, uri, (params.get("text_column") or "").strip())
     else:
@@ -158,6 +182,7 @@ def resolve_model(client, *, group: str, model_package_arn: str = "") -> dict:
         "image_uri": container["Image"],
         "model_data_url": container["ModelDataUrl"],
         "environment": container.get("Environment") or {},
+        "containers": containers,  # an inference pipeline is served whole
     }
 
 
@@ -165,11 +190,13 @@ def resolve_model(client, *, group: str, model_package_arn: str = "") -> dict:
 def build_requests(
     settings: Settings, params: dict, *, run_id: str, model: dict, input_uri: str
 ) -> dict:
-    """CreateModel (the package's container) and CreateTransformJob over ``input_uri``.
+    """CreateModel (the package's container, or all of an inference pipeline's) and
+    CreateTransformJob over ``input_uri``.
 
     Names are per run (a cleared task targets the same model and job); the outputs go to
     ``runs/<run key>/batch-scoring/output/<input file>.out``.
     """
+    from include.pipeline import candidates
     from include.pipeline.tasks.registry import MODEL_NAME
 
     model_name = job_name(f"{MODEL_NAME}-batch", run_id)
@@ -180,6 +207,9 @@ def build_requests(
         role_arn=settings.role_arn,
         region=settings.region,
         environment=model.get("environment"),
+        containers=model["containers"] if len(model.get("containers") or []) > 1 else None,
+        settings=settings,
+        network_job=f"{candidates.of_image(model['image_uri']).name}-model",
     )
     create_job = transform.transform_job_request(
         job_name=job_name(f"{MODEL_NAME}-batch-scoring", run_id),
@@ -191,6 +221,7 @@ def build_requests(
         split_type="Line",
         batch_strategy="MultiRecord",
         tags={"model-package-arn": model["model_package_arn"][:256]},  # lineage of the scores
+        settings=settings,
     )
     return {"model": create_model, "transform": create_job}
 

@@ -15,40 +15,24 @@ import json
 from include.jobs.feature_records import BALANCED_COLUMNS
 from include.pipeline import schema as S
 from include.pipeline import storage
+from include.pipeline.core import clarify_container
 from include.pipeline.documents import bias as bias_doc
+from include.pipeline.documents.bias import (
+    DEFAULT_THRESHOLDS,
+    GATE_MODES,
+    PRE_TRAINING_METRICS,
+    metric_status,
+)
 from include.pipeline.layout import RunLayout
-from include.pipeline.requests import bias, clarify_container
+from include.pipeline.requests import bias
 from include.pipeline.requests.common import job_name
 from include.pipeline.settings import Settings
-from include.pipeline.targets.local.clarify.metrics import PRE_TRAINING_METRICS
 
 DATASET_HEADERS = [name for name, _ in S.TRANSFORMED_COLUMNS]
 # Columns of the prepare job's balanced CSV (``sentiment-balanced`` output).
 BALANCED_HEADERS = list(BALANCED_COLUMNS)
 # The datasets the step analyses: the ingested rows, and the balanced training rows.
 STAGE_HEADERS = {"raw": DATASET_HEADERS, "balanced": BALANCED_HEADERS}
-
-GATE_MODES = ("fail", "warn")
-NEAR_FRACTION = 0.8  # a value above this share of its threshold is shown amber in the report
-
-# Defaults: a metric passes when |value| <= threshold; None means "not gated".
-#   DPL  0.2  - positive-label rates of a facet value and the rest differ by at most 20 points.
-#   KL   0.2, JS 0.05 - divergence of the (positive / not positive) label distributions.
-#   LP   0.25, TVD 0.2, KS 0.2 - distances of those distributions (LP ~ 1.41 x TVD for 2 outcomes).
-#   CDDL 0.2  - disparity conditioned on the group variable.
-#   CI   None - one-vs-rest class imbalance is large for any facet with many values (a category
-#               holding 10% of rows has CI 0.8), so it is reported but not gated by default.
-DEFAULT_THRESHOLDS: dict[str, float | None] = {
-    "CDDL": 0.2,
-    "CI": None,
-    "DPL": 0.2,
-    "JS": 0.05,
-    "KL": 0.2,
-    "KS": 0.2,
-    "LP": 0.25,
-    "TVD": 0.2,
-}
-assert DEFAULT_THRESHOLDS.keys() == PRE_TRAINING_METRICS.keys()
 
 
 class BiasGateFailed(RuntimeError):
@@ -75,15 +59,35 @@ def merge_thresholds(overrides: dict | None) -> dict[str, float | None]:
     return merged
 
 
-def metric_status(metric: str, value, thresholds: dict) -> str:
-    """ "ok", "near", "violation" or "none" (no threshold, or the metric was not computed)."""
-    limit = thresholds.get(metric)
-    if limit is None or value is None:
-        return "none"
-    magnitude = float("inf") if isinstance(value, str) else abs(float(value))
-    if magnitude > limit:
-        return "violation"
-    return "near" if magnitude > NEAR_FRACTION * limit else "ok"
+def _facet_names(params: dict) -> list[str]:
+    facets = params.get("bias_facets")
+    facets = bias.DEFAULT_PARAMS["bias_facets"] if facets is None else facets
+    if isinstance(facets, str | dict):
+        facets = [facets]
+    return [f if isinstance(f, str) else str(f.get("name_or_index")) for f in facets]
+
+
+def cddl_note(params: dict) -> str | None:
+    """Why CDDL is not gated, for the verdict and the report; None when it is.
+
+    Raises ValueError for a CDDL threshold whose group variable is a facet: that CDDL is 0 by
+    construction, and a gate on it would pass whatever the data holds."""
+    thresholds = merge_thresholds(params.get("bias_thresholds"))
+    group = params.get("bias_group_variable") or bias.DEFAULT_PARAMS["bias_group_variable"]
+    if group in _facet_names(params):
+        if thresholds["CDDL"] is not None:
+            raise ValueError(
+                f"bias_thresholds gates CDDL, but its group variable {group!r} is the facet "
+                "itself, which makes CDDL 0 by construction: set bias_group_variable to another "
+                "column of the data, or the CDDL threshold to null"
+            )
+        return (
+            f"CDDL is reported, not gated: its group variable {group!r} is the facet itself, "
+            "which makes it 0 by construction"
+        )
+    if thresholds["CDDL"] is None:
+        return f"CDDL (group variable {group!r}) is reported, not gated: its threshold is null"
+    return None
 
 
 def evaluate_gate(analysis: dict, thresholds: dict) -> list[dict]:
@@ -166,6 +170,7 @@ def publish_analysis_configs(settings: Settings, params: dict, *, run_id: str) -
     Publishing is its own task so that :func:`build_request` only builds; rewriting the same
     bytes on a retry is harmless.
     """
+    cddl_note(params)  # a gate that cannot fail is refused before any job runs
     store = storage.for_settings(settings)
     uris = {}
     for stage, headers in STAGE_HEADERS.items():
@@ -188,6 +193,7 @@ def build_request(
         config_uri=config_uri,
         dataset_uri=dataset_uri,
         output_uri=RunLayout(settings, run_id).bias_output(stage),
+        settings=settings,
     )
 
 
@@ -205,4 +211,5 @@ def result(settings: Settings, request: dict, params: dict) -> bias_doc.BiasVerd
         report_uri=f"{output}/{clarify_container.REPORT_NAME}.html",
         violations=verdict["violations"],
         mode=params["bias_gate_mode"],
+        notes=[note] if (note := cddl_note(params)) else [],
     )

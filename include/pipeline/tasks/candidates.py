@@ -1,7 +1,7 @@
 """The model candidates' Airflow-side glue: which candidates run (the ``candidates`` Param), their
-requests (tuning -> final fine-tune, text preparation -> BlazingText and Autopilot), each one's
+requests (tuning and the recipe at the trials' budget -> final fine-tune, text preparation -> BlazingText and Autopilot), each one's
 evaluation request (on aws, Autopilot's test split is first scored by a batch transform of its
-model: :func:`batch_scored`), and the leaderboard that picks the model to register first and
+model: its kind is ``batch_scored``), and the leaderboard that picks the model to register first and
 deploy.
 
 A request builder of a candidate that is not selected raises ``AirflowSkipException``: its path
@@ -10,8 +10,12 @@ is skipped and the leaderboard (trigger rule ``none_failed_min_one_success``) ra
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
+from include.pipeline import candidates
+from include.pipeline.core.clarify_container import ANALYSIS_FILE
+from include.pipeline.core.names import short_hash
 from include.pipeline.documents import evaluation as evaluation_doc
 from include.pipeline.documents import leaderboard as board
 from include.pipeline.layout import RunLayout
@@ -25,13 +29,13 @@ from include.pipeline.requests import (
     transform,
     tuning,
 )
-from include.pipeline.requests.clarify_container import ANALYSIS_FILE
-from include.pipeline.requests.common import job_name, short_hash
+from include.pipeline.requests.common import job_name
 from include.pipeline.requests.features import SPLITS
+from include.pipeline.requests.training import VALIDATION_ACCURACY
 from include.pipeline.settings import Settings
 from include.pipeline.tasks import code, training
 
-TEXT_CANDIDATES = ("blazingtext", "autopilot")  # trained from prepare_text.py's output
+log = logging.getLogger(__name__)
 
 
 def _skip(why: str):
@@ -40,13 +44,13 @@ def _skip(why: str):
     return AirflowSkipException(why)
 
 
-def require(params: dict, *candidates: str) -> None:
-    """Skip the calling task unless one of ``candidates`` is selected in this run."""
-    unknown = sorted(set(params["candidates"]) - set(board.CANDIDATES))
+def require(params: dict, *names: str) -> None:
+    """Skip the calling task unless one of the candidates ``names`` is selected in this run."""
+    unknown = sorted(set(params["candidates"]) - set(candidates.NAMES))
     if unknown:
-        raise ValueError(f"candidates {unknown} unknown; expected some of {board.CANDIDATES}")
-    if not set(candidates) & set(params["candidates"]):
-        raise _skip(f"{' / '.join(candidates)} not in candidates {params['candidates']}")
+        raise ValueError(f"candidates {unknown} unknown; expected some of {candidates.NAMES}")
+    if not set(names) & set(params["candidates"]):
+        raise _skip(f"{' / '.join(names)} not in candidates {params['candidates']}")
 
 
 # ------------------------------------------------------------------ the fine-tune
@@ -58,11 +62,11 @@ def tuning_request(
     ``code``: :func:`include.pipeline.tasks.code.publish` (the fine-tune trains from its
     ``sourcedir_uri``); ``training_set``:
     :func:`include.pipeline.tasks.training.training_set_files`."""
-    require(params, "finetune")
+    require(params, candidates.FINETUNE.name)
     if params["tuning_max_jobs"] < 1:
         raise _skip("tuning_max_jobs is 0: the fine-tune trains with the Params' hyperparameters")
     trial = {**params, "train_steps_per_epoch": params["tuning_trial_steps"]}
-    parent = params["tuning_warm_start_parent"].strip()
+    parent = (params.get("tuning_warm_start_parent") or "").strip()
     return tuning.tuning_job_request(
         job_name=tuning.tuning_job_name("tune", run_id),
         training_request=training.training_request(
@@ -78,12 +82,67 @@ def tuning_request(
     )
 
 
-def tuned_params(params: dict, tuned: dict | None) -> dict:
-    """The run's Params with the best trial's hyperparameters (as the Params' types)."""
+def recipe_trial_request(
+    settings: Settings, params: dict, *, run_id: str, code: dict, training_set: dict
+) -> dict:
+    """The recipe (the Params' hyperparameters) as a training job of its own at the tuning
+    trials' budget, on the same channels: its validation accuracy is what a tuned set must beat
+    (:func:`choose_hyperparameters`). Skipped with the tuning job."""
+    require(params, candidates.FINETUNE.name)
+    if params["tuning_max_jobs"] < 1:
+        raise _skip("tuning_max_jobs is 0: no tuned set to compare the recipe with")
+    return training.training_request(
+        settings,
+        {**params, "train_steps_per_epoch": params["tuning_trial_steps"]},
+        run_id=run_id,
+        sourcedir_uri=code["sourcedir_uri"],
+        training_set=training_set,
+        kind="recipe",
+    )
+
+
+def _validation_accuracy(training_job: dict) -> float | None:
+    for metric in training_job.get("FinalMetricDataList") or []:
+        if metric.get("MetricName") == VALIDATION_ACCURACY:
+            return float(metric["Value"])
+    return None
+
+
+def choose_hyperparameters(
+    params: dict, tuned: dict | None, recipe: dict | None
+) -> tuple[dict, dict | None]:
+    """The final fine-tune's Params and the choice behind them: the best trial's
+    hyperparameters only when its validation accuracy beats the recipe's job at the same budget
+    (a tie keeps the recipe); the recipe's otherwise, or when the recipe has no score to beat.
+    ``tuned``/``recipe``: the tuning and recipe training operators' results (None: skipped).
+    The choice (for the run summary): both sets, both validation accuracies, which was taken."""
     if not tuned:
-        return params
-    best = tuning.best_hyperparameters(tuned["Tuning"])
-    return {**params, **{k: type(params[k])(v) for k, v in best.items() if k in params}}
+        return params, None
+    describe = tuned["Tuning"]
+    best = tuning.best_hyperparameters(describe)
+    best_job = describe["BestTrainingJob"]
+    tuned_accuracy = float(best_job["FinalHyperParameterTuningJobObjectiveMetric"]["Value"])
+    recipe_job = (recipe or {}).get("Training") or {}
+    recipe_accuracy = _validation_accuracy(recipe_job)
+    recipe_set = {k: str(params[k]) for k in best if k in params}
+    take_tuned = recipe_accuracy is not None and tuned_accuracy > recipe_accuracy
+    choice = {
+        "chosen": "tuned" if take_tuned else "recipe",
+        "metric": VALIDATION_ACCURACY,
+        "recipe": {
+            "job_name": recipe_job.get("TrainingJobName"),
+            "validation_accuracy": recipe_accuracy,
+            "hyperparameters": recipe_set,
+        },
+        "tuned": {
+            "job_name": best_job.get("TrainingJobName"),
+            "validation_accuracy": tuned_accuracy,
+            "hyperparameters": best,
+        },
+    }
+    if not take_tuned:
+        return params, choice
+    return {**params, **{k: type(params[k])(v) for k, v in best.items() if k in params}}, choice
 
 
 def final_training_request(
@@ -94,13 +153,23 @@ def final_training_request(
     code: dict,
     training_set: dict,
     tuned: dict | None,
+    recipe: dict | None = None,
 ) -> dict:
-    """The fine-tune on the whole training split, with the best trial's hyperparameters
-    (``code``, ``training_set``: as :func:`tuning_request`'s)."""
-    require(params, "finetune")
+    """The fine-tune on the whole training split, with the best trial's hyperparameters when
+    they beat the recipe's job on the validation split (:func:`choose_hyperparameters`;
+    ``code``, ``training_set``: as :func:`tuning_request`'s)."""
+    require(params, candidates.FINETUNE.name)
+    chosen, choice = choose_hyperparameters(params, tuned, recipe)
+    if choice is not None:
+        log.info(
+            "hyperparameters: %s (validation accuracy: tuned %s, recipe %s)",
+            choice["chosen"],
+            choice["tuned"]["validation_accuracy"],
+            choice["recipe"]["validation_accuracy"],
+        )
     return training.training_request(
         settings,
-        tuned_params(params, tuned),
+        chosen,
         run_id=run_id,
         sourcedir_uri=code["sourcedir_uri"],
         training_set=training_set,
@@ -112,7 +181,7 @@ def prepare_text_request(
     settings: Settings, params: dict, *, run_id: str, code_uri: str, training_set: dict
 ) -> dict:
     """The fine-tune's own splits as BlazingText's label lines and Autopilot's CSV."""
-    require(params, *TEXT_CANDIDATES)
+    require(params, *candidates.TEXT_PREPARED)
     layout = RunLayout(settings, run_id)
     return text_preparation.text_preparation_request(
         job_name=job_name("prepare-text", run_id),
@@ -128,14 +197,15 @@ def _text(settings: Settings, run_id: str, folder: str, split: str) -> str:
 
 
 def blazingtext_request(settings: Settings, params: dict, *, run_id: str) -> dict:
-    require(params, "blazingtext")
+    require(params, candidates.BLAZINGTEXT.name)
     return blazingtext.blazingtext_training_request(
-        job_name=job_name("blazingtext", run_id),
+        job_name=job_name(candidates.BLAZINGTEXT.name, run_id),
         role_arn=settings.role_arn,
-        image_uri=images.image_uri("blazingtext", settings.region),
+        image_uri=images.image_uri(images.BLAZINGTEXT_REPOSITORY, settings.region),
         train_uri=_text(settings, run_id, text_preparation.BLAZINGTEXT_FOLDER, "train"),
         validation_uri=_text(settings, run_id, text_preparation.BLAZINGTEXT_FOLDER, "validation"),
-        output_uri=RunLayout(settings, run_id).candidate_training("blazingtext"),
+        output_uri=RunLayout(settings, run_id).candidate_training(candidates.BLAZINGTEXT.name),
+        settings=settings,
     )
 
 
@@ -145,15 +215,16 @@ def automl_job_name(run_id: str) -> str:
 
 def automl_arguments(settings: Settings, params: dict, *, run_id: str) -> dict:
     """SageMakerAutoMLOperator's arguments (the CreateAutoMLJob request, not waiting)."""
-    require(params, "autopilot")
+    require(params, candidates.AUTOPILOT.name)
     request = automl.automl_job_request(
         job_name=automl_job_name(run_id),
         role_arn=settings.role_arn,
         input_uri=_text(settings, run_id, text_preparation.AUTOML_FOLDER, "train"),
-        output_uri=RunLayout(settings, run_id).candidate_training("autopilot"),
+        output_uri=RunLayout(settings, run_id).candidate_training(candidates.AUTOPILOT.name),
         max_candidates=params["automl_max_candidates"],
         max_job_runtime_s=params["automl_max_runtime_s"],
         max_candidate_runtime_s=max(1, params["automl_max_runtime_s"] // 2),
+        settings=settings,
     )
     return automl.operator_arguments(request)
 
@@ -162,29 +233,31 @@ def automl_arguments(settings: Settings, params: dict, *, run_id: str) -> dict:
 def model_facts(settings: Settings, candidate: str, trained: dict) -> dict:
     """What registering and deploying a candidate needs, from its training step's result:
     DescribeTrainingJob (``{"Training": ...}``) or DescribeAutoMLJob."""
-    if candidate == "autopilot":
-        container = trained["BestCandidate"]["InferenceContainers"][0]
+    if "BestCandidate" in trained:  # DescribeAutoMLJob
+        containers = automl.inference_containers(trained["BestCandidate"]["InferenceContainers"])
+        container = _algorithm_container(containers)
         started, ended = (trained.get(k) for k in ("CreationTime", "EndTime"))
         return {
             "job_name": trained["AutoMLJobName"],
-            "model_uri": model_uri(candidate, trained),
+            "model_uri": container["ModelDataUrl"],
             "image_uri": container["Image"],
             "training_image": container["Image"],
             "environment": dict(container.get("Environment") or {}),
-            "content_type": "text/csv",
+            "content_type": automl.CONTENT_TYPE,
             "training_time_s": _seconds(started, ended),
             "hyperparameters": {"candidate": trained["BestCandidate"]["CandidateName"]},
+            "containers": containers,
         }
     job = trained["Training"]
-    finetune = candidate == "finetune"
+    script_mode = candidates.get(candidate).script_mode
     return {
         "job_name": job["TrainingJobName"],
         "model_uri": model_uri(candidate, trained),
         "image_uri": deployment.inference_image(settings.region)
-        if finetune
+        if script_mode
         else job["AlgorithmSpecification"]["TrainingImage"],
         "training_image": job["AlgorithmSpecification"]["TrainingImage"],
-        "environment": deployment.container_environment(settings.region) if finetune else {},
+        "environment": deployment.container_environment(settings.region) if script_mode else {},
         "content_type": "application/json",
         "training_time_s": job.get("TrainingTimeInSeconds"),
         "hyperparameters": {
@@ -195,6 +268,15 @@ def model_facts(settings: Settings, candidate: str, trained: dict) -> dict:
     }
 
 
+def _algorithm_container(containers: list[dict]) -> dict:
+    """The candidate's own model among Autopilot's containers: the one that is not a data
+    transform (``AUTOML_TRANSFORM_MODE``); the first where all are."""
+    return next(
+        (c for c in containers if "AUTOML_TRANSFORM_MODE" not in (c.get("Environment") or {})),
+        containers[0],
+    )
+
+
 def _seconds(started, ended) -> float | None:
     def parse(value):
         return datetime.fromisoformat(value) if isinstance(value, str) else value
@@ -203,35 +285,13 @@ def _seconds(started, ended) -> float | None:
     return (ended - started).total_seconds() if started and ended else None
 
 
-# Inference image repositories of the candidates that do not serve through inference.py.
-_SERVING_REPOSITORIES = {
-    "blazingtext": "blazingtext",
-    images.AUTOPILOT_INFERENCE_REPOSITORY: "autopilot",
-}
-
-
-def candidate_of_image(image_uri: str) -> str:
-    """The candidate a served model is, from its container image (the champion evaluation's
-    ``model_kind``): BlazingText, an Autopilot candidate, else the fine-tune."""
-    repository = image_uri.rsplit("/", 1)[-1].split(":")[0]
-    return _SERVING_REPOSITORIES.get(repository, "finetune")
-
-
 def model_uri(candidate: str, trained: dict) -> str:
-    """The candidate's ``model.tar.gz`` (Autopilot: its best candidate's inference model)."""
-    if candidate == "autopilot":
-        return trained["BestCandidate"]["InferenceContainers"][0]["ModelDataUrl"]
+    """The candidate's ``model.tar.gz`` (Autopilot: its best candidate's algorithm; registering
+    and serving it takes all its containers, :func:`model_facts`)."""
+    if "BestCandidate" in trained:  # DescribeAutoMLJob
+        containers = trained["BestCandidate"]["InferenceContainers"]
+        return _algorithm_container(containers)["ModelDataUrl"]
     return trained["Training"]["ModelArtifacts"]["S3ModelArtifacts"]
-
-
-def batch_scored(settings: Settings, candidate: str) -> bool:
-    """Whether a candidate's test split is scored by a batch transform job of its model rather
-    than by the evaluation job loading the model (the target says which: Autopilot on aws, whose
-    best candidate runs only in SageMaker's inference containers; locally the AutoML engine's
-    ``model.pkl`` is loaded, and its prediction timed, by the evaluation job)."""
-    from include.pipeline import targets
-
-    return candidate in targets.load(settings).batch_scored_candidates
 
 
 def autopilot_scoring_requests(
@@ -239,24 +299,26 @@ def autopilot_scoring_requests(
 ) -> dict:
     """CreateModel of the AutoML job's best candidate (its inference containers, answering
     ``predicted_label,probability``) and the CreateTransformJob that scores the test split's
-    text with it (text/csv, one review per line, as the course calls the model); skipped where
-    the evaluation job loads the model itself (:func:`batch_scored`)."""
-    require(params, "autopilot")
-    if not batch_scored(settings, "autopilot"):
-        raise _skip("the evaluation job loads the AutoML model itself on this target")
+    text with it (text/csv, one review per line, as the course calls the model): the evaluation
+    job cannot load an inference pipeline (its kind is ``batch_scored``)."""
+    require(params, candidates.AUTOPILOT.name)
     name = job_name("automl-model", run_id)
     return {
         "model": automl.candidate_model_request(
-            model_name=name, role_arn=settings.role_arn, candidate=trained["BestCandidate"]
+            model_name=name,
+            role_arn=settings.role_arn,
+            candidate=trained["BestCandidate"],
+            settings=settings,
         ),
         "transform": transform.transform_job_request(
             job_name=job_name("score-automl", run_id),
             model_name=name,
             input_uri=_text(settings, run_id, text_preparation.AUTOML_INFERENCE_FOLDER, "test"),
-            output_uri=RunLayout(settings, run_id).candidate_test_scores("autopilot"),
+            output_uri=RunLayout(settings, run_id).candidate_test_scores(candidates.AUTOPILOT.name),
             content_type=automl.CONTENT_TYPE,
             accept=automl.CONTENT_TYPE,
             split_type="Line",
+            settings=settings,
         ),
     }
 
@@ -272,20 +334,21 @@ def evaluation_request(
     test_uri: str,
 ) -> dict:
     """The same evaluation job for every candidate, on the fine-tune's test split (a
-    :func:`batch_scored` candidate's from its batch transform's predictions)."""
+    ``batch_scored`` candidate's from its batch transform's predictions)."""
     require(params, candidate)
     layout = RunLayout(settings, run_id)
-    scored = batch_scored(settings, candidate)
+    kind = candidates.get(candidate)
+    scored = kind.batch_scored
     return evaluation.evaluation_job_request(
-        job_name=job_name(
-            "evaluate" if candidate == "finetune" else f"evaluate-{candidate}", run_id
-        ),
+        job_name=job_name(kind.job_prefix("evaluate"), run_id),
         **code.script_job(settings),
         code_uri=code_uri,
         model_uri=None if scored else model_uri(candidate, trained),
         predictions_uri=layout.candidate_test_scores(candidate) if scored else None,
         test_uri=test_uri,
-        output_uri=layout.candidate_evaluation(candidate),
+        output_uri=layout.candidate_evaluation(
+            candidate, primary=candidates.get(candidate).primary
+        ),
         model_kind=candidate,
     )
 
@@ -310,17 +373,50 @@ def posttraining_bias_request(
         role_arn=settings.role_arn,
         region=settings.region,
         config_uri=config_uri,
-        dataset_uri=f"{layout.candidate_evaluation(candidate)}/{PREDICTIONS_FILE}",
+        dataset_uri=f"{layout.candidate_evaluation(candidate, primary=candidates.get(candidate).primary)}/{PREDICTIONS_FILE}",
         output_uri=layout.candidate_bias_output(candidate),
+        settings=settings,
     )
 
 
+def failed_candidates(
+    params: dict,
+    results: dict[str, tuple],
+    *,
+    states: dict[str, str],
+    paths: dict[str, set[str]],
+) -> dict[str, str]:
+    """``{candidate: reason}`` of each requested candidate left without an evaluation by a
+    failure: a task of its path (``paths``: the tasks up to its evaluation) failed. The reason
+    names the failed tasks of its own path (those no other candidate shares), else the shared
+    ones. A candidate whose path was skipped (a gate stopped the run) is not failed."""
+    shared = set.intersection(*paths.values()) if paths else set()
+    failed = {}
+    for candidate in params["candidates"]:
+        trained, evaluated, *_ = results.get(candidate) or (None, None)
+        path = paths.get(candidate, set())
+        if trained and evaluated:
+            continue
+        if not any(states.get(t) in ("failed", "upstream_failed") for t in path):
+            continue
+        bad = sorted(t for t in path - shared if states.get(t) == "failed")
+        bad = bad or sorted(t for t in path if states.get(t) == "failed")
+        failed[candidate] = f"task {', '.join(bad)} failed" if bad else "an upstream task failed"
+    return failed
+
+
 def leaderboard(
-    settings: Settings, params: dict, storage, *, run_id: str, results: dict[str, tuple]
+    settings: Settings,
+    params: dict,
+    storage,
+    *,
+    run_id: str,
+    results: dict[str, tuple],
+    failed: dict[str, str] | None = None,
 ) -> dict:
     """Rank the evaluated candidates (``{candidate: (trained, evaluated[, bias job])}``, None
-    where a path was skipped) by ``leaderboard_metric``; writes ``leaderboard.json``, returns
-    its dict."""
+    where a path was skipped) by ``leaderboard_metric``, listing ``failed`` ones (see
+    :func:`failed_candidates`) as failed; writes ``leaderboard.json``, returns its dict."""
     layout = RunLayout(settings, run_id)
     entries = []
     for candidate in params["candidates"]:
@@ -334,27 +430,41 @@ def leaderboard(
             board.Entry.from_evaluation(
                 evaluation_doc.from_job(evaluated),
                 candidate=candidate,
-                evaluation_uri=f"{layout.candidate_evaluation(candidate)}/"
+                evaluation_uri=f"{layout.candidate_evaluation(candidate, primary=candidates.get(candidate).primary)}/"
                 f"{evaluation_doc.EVALUATION_FILE}",
                 bias_analysis_uri=analysis,
                 **model_facts(settings, candidate, trained),
             )
         )
-    ranked = board.rank(entries, params["leaderboard_metric"])
+    if not entries and not failed:
+        raise _skip("no candidate was evaluated: their paths were skipped")
+    if not entries:  # an upstream failure: a retry would find the same, so fail at once
+        from airflow.sdk.exceptions import AirflowFailException
+
+        reasons = "; ".join(f"{c}: {why}" for c, why in sorted((failed or {}).items()))
+        raise AirflowFailException(f"no candidate was evaluated: nothing to rank ({reasons})")
+    ranked = board.rank(entries, params["leaderboard_metric"], failed)
     storage.write(layout.leaderboard(), ranked.to_json().encode())
     return ranked.to_dict()
+
+
+def require_every_candidate(leaderboard_doc: dict) -> None:
+    """Fail (after the others went on to registration and deployment) when a requested
+    candidate failed: the run's state says so, the leaderboard says which and why."""
+    failed = leaderboard_doc.get("failed") or []
+    if failed:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        reasons = "; ".join(f"{f['candidate']}: {f['reason']}" for f in failed)
+        raise AirflowFailException(
+            f"{len(failed)} candidate(s) failed and were left off the leaderboard ({reasons}); "
+            f"{leaderboard_doc['best']} was ranked best of the others"
+        )
 
 
 def best(leaderboard_doc: dict) -> dict:
     """The leaderboard's best entry (what is registered first and deployed)."""
     return leaderboard_doc["entries"][0]
-
-
-def require_finetune_served(entry: dict) -> None:
-    """Skip the model-monitoring baseline for a served model it cannot score: the baseline job
-    runs the fine-tune's archive (include/jobs/monitor.py)."""
-    if entry["candidate"] != "finetune":
-        raise _skip(f"the served model is {entry['candidate']}: no fine-tune monitoring baseline")
 
 
 def runners_up(

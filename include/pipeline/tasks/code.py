@@ -59,11 +59,13 @@ def publish(settings: Settings) -> dict:
 
 def script_job(settings: Settings, scope: str = "processing") -> dict:
     """The request arguments a job script's step takes from the settings: role, region, the
-    PyTorch image of ``scope`` ("processing" or "training") and its instance type."""
+    PyTorch image of ``scope`` ("processing" or "training") and its instance type, and the
+    settings themselves for the network and encryption the request takes."""
     instance = images.TRAINING_INSTANCE if scope == "training" else images.PROCESSING_INSTANCE
     return {
         "role_arn": settings.role_arn,
         "region": settings.region,
         "image_uri": images.pytorch_image_uri(settings.region, scope, instance),
         "instance_type": instance,
+        "settings": settings,
     }

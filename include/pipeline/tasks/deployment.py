@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from include.pipeline import candidates
+from include.pipeline.core.names import short_hash
 from include.pipeline.layout import Layout
 from include.pipeline.requests import deployment, images
-from include.pipeline.requests.common import short_hash
 from include.pipeline.settings import Settings
 
 # Reviews with known sentiment: the smoke test's answers become ground truth for the rewards.
@@ -30,29 +31,50 @@ def build_deployment_requests(
     model_data_url: str,
     champion_model: str | None,
     candidate: dict | None = None,
+    model_package_arn: str | None = None,
 ) -> dict:
     """CreateModel, CreateEndpointConfig and the endpoint request of the chosen strategy.
+
+    ``model_package_arn``: the model is created from that registry version
+    (:func:`deployment.package_model_request`), whatever the candidate kind, so the endpoint
+    serves what was approved; without one (a model that was never registered), from
+    ``model_data_url`` and the candidate's image.
 
     ``ab`` and ``shadow`` put the new model next to ``champion_model`` (the endpoint's live
     primary variant): ``ab`` as the Challenger variant with ``ab_challenger_weight`` of the
     traffic, which the endpoint_rollout DAG later promotes / rolls back or weighs as a bandit arm.
     ``candidate`` (a leaderboard entry) names the image and environment of a model that is not
-    the fine-tune.
+    the fine-tune. ``rollback_alarm`` is the PutMetricAlarm on the new model's variant
+    (:func:`deployment.watched_variant`) that the update's auto-rollback watches.
     """
     strategy = params["deployment_strategy"]
     endpoint_name = params["endpoint_name"]
     name = resource_name(endpoint_name, run_id)
-    script_mode = candidate is None or candidate["candidate"] == "finetune"
-    model = deployment.model_request(
-        model_name=name,
-        image_uri=deployment.inference_image(settings.region)
-        if candidate is None
-        else candidate["image_uri"],
-        model_data_url=model_data_url,
-        role_arn=settings.role_arn,
-        region=settings.region,
-        environment=None if script_mode else candidate["environment"],
-        script_mode=script_mode,
+    script_mode = candidate is None or candidates.get(candidate["candidate"]).script_mode
+    network_job = f"{(candidate or {}).get('candidate') or candidates.PRIMARY.name}-model"
+    model = (
+        deployment.package_model_request(
+            model_name=name,
+            model_package_arn=model_package_arn,
+            role_arn=settings.role_arn,
+            settings=settings,
+            network_job=network_job,
+        )
+        if model_package_arn
+        else deployment.model_request(
+            model_name=name,
+            image_uri=deployment.inference_image(settings.region)
+            if candidate is None
+            else candidate["image_uri"],
+            model_data_url=model_data_url,
+            role_arn=settings.role_arn,
+            region=settings.region,
+            environment=None if script_mode or candidate is None else candidate["environment"],
+            script_mode=script_mode,
+            containers=(candidate or {}).get("containers") or None,
+            settings=settings,
+            network_job=network_job,
+        )
     )
     variant = {"model_name": name, "instance_type": images.INFERENCE_INSTANCE}
     champion = (
@@ -70,9 +92,20 @@ def build_deployment_requests(
         config_name=name,
         variants=variants,
         shadow_variants=shadows,
+        # 0 %: no capture at all (an account or bucket that refuses it); monitoring, human
+        # review and the bandit's rewards then see no traffic
         data_capture=deployment.data_capture_config(
             Layout(settings).data_capture(), sampling_percent=params["data_capture_percent"]
-        ),
+        )
+        if params["data_capture_percent"]
+        else None,
+        settings=settings,
+    )
+    new_variant = deployment.watched_variant(strategy, has_champion=champion is not None)
+    alarm = deployment.rollback_alarm_request(
+        endpoint_name=endpoint_name,
+        variant_name=new_variant,
+        threshold_percent=params["rollback_error_rate_percent"],
     )
     blue_green = deployment.deployment_config(
         strategy,
@@ -80,11 +113,7 @@ def build_deployment_requests(
         linear_step_percent=params["linear_step_percent"],
         wait_seconds=params["traffic_wait_seconds"],
         termination_wait_seconds=0,
-        alarm_names=[
-            deployment.alarm_name(
-                endpoint_name, deployment.PRIMARY_VARIANT, deployment.ROLLBACK_ALARM_METRIC
-            )
-        ],
+        alarm_names=[alarm["AlarmName"]],
     )
     endpoint = deployment.endpoint_operator_config(
         endpoint_name=endpoint_name,
@@ -92,7 +121,49 @@ def build_deployment_requests(
         operation="create",
         deployment=blue_green if champion else None,
     )
-    return {"model": model, "endpoint_config": config, "endpoint": endpoint, "strategy": strategy}
+    return {
+        "model": model,
+        "endpoint_config": config,
+        "endpoint": endpoint,
+        "strategy": strategy,
+        "rollback_alarm": alarm,
+        "variant": new_variant,
+    }
+
+
+def deployment_announcement(
+    settings: Settings,
+    params: dict,
+    *,
+    run_id: str,
+    requests: dict,
+    candidate: dict,
+    ingested: dict,
+    training_set: dict,
+    model_package_arn: str | None = None,
+) -> dict:
+    """The ``reviews_deployed`` extra of this deployment (``deploy_endpoint`` emits it, stamped
+    with the time, once the endpoint serves the new config). A fine-tune carries its monitoring baseline's inputs: the ingested
+    dataset less the splits it trained on; other kinds have no baseline."""
+    from include.pipeline import deployment_events
+    from include.pipeline.tasks import monitoring
+
+    baseline = None
+    if candidates.get(candidate["candidate"]).monitoring_baseline:
+        baseline = {
+            "model_uri": candidate["model_uri"],
+            "dataset_uri": Layout(settings).dataset_prefix(ingested["raw_hash"]),
+            "exclude_uris": monitoring.baseline_exclusions(training_set),
+        }
+    return deployment_events.announcement(
+        endpoint_name=params["endpoint_name"],
+        variant=requests["variant"],
+        model_name=requests["model"]["ModelName"],
+        candidate=candidate["candidate"],
+        run_id=run_id,
+        model_package_arn=model_package_arn,
+        baseline=baseline,
+    )
 
 
 def smoke_inference_id(run_id: str) -> str:
@@ -101,10 +172,11 @@ def smoke_inference_id(run_id: str) -> str:
 
 
 def smoke_test(
-    runtime_client, endpoint_name: str, *, inference_id: str, candidate: str = "finetune"
+    runtime_client, endpoint_name: str, *, inference_id: str, candidate: str | None = None
 ) -> list[dict]:
     """Invoke the endpoint with two reviews; the answer must be one label + probability each."""
-    call, read = deployment.invocation(candidate, list(SMOKE_REVIEWS))
+    kind = candidates.get(candidate) if candidate else candidates.PRIMARY
+    call, read = kind.invocation(list(SMOKE_REVIEWS))
     response = runtime_client.invoke_endpoint(
         EndpointName=endpoint_name, InferenceId=inference_id, **call
     )

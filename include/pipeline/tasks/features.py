@@ -22,6 +22,7 @@ def build_feature_group_request(settings: Settings, params: dict) -> dict:
         role_arn=settings.role_arn,
         offline_store_uri=Layout(settings).feature_store(),
         online_store=params["online_store"],
+        settings=settings,
     )
 
 
@@ -66,6 +67,7 @@ def prepare_request(
         feature_group_name=feature_group_name(settings),
         region=settings.region,
         instance_type=images.PROCESSING_INSTANCE,
+        settings=settings,
     )
 
 

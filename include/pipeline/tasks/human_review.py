@@ -19,8 +19,8 @@ import logging
 from datetime import UTC, datetime
 
 from include.pipeline import rollout, storage
+from include.pipeline.core.names import short_hash
 from include.pipeline.documents import labels as label_docs
-from include.pipeline.requests.common import short_hash
 from include.pipeline.settings import Settings
 from include.pipeline.times import utc
 
@@ -274,6 +274,7 @@ def a2i_flow_definition(settings: Settings) -> str:
             human_task_ui_arn=ui_arn,
             workteam_arn=workteam,
             output_uri=Layout(settings).human_loops(),
+            settings=settings,
         )
         return sagemaker.create_flow_definition(**request)["FlowDefinitionArn"]
 

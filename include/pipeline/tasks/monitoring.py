@@ -39,6 +39,21 @@ def report_uri(settings: Settings, endpoint_name: str, window_start: datetime) -
     return Layout(settings).monitoring_report(endpoint_name, window_start.strftime("%Y-%m-%dT%H"))
 
 
+# The splits the served model trained on (or tuned and stopped early on). The baseline scores the
+# dataset's other rows, drawn in the dataset's sentiment mix: scored on training rows the model
+# is surer than on any traffic, and the training splits are balanced by sentiment while traffic
+# comes in the data's own mix; either made every in-distribution window look drifted.
+TRAINED_SPLITS = ("train", "validation")
+
+
+def baseline_exclusions(training_set: dict) -> dict[str, str]:
+    """``{split: URI}`` of the splits the baseline leaves out (:data:`TRAINED_SPLITS`)."""
+    missing = [s for s in TRAINED_SPLITS if s not in training_set]
+    if missing:
+        raise ValueError(f"training set {sorted(training_set)} lacks the splits {missing}")
+    return {split: training_set[split] for split in TRAINED_SPLITS}
+
+
 def baseline_request(
     settings: Settings,
     *,
@@ -48,24 +63,88 @@ def baseline_request(
     model_uri: str,
     code_uri: str,
     dataset_uri: str,
+    exclude_uris: dict[str, str] | None = None,
 ) -> dict:
-    """The baseline job of a deployed model over its training split."""
+    """The baseline job of a deployed model over ``dataset_uri`` less the rows of
+    ``exclude_uris`` (:func:`baseline_exclusions`: the splits it trained on)."""
     return monitoring.baseline_job_request(
         job_name=job_name("monitor-baseline", f"{run_id}|{model_name}"),
         **code.script_job(settings),
         code_uri=code_uri,
         dataset_uri=dataset_uri,
+        exclude_uris=exclude_uris,
         model_uri=model_uri,
         output_uri=baseline_uri(settings, endpoint_name, model_name).rstrip("/"),
     )
 
 
+def _hour(moment: datetime) -> datetime:
+    return utc(moment).replace(minute=0, second=0, microsecond=0)
+
+
+def start_serving(settings: Settings, announced: dict) -> dict:
+    """Record when the announced model (a ``reviews_deployed`` extra) started serving: its
+    windows start at that hour, so traffic the previous model answered is not judged against
+    the new model's baseline. A model announced again (a promotion) starts afresh."""
+    doc = {
+        "endpoint_name": announced["endpoint_name"],
+        "model_name": announced["model_name"],
+        "variant": announced.get("variant"),
+        "since": utc(announced["deployed_at"]).isoformat(),
+        "decision": announced.get("decision"),
+        "run_id": announced.get("run_id"),
+    }
+    uri = Layout(settings).monitoring_since(doc["endpoint_name"], doc["model_name"])
+    storage.for_settings(settings).write(uri, json.dumps(doc, indent=2).encode())
+    return doc
+
+
+def serving_since(settings: Settings, endpoint_name: str, model_name: str) -> datetime | None:
+    """When ``model_name`` started serving on the endpoint (:func:`start_serving`), if known."""
+    store = storage.for_settings(settings)
+    uri = Layout(settings).monitoring_since(endpoint_name, model_name)
+    return utc(store.read_json(uri)["since"]) if store.exists(uri) else None
+
+
+def baseline_to_make(settings: Settings, announced: list[dict]) -> dict | None:
+    """On deployment events (extras about one endpoint, oldest first): every announced model
+    starts its fresh window (:func:`start_serving`); the newest that carries baseline inputs and
+    has no baseline yet is returned (the inputs, with its endpoint, model and run), else None
+    with the reason logged. A kind without inputs (BlazingText, Autopilot: the baseline job
+    scores the fine-tune's archive) gets none: its windows are not judged."""
+    store = storage.for_settings(settings)
+    for event in announced:
+        doc = start_serving(settings, event)
+        log.info(
+            "model %s serves on %s since %s", doc["model_name"], doc["endpoint_name"], doc["since"]
+        )
+    newest = announced[-1]
+    model, endpoint = newest["model_name"], newest["endpoint_name"]
+    if not newest.get("baseline"):
+        log.info(
+            "model %s (%s) comes with no baseline inputs: its windows are not judged",
+            model,
+            newest.get("candidate") or "kind not announced",
+        )
+        return None
+    if store.exists(baseline_uri(settings, endpoint, model) + job.CONSTRAINTS_FILE):
+        log.info("model %s has its baseline already", model)
+        return None
+    return {
+        **newest["baseline"],
+        "endpoint_name": endpoint,
+        "model_name": model,
+        "run_id": newest["run_id"],
+    }
+
+
 def window(settings: Settings, client, params: dict, *, window_end) -> dict | None:
     """The window to monitor, or None (with the reason logged) when there is nothing to judge:
     no capture, no baseline for the served model, or fewer captured records than
-    ``min_records`` (then nothing is emitted)."""
+    ``min_records`` (then nothing is emitted). The window starts no earlier than the hour the
+    served model started serving (:func:`start_serving`)."""
     endpoint = params["endpoint_name"]
-    end = utc(window_end).replace(minute=0, second=0, microsecond=0)
+    end = _hour(window_end)
     if utc(window_end) > end:
         end += timedelta(hours=1)  # the hour in progress counts
     start = end - timedelta(hours=int(params["window_hours"]))
@@ -79,8 +158,12 @@ def window(settings: Settings, client, params: dict, *, window_end) -> dict | No
     if not store.exists(baseline + job.CONSTRAINTS_FILE):
         log.info("no baseline for model %s at %s: nothing to compare", main, baseline)
         return None
+    since = serving_since(settings, endpoint, main)
+    if since is not None and _hour(since) > start:
+        start = min(_hour(since), end)
+        log.info("model %s serves since %s: the window starts at %s", main, since, start)
     prefixes, records = [], 0
-    hours = [start + timedelta(hours=h) for h in range(int(params["window_hours"]))]
+    hours = [start + timedelta(hours=h) for h in range((end - start) // timedelta(hours=1))]
     for variant in models:
         for hour in hours:
             prefix = f"{capture_uri}/{endpoint}/{variant}/{hour.strftime('%Y/%m/%d/%H')}/"
@@ -111,6 +194,20 @@ def window(settings: Settings, client, params: dict, *, window_end) -> dict | No
         "capture_uris": prefixes,
         "report_uri": report_uri(settings, endpoint, start),
     }
+
+
+def baseline_request_for(settings: Settings, baseline: dict, *, code_uri: str) -> dict:
+    """The baseline job of :func:`baseline_to_make`'s answer (named by the deploying run)."""
+    return baseline_request(
+        settings,
+        run_id=baseline["run_id"],
+        endpoint_name=baseline["endpoint_name"],
+        model_name=baseline["model_name"],
+        model_uri=baseline["model_uri"],
+        code_uri=code_uri,
+        dataset_uri=baseline["dataset_uri"],
+        exclude_uris=baseline.get("exclude_uris"),
+    )
 
 
 def monitoring_request(settings: Settings, found: dict, params: dict, *, code_uri: str) -> dict:
@@ -150,7 +247,7 @@ def read_report(settings: Settings, found: dict) -> dict:
 
 def schedule_names(endpoint_name: str, model_name: str) -> tuple[str, str]:
     """(job definition, schedule) names of one served model: a new model gets a new schedule."""
-    from include.pipeline.requests.common import short_hash
+    from include.pipeline.core.names import short_hash
 
     stem = f"{endpoint_name}"[:40]
     return (f"{stem}-dq-{short_hash(model_name)}", f"{stem}-monitor-{short_hash(model_name)}")
@@ -180,6 +277,7 @@ def ensure_schedule(settings: Settings, client, found: dict) -> dict:
             baseline_uri=found["baseline_uri"],
             output_uri=reports_prefix(settings, found["endpoint_name"]).rstrip("/"),
             instance_type=images.PROCESSING_INSTANCE,
+            settings=settings,
         )
     )
     client.create_monitoring_schedule(

@@ -39,6 +39,15 @@ def _git_commit() -> str:
     return sha if out.returncode == 0 and re.fullmatch(r"[0-9a-f]{7,64}", sha) else "unknown"
 
 
+def run_split(params: dict) -> dict[str, str]:
+    """The split this run's prepare job assigns (the job's seed, the Params' fractions), as the
+    registry's lineage entries."""
+    from include.jobs.feature_records import SPLIT_SEED
+
+    fractions = {name: params[f"{name}_split_percentage"] for name in registry.SPLITS}
+    return registry.split_lineage(SPLIT_SEED, fractions)
+
+
 def registration_arguments(
     settings: Settings,
     params: dict,
@@ -68,6 +77,8 @@ def registration_arguments(
         description=f"{MODEL_NAME} ({model['candidate']}) trained by run {run_id}",
         environment=model["environment"],
         content_type=model["content_type"],
+        containers=model.get("containers") or None,
+        split=run_split(params),
     )
     result["model_approval"] = result["model_approval"].value
     return result

@@ -17,11 +17,11 @@ import re
 from datetime import UTC, datetime
 
 from include.pipeline import rollout, storage
+from include.pipeline.core.names import short_hash
 from include.pipeline.documents import rewards
 from include.pipeline.documents import rollout as decisions_log
 from include.pipeline.layout import Layout
 from include.pipeline.requests import deployment
-from include.pipeline.requests.common import short_hash
 from include.pipeline.settings import Settings
 from include.pipeline.times import utc
 
@@ -208,9 +208,32 @@ def settle_config_name(endpoint_name: str, decision: str, run_id: str) -> str:
     return f"{endpoint_name[:40]}-{decision}-{short_hash(run_id)}"
 
 
-def decide(settings: Settings, described: dict, collected: dict, params: dict, *, run_id: str):
+def challenger_alarm(cloudwatch, described: dict) -> dict | None:
+    """The state of the rollback alarm on the challenger's variant (``create_rollback_alarm``
+    of the main DAG): ``{name, state, reason}``, or None when there is none."""
+    _, challenger = _champion_and_challenger(described)
+    name = deployment.alarm_name(
+        described["endpoint_name"], challenger["name"], deployment.ROLLBACK_ALARM_METRIC
+    )
+    found = cloudwatch.describe_alarms(AlarmNames=[name])["MetricAlarms"]
+    if not found:
+        return None
+    return {"name": name, "state": found[0]["StateValue"], "reason": found[0].get("StateReason")}
+
+
+def decide(
+    settings: Settings,
+    described: dict,
+    collected: dict,
+    params: dict,
+    *,
+    run_id: str,
+    alarm: dict | None = None,
+):
     """challenger_decision on the captured traffic; for promote / rollback also the
-    SageMakerEndpointOperator config (``update``) that leaves the winner alone on the endpoint."""
+    SageMakerEndpointOperator config (``update``) that leaves the winner alone on the endpoint.
+    The challenger's rollback ``alarm`` (:func:`challenger_alarm`) in ALARM rolls back whatever
+    the captured traffic says (failed calls are not captured)."""
     champion, challenger = _champion_and_challenger(described)
     full = json.loads(storage.for_settings(settings).read(collected["stats_uri"]))
     verdict = rollout.challenger_decision(
@@ -222,6 +245,11 @@ def decide(settings: Settings, described: dict, collected: dict, params: dict, *
         max_latency_ratio=params["max_latency_ratio"],
     )
     verdict.update(champion=champion["name"], challenger=challenger["name"])
+    if alarm and alarm["state"] == "ALARM":
+        verdict.update(
+            decision="rollback",
+            reason=f"alarm {alarm['name']} is in ALARM: {alarm.get('reason') or 'no reason given'}",
+        )
     if verdict["decision"] == "wait":
         return {"decision": verdict, "weights": described["weights"], "request": None}
     config_name = settle_config_name(described["endpoint_name"], verdict["decision"], run_id)
@@ -232,6 +260,7 @@ def decide(settings: Settings, described: dict, collected: dict, params: dict, *
         config_name=config_name,
         variants=variants,
         data_capture=_capture_request(described["data_capture"]),
+        settings=settings,
     )
     request = deployment.endpoint_operator_config(
         endpoint_name=described["endpoint_name"],
@@ -240,7 +269,29 @@ def decide(settings: Settings, described: dict, collected: dict, params: dict, *
         endpoint_config=endpoint_config,
     )
     weights = {v["VariantName"]: v["InitialVariantWeight"] for v in variants}
-    return {"decision": verdict, "weights": weights, "request": request}
+    return {
+        "decision": verdict,
+        "weights": weights,
+        "request": request,
+        "announcement": settle_announcement(described, verdict, run_id=run_id),
+    }
+
+
+def settle_announcement(described: dict, verdict: dict, *, run_id: str) -> dict:
+    """The ``reviews_deployed`` extra of a promotion or a rollback: the winner now serves alone
+    as the primary variant. The candidate kind is not known here (None)."""
+    from include.pipeline import deployment_events
+
+    champion, challenger = _champion_and_challenger(described)
+    winner = challenger if verdict["decision"] == "promote" else champion
+    return deployment_events.announcement(
+        endpoint_name=described["endpoint_name"],
+        variant=deployment.PRIMARY_VARIANT,
+        model_name=winner["model_name"],
+        candidate=None,
+        run_id=run_id,
+        decision=verdict["decision"],
+    )
 
 
 _CAPTURE_KEYS = (

@@ -5,12 +5,17 @@ teardown task whatever happened upstream. The document's shape is
 
 from __future__ import annotations
 
-from include.pipeline import storage, targets
+import logging
+from typing import Any
+
+from include.pipeline import candidates, storage, targets
 from include.pipeline import task_ids as T
 from include.pipeline.documents import evaluation as evaluation_doc
 from include.pipeline.documents import summary as summary_doc
 from include.pipeline.layout import RunLayout
 from include.pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def write(
@@ -22,8 +27,10 @@ def write(
     states: dict,
     started_at: str | None = None,
     durations: dict | None = None,
+    reused: dict[str, str] | None = None,
 ) -> str:
-    """Write the summary; ``steps`` maps step name -> its result (None when it did not run)."""
+    """Write the summary; ``steps`` maps step name -> its result (None when it did not run);
+    ``reused``: task id -> the completed job it reused."""
     document = summary_doc.document(
         run_id=run_id,
         dag_id=dag_id,
@@ -32,6 +39,7 @@ def write(
         states=states,
         started_at=started_at,
         durations=durations,
+        reused=reused,
     )
     uri = RunLayout(settings, run_id).summary()
     storage.for_settings(settings).write(uri, summary_doc.to_bytes(document))
@@ -42,7 +50,7 @@ def _first(*values):
     return next((v for v in values if v is not None), None)
 
 
-def collect(settings: Settings, pull, params: dict, run_id: str) -> summary_doc.Steps:
+def collect(settings: Settings, pull, params: dict, run_id: str) -> dict[str, Any]:
     """Every step's summary entry from the tasks' XComs; ``pull(task_id, key=None)``.
 
     A step that did not run (or was skipped by a gate) gets no entry, or its ``skipped`` reason.
@@ -51,7 +59,7 @@ def collect(settings: Settings, pull, params: dict, run_id: str) -> summary_doc.
     from include.pipeline.requests.features import SPLITS
 
     layout = RunLayout(settings, run_id)
-    steps: summary_doc.Steps = {}
+    steps: dict[str, Any] = {}  # summary_doc.Steps, filled from XCom values
 
     ingested = pull(T.INGEST)
     if ingested:
@@ -99,7 +107,10 @@ def collect(settings: Settings, pull, params: dict, run_id: str) -> summary_doc.
                 m["MetricName"]: m["Value"] for m in trained.get("FinalMetricDataList", [])
             },
             "rule_statuses": [
-                {k: r.get(k) for k in ("RuleConfigurationName", "RuleEvaluationStatus")}
+                {
+                    k: r.get(k)
+                    for k in ("RuleConfigurationName", "RuleEvaluationStatus", "StatusDetails")
+                }
                 for r in (
                     (pull(T.CHECK_TRAINING_RULES) or {}).get("statuses")
                     or pull(T.WAIT_FOR_DEBUGGER_RULES)
@@ -108,13 +119,23 @@ def collect(settings: Settings, pull, params: dict, run_id: str) -> summary_doc.
             ],
             "model_uri": trained.get("ModelArtifacts", {}).get("S3ModelArtifacts"),
             "training_seconds": trained.get("TrainingTimeInSeconds"),
+            "profiler_report_uri": _profiler_report(trained, pull(T.CHECK_TRAINING_RULES)),
         }
+
+    tuned = pull(T.TUNE)
+    if tuned:
+        from include.pipeline.tasks.candidates import choose_hyperparameters
+
+        _, steps["tuning"] = choose_hyperparameters(params, tuned, pull(T.RECIPE_TRIAL))
 
     evaluated = pull(T.EVALUATE)
     if evaluated and "evaluation" in evaluated.get("OutputFiles", {}):
         report = evaluation_doc.from_job(evaluated)
         steps["evaluation"] = {
             "accuracy": report.accuracy,
+            "accuracy_interval": list(report.accuracy_interval),
+            "n_samples": report.n_samples,
+            "per_category": {c: v.to_dict() for c, v in (report.per_category or {}).items()},
             "macro_f1": report.macro_f1,
             "uri": layout.evaluation_file(),
             "confusion_matrix_uri": layout.confusion_matrix(),
@@ -123,34 +144,79 @@ def collect(settings: Settings, pull, params: dict, run_id: str) -> summary_doc.
     board = pull(T.RANK_CANDIDATES)
     if board:
         steps["leaderboard"] = {**board, "uri": layout.leaderboard()}
+        from include.pipeline.tasks import retraining
+
+        best = board.get("best")
+        champion_request = pull(T.BUILD_CHAMPION_EVALUATION)
+        steps["champion"] = retraining.comparison(
+            board,
+            pull(T.evaluate(best)) if best else None,
+            pull(T.EVALUATE_CHAMPION) if champion_request else None,
+            (pull(T.build_evaluation(best)) if best else None, champion_request),
+            pull(T.BUILD_CHAMPION_EVALUATION, T.CHAMPION_SPLIT_KEY) if champion_request else None,
+            params,
+        )
 
     arn = pull(T.REGISTER)
     skipped = pull(T.SKIP_REGISTRATION)
     if arn:
         steps["registration"] = {
             "model_package_arn": arn,
-            "status": params["model_approval"],
+            "status": registry_status(settings, arn) or params["model_approval"],
             "runners_up": [a for a in (pull(T.REGISTER_RUNNERS_UP) or []) if a],
         }
     elif skipped:
         steps["registration"] = skipped
 
-    endpoint = (pull(T.DEPLOY) or {}).get("Endpoint")
+    deployed = pull(T.DEPLOY) or {}
+    endpoint = deployed.get("Endpoint")
     not_deployed = pull(T.SKIP_DEPLOYMENT)
     if endpoint:
         steps["deployment"] = {
             "endpoint_name": endpoint["EndpointName"],
             "endpoint_url": targets.load(settings).runtime_url,
             "strategy": params["deployment_strategy"],
-            "candidate": (board or {}).get("best", "finetune"),
+            "candidate": (board or {}).get("best", candidates.PRIMARY.name),
             "variants": endpoint.get("ProductionVariants", []),
             "shadow_variants": endpoint.get("ShadowProductionVariants", []),
             "smoke_test": pull(T.SMOKE_TEST),
             "deleted_after_run": bool(pull(T.DELETE_TEST_ENDPOINT)),
         }
+        steps_taken = summary_doc.traffic_steps(deployed.get("UpdateReport"))
+        if steps_taken:
+            steps["deployment"]["traffic_steps"] = steps_taken
     elif not_deployed:
         steps["deployment"] = not_deployed
+    elif rolled_back := pull(T.DEPLOY, T.UPDATE_REPORT_KEY):
+        steps["deployment"] = {
+            "skipped": f"the update was rolled back: {rolled_back.get('FailureReason')}",
+            "traffic_steps": summary_doc.traffic_steps(rolled_back),
+        }
+    elif skipped:
+        steps["deployment"] = {"skipped": f"nothing was registered: {skipped['skipped']}"}
     return steps
+
+
+def reused_jobs(pull, task_ids) -> dict[str, str]:
+    """``{task_id: job name}`` of the tasks that reused a completed job (their XCom
+    ``reused``) instead of running one."""
+    from include.pipeline.targets.step_reuse import REUSED_KEY
+
+    found = {task_id: pull(task_id, REUSED_KEY) for task_id in task_ids}
+    return {task_id: name for task_id, name in found.items() if name}
+
+
+def registry_status(settings: Settings, arn: str) -> str | None:
+    """The version's approval status now (after an Approve or Reject in ``approve_model``),
+    not the one it was registered with; ``None`` when the registry cannot say."""
+    try:
+        described = targets.client(settings, "sagemaker").describe_model_package(
+            ModelPackageName=arn
+        )
+    except Exception as exc:  # the summary is written whatever happened
+        log.warning("could not read the approval status of %s: %s", arn, exc)
+        return None
+    return described.get("ModelApprovalStatus")
 
 
 def write_from_task(settings: Settings, *, ti, dag_run, params: dict) -> str:
@@ -165,6 +231,7 @@ def write_from_task(settings: Settings, *, ti, dag_run, params: dict) -> str:
 
     steps = collect(settings, pull, params, run_id)
     started = getattr(dag_run, "start_date", None)
+    job_tasks = [t.task_id for t in ti.task.dag.tasks if getattr(t, "job_type", None)]
     uri = write(
         settings,
         run_id=run_id,
@@ -173,6 +240,19 @@ def write_from_task(settings: Settings, *, ti, dag_run, params: dict) -> str:
         states=states,
         started_at=started.isoformat() if started else None,
         durations=durations,
+        reused=reused_jobs(pull, [t for t in job_tasks if states.get(t) == "success"]),
     )
     print(f"Run summary: {uri}")
     return uri
+
+
+def _profiler_report(trained: dict, checked: dict | None) -> str | None:
+    """The profiler report beside the training job: the pipeline rule evaluation's, or, in the
+    ``managed`` mode, Debugger's own ProfilerReport output (when the job asked for it)."""
+    if checked and checked.get("profiler_report_uri"):
+        return checked["profiler_report_uri"]
+    if trained.get("ProfilerRuleConfigurations") and "OutputDataConfig" in trained:
+        from include.pipeline.requests.training import profiler_report_uri
+
+        return profiler_report_uri(trained)
+    return None

@@ -48,14 +48,15 @@ def run_rule_configurations(params: dict) -> list[dict]:
     return training.rule_configurations({**rules(params), **training.PROFILER_RULE}, "")
 
 
-def training_history_series(settings: Settings, training_job: dict) -> dict[str, list[float]]:
-    """The job's training history (``training_history.json`` in its ``output.tar.gz``) as
-    metric series named like the request's MetricDefinitions; {} when the job wrote none
-    (every loss rule then reports Error, which gates like IssuesFound)."""
+def job_output(settings: Settings, training_job: dict) -> tuple:
+    """What the rules read from the job's ``output.tar.gz``: its :class:`TrainingHistory`
+    (``training_history.json``) and its profiler's :class:`~include.pipeline.profiler_rules.Profile`
+    (``profiler-output/``); None for what it lacks (the rules needing it then report Error,
+    which gates like IssuesFound)."""
     import io
     import tarfile
 
-    from include.pipeline import storage
+    from include.pipeline import profiler_rules, storage
     from include.pipeline.documents.evaluation import TRAINING_HISTORY_FILE, TrainingHistory
 
     uri = training.output_data_uri(training_job)
@@ -63,7 +64,8 @@ def training_history_series(settings: Settings, training_job: dict) -> dict[str,
         data = storage.for_settings(settings).read(uri)
     except FileNotFoundError:
         log.warning("%s: no output data archive; the rules cannot be evaluated", uri)
-        return {}
+        return None, None
+    profile = profiler_rules.profile_from_archive(data, uri)
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
         member = next(
             (m for m in archive.getmembers() if m.name.split("/")[-1] == TRAINING_HISTORY_FILE),
@@ -71,14 +73,27 @@ def training_history_series(settings: Settings, training_job: dict) -> dict[str,
         )
         if member is None:
             log.warning("%s holds no %s; the rules cannot be evaluated", uri, TRAINING_HISTORY_FILE)
-            return {}
-        doc = json.loads(archive.extractfile(member).read())
-    history = TrainingHistory.from_dict(doc, f"{uri}:{member.name}")
-    return {
+            return None, profile
+        handle = archive.extractfile(member)
+        if handle is None:
+            log.warning("%s: %s is not a file; the rules cannot be evaluated", uri, member.name)
+            return None, profile
+        doc = json.loads(handle.read())
+    return TrainingHistory.from_dict(doc, f"{uri}:{member.name}"), profile
+
+
+def history_series(history) -> tuple[dict[str, list[float]], dict[str, list[int]]]:
+    """A training history as the rules see it: metric series named like the request's
+    MetricDefinitions, and the training step of each training-loss value where recorded."""
+    if history is None:
+        return {}, {}
+    series = {
         training.TRAIN_LOSS: history.train_loss,
         training.VALIDATION_LOSS: history.val_loss,
         training.VALIDATION_ACCURACY: history.val_acc,
     }
+    steps = {training.TRAIN_LOSS: history.train_loss_step} if history.train_loss_step else {}
+    return series, steps
 
 
 def check_rules(settings: Settings, params: dict, trained: dict) -> dict:
@@ -92,12 +107,25 @@ def check_rules(settings: Settings, params: dict, trained: dict) -> dict:
     job = trained["Training"]
     if params["rules_mode"] == "managed":
         return {"mode": "managed", "statuses": []}
+    history, profile = job_output(settings, job)
+    series, steps = history_series(history)
     statuses = training_rules.evaluate_rules(
         run_rule_configurations(params),
-        training_history_series(settings, job),
+        series,
+        steps=steps,
+        profile=profile,
         training_job_name=job["TrainingJobName"],
         region=settings.region,
     )
+    report_uri = None
+    if profile is not None:
+        from include.pipeline import profiler_rules, storage
+
+        report_uri = training.profiler_report_uri(job)
+        findings = profiler_rules.evaluate(profile, _profiler_params(params))
+        page = profiler_rules.report_html(findings, profile, job["TrainingJobName"])
+        storage.for_settings(settings).write(report_uri, page.encode())
+        log.info("profiler report: %s", report_uri)
     for status in statuses:
         status.pop("RuleEvaluationJobArn")  # no rule job ran
         status["LastModifiedTime"] = status["LastModifiedTime"].isoformat()
@@ -116,7 +144,15 @@ def check_rules(settings: Settings, params: dict, trained: dict) -> dict:
                 f"training job {job['TrainingJobName']}: rule(s) {failures} found issues\n{details}"
             )
         log.warning("rules with findings (rules_fail_on_issues is off):\n%s", details)
-    return {"mode": "pipeline", "statuses": statuses}
+    return {"mode": "pipeline", "statuses": statuses, "profiler_report_uri": report_uri}
+
+
+def _profiler_params(params: dict) -> dict:
+    """The ProfilerReport's RuleParameters in the run's rule configurations."""
+    for config in run_rule_configurations(params):
+        if config["RuleConfigurationName"] == "ProfilerReport":
+            return dict(config.get("RuleParameters") or {})
+    return {}
 
 
 def training_set_files(settings: Settings, run_id: str, query_ids: dict[str, str]) -> dict:
@@ -137,17 +173,21 @@ def training_request(
     run_id: str,
     sourcedir_uri: str,
     training_set: dict[str, str],
+    kind: str = "train",
 ) -> dict:
-    """``training_set``: :func:`training_set_files`."""
+    """``training_set``: :func:`training_set_files`. ``kind`` names the job (``train``, the
+    final fine-tune; ``recipe``, the recipe at the tuning trials' budget), each with a
+    checkpoint folder of its own."""
     layout = RunLayout(settings, run_id)
+    name = job_name(kind, run_id)
     return training.training_job_request(
-        job_name=job_name("train", run_id),
+        job_name=name,
         **code.script_job(settings, "training"),
         code_uri=sourcedir_uri,
         train_uri=training_set["train"],
         validation_uri=training_set["validation"],
         output_uri=layout.training(),
-        checkpoint_uri=layout.checkpoints(),
+        checkpoint_uri=layout.checkpoints(name),
         hyperparameters=run_hyperparameters(settings, params),
         rules=rules(params),
         managed_rules=params["rules_mode"] == "managed",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Sequence
+from typing import Any, NoReturn, cast
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
@@ -24,19 +25,30 @@ from botocore.exceptions import ClientError
 from include.pipeline.targets import waits
 
 
-def _trigger(operator, job_name: str, job_type: str):
-    """The provider's SageMakerTrigger on ``job_name``, with the operator's connection and poll
-    interval (its attempts are sized by the operator's ``defer``)."""
-    from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
+def stop_job(client, job_type: str, name: str, log) -> None:
+    """Stop SageMaker job ``name`` (a person marked its task failed or successful, or cleared
+    it); one that has ended already is left as it is."""
+    method, arguments = waits.stop_request(job_type, name)
+    try:
+        getattr(client, method)(**arguments)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] not in waits.NOT_RUNNING_ERRORS:
+            raise
+        log.info("%s job %s is not running, nothing to stop: %s", job_type, name, exc)
+        return
+    log.info("Stopping %s job %s", job_type, name)
 
-    return SageMakerTrigger(
+
+def _trigger(operator, job_name: str, job_type: str):
+    """A :class:`StoppingSageMakerTrigger` on ``job_name``, with the operator's connection and
+    poll interval (its attempts are sized by the operator's ``defer``)."""
+    from include.pipeline.targets.aws.triggers import StoppingSageMakerTrigger, connection_of
+
+    return StoppingSageMakerTrigger(
         job_name=job_name,
         job_type=job_type,
         waiter_delay=operator.check_interval,
-        aws_conn_id=operator.aws_conn_id,
-        region_name=operator.region_name,
-        verify=operator.verify,
-        botocore_config=operator.botocore_config,
+        **connection_of(operator),
     )
 
 
@@ -120,6 +132,9 @@ class _KeepExisting:
     result_key: str
     name_field: str
     describe: str
+    # The provider operator's, after this mixin in the class's bases.
+    config: dict
+    log: Any
 
     def _existing(self, exc: ClientError) -> bool:
         message = exc.response["Error"].get("Message", "")
@@ -127,13 +142,14 @@ class _KeepExisting:
 
     def execute(self, context) -> dict:
         try:
-            return super().execute(context)
+            return super().execute(context)  # type: ignore[misc]  # the provider operator's
         except ClientError as exc:
             if not self._existing(exc):
                 raise
             name = self.config[self.name_field]
             self.log.info("%s %s already exists, keeping it.", self.result_key, name)
-            return {self.result_key: sm.serialize(getattr(self.hook, self.describe)(name))}
+            hook = self.hook  # type: ignore[attr-defined]  # the provider operator's
+            return {self.result_key: sm.serialize(getattr(hook, self.describe)(name))}
 
 
 class SageMakerModelOperator(_KeepExisting, sm.SageMakerModelOperator):
@@ -142,14 +158,40 @@ class SageMakerModelOperator(_KeepExisting, sm.SageMakerModelOperator):
     result_key, name_field, describe = "Model", "ModelName", "describe_model"
 
 
+def data_capture_refusal(exc: ClientError, config: dict) -> str | None:
+    """The message for a CreateEndpointConfig that SageMaker refused because of its
+    DataCaptureConfig (naming the Param that turns capture off and what that costs), else None."""
+    message = exc.response["Error"].get("Message", "")
+    if "DataCaptureConfig" not in config or "capture" not in message.lower():
+        return None
+    return (
+        f"SageMaker refused the endpoint config {config.get('EndpointConfigName')}'s data "
+        f"capture ({exc.response['Error'].get('Code')}: {message}). Fix the capture destination "
+        "or its permissions, or deploy without capture: set the Param data_capture_percent to 0 "
+        "(model_monitor and human_review then see no traffic, endpoint_rollout has no rewards)"
+    )
+
+
 class SageMakerEndpointConfigOperator(_KeepExisting, sm.SageMakerEndpointConfigOperator):
-    """The provider's operator; an existing endpoint config of the same name is kept."""
+    """The provider's operator; an existing endpoint config of the same name is kept, and a
+    refused data capture names the Param that turns it off."""
 
     result_key, name_field, describe = (
         "EndpointConfig",
         "EndpointConfigName",
         "describe_endpoint_config",
     )
+
+    def execute(self, context) -> dict:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        try:
+            return super().execute(context)
+        except ClientError as exc:
+            reason = data_capture_refusal(exc, self.config)
+            if reason is None:
+                raise
+            raise AirflowFailException(reason) from exc
 
 
 class _AdoptOrCreate:
@@ -163,12 +205,16 @@ class _AdoptOrCreate:
     """
 
     job_type: str  # the provider trigger's job type: Training, Processing, Transform, Tuning
+    # The provider operator's, after this mixin in the class's bases.
+    config: dict
+    log: Any
 
     def _job_request(self) -> dict:
         return self.config
 
     def _describe(self, name: str) -> dict | None:
-        describe = getattr(self.hook, f"describe_{self.job_type.lower()}_job")
+        hook = self.hook  # type: ignore[attr-defined]  # the provider operator's
+        describe = getattr(hook, f"describe_{self.job_type.lower()}_job")
         try:
             return describe(name)
         except ClientError as exc:
@@ -180,10 +226,22 @@ class _AdoptOrCreate:
     def defer(self, *, trigger, method_name, kwargs=None, timeout=None):
         from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
 
+        from include.pipeline.targets.aws.triggers import StoppingSageMakerTrigger
+
         if isinstance(trigger, SageMakerTrigger):
+            trigger = StoppingSageMakerTrigger.of(trigger)  # stops the job if a person kills it
             trigger.attempts = waits.attempts(self._wait_seconds, trigger.waiter_delay)
             timeout = datetime.timedelta(seconds=self._wait_seconds + trigger.waiter_delay)
         super().defer(trigger=trigger, method_name=method_name, kwargs=kwargs, timeout=timeout)
+
+    def on_kill(self) -> None:
+        """A person marked the running task failed or successful, or cleared it: stop the job
+        it pays for (the deferred task's trigger does the same). The next attempt then starts a
+        new job, since a stopped one is not adopted."""
+        name_field, _ = waits.JOB_FIELDS[self.job_type]
+        stop_job(
+            cast(Any, self).hook.conn, self.job_type, self._job_request()[name_field], self.log
+        )
 
     def execute(self, context):
 
@@ -193,6 +251,8 @@ class _AdoptOrCreate:
         name_field, status_field = waits.JOB_FIELDS[self.job_type]
         name = request[name_field]
         described = self._describe(name)
+        if self.job_type == "Tuning":
+            name, described = self._tuning_attempt(request, name, described)
         if described is None or described[status_field] not in waits.ADOPTABLE_STATES:
             if described is not None:
                 self.log.info(
@@ -201,12 +261,65 @@ class _AdoptOrCreate:
                     name,
                     described[status_field],
                 )
-            return super().execute(context)
+            return self._reuse_or_create(context)
         state = described[status_field]
         self.log.info("Adopting %s job %s of a previous attempt (%s)", self.job_type, name, state)
         if state == "Completed":
             return self.execute_complete(context, {"status": "success", "job_name": name})
         self.defer(trigger=_trigger(self, name, self.job_type), method_name="execute_complete")
+
+    def _storage(self):
+        from include.pipeline.targets.aws.storage import S3Storage
+
+        return S3Storage(self.aws_conn_id)  # type: ignore[attr-defined]  # the provider's
+
+    def _reuse_or_create(self, context):
+        """The result of a completed job with the same request (no job created: see
+        :mod:`include.pipeline.targets.step_reuse`), else the provider's ``execute``: a new
+        job (recorded once it completes, here or in ``execute_complete`` after the wait)."""
+        from include.pipeline.targets import step_reuse
+
+        if self.job_type not in step_reuse.step_cache.NAME_FIELDS:  # tuning: no cache
+            return super().execute(context)  # type: ignore[misc]  # the provider operator's
+        _, reused = step_reuse.cached(
+            self._storage(), self.job_type, self._job_request(), context, self.log
+        )
+        if reused is not None:
+            if self.job_type == "Processing":
+                reused.update(cast(Any, self)._read_output_files())  # this run's copies
+            return reused
+        return self._remembered(context, super().execute(context))  # type: ignore[misc]
+
+    def execute_complete(self, context, event=None):
+        result = super().execute_complete(context, event)  # type: ignore[misc]
+        return self._remembered(context, result)
+
+    def _remembered(self, context, result):
+        """``result``, its job recorded for reuse when the run offers it and the job completed."""
+        from include.pipeline.targets import step_reuse
+
+        cacheable = self.job_type in step_reuse.step_cache.NAME_FIELDS
+        if cacheable and isinstance(result, dict) and step_reuse.offered(context):
+            step_reuse.remember(
+                self._storage(), self.job_type, self._job_request(), result, self.log
+            )
+        return result
+
+    def _tuning_attempt(self, request: dict, name: str, described: dict | None):
+        """The provider adds no suffix to a tuning job's name, so a failed or stopped one would
+        make every retry fail (ResourceInUse): the attempts after it are named ``<name>-r<n>``
+        (:func:`include.pipeline.targets.waits.latest_attempt`). Returns the latest attempt's
+        name and description (None: start it under that name, which is set in the request)."""
+        _, status_field = waits.JOB_FIELDS["Tuning"]
+        known = {name: described}
+        name, described = waits.latest_attempt(
+            name,
+            lambda n: known[n] if n in known else self._describe(n),
+            status_field,
+            lambda n, status: self.log.info("Tuning job %s is %s", n, status),
+        )
+        request["HyperParameterTuningJobName"] = name
+        return name, described
 
 
 class SageMakerProcessingOperator(_AdoptOrCreate, sm.SageMakerProcessingOperator):
@@ -236,6 +349,44 @@ class SageMakerTuningOperator(_AdoptOrCreate, sm.SageMakerTuningOperator):
     job_type = "Tuning"
 
 
+class SageMakerAutoMLOperator(sm.SageMakerAutoMLOperator):
+    """The provider's operator (it only creates the job; a sensor waits), retry-safe; returns
+    the name of the job it started or adopted, which the sensor waits on.
+
+    A retry adopts the job its previous attempt created (running or completed), which AWS would
+    refuse to create twice (ResourceInUse); after a failed or stopped one (a person cleared or
+    marked the task, and the wait's trigger stopped it) the next attempt is ``<name>-r<n>``, as
+    AWS keeps the name of an ended AutoML job.
+    """
+
+    def _describe(self, name: str) -> dict | None:
+        try:
+            return self.hook.conn.describe_auto_ml_job(AutoMLJobName=name)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] not in ("ValidationException", "ResourceNotFound"):
+                raise
+            return None
+
+    def execute(self, context) -> str | dict | None:  # type: ignore[override]  # the job's name
+        name, described = waits.latest_attempt(
+            self.job_name,
+            self._describe,
+            "AutoMLJobStatus",
+            lambda n, status: self.log.info("AutoML job %s is %s", n, status),
+        )
+        if described is not None and described["AutoMLJobStatus"] in waits.ADOPTABLE_STATES:
+            status = described["AutoMLJobStatus"]
+            self.log.info("Adopting AutoML job %s of a previous attempt (%s)", name, status)
+            return name
+        self.job_name = name
+        best = super().execute(context)
+        return best if self.wait_for_completion else name
+
+    def on_kill(self) -> None:
+        """Killed while creating the job (the wait's trigger stops it later on)."""
+        stop_job(self.hook.conn, "AutoML", self.job_name, self.log)
+
+
 class SageMakerEndpointOperator(sm.SageMakerEndpointOperator):
     """The provider's operator, retry-safe, and checking that the update took.
 
@@ -251,20 +402,36 @@ class SageMakerEndpointOperator(sm.SageMakerEndpointOperator):
 
     def _previous_attempt(self, endpoint: dict) -> str | None:
         """``"waiting"`` when our request is already being applied (a previous attempt sent
-        it), ``"done"`` when the endpoint already serves it, else None."""
+        it), ``"done"`` when the endpoint already serves it, else None (no endpoint, or a Failed
+        one, deleted here)."""
         try:
             described = self.hook.describe_endpoint(endpoint["EndpointName"])
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ValidationException":
                 return None
             raise
+        if described.get("EndpointStatus") == "Failed":
+            self._delete_failed(endpoint["EndpointName"], described)
+            return None
         return waits.previous_attempt(described, endpoint)
 
-    def defer(self, *, trigger, method_name, kwargs=None, timeout=None):
+    def defer(self, *, trigger, method_name, kwargs=None, timeout=None) -> NoReturn:
         wait = waits.endpoint_wait_seconds(self._endpoint_request())
         trigger.attempts = waits.attempts(wait, trigger.waiter_delay)
         timeout = datetime.timedelta(seconds=wait + trigger.waiter_delay)
         super().defer(trigger=trigger, method_name=method_name, kwargs=kwargs, timeout=timeout)
+
+    def _delete_failed(self, name: str, described: dict) -> None:
+        """A Failed endpoint accepts DeleteEndpoint only, so every later deployment to it would
+        fail: delete it (waiting with botocore's ``endpoint_deleted`` waiter), so this one
+        creates it anew."""
+        self.log.warning(
+            "Endpoint %s is Failed (%s): deleting it to create it anew",
+            name,
+            described.get("FailureReason", "no reason given"),
+        )
+        self.hook.conn.delete_endpoint(EndpointName=name)
+        self.hook.conn.get_waiter("endpoint_deleted").wait(EndpointName=name)
 
     def execute(self, context) -> dict:
 

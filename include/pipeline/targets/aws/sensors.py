@@ -7,9 +7,12 @@ and default to ``mode="reschedule"``, so a long wait holds no worker slot betwee
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import NoReturn
 
 from airflow.providers.amazon.aws.hooks.athena import AthenaHook
 from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
+from airflow.providers.amazon.aws.sensors import sagemaker as sagemaker_sensors
 from airflow.providers.amazon.aws.sensors.base_aws import AwsBaseSensor
 from airflow.providers.amazon.aws.sensors.sagemaker import SageMakerBaseSensor
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
@@ -18,6 +21,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from include.pipeline.requests.features import FEATURE_STORE_DATABASE
 from include.pipeline.requests.training import RULE_FINDINGS
+from include.pipeline.targets.aws.triggers import connection_of
 from include.pipeline.targets.offline_store import OfflineStoreCount
 
 RULE_TERMINAL_STATES = frozenset({"NoIssuesFound", "IssuesFound", "Error", "Stopped"})
@@ -158,13 +162,81 @@ class SageMakerFeatureGroupSensor(_TerminalSensor):
         )
 
 
+class SageMakerAutoMLSensor(_TerminalSensor, sagemaker_sensors.SageMakerAutoMLSensor):
+    """The provider's AutoML sensor, deferrable, stopping the job when a person kills the task.
+
+    Deferred (the default), it waits on :class:`StoppingAutoMLTrigger`, whose ``on_kill`` sends
+    StopAutoMLJob when a person marks the task failed or successful or clears it (the provider
+    has no AutoML trigger, and a sensor in reschedule mode runs no code between pokes to stop
+    anything). A Failed or Stopped job fails the task without retries: a stopped job does not
+    come back, and clearing the create task starts the next attempt (the provider's sensor
+    passes a Stopped job).
+    """
+
+    def __init__(self, *, job_name: str, deferrable: bool = True, **kwargs):
+        kwargs.setdefault("mode", "reschedule")
+        kwargs.setdefault("poke_interval", 60)
+        super().__init__(job_name=job_name, **kwargs)
+        self.deferrable = deferrable
+
+    def failed_states(self) -> set[str]:
+        return {*SageMakerHook.failed_states, "Stopped"}
+
+    def get_failed_reason_from_response(self, response: dict) -> str:
+        return (
+            f"AutoML job {self.job_name} is {response['AutoMLJobStatus']}: "
+            f"{response.get('FailureReason', 'no FailureReason given')}"
+        )
+
+    def execute(self, context) -> None:
+        from include.pipeline.targets.aws.triggers import StoppingAutoMLTrigger
+
+        if not self.deferrable:
+            return super().execute(context)
+        if self.poke(context):
+            return None
+        self.defer(
+            trigger=StoppingAutoMLTrigger(
+                job_name=self.job_name,
+                poll_interval=self.poke_interval,
+                max_attempts=max(1, int(self.timeout // max(self.poke_interval, 1))),
+                **connection_of(self),
+            ),
+            method_name="execute_complete",
+        )
+
+    def execute_complete(self, context, event: dict | None = None) -> None:
+        event = event or {"status": "missing", "message": "the trigger sent no event"}
+        if event["status"] == "timeout":
+            raise AirflowFailException(f"AutoML job {self.job_name}: {event.get('message')}")
+        if event["status"] != "success":
+            raise AirflowFailException(
+                f"AutoML job {self.job_name} is {event.get('job_status', event['status'])}: "
+                f"{event.get('message') or 'no FailureReason given'}"
+            )
+        self.log.info("AutoML job %s completed", self.job_name)
+
+    def on_kill(self) -> None:
+        """Killed during a poke: stop the job (deferred, the trigger does)."""
+        from include.pipeline.targets.aws.operators import stop_job
+
+        stop_job(self.hook.conn, "AutoML", self.job_name, self.log)
+
+
 class SageMakerOfflineStoreSensor(OfflineStoreCount, AwsBaseSensor[AthenaHook]):
     """Wait until the offline store holds the records the prepare job put (``expected``).
 
     PutRecord reaches the offline store asynchronously (minutes); the training-set queries run
-    after this sensor, so they never read an empty or partial store. Each poke is one Athena
-    ``query`` (a count, :func:`include.pipeline.requests.features.offline_record_count_sql`)
-    through the provider's ``AthenaHook``. On ``timeout`` the task fails naming both counts.
+    after this sensor, so they never read an empty or partial store. Each count is one Athena
+    ``query`` (:func:`include.pipeline.requests.features.offline_record_count_sql`) through the
+    provider's ``AthenaHook``. On ``timeout`` the task fails naming both counts.
+
+    Deferrable (the default): the task starts a count and defers to the provider's
+    ``AthenaTrigger`` while the query runs, reads the count, and defers again for
+    ``poke_interval`` before the next one, so no worker slot is held while Athena works or
+    while the store fills. Otherwise each poke (``mode="reschedule"``) starts a count and waits
+    for it ``sleep_time`` x ``max_polling_attempts`` seconds at most; a count not done by then
+    is stopped and the poke returns False.
     """
 
     aws_hook_class = AthenaHook
@@ -177,6 +249,9 @@ class SageMakerOfflineStoreSensor(OfflineStoreCount, AwsBaseSensor[AthenaHook]):
         expected: int | str,
         output_location: str,
         database: str = FEATURE_STORE_DATABASE,
+        deferrable: bool = True,
+        sleep_time: int = 2,
+        max_polling_attempts: int | None = None,
         **kwargs,
     ):
         kwargs.setdefault("mode", "reschedule")
@@ -187,28 +262,96 @@ class SageMakerOfflineStoreSensor(OfflineStoreCount, AwsBaseSensor[AthenaHook]):
         self.expected = expected
         self.output_location = output_location
         self.database = database
+        self.deferrable = deferrable
+        self.sleep_time = sleep_time
+        # A count query's longest wait: two minutes deferred, ten seconds inside a poke.
+        self.max_polling_attempts = max_polling_attempts or (60 if deferrable else 5)
+        self._started: datetime | None = None  # when execute started, in this process
 
-    def count(self) -> int:
-        hook = self.hook
-        query_id = hook.run_query(
+    def start_count(self) -> str:
+        """Start one count query; its QueryExecutionId."""
+        return self.hook.run_query(
             self.query, {"Database": self.database}, {"OutputLocation": self.output_location}
         )
-        state = hook.poll_query_status(query_id, max_polling_attempts=60, sleep_time=2)
+
+    def read_count(self, query_id: str) -> int:
+        """The count of a query that ended (one that failed fails the task with its reason)."""
+        hook = self.hook
+        state = hook.check_query_status(query_id)
         if state != "SUCCEEDED":
             raise AirflowException(
                 f"offline store count query {query_id} {state}: "
                 f"{hook.get_state_change_reason(query_id)}"
             )
-        rows = hook.get_query_results(query_id)["ResultSet"]["Rows"]
+        results = hook.get_query_results(query_id)
+        if results is None:
+            raise AirflowException(f"offline store count query {query_id} returned no results")
+        rows = results["ResultSet"]["Rows"]
         return int(rows[1]["Data"][0]["VarCharValue"]) if len(rows) > 1 else 0
 
     def poke(self, context) -> bool:
-        return self.arrived(self.count())
+        query_id = self.start_count()
+        state = self.hook.poll_query_status(
+            query_id, max_polling_attempts=self.max_polling_attempts, sleep_time=self.sleep_time
+        )
+        if state in AthenaHook.INTERMEDIATE_STATES:
+            self.log.info("Count query %s is still %s: stopping it, next poke", query_id, state)
+            self.hook.stop_query(query_id)
+            return False
+        return self.arrived(self.read_count(query_id))
 
     def execute(self, context):
         from airflow.sdk.exceptions import AirflowSensorTimeout
 
+        if self.deferrable:
+            self._started = datetime.now(UTC)
+            self._defer_count()
         try:
             return super().execute(context)
         except AirflowSensorTimeout as exc:
-            raise AirflowSensorTimeout(self.shortfall(f", after {self.timeout}s")) from exc
+            raise AirflowSensorTimeout(self.shortfall(f", after {self.timeout:g} s")) from exc
+
+    def _deadline(self, context) -> datetime:
+        """When the wait times out: ``timeout`` after the task started (a task resumed from
+        deferral keeps its start date; a cleared or retried one starts anew)."""
+        ti = context.get("ti") if context else None
+        started = getattr(ti, "start_date", None) or self._started or datetime.now(UTC)
+        return started + timedelta(seconds=self.timeout)
+
+    def _defer_count(self) -> NoReturn:
+        from airflow.providers.amazon.aws.triggers.athena import AthenaTrigger
+
+        query_id = self.start_count()
+        self.log.info("Counting this run's records in the offline store: query %s", query_id)
+        self.defer(
+            trigger=AthenaTrigger(
+                query_execution_id=query_id,
+                waiter_delay=self.sleep_time,
+                waiter_max_attempts=self.max_polling_attempts,
+                **connection_of(self),
+            ),
+            method_name="count_done",
+        )
+
+    def count_done(self, context, event: dict | None = None) -> int:
+        """The count query ended (the ``AthenaTrigger``'s event): done when every record is
+        there, else the next count after ``poke_interval`` (or the timeout's message)."""
+        from airflow.providers.standard.triggers.temporal import DateTimeTrigger
+        from airflow.sdk.exceptions import AirflowSensorTimeout
+
+        if event is None or event.get("status") != "success":
+            raise AirflowException(f"offline store count query: {event}")
+        found = self.read_count(event["value"])
+        if self.arrived(found):
+            return found
+        now, end = datetime.now(UTC), self._deadline(context)
+        if now >= end:
+            raise AirflowSensorTimeout(self.shortfall(f", after {self.timeout:g} s"))
+        self.defer(
+            trigger=DateTimeTrigger(moment=min(now + timedelta(seconds=self.poke_interval), end)),
+            method_name="count_again",
+        )
+
+    def count_again(self, context, event: dict | None = None) -> NoReturn:
+        """``poke_interval`` has passed since the last count: the next one."""
+        self._defer_count()

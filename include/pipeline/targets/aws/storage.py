@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import builtins
+import hashlib
 import json
 import tempfile
 from collections.abc import Iterator
@@ -9,8 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from include.pipeline.core.s3 import split_s3_uri
 from include.pipeline.targets import public_bucket
-from include.pipeline.targets.local.lake import split_s3_uri
 
 
 class S3Storage:
@@ -48,7 +50,26 @@ class S3Storage:
         keys = self.hook.list_keys(bucket_name=bucket, prefix=key) or []
         return sorted(f"s3://{bucket}/{k}" for k in keys)
 
-    def folders(self, prefix: str) -> list[str]:
+    def fingerprint(self, prefix: str) -> str:
+        """A hash of the objects under ``prefix`` (each key below it, its ETag and size), as S3
+        lists them: equal for two prefixes that hold the same objects, whatever their names
+        above (an object copied keeps its ETag)."""
+        bucket, key = split_s3_uri(prefix)
+        digest = hashlib.sha256()
+        pages = (
+            self.hook.get_conn()
+            .get_paginator("list_objects_v2")
+            .paginate(Bucket=bucket, Prefix=key)
+        )
+        objects = sorted(
+            (o["Key"], o["ETag"], o["Size"]) for page in pages for o in page.get("Contents", [])
+        )
+        for name, etag, size in objects:
+            relative = name[len(key) :].lstrip("/")
+            digest.update(f"{relative}\0{etag.strip(chr(34))}\0{size}\n".encode())
+        return digest.hexdigest()
+
+    def folders(self, prefix: str) -> builtins.list[str]:
         bucket, key = split_s3_uri(prefix)
         key = f"{key.rstrip('/')}/" if key else ""
         found = self.hook.list_prefixes(bucket_name=bucket, prefix=key, delimiter="/") or []

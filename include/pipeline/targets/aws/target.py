@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from functools import cached_property, partial
 from types import SimpleNamespace
+from typing import Any
 
 from include.pipeline.settings import Settings
 
@@ -12,8 +13,8 @@ from include.pipeline.settings import Settings
 class AwsTarget:
     name = "aws"
     # Autopilot's best candidate is a pipeline of SageMaker inference containers that only
-    # SageMaker runs: a batch transform scores the test split, the evaluation job reads it.
-    batch_scored_candidates = frozenset({"autopilot"})
+    # SageMaker runs: a batch transform scores the test split, the evaluation job reads it (the
+    # local target does the same with its AutoML engine's pipelines).
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -43,10 +44,13 @@ class AwsTarget:
     def preflight(self) -> None:
         """Nothing on this machine can conflict with a run on AWS."""
 
-    def run_problems(self, input_uri: str, *, scheduled: bool) -> list[str]:
+    def run_problems(
+        self, input_uri: str, *, scheduled: bool, params: dict | None = None
+    ) -> list[str]:
         """What makes a run fail only after it paid for jobs: the placeholder role, the default
-        or a missing bucket, an input that is not there, or a schedule that would ingest the
-        generated sample every day. A HeadBucket and a HeadObject, nothing that costs."""
+        or a missing bucket, an input that is not there, a schedule that would ingest the
+        generated sample every day, or a SageMaker quota below what the run (``params``) holds
+        at once. A HeadBucket, a HeadObject and Service Quotas reads, nothing that costs."""
         from botocore.exceptions import ClientError
 
         from include.pipeline.targets import public_bucket
@@ -84,12 +88,31 @@ class AwsTarget:
             )
             if not there:
                 problems.append(f"input_uri {input_uri} does not exist")
+        if params is not None:
+            from include.pipeline import candidates
+            from include.pipeline.requests.quotas import needed
+            from include.pipeline.targets.aws.quotas import quota_problems
+
+            problems += quota_problems(
+                self.client("service-quotas"),
+                needed(params, candidates.quotas(params.get("candidates") or [])),
+            )
         return problems
 
     def arrival_trigger(
         self, incoming_uri: str, *, queue_url: str, poll_interval: float, sqs_waiter_delay: int
     ):
         """The SQS queue the bucket's S3 notifications feed (None without one)."""
+        return self._queue_trigger(queue_url, sqs_waiter_delay)
+
+    def approval_trigger(self, *, queue_url: str, poll_interval: float, sqs_waiter_delay: int):
+        """The SQS queue an EventBridge rule feeds the registry's "SageMaker Model Package
+        State Change" events (None without one)."""
+        return self._queue_trigger(queue_url, sqs_waiter_delay)
+
+    def _queue_trigger(self, queue_url: str, sqs_waiter_delay: int):
+        """The Amazon provider's SQS trigger on ``queue_url``: a batch of messages per event,
+        deleted on reception."""
         if not queue_url:
             return None
         from airflow.providers.amazon.aws.triggers.sqs import SqsSensorTrigger
@@ -106,15 +129,16 @@ class AwsTarget:
 
     def operators(self) -> SimpleNamespace:
         from airflow.providers.amazon.aws.operators import glue_catalog
-        from airflow.providers.amazon.aws.operators import sagemaker as sagemaker_operators
         from airflow.providers.amazon.aws.operators.athena import AthenaOperator
-        from airflow.providers.amazon.aws.sensors import sagemaker as sagemaker_sensors
 
         from include.pipeline.targets.aws import operators as aws_operators
         from include.pipeline.targets.aws import sensors as aws_sensors
 
-        conn = {"aws_conn_id": self.settings.aws_conn_id, "region_name": self.settings.region}
-        waits = {**conn, "deferrable": True}
+        conn: dict[str, Any] = {
+            "aws_conn_id": self.settings.aws_conn_id,
+            "region_name": self.settings.region,
+        }
+        waits: dict[str, Any] = {**conn, "deferrable": True}
 
         def bind(module, names: tuple[str, ...], **arguments) -> dict:
             return {name: partial(getattr(module, name), **arguments) for name in names}
@@ -159,12 +183,10 @@ class AwsTarget:
                 **waits,
             ),
             AthenaOperator=partial(AthenaOperator, **waits, sleep_time=5),
-            # Autopilot: the operator only creates the job; the sensor waits in reschedule mode
-            # (its worker slot is free between pokes), as the provider has no AutoML trigger.
+            # Autopilot: the operator only creates the job; the sensor waits, deferred to a
+            # trigger that stops the job when a person kills the task.
             SageMakerAutoMLOperator=partial(
-                sagemaker_operators.SageMakerAutoMLOperator, **conn, wait_for_completion=False
+                aws_operators.SageMakerAutoMLOperator, **conn, wait_for_completion=False
             ),
-            SageMakerAutoMLSensor=partial(
-                sagemaker_sensors.SageMakerAutoMLSensor, **conn, mode="reschedule"
-            ),
+            SageMakerAutoMLSensor=partial(aws_sensors.SageMakerAutoMLSensor, **waits),
         )

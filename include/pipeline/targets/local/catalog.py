@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from include.pipeline.targets.local.lake import atomic_write_bytes
+from include.pipeline.core.files import atomic_write_bytes
 from include.pipeline.targets.local.names import safe_join, validate
 
 

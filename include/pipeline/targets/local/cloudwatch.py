@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
+from include.pipeline.core.files import atomic_write_bytes
 from include.pipeline.targets.local.boto_shapes import call
-from include.pipeline.targets.local.lake import atomic_write_bytes
 from include.pipeline.times import utc
 
 SERVICE = "cloudwatch"
@@ -75,12 +75,54 @@ class LocalCloudWatchClient:
                 alarms = [a for a in alarms if a["AlarmName"] in r["AlarmNames"]]
             if r.get("AlarmNamePrefix"):
                 alarms = [a for a in alarms if a["AlarmName"].startswith(r["AlarmNamePrefix"])]
+            alarms = [self._evaluated(a) for a in alarms]
             if r.get("StateValue"):
                 alarms = [a for a in alarms if a["StateValue"] == r["StateValue"]]
             alarms.sort(key=lambda a: a["AlarmName"])
             return {"MetricAlarms": [_as_response(a) for a in alarms], "CompositeAlarms": []}
 
         return call(SERVICE, "DescribeAlarms", request, answer)
+
+    def set_alarm_state(self, **request) -> dict:
+        """SetAlarmState: the state until the next evaluation changes it (as CloudWatch's)."""
+
+        def answer(r: dict) -> dict:
+            alarm = load_alarm(self.lake, r["AlarmName"])
+            if alarm is None:
+                raise ValueError(f"alarm {r['AlarmName']!r} does not exist")
+            alarm |= {
+                "StateValue": r["StateValue"],
+                "StateReason": r["StateReason"],
+                "StateUpdatedTimestamp": datetime.now(UTC).isoformat(),
+            }
+            path = alarm_path(self.lake, r["AlarmName"])
+            atomic_write_bytes(path, json.dumps(alarm, indent=2, default=str).encode())
+            return {}
+
+        return call(SERVICE, "SetAlarmState", request, answer)
+
+    def _evaluated(self, alarm: dict) -> dict:
+        """The alarm with its state over the calls the lake records for its variant (a shadow
+        variant's logged answers) in its window up to now; the stored state without them."""
+        rule = error_rate_rule(alarm)
+        dims = _dimensions(alarm)
+        if rule is None or not rule.variant or "EndpointName" not in dims:
+            return alarm
+        since = datetime.now(UTC).timestamp() - rule.window_seconds
+        calls = [
+            failed
+            for when, failed in self._shadow_calls(dims["EndpointName"], rule.variant)
+            if when.timestamp() >= since
+        ]
+        if not calls:
+            return alarm
+        errors = sum(calls)
+        state = "ALARM" if rule.breached(errors, len(calls)) else "OK"
+        reason = (
+            f"{rule.variant} failed {errors} of {len(calls)} calls in the last "
+            f"{rule.window_seconds:g} s (threshold {rule.threshold:g}{'%' if rule.percent else ''})"
+        )
+        return alarm | {"StateValue": state, "StateReason": reason}
 
     def delete_alarms(self, **request) -> dict:
         def answer(r: dict) -> dict:
@@ -116,6 +158,12 @@ class LocalCloudWatchClient:
         return call(SERVICE, "GetMetricStatistics", request, answer)
 
     def _shadow_errors(self, endpoint: str | None, variant: str | None) -> list[datetime]:
+        return [when for when, failed in self._shadow_calls(endpoint, variant) if failed]
+
+    def _shadow_calls(
+        self, endpoint: str | None, variant: str | None
+    ) -> list[tuple[datetime, bool]]:
+        """``(time, failed)`` of every answer the shadow log holds for a shadow variant."""
         if not endpoint or not variant:
             return []
         folder = self.lake / SHADOW_LOGS / endpoint / variant
@@ -124,8 +172,7 @@ class LocalCloudWatchClient:
             for line in path.read_text().splitlines():
                 if line.strip():
                     record = json.loads(line)
-                    if record.get("shadowError"):
-                        found.append(utc(record["inferenceTime"]))
+                    found.append((utc(record["inferenceTime"]), bool(record.get("shadowError"))))
         return found
 
 
@@ -142,13 +189,15 @@ _COMPARE = {
 class ErrorRateRule:
     """A stored alarm on a variant's ``Invocation5XXErrors``, as the local engine evaluates it:
     over the alarm's window (``Period`` x ``EvaluationPeriods``), in percent of invocations
-    when the alarm divides by ``Invocations`` (metric math), as a count otherwise."""
+    when the alarm divides by ``Invocations`` (metric math), as a count otherwise; only the
+    invocations of its ``VariantName`` (a Shadow variant's copies included) count."""
 
     name: str
     threshold: float
     comparison: str
     window_seconds: float
     percent: bool
+    variant: str | None = None  # the VariantName dimension: only that variant's calls count
 
     def value(self, errors: int, invocations: int) -> float:
         if not self.percent:
@@ -162,6 +211,13 @@ class ErrorRateRule:
         )
 
 
+def _dimensions(alarm: dict) -> dict[str, str]:
+    """The dimensions an alarm's metrics share (EndpointName, VariantName)."""
+    stats = [m["MetricStat"] for m in alarm.get("Metrics") or [] if m.get("MetricStat")]
+    found = [d for s in stats for d in s["Metric"].get("Dimensions") or []]
+    return {d["Name"]: d["Value"] for d in found + list(alarm.get("Dimensions") or [])}
+
+
 def error_rate_rule(alarm: dict) -> ErrorRateRule | None:
     """The rule of a stored ``MetricAlarm``; None when it watches another metric."""
     stats = [m["MetricStat"] for m in alarm.get("Metrics") or [] if m.get("MetricStat")]
@@ -169,10 +225,14 @@ def error_rate_rule(alarm: dict) -> ErrorRateRule | None:
     if "Invocation5XXErrors" not in names:
         return None
     period = max([s["Period"] for s in stats] or [alarm.get("Period") or 60])
+    dimensions = [d for s in stats for d in s["Metric"].get("Dimensions") or []]
+    dimensions += alarm.get("Dimensions") or []
+    variants = {d["Value"] for d in dimensions if d["Name"] == "VariantName"}
     return ErrorRateRule(
         name=alarm["AlarmName"],
         threshold=float(alarm["Threshold"]),
         comparison=alarm["ComparisonOperator"],
         window_seconds=float(period) * int(alarm.get("EvaluationPeriods") or 1),
         percent="Invocations" in names,
+        variant=next(iter(variants)) if len(variants) == 1 else None,
     )

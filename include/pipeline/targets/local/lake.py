@@ -12,18 +12,7 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlparse
 
-
-def split_s3_uri(uri: str) -> tuple[str, str]:
-    """``s3://bucket/a/b`` -> ``("bucket", "a/b")``; a clear error for anything else.
-
-    Split as S3 does, not as a URL: ``?`` and ``#`` are characters of the key, so
-    ``s3://b/model.bin?.json`` names the key ``model.bin?.json``, never ``model.bin``.
-    """
-    scheme, sep, rest = uri.partition("://")
-    bucket, _, key = rest.partition("/")
-    if scheme != "s3" or not sep or not bucket:
-        raise ValueError(f"not an s3:// URI: {uri!r}")
-    return bucket, key.lstrip("/")
+from include.pipeline.core.s3 import split_s3_uri
 
 
 def resolve(uri: str | os.PathLike, lake: Path) -> Path:
@@ -52,19 +41,6 @@ def resolve_in_bucket(uri: str, lake: Path) -> str:
     if not path.is_relative_to(root):
         raise ValueError(f"{uri!r} leads out of s3://{bucket}/ (a link?)")
     return f"s3://{bucket}/{path.relative_to(root).as_posix()}"
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def atomic_copy(src: Path, dst: Path) -> Path:

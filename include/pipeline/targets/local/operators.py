@@ -20,6 +20,7 @@ from airflow.sdk import BaseOperator
 from include.pipeline.requests.features import FEATURE_STORE_DATABASE
 from include.pipeline.requests.registry import REGISTER_ARGUMENTS
 from include.pipeline.targets.offline_store import OfflineStoreCount
+from include.pipeline.task_ids import UPDATE_REPORT_KEY
 
 _AWS_ONLY = frozenset(
     {
@@ -251,8 +252,59 @@ def _raise_if_failed(describe: dict, status_key: str, kind: str) -> None:
         )
 
 
-class SageMakerProcessingOperator(_ConfigOperator):
+class _StopsItsJob:
+    """Mixin: ``on_kill`` (a person marked the task failed or successful, or cleared it) stops
+    the local job, as the Stop*Job call of its kind would: its processes are killed and it ends
+    Stopped; the next attempt starts it anew."""
+
+    name_field: str
+    # The operator's, after this mixin in the class's bases.
+    config: dict
+    log: Any
+
+    def job_name(self) -> str:
+        return self.config[self.name_field]
+
+    def on_kill(self) -> None:
+        from include.pipeline.targets.local.sagemaker import jobs
+
+        name = self.job_name()
+        if jobs.stop_job(name):
+            self.log.info("Stopped job %s: its task was killed", name)
+
+
+class _ReusesJobs:
+    """Mixin: a job whose request matches a completed one is reused, not run again
+    (:mod:`include.pipeline.targets.step_reuse`); a job that ran is recorded for the next run."""
+
+    job_type: str
+    # The operator's, after this mixin in the class's bases.
+    lake: Path
+    log: Any
+
+    def job_request(self) -> dict:
+        return self.config  # type: ignore[attr-defined]  # the operator's
+
+    def run_or_reuse(self, context, run) -> dict:
+        """``run()``'s result (the job ran, and is recorded), or the cached job's."""
+        from include.pipeline.targets import step_reuse
+        from include.pipeline.targets.local.storage import LocalStorage
+
+        storage, request = LocalStorage(self.lake), self.job_request()
+        cache_key, reused = step_reuse.cached(storage, self.job_type, request, context, self.log)
+        if reused is not None:
+            return reused
+        result = run()
+        if cache_key is not None:
+            step_reuse.remember(storage, self.job_type, request, result, self.log, cache_key)
+        return result
+
+
+class SageMakerProcessingOperator(_ReusesJobs, _StopsItsJob, _ConfigOperator):
     """Runs CreateProcessingJob with the local job runner; returns ``{"Processing": describe}``."""
+
+    name_field = "ProcessingJobName"
+    job_type = "Processing"
 
     template_fields: Sequence[str] = ("config", "output_files_to_xcom")
 
@@ -262,6 +314,24 @@ class SageMakerProcessingOperator(_ConfigOperator):
 
     def execute(self, context) -> dict:
         from include.pipeline.targets.local import lake
+
+        result = self.run_or_reuse(context, self.run_job)
+        if self.output_files_to_xcom:
+            outputs = {
+                o["OutputName"]: o["S3Output"]["S3Uri"]
+                for o in self.config["ProcessingOutputConfig"]["Outputs"]
+            }
+            result["OutputFiles"] = {
+                f["result_name"]: json.loads(
+                    lake.resolve(
+                        f"{outputs[f['output_name']].rstrip('/')}/{f['file_name']}", self.lake
+                    ).read_text()
+                )
+                for f in self.output_files_to_xcom
+            }
+        return result
+
+    def run_job(self) -> dict:
         from include.pipeline.targets.local.featurestore import runtime as featurestore_runtime
         from include.pipeline.targets.local.sagemaker import jobs
 
@@ -280,38 +350,30 @@ class SageMakerProcessingOperator(_ConfigOperator):
             describe = jobs.run_processing_job(self.config, lake=self.lake, log=self.log.info)
         describe = _jsonable(describe)
         _raise_if_failed(describe, "ProcessingJobStatus", "Processing")
-        result: dict = {"Processing": describe}
-        if self.output_files_to_xcom:
-            outputs = {
-                o["OutputName"]: o["S3Output"]["S3Uri"]
-                for o in self.config["ProcessingOutputConfig"]["Outputs"]
-            }
-            result["OutputFiles"] = {
-                f["result_name"]: json.loads(
-                    lake.resolve(
-                        f"{outputs[f['output_name']].rstrip('/')}/{f['file_name']}", self.lake
-                    ).read_text()
-                )
-                for f in self.output_files_to_xcom
-            }
-        return result
+        return {"Processing": describe}
 
 
-class SageMakerTrainingOperator(_ConfigOperator):
+class SageMakerTrainingOperator(_ReusesJobs, _StopsItsJob, _ConfigOperator):
     """Runs CreateTrainingJob with the local job runner; returns ``{"Training": describe}``."""
 
-    def execute(self, context) -> dict:
-        from include.pipeline.targets.local.sagemaker import jobs
+    name_field = "TrainingJobName"
+    job_type = "Training"
 
+    def execute(self, context) -> dict:
         previous = training_job_path(self.lake, self.config["TrainingJobName"])
         if previous.exists():  # a retry: adopt the job a previous attempt completed, as on aws
             describe = json.loads(previous.read_text())
             if describe.get("TrainingJobStatus") == "Completed":
                 self.log.info("Adopting completed training job %s", describe["TrainingJobName"])
                 return {"Training": describe}
+        return self.run_or_reuse(context, self.run_job)
+
+    def run_job(self) -> dict:
+        from include.pipeline.targets.local.sagemaker import jobs
+
         describe = _jsonable(jobs.run_training_job(self.config, lake=self.lake, log=self.log.info))
         # Kept like SageMaker keeps it, for DescribeTrainingJob-style readers (the rules sensor).
-        from include.pipeline.targets.local.lake import atomic_write_bytes
+        from include.pipeline.core.files import atomic_write_bytes
 
         atomic_write_bytes(
             training_job_path(self.lake, describe["TrainingJobName"]),
@@ -321,15 +383,26 @@ class SageMakerTrainingOperator(_ConfigOperator):
         return {"Training": describe}
 
 
-class SageMakerTransformOperator(_ConfigOperator):
+class SageMakerTransformOperator(_ReusesJobs, _StopsItsJob, _ConfigOperator):
     """Runs CreateTransformJob locally (the model from the local model store)."""
 
+    name_field = "TransformJobName"
+    job_type = "Transform"
+
+    def job_name(self) -> str:
+        return self.job_request()[self.name_field]
+
+    def job_request(self) -> dict:
+        return self.config.get("Transform", self.config)
+
     def execute(self, context) -> dict:
+        return self.run_or_reuse(context, self.run_job)
+
+    def run_job(self) -> dict:
         from include.pipeline.targets.local.sagemaker import transform
 
-        transform_request = self.config.get("Transform", self.config)
         describe = _jsonable(
-            transform.run_transform_job(transform_request, lake=self.lake, log=self.log.info)
+            transform.run_transform_job(self.job_request(), lake=self.lake, log=self.log.info)
         )
         _raise_if_failed(describe, "TransformJobStatus", "Transform")
         return {"Transform": describe}
@@ -512,6 +585,10 @@ class SageMakerEndpointOperator(_EndpointServiceOperator):
         if reason:
             from airflow.sdk.exceptions import AirflowFailException
 
+            if report:  # what the rolled-back update did, for the run summary
+                context["ti"].xcom_push(
+                    key=UPDATE_REPORT_KEY, value={**report, "FailureReason": reason}
+                )
             raise AirflowFailException(reason)  # a rollback: retrying cannot change it
         return {
             "EndpointConfig": endpoint.get("EndpointConfigName"),
@@ -577,13 +654,15 @@ class SageMakerDebugRulesSensor(LocalOperator):
         return statuses
 
 
-class SageMakerTuningOperator(_ConfigOperator):
+class SageMakerTuningOperator(_StopsItsJob, _ConfigOperator):
     """Runs CreateHyperParameterTuningJob with the local Optuna engine; returns
     ``{"Tuning": describe}`` like the provider's. Each trial's DescribeTrainingJob is kept where
     the training operator keeps its own."""
 
+    name_field = "HyperParameterTuningJobName"
+
     def execute(self, context) -> dict:
-        from include.pipeline.targets.local.lake import atomic_write_bytes
+        from include.pipeline.core.files import atomic_write_bytes
         from include.pipeline.targets.local.sagemaker import tuning
 
         def keep(describe: dict) -> None:
@@ -602,8 +681,8 @@ class SageMakerTuningOperator(_ConfigOperator):
 class SageMakerAutoMLOperator(LocalOperator):
     """Runs CreateAutoMLJob (the provider operator's arguments) with the local FLAML engine.
 
-    Returns what the provider's returns: the ``BestCandidate`` when waiting, else None (the
-    ``SageMakerAutoMLSensor`` then reads the finished job)."""
+    Returns what the aws target's returns: the ``BestCandidate`` when waiting, else the job's
+    name (the ``SageMakerAutoMLSensor`` then reads the finished job)."""
 
     template_fields: Sequence[str] = (
         "job_name",
@@ -661,12 +740,20 @@ class SageMakerAutoMLOperator(LocalOperator):
         request.update(self.extras or {})
         return request
 
-    def execute(self, context) -> dict | None:
+    def execute(self, context) -> dict | str:
         from include.pipeline.targets.local.sagemaker import automl
 
         describe = automl.run_automl_job(self.request(), lake=self.lake, log=self.log.info)
         _raise_if_failed(describe, "AutoMLJobStatus", "AutoML")
-        return describe["BestCandidate"] if self.wait else None
+        return describe["BestCandidate"] if self.wait else self.job_name
+
+    def on_kill(self) -> None:
+        """As StopAutoMLJob: the job's process is killed and it ends Stopped (the local job
+        runs inside this task, whether or not it waits)."""
+        from include.pipeline.targets.local.sagemaker import jobs
+
+        if jobs.stop_job(self.job_name):
+            self.log.info("Stopped AutoML job %s: its task was killed", self.job_name)
 
 
 class SageMakerAutoMLSensor(LocalOperator):
@@ -698,7 +785,7 @@ class SageMakerOfflineStoreSensor(OfflineStoreCount, AthenaOperator):
         super().__init__(database=database, **kwargs)
         self.expected = expected
 
-    def execute(self, context) -> int:
+    def execute(self, context) -> int:  # type: ignore[override]  # a count, not a query id
         import csv
         import io
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import builtins
+import hashlib
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from include.pipeline.core.files import atomic_write_bytes
+from include.pipeline.core.s3 import split_s3_uri
 from include.pipeline.targets import public_bucket
 from include.pipeline.targets.local import lake
 
@@ -38,7 +42,7 @@ class LocalStorage:
         return json.loads(self.read(uri))
 
     def write(self, uri: str, data: bytes) -> str:
-        lake.atomic_write_bytes(self.path(uri), data)
+        atomic_write_bytes(self.path(uri), data)
         return uri
 
     def exists(self, uri: str) -> bool:
@@ -46,12 +50,22 @@ class LocalStorage:
 
     def list(self, prefix: str) -> list[str]:
         """Every object URI under ``prefix``, sorted."""
-        bucket, _ = lake.split_s3_uri(prefix)
+        bucket, _ = split_s3_uri(prefix)
         root = (self.root / bucket).resolve()
         files = lake.list_files(prefix, self.root)
         return sorted(f"s3://{bucket}/{p.resolve().relative_to(root).as_posix()}" for p in files)
 
-    def folders(self, prefix: str) -> list[str]:
+    def fingerprint(self, prefix: str) -> str:
+        """A hash of the content under ``prefix`` (each file's path below it and its bytes):
+        equal for two prefixes that hold the same files, whatever their names above."""
+        root = self.path(prefix)
+        digest = hashlib.sha256()
+        for path in lake.list_files(prefix, self.root):
+            relative = "" if path == root else path.relative_to(root).as_posix()
+            digest.update(f"{relative}\0{hashlib.sha256(path.read_bytes()).hexdigest()}\n".encode())
+        return digest.hexdigest()
+
+    def folders(self, prefix: str) -> builtins.list[str]:
         """The names one level below ``prefix`` (S3's common prefixes with ``/``), sorted."""
         folder = self.path(prefix)
         return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []

@@ -12,8 +12,8 @@ from include.pipeline.settings import Settings
 
 class LocalTarget:
     name = "local"
-    # The evaluation job loads every candidate's model itself (the AutoML engine's model.pkl).
-    batch_scored_candidates: frozenset[str] = frozenset()
+    # Autopilot's candidates are inference pipelines (the AutoML engine's three containers), as
+    # on aws: a batch transform of the whole pipeline scores the test split for the evaluation.
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -55,8 +55,10 @@ class LocalTarget:
 
         endpoint_client.ensure_server(self.settings.lake, url=self.settings.endpoint_url)
 
-    def run_problems(self, input_uri: str, *, scheduled: bool) -> list[str]:
-        """Nothing is paid for locally; a missing input fails the ingest task at once. An
+    def run_problems(
+        self, input_uri: str, *, scheduled: bool, params: dict | None = None
+    ) -> list[str]:
+        """Nothing is paid for locally (no quotas); a missing input fails the ingest task at once. An
         endpoint server of another lake on the port would fail the deployment after training:
         said now, for every run (the demo's ``preflight`` says it before Airflow starts)."""
         from include.pipeline.targets.local.endpoint import client as endpoint_client
@@ -71,12 +73,13 @@ class LocalTarget:
         request contract of the candidate it serves (its smoke test's request)."""
         import shlex
 
-        from include.pipeline.requests.deployment import invocation
+        from include.pipeline import candidates
 
         if not deployment.get("endpoint_name") or deployment.get("deleted_after_run"):
             return ""
         url, name = deployment["endpoint_url"], deployment["endpoint_name"]
-        call, _ = invocation(deployment.get("candidate", "finetune"), ["I love this dress"])
+        kind = candidates.get(deployment.get("candidate") or candidates.PRIMARY.name)
+        call, _ = kind.invocation(["I love this dress"])
         body = call["Body"].rstrip("\r\n")  # one review: one line to paste (a CSV row too)
         headers = " ".join(
             f"-H {shlex.quote(f'{header}: {call[key]}')}"
@@ -101,6 +104,16 @@ class LocalTarget:
             folder=self.storage.location(incoming_uri),
             uri_prefix=incoming_uri,
             poll_interval=poll_interval,
+        )
+
+    def approval_trigger(self, *, queue_url: str, poll_interval: float, sqs_waiter_delay: int):
+        """The folder the local registry drops its state change events in (its EventBridge
+        rule and queue), scanned every ``poll_interval`` seconds."""
+        from include.pipeline.targets.local.registry_events import RegistryEventTrigger
+        from include.pipeline.targets.local.sagemaker.registry import events_folder
+
+        return RegistryEventTrigger(
+            folder=str(events_folder(self.settings.lake)), poll_interval=poll_interval
         )
 
     def operators(self) -> SimpleNamespace:

@@ -10,28 +10,17 @@ Definitions follow the Clarify documentation and its open-source implementation 
   when the groups share no outcome at all the metric cannot be computed and is reported with an
   ``error`` instead of a value, as Clarify does.
 
-Only numpy is imported here, so request builders can read :data:`PRE_TRAINING_METRICS` cheaply.
+The metric names and descriptions are :data:`include.pipeline.documents.bias.PRE_TRAINING_METRICS`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 import numpy as np
 
-# The one table of metric names and descriptions, in the order Clarify writes them (sorted by name).
-# Descriptions are Clarify's own wording, "Liebler" spelling included.
-PRE_TRAINING_METRICS: dict[str, str] = {
-    "CDDL": "Conditional Demographic Disparity in Labels (CDDL)",
-    "CI": "Class Imbalance (CI)",
-    "DPL": "Difference in Positive Proportions in Labels (DPL)",
-    "JS": "Jensen-Shannon Divergence (JS)",
-    "KL": "Kullback-Liebler Divergence (KL)",
-    "KS": "Kolmogorov-Smirnov Distance (KS)",
-    "LP": "L-p Norm (LP)",
-    "TVD": "Total Variation Distance (TVD)",
-}
+from include.pipeline.documents.bias import PRE_TRAINING_METRICS
 
 
 class MetricUndefined(ValueError):
@@ -160,7 +149,7 @@ assert _COMPUTE.keys() == PRE_TRAINING_METRICS.keys()
 
 def resolve_methods(
     methods: str | Sequence[str],
-    known: Sequence[str] = PRE_TRAINING_METRICS,
+    known: Collection[str] = PRE_TRAINING_METRICS,
     *,
     stage: str = "pre_training",
 ) -> list[str]:

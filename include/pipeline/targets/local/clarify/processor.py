@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from include.jobs.command import exit_code
-from include.pipeline.requests.clarify_container import ANALYSIS_FILE
+from include.pipeline.core.clarify_container import ANALYSIS_FILE
 from include.pipeline.targets.local.clarify.metrics import compute_metrics, resolve_methods
 from include.pipeline.targets.local.clarify.posttraining import (
     compute_post_training_metrics,
@@ -164,7 +164,7 @@ def read_dataset(path: Path, headers: tuple[str, ...] | None):
                 file,
                 dtype=str,
                 header=0 if has_header else None,
-                names=None if has_header else list(headers),
+                names=None if has_header or headers is None else list(headers),
             )
         except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
             raise ClarifyInputError(f"{file}: not a readable CSV ({exc})") from None

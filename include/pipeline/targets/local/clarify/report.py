@@ -11,7 +11,7 @@ import html
 import re
 from pathlib import Path
 
-from include.pipeline.tasks.bias import DEFAULT_THRESHOLDS, metric_status
+from include.pipeline.documents.bias import DEFAULT_THRESHOLDS, metric_status
 
 _COLOURS = {"ok": "#d4edda", "near": "#fff3cd", "violation": "#f8d7da", "none": "#eeeeee"}
 

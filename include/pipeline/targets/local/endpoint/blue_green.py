@@ -11,15 +11,16 @@ Runs in a background thread of the endpoint server, following the request's
 - ``MaximumExecutionTimeoutInSeconds``: past it, the update rolls back.
 - ``AutoRollbackConfiguration.Alarms``: the alarms stored through the local ``cloudwatch``
   client (:mod:`include.pipeline.targets.local.cloudwatch`). One on ``Invocation5XXErrors`` is
-  evaluated during every wait and bake on the new fleet's failures over the alarm's window, with
-  its threshold and comparison; the update rolls back when it fires. An alarm that does not
+  evaluated during every wait and bake on the new fleet's failures over the alarm's window (those
+  of the alarm's ``VariantName``: a Shadow variant's copies count as its calls), with its
+  threshold and comparison; the update rolls back when it fires. An alarm that does not
   exist fails the update. Without alarms only a failed health check rolls back, as on AWS.
 
 Before any traffic moves, the new fleet must pass a health check: every variant's model loads
 and answers a warm-up invocation. While the update runs the old fleet keeps serving its share; a
 request routed to the new fleet is answered by the new fleet alone, so callers see its
 ModelErrors until the rollback, as on SageMaker. The update's outcome records how many requests
-it failed (:meth:`EndpointService.finish_update`).
+it failed and each traffic step it took (:meth:`EndpointService.finish_update`).
 
 This module knows the service only through :class:`UpdateHost` (no import of the service).
 """
@@ -29,7 +30,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from include.pipeline.targets.local import cloudwatch
 from include.pipeline.targets.local.cloudwatch import ErrorRateRule
@@ -44,7 +45,10 @@ class UpdateHost(Protocol):
     """What an update needs from the hosting service."""
 
     traffic: dict[str, Traffic]
-    config: object  # ServiceConfig: min_invocations
+
+    @property
+    def config(self) -> Any: ...  # ServiceConfig: min_invocations
+
     lake: Path  # where the rollback alarms are stored
 
     def health_check(self, fleet: Fleet) -> None: ...
@@ -156,11 +160,13 @@ def _bake(service, traffic, seconds: float, alarms, started: float, timeout) -> 
     deadline = time.monotonic() + seconds
     while True:
         for rule in alarms:
-            errors, invocations = traffic.error_rate(rule.window_seconds)
+            variant = _watched(traffic.candidate, rule.variant)
+            errors, invocations = traffic.error_rate(rule.window_seconds, variant)
             if invocations >= service.config.min_invocations and rule.breached(errors, invocations):
                 unit = "%" if rule.percent else " errors"
+                who = f"the new fleet's {variant}" if variant else "the new fleet"
                 return (
-                    f"Alarm {rule.name} fired: the new fleet failed {errors} of {invocations} "
+                    f"Alarm {rule.name} fired: {who} failed {errors} of {invocations} "
                     f"invocations in the last {rule.window_seconds:g} s "
                     f"({rule.value(errors, invocations):.2f}{unit} {rule.comparison} "
                     f"{rule.threshold:g}); rolled back"
@@ -170,3 +176,13 @@ def _bake(service, traffic, seconds: float, alarms, started: float, timeout) -> 
         if time.monotonic() >= deadline:
             return None
         time.sleep(min(POLL_SECONDS, max(deadline - time.monotonic(), 0)))
+
+
+def _watched(fleet: Fleet | None, variant: str | None) -> str | None:
+    """The variant of the new fleet an alarm counts: its ``VariantName`` when the fleet has that
+    variant (production or shadow); otherwise the whole new fleet (an alarm named for another
+    variant still guards the update)."""
+    if fleet is None or variant is None:
+        return None
+    names = {v.name for v in fleet.variants + fleet.shadows}
+    return variant if variant in names else None

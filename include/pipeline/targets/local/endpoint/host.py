@@ -6,7 +6,8 @@ in the lake (``<lake>/_sagemaker/``), so a restart serves the same endpoints. Th
 ``endpoint_server`` (HTTP, AWS wire protocols), ``endpoint_service`` (operations),
 ``endpoint_state`` (documents in the lake), ``routing`` (variants and weights), ``blue_green``
 (updates and rollback), ``data_capture`` (capture and shadow logs), ``models`` (model store and
-inference handlers), ``batching`` (shared forward passes).
+inference handlers), ``batching`` (forward passes for concurrent requests: merged, side by side
+or one at a time, whichever is fastest under the load).
 """
 
 from __future__ import annotations

@@ -22,10 +22,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from include.pipeline.requests.images import AUTOPILOT_INFERENCE_REPOSITORY
+from include.pipeline.core.files import atomic_write_bytes
+from include.pipeline.requests.images import AUTOPILOT_INFERENCE_REPOSITORY, BLAZINGTEXT_REPOSITORY
 from include.pipeline.targets.local import archives
 from include.pipeline.targets.local.endpoint.batching import BatcherClosed, MicroBatcher
-from include.pipeline.targets.local.lake import atomic_write_bytes, resolve
+from include.pipeline.targets.local.lake import resolve
 from include.pipeline.targets.local.names import safe_join, validate
 
 STATE_DIR = "_sagemaker"
@@ -36,7 +37,7 @@ DEFAULT_PROGRAM = "inference.py"
 # candidates: their archives hold no inference script). Repository name -> module with
 # model_fn / input_fn / predict_fn / output_fn.
 BUILTIN_SERVING = {
-    "blazingtext": "include.pipeline.targets.local.sagemaker.blazingtext",
+    BLAZINGTEXT_REPOSITORY: "include.pipeline.targets.local.sagemaker.blazingtext",
     AUTOPILOT_INFERENCE_REPOSITORY: "include.pipeline.targets.local.sagemaker.automl_serving",
 }
 # The health-check request a new fleet must answer before it gets traffic (the inference contract).
@@ -120,16 +121,81 @@ def read_document(path: Path, keys: tuple[str, ...], what: str) -> dict:
     return doc
 
 
+def _containers(request: dict) -> list[dict]:
+    """A model's containers in serving order: its PrimaryContainer, or its inference pipeline."""
+    primary = request.get("PrimaryContainer")
+    return [primary] if primary else list(request.get("Containers") or [])
+
+
+def _package_containers(name: str, containers: list[dict], lake: Path, region: str) -> list:
+    """The containers a model created from a model package serves: the package version's
+    ``InferenceSpecification`` containers (image, model data, environment; all of an inference
+    pipeline), as SageMaker copies them at CreateModel. Refused as AWS does: an ``Image`` or
+    ``ModelDataUrl`` next to ``ModelPackageName``, an unknown version, and a versioned package
+    that is not Approved ("must be set to Approved to deploy the model")."""
+    from include.pipeline.targets.local.sagemaker import registry
+
+    if len(containers) != 1:
+        raise SageMakerValidationError(
+            f"model {name}: a model package is deployed as one container naming it "
+            f"(its package holds every container), got {len(containers)} containers"
+        )
+    (container,) = containers
+    given = sorted({"Image", "ModelDataUrl"} & container.keys())
+    if given:
+        raise SageMakerValidationError(
+            f"model {name}: {' and '.join(given)} cannot be given with ModelPackageName "
+            "(the package's containers are used)"
+        )
+    package = registry.package_arn(container["ModelPackageName"], region)
+    try:
+        described = registry.describe_model_package(package, lake)
+    except registry.RegistryError as err:
+        raise SageMakerValidationError(f"model {name}: {err}") from None
+    status = described.get("ModelApprovalStatus")
+    if status != "Approved":
+        raise SageMakerValidationError(
+            f"model {name}: model package {package} is {status}; a versioned model package "
+            "must be Approved to be deployed"
+        )
+    resolved = (described.get("InferenceSpecification") or {}).get("Containers") or []
+    if not resolved:
+        raise SageMakerValidationError(f"model {name}: model package {package} has no containers")
+    extra = container.get("Environment") or {}
+    return [
+        {**c, "Environment": {**(c.get("Environment") or {}), **extra}} if extra else dict(c)
+        for c in resolved
+    ]
+
+
+def _is_package(containers: list[dict]) -> bool:
+    return any(c.get("ModelPackageName") for c in containers)
+
+
 def create_model(request: dict, lake: Path, region: str = "us-east-1") -> dict:
-    """Store a CreateModel request; the same request again is a no-op, a different one an error."""
+    """Store a CreateModel request; the same request again is a no-op, a different one an error.
+    A model of a package keeps the package's containers beside it (``Serving``), resolved now
+    as SageMaker does: approving or rejecting the version later does not change the model."""
     name = request.get("ModelName") or ""
     if not name:
         raise SageMakerValidationError("ModelName is required")
-    container = request.get("PrimaryContainer") or next(iter(request.get("Containers") or []), None)
-    if not container or not container.get("ModelDataUrl"):
+    containers = _containers(request)
+    if not containers:
         raise SageMakerValidationError(
-            f"model {name}: PrimaryContainer.ModelDataUrl (the model.tar.gz) is required locally"
+            f"model {name}: PrimaryContainer or Containers (an inference pipeline) is required"
         )
+    serving = None
+    if _is_package(containers):
+        serving = _package_containers(name, containers, lake, region)
+        containers = serving
+    for index, container in enumerate(containers):
+        if not container.get("ModelDataUrl"):
+            where = (
+                "PrimaryContainer" if request.get("PrimaryContainer") else f"Containers[{index}]"
+            )
+            raise SageMakerValidationError(
+                f"model {name}: {where}.ModelDataUrl (the model.tar.gz) is required locally"
+            )
     path = _model_path(name, lake)
     model_arn = arn(region, "model", name)
     if path.exists():
@@ -138,6 +204,8 @@ def create_model(request: dict, lake: Path, region: str = "us-east-1") -> dict:
             return {"ModelArn": existing["ModelArn"]}
         raise SageMakerValidationError(f'Cannot create already existing model "{model_arn}".')
     doc = {"ModelArn": model_arn, "CreationTime": time.time(), "Request": request}
+    if serving is not None:
+        doc["Serving"] = serving
     atomic_write_bytes(path, json.dumps(doc, indent=2).encode())
     return {"ModelArn": model_arn}
 
@@ -149,6 +217,16 @@ def describe_model(name: str, lake: Path) -> dict:
         raise SageMakerValidationError(f'Could not find model "{name}".')
     doc = read_document(path, _MODEL_KEYS, f"model {name}")
     return {**doc["Request"], "ModelArn": doc["ModelArn"], "CreationTime": doc["CreationTime"]}
+
+
+def serving_containers(name: str, lake: Path) -> list[dict]:
+    """The containers a stored model serves, in order: the package's when the model was created
+    from a model package, else the request's own."""
+    path = _model_path(name, lake)
+    if not path.exists():
+        raise SageMakerValidationError(f'Could not find model "{name}".')
+    doc = read_document(path, _MODEL_KEYS, f"model {name}")
+    return doc.get("Serving") or _containers(doc["Request"])
 
 
 def delete_model(name: str, lake: Path) -> None:
@@ -237,7 +315,7 @@ class InferenceHandler:
         self.model_dir = model_dir
         self.module = module
         self.model = model
-        self._batcher = None
+        self._batcher: MicroBatcher | None = None
         self._batcher_lock = threading.Lock()
         self._closed = False
 
@@ -298,6 +376,11 @@ class InferenceHandler:
             raise InvocationError(504, str(err), "predict_fn") from err
         return self.render(predictions, accept)
 
+    def serving_figures(self) -> dict:
+        """Reviews per second observed per shape of forward pass (batching's policy)."""
+        batcher = self._batcher
+        return batcher.policy.snapshot() if batcher is not None else {}
+
     def close(self) -> None:
         with self._batcher_lock:
             self._closed = True
@@ -349,12 +432,39 @@ def preload(names: tuple[str, ...] = SERVING_PRELOAD) -> threading.Thread:
     return thread
 
 
-def load_handler(model_name: str, lake: Path) -> InferenceHandler:
-    """Load a stored model (CreateModel) into an :class:`InferenceHandler`; clear errors if not."""
-    lake = Path(lake)
-    _preloaded.wait()
-    doc = describe_model(model_name, lake)
-    container = doc.get("PrimaryContainer") or doc["Containers"][0]
+class PipelineHandler(InferenceHandler):
+    """A serial inference pipeline (CreateModel ``Containers``): each container's answer is the
+    next one's request, in the content type it answered with, as SageMaker chains them; the
+    caller's body goes to the first container and its Accept to the last."""
+
+    def __init__(self, model_name: str, stages: list[InferenceHandler], accepts: list[str]):
+        first = stages[0]
+        super().__init__(model_name, first.model_dir, first.module, first.model)
+        self.stages = stages
+        self.accepts = accepts  # what each container is asked to answer to the next one
+
+    def parse(self, body: bytes, content_type: str):
+        return self.stages[0].parse(body, content_type)
+
+    def infer(self, data):
+        prediction = self.stages[0].infer(data)
+        for previous, accept, stage in zip(
+            self.stages[:-1], self.accepts[:-1], self.stages[1:], strict=True
+        ):
+            body, content_type = previous.render(prediction, accept)
+            prediction = stage.infer(stage.parse(body, content_type))
+        return prediction
+
+    def render(self, prediction, accept: str) -> tuple[bytes, str]:
+        return self.stages[-1].render(prediction, accept)
+
+    def close(self) -> None:
+        super().close()
+        for stage in self.stages:
+            stage.close()
+
+
+def _load_container(model_name: str, container: dict, lake: Path) -> InferenceHandler:
     environment = container.get("Environment") or {}
     model_dir = extract_archive(resolve(container["ModelDataUrl"], lake), lake)
     repository = container.get("Image", "").rsplit("/", 1)[-1].split(":")[0]
@@ -369,6 +479,22 @@ def load_handler(model_name: str, lake: Path) -> InferenceHandler:
             f"{script.name}: {type(err).__name__}: {err}"
         ) from err
     return InferenceHandler(model_name, model_dir, module, model)
+
+
+def load_handler(model_name: str, lake: Path) -> InferenceHandler:
+    """Load a stored model (CreateModel) into an :class:`InferenceHandler` (a
+    :class:`PipelineHandler` for an inference pipeline); clear errors if not."""
+    lake = Path(lake)
+    _preloaded.wait()
+    containers = serving_containers(model_name, lake)
+    stages = [_load_container(model_name, container, lake) for container in containers]
+    if len(stages) == 1:
+        return stages[0]
+    accepts = [
+        (c.get("Environment") or {}).get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "*/*")
+        for c in containers
+    ]
+    return PipelineHandler(model_name, stages, accepts)
 
 
 class HandlerCache:
@@ -390,6 +516,10 @@ class HandlerCache:
             if model_name not in self._handlers:
                 self._handlers[model_name] = load_handler(model_name, self.lake)
             return self._handlers[model_name]
+
+    def loaded(self, model_name: str) -> InferenceHandler | None:
+        """The handler of ``model_name`` if it is loaded (never loads it)."""
+        return self._handlers.get(model_name)
 
     def retain(self, model_names: set[str]) -> None:
         """Unload every handler whose model no fleet uses any more (keeps memory flat)."""

@@ -99,12 +99,15 @@ class Traffic:
         self.share = 0.0
         self.candidate_invocations = 0
         self.candidate_errors = 0
-        self.candidate_outcomes: collections.deque[tuple[float, bool]] = collections.deque()
+        # (time, ok, variant) of the new fleet's calls, shadow copies included (alarm windows)
+        self.candidate_outcomes: collections.deque[tuple[float, bool, str]] = collections.deque()
         self.lock = threading.Lock()
         # How many requests routed to the new fleet are still running: the update's report
         # waits for them, so a failure a caller gets after the rollback decision is in it.
         self._in_flight = 0
         self._answered = threading.Condition(self.lock)
+        # The update's traffic steps as they ran: share, seconds held, what the new fleet got.
+        self.steps: list[dict] = []
         self._rng = random.Random(seed)
 
     def route(self, target_variant: str | None = None) -> Route:
@@ -113,7 +116,7 @@ class Traffic:
             if target_variant:
                 for fleet in (live, candidate):
                     found = fleet.find(target_variant) if fleet else None
-                    if found:
+                    if found and fleet is not None:
                         return Route(fleet, found, new_fleet=fleet is candidate)
                 names = [v.name for v in live.variants]
                 raise SageMakerValidationError(
@@ -152,17 +155,48 @@ class Traffic:
             if route.new_fleet:
                 self.candidate_invocations += 1
                 self.candidate_errors += 0 if ok else 1
-                self.candidate_outcomes.append((time.monotonic(), ok))
+                self.candidate_outcomes.append((time.monotonic(), ok, route.variant.name))
+
+    def record_shadow(self, route: Route, shadow: str, ok: bool) -> None:
+        """Count a shadow copy of a request the new fleet answered: its alarm sees it, callers
+        never do (not in the update's report of failed requests)."""
+        with self.lock:
+            if route.new_fleet and route.fleet is self.candidate:
+                self.candidate_outcomes.append((time.monotonic(), ok, shadow))
 
     def start_candidate(self, fleet: Fleet) -> None:
         with self.lock:
             self.candidate, self.share = fleet, 0.0
             self.candidate_invocations = self.candidate_errors = 0
             self.candidate_outcomes.clear()
+            self.steps = []
 
     def set_share(self, share: float) -> None:
+        """Move ``share`` of the traffic to the new fleet: a new step of the update's record
+        (a bake at the share it already has extends the current step)."""
         with self.lock:
-            self.share = min(max(share, 0.0), 1.0)
+            share = min(max(share, 0.0), 1.0)
+            if self.steps and self.steps[-1]["NewFleetShare"] == share:
+                return
+            self._close_step()
+            self.share = share
+            self.steps.append(
+                {
+                    "NewFleetShare": share,
+                    "StartTime": time.time(),
+                    "_counts": (self.candidate_invocations, self.candidate_errors),
+                }
+            )
+
+    def _close_step(self) -> None:
+        """End the running step: its seconds and the requests the new fleet answered in it."""
+        if not self.steps or "_counts" not in self.steps[-1]:
+            return
+        step = self.steps[-1]
+        invocations, errors = step.pop("_counts")
+        step["Seconds"] = round(time.time() - step["StartTime"], 3)
+        step["NewFleetInvocations"] = self.candidate_invocations - invocations
+        step["NewFleetFailedRequests"] = self.candidate_errors - errors
 
     def promote(self) -> None:
         with self.lock:
@@ -173,17 +207,23 @@ class Traffic:
         with self.lock:
             self.candidate, self.share = None, 0.0
 
-    def error_rate(self, window_seconds: float | None = None) -> tuple[int, int]:
+    def error_rate(
+        self, window_seconds: float | None = None, variant: str | None = None
+    ) -> tuple[int, int]:
         """The candidate's (errors, invocations): all of them, or those of the last
-        ``window_seconds`` (an alarm's evaluation window)."""
+        ``window_seconds`` (an alarm's evaluation window), of ``variant`` alone when given
+        (a Shadow variant's copies are its invocations)."""
         with self.lock:
-            if window_seconds is None:
+            if window_seconds is None and variant is None:
                 return self.candidate_errors, self.candidate_invocations
-            since = time.monotonic() - window_seconds
-            while self.candidate_outcomes and self.candidate_outcomes[0][0] < since:
-                self.candidate_outcomes.popleft()
-            errors = sum(1 for _, ok in self.candidate_outcomes if not ok)
-            return errors, len(self.candidate_outcomes)
+            if window_seconds is not None:
+                since = time.monotonic() - window_seconds
+                while self.candidate_outcomes and self.candidate_outcomes[0][0] < since:
+                    self.candidate_outcomes.popleft()
+            outcomes = [
+                ok for _, ok, name in self.candidate_outcomes if variant is None or name == variant
+            ]
+            return outcomes.count(False), len(outcomes)
 
     def await_update_requests(self, timeout: float) -> None:
         """Until the requests the update's new fleet is still answering are done (at most
@@ -192,11 +232,15 @@ class Traffic:
             self._answered.wait_for(lambda: self._in_flight == 0, timeout=timeout)
 
     def take_update_report(self) -> dict:
-        """What the last update's new fleet did to callers; the counts restart at zero."""
+        """What the last update's new fleet did to callers, in all and per traffic step (the
+        share it had, how long, its requests and failures); the counts restart at zero."""
         with self.lock:
+            self._close_step()
             report = {
                 "NewFleetInvocations": self.candidate_invocations,
                 "NewFleetFailedRequests": self.candidate_errors,
+                "TrafficSteps": self.steps,
             }
             self.candidate_invocations = self.candidate_errors = 0
+            self.steps = []
             return report

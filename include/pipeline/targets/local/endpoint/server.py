@@ -32,6 +32,7 @@ import threading
 import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import cast
 from urllib.parse import unquote, urlparse
 
 from include.pipeline.targets.local.endpoint.models import InvocationError, SageMakerValidationError
@@ -200,7 +201,7 @@ class EndpointServer(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
-        host, port = self.server_address[:2]
+        host, port = cast(tuple[str, int], self.server_address[:2])  # an AF_INET server
         return f"http://{host}:{port}"
 
 
@@ -217,7 +218,9 @@ class RequestHandler(BaseHTTPRequestHandler):
 
     # -- connection handling -----------------------------------------------------------------
     def setup(self) -> None:
-        self.timeout = self.server.idle_seconds  # no single read waits longer than this
+        # No single read waits longer than this (per connection; the base class declares it
+        # class-wide).
+        self.timeout = self.server.idle_seconds  # type: ignore[misc]
         super().setup()
 
     def handle(self) -> None:
@@ -228,7 +231,7 @@ class RequestHandler(BaseHTTPRequestHandler):
             return
         if first and first[0] == TLS_HANDSHAKE:
             self.close_connection = True
-            self.request_version, self.command, self.requestline = "HTTP/1.1", None, ""
+            self.request_version, self.command, self.requestline = "HTTP/1.1", "", ""
             self._runtime_error(
                 400, "ValidationError", "this endpoint speaks plain HTTP, not TLS (use http://)"
             )

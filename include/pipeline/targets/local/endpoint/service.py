@@ -13,6 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from include.pipeline.targets.local.endpoint import blue_green, models
 from include.pipeline.targets.local.endpoint.batching import (
@@ -229,6 +230,7 @@ class EndpointService:
             with traffic.lock:
                 for item in desired:
                     variant = traffic.live.find(item["VariantName"])
+                    assert variant is not None  # every name was checked above
                     variant.weight = new_weights[variant.name]
                     if "DesiredInstanceCount" in item:
                         variant.instance_count = int(item["DesiredInstanceCount"])
@@ -279,7 +281,7 @@ class EndpointService:
 
     @staticmethod
     def _fleet_summary(fleet: Fleet) -> dict:
-        summary = {"ProductionVariants": [v.summary() for v in fleet.variants]}
+        summary: dict[str, Any] = {"ProductionVariants": [v.summary() for v in fleet.variants]}
         summary["ShadowProductionVariants"] = [v.summary() for v in fleet.shadows]
         capture = fleet.data_capture
         if capture:
@@ -414,6 +416,9 @@ class EndpointService:
         with self._lock:  # counted once logged, so a count means a readable log line
             shadow.invocations += 1
             shadow.errors += 0 if error is None else 1
+        traffic = self.traffic.get(name)
+        if traffic is not None:
+            traffic.record_shadow(route, shadow.name, ok=error is None)
 
     def stats(self, name: str) -> dict:
         """Invocation and error counts per variant (local only, for tests and benchmarks)."""
@@ -424,9 +429,18 @@ class EndpointService:
                 f"Endpoint {name} of account {models.ACCOUNT} not found."
             )
 
+        def figures(model_name: str) -> dict:
+            handler = self.handlers.loaded(model_name)
+            return handler.serving_figures() if handler is not None else {}
+
         def counts(variants):
             return {
-                v.name: {"invocations": v.invocations, "errors": v.errors, "dropped": v.dropped}
+                v.name: {
+                    "invocations": v.invocations,
+                    "errors": v.errors,
+                    "dropped": v.dropped,
+                    "forward_passes": figures(v.model_name),
+                }
                 for v in variants
             }
 
@@ -470,8 +484,9 @@ class EndpointService:
                 if isinstance(v, dict)
             }
             for variant in fleet.variants:
-                if weights.get(variant.name) is not None:
-                    variant.weight = float(weights[variant.name])
+                weight = weights.get(variant.name)
+                if weight is not None:
+                    variant.weight = float(weight)
             if doc["EndpointStatus"] == "Creating":
                 threading.Thread(target=self._create, args=(name, fleet), daemon=True).start()
                 continue

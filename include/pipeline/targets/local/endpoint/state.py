@@ -13,9 +13,9 @@ import threading
 import time
 from pathlib import Path
 
+from include.pipeline.core.files import atomic_write_bytes
 from include.pipeline.targets.local.endpoint import models
 from include.pipeline.targets.local.endpoint.models import SageMakerValidationError
-from include.pipeline.targets.local.lake import atomic_write_bytes
 from include.pipeline.targets.local.names import safe_join, validate
 
 CONFIG_KEYS = ("EndpointConfigArn", "CreationTime", "Request")

@@ -10,6 +10,7 @@ and written to the offline store in batches (and when the job ends), not one fil
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 from collections import defaultdict
 from contextlib import contextmanager
@@ -32,7 +33,7 @@ class _Runtime:
         # One online-store connection for the job's lifetime (opening SQLite per record and
         # validating through pandas was ~20 ms a record: 100 s of a 6,000-review prepare job).
         self.online_lock = threading.Lock()
-        self.online = None
+        self.online: sqlite3.Connection | None = None
 
     def describe(self, name: str) -> dict:
         if name not in self.describes:

@@ -16,9 +16,11 @@ import json
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+from include.pipeline.core.files import atomic_write_bytes
 from include.pipeline.requests.features import FEATURE_STORE_DATABASE, training_set_sql
-from include.pipeline.targets.local.lake import atomic_write_bytes, resolve
+from include.pipeline.targets.local.lake import resolve
 from include.pipeline.targets.local.names import safe_join, validate
 
 ACCOUNT = "000000000000"
@@ -150,7 +152,7 @@ def _validate_frame(describe: dict, df, source: str):
     return frame
 
 
-def check_value_typed(name: str, kind: str, value: object, where: str) -> None:
+def check_value_typed(name: str, kind: str, value: Any, where: str) -> None:
     """The feature-definition type check for any group (not only the review group)."""
     if kind == "Integral":
         ok = not isinstance(value, bool) and (
@@ -360,7 +362,7 @@ def get_record(feature_group_name: str, record_id: str, lake: Path) -> dict:
     }
 
 
-def _as_string(value: object, kind: str) -> str:
+def _as_string(value: Any, kind: str) -> str:
     if kind == "Integral":
         return str(int(value))
     return repr(float(value)) if kind == "Fractional" else str(value)

@@ -8,13 +8,15 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from include.pipeline.core.files import atomic_write_bytes
 from include.pipeline.requests.common import SHORT_JOB_NAME
-from include.pipeline.targets.local.lake import atomic_write_bytes
 
 DESCRIBE_FILE = "describe.json"
 
@@ -60,6 +62,12 @@ class JobState:
         log(f"[{name}] already Completed; returning its result")
         return done
 
+    def progress(self, lake: Path, name: str, describe: dict) -> None:
+        """Write the Describe* answer of a job that has not ended (InProgress, Stopping)."""
+        folder = self.folder(lake, name)
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(folder / DESCRIBE_FILE, json.dumps(describe, default=str).encode())
+
     def finish(self, lake: Path, name: str, describe: dict, listing: list[dict]) -> dict:
         """Write the job's listing, then its Describe* answer; returns that answer as JSON
         reads it back (datetimes as strings), the same on this run and on a re-run."""
@@ -68,3 +76,29 @@ class JobState:
         atomic_write_bytes(folder / self.listing_file, json.dumps(listing, default=str).encode())
         atomic_write_bytes(folder / DESCRIBE_FILE, json.dumps(describe, default=str).encode())
         return json.loads(json.dumps(describe, default=str))
+
+
+class Progress:
+    """The Describe* answer of a job while it runs: InProgress from the start, Stopping once it
+    is stopped (until it ends), then what :meth:`finish` writes. A stop that comes after the end
+    changes nothing."""
+
+    def __init__(self, state: JobState, lake: Path, name: str, describe: dict):
+        self.state, self.lake, self.name = state, Path(lake), name
+        self.status_field = state.name_field.removesuffix("Name") + "Status"
+        self.describe = {**describe, self.status_field: "InProgress"}
+        self._lock = threading.RLock()  # a stop may come from a signal handler in this thread
+        self._ended = False
+        state.progress(self.lake, name, self.describe)
+
+    def stopping(self) -> None:
+        with self._lock:
+            if not self._ended:
+                now = datetime.now(UTC)
+                stopping = {**self.describe, self.status_field: "Stopping", "LastModifiedTime": now}
+                self.state.progress(self.lake, self.name, stopping)
+
+    def finish(self, describe: dict, listing: list[dict]) -> dict:
+        with self._lock:
+            self._ended = True
+            return self.state.finish(self.lake, self.name, describe, listing)

@@ -17,14 +17,18 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
-from include.pipeline.requests import clarify_container
+from include.pipeline.core import clarify_container
+from include.pipeline.core.files import atomic_write_bytes
+from include.pipeline.requests import images
 from include.pipeline.settings import REPO_ROOT
 from include.pipeline.targets.local import archives
-from include.pipeline.targets.local.lake import atomic_copy, atomic_write_bytes, list_files, resolve
+from include.pipeline.targets.local.lake import atomic_copy, list_files, resolve
 from include.pipeline.targets.local.names import safe_join, validate
 from include.pipeline.targets.local.sagemaker import warm
 
@@ -40,12 +44,15 @@ RUNTIMES = (
     ("sagemaker-scikit-learn", "python"),
     ("pytorch-training", "python"),
     ("pytorch-inference", "python"),
-    ("blazingtext", "blazingtext"),
+    (
+        images.BLAZINGTEXT_REPOSITORY,
+        images.BLAZINGTEXT_REPOSITORY,
+    ),  # the built-in, named by its image
 )
 # Built-in algorithms: runtime -> (the local module that implements the algorithm's container,
 # the metric definitions SageMaker predefines for it: requests for built-ins carry none).
 BUILTIN_ALGORITHMS = {
-    "blazingtext": (
+    images.BLAZINGTEXT_REPOSITORY: (
         "include.pipeline.targets.local.sagemaker.blazingtext",
         [
             {"Name": "train:accuracy", "Regex": r"#train_accuracy: ([0-9.]+)"},
@@ -88,14 +95,87 @@ def stage_code(code_uri: str, lake: Path, source: Path = JOBS_SOURCE) -> Path:
     return target
 
 
+# The jobs this process runs, by name: what the Stop*Job calls reach (processing, training,
+# tuning, transform and AutoML jobs alike: anything with a ``stop()``).
+_RUNNING: dict[str, Stoppable] = {}
+# Reentrant: Airflow calls on_kill (a stop) from its SIGTERM handler, in the thread that may be
+# holding the lock while it starts or ends a job.
+_RUNNING_LOCK = threading.RLock()
+STOPPED_REASON = "stopped: the job was stopped (Stop*Job) before it ended"
+
+
+class Stoppable(Protocol):
+    def stop(self) -> None: ...
+
+
+class StopSignal:
+    """The stop of a job that runs in this process (tuning, transform): ``stop()`` sets
+    ``event``, which the engine checks between its steps, then runs ``on_stop`` (which ends
+    what runs now, e.g. the current trial's processes)."""
+
+    def __init__(self, on_stop: Callable[[], None] | None = None):
+        self.event = threading.Event()
+        self._on_stop = on_stop
+
+    def stop(self) -> None:
+        self.event.set()
+        if self._on_stop is not None:
+            self._on_stop()
+
+    def is_set(self) -> bool:
+        return self.event.is_set()
+
+
+@contextmanager
+def running(name: str, job: Stoppable) -> Iterator[Stoppable]:
+    """Job ``name`` can be stopped (:func:`stop_job`) while the block runs."""
+    with _RUNNING_LOCK:
+        _RUNNING[name] = job
+    try:
+        yield job
+    finally:
+        with _RUNNING_LOCK:
+            if _RUNNING.get(name) is job:
+                del _RUNNING[name]
+
+
+def stop_job(name: str) -> bool:
+    """Stop*Job of a job this process runs: its processes are killed and it ends ``Stopped``
+    (no outputs uploaded). False when no such job runs (it ended)."""
+    with _RUNNING_LOCK:
+        job = _RUNNING.get(name)
+    if job is None:
+        return False
+    job.stop()
+    return True
+
+
 class _Job:
     """Folders and process plumbing shared by processing and training jobs."""
 
-    def __init__(self, name: str, hosts: list[str], lake: Path, log: Log):
+    def __init__(
+        self,
+        name: str,
+        hosts: list[str],
+        lake: Path,
+        log: Log,
+        stopped: threading.Event | None = None,
+    ):
         self.name, self.hosts, self.lake, self.log = name, hosts, Path(lake), log
         self.root = safe_join(self.lake / "_jobs", name)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # reentrant: see _RUNNING_LOCK
         self.lines: list[str] = []
+        # Set by stop(), or shared with the job this one runs for (a tuning job's trial).
+        self.stopped = stopped if stopped is not None else threading.Event()
+        self._procs: list = []
+
+    def stop(self) -> None:
+        self.log(f"[{self.name}] stopping")
+        with self._lock:
+            self.stopped.set()
+            procs = list(self._procs)
+        for proc in procs:
+            proc.kill()
 
     def reset(self) -> None:
         import shutil
@@ -119,13 +199,29 @@ class _Job:
     def write_json(self, container_path: str, host: str, data: object) -> None:
         atomic_write_bytes(self.local(container_path, host), json.dumps(data, indent=2).encode())
 
-    def run(self, commands: dict[str, tuple[list[str], dict, Path]], timeout: float | None):
+    def run(
+        self,
+        commands: dict[str, tuple[list[str], dict, Path]],
+        timeout: float | None,
+        handle: Stoppable | None = None,
+    ):
         """Start one process per host, stream their output line by line; returns
-        ``{host: (exit code, last lines)}``."""
-        procs, readers, tails = {}, [], {}
+        ``{host: (exit code, last lines)}``. ``handle``: what :func:`stop_job` calls instead
+        of this job's ``stop`` (one that does more first)."""
+        procs, readers, tails = {}, [], {}  # type: tuple[dict, list, dict[str, deque]]
+        with running(self.name, handle or self):
+            return self._run(commands, timeout, procs, readers, tails)
+
+    def _run(self, commands, timeout, procs, readers, tails):
         for host, (argv, env, cwd) in commands.items():
             self.log(f"[{self.name}] {host}: {' '.join(argv)}")
-            procs[host] = warm.popen(argv, env, cwd)
+            with self._lock:  # stop() kills what was started before it, and nothing starts after
+                if self.stopped.is_set():
+                    break
+                procs[host] = warm.popen(argv, env, cwd)
+                self._procs.append(procs[host])
+            if self.stopped.is_set():  # stopped while it started (a signal handler, this thread)
+                procs[host].kill()
             tails[host] = deque(maxlen=TAIL_LINES)
             prefix = f"[{host}] " if len(commands) > 1 else ""
             reader = threading.Thread(
@@ -148,9 +244,12 @@ class _Job:
             proc.wait()
         for reader in readers:
             reader.join()
+        if self.stopped.is_set():
+            return {host: (-9, [STOPPED_REASON]) for host in commands}
         return {host: (codes[host], list(tails[host])) for host in procs}
 
     def _pump(self, proc: subprocess.Popen | warm.WarmProcess, prefix: str, tail: deque) -> None:
+        assert proc.stdout is not None  # both kinds of process are started with a stdout pipe
         for raw in proc.stdout:
             line = raw.rstrip("\n")
             tail.append(line)
@@ -158,6 +257,32 @@ class _Job:
                 self.lines.append(line)
                 self.log(prefix + line)
         proc.stdout.close()
+
+
+def run_process(
+    name: str,
+    argv: list[str],
+    *,
+    lake: Path,
+    log: Log,
+    cwd: Path,
+    env: dict[str, str],
+    wrap: Callable[[Stoppable], Stoppable] | None = None,
+) -> tuple[int, list[str], bool]:
+    """Run job ``name`` as one process of its own (stopped by :func:`stop_job`, as a processing
+    job is): its exit code, last lines of output, and whether it was stopped. ``wrap``: builds,
+    from the process's stop, the stop that :func:`stop_job` calls."""
+    job = _Job(name, ["algo-1"], lake, log)
+    handle = wrap(job) if wrap else None
+    code, tail = job.run({"algo-1": (argv, env, cwd)}, None, handle)["algo-1"]
+    return code, tail, job.stopped.is_set()
+
+
+def _status(job: _Job, reason: str | None) -> str:
+    """Completed, Failed, or Stopped (a Stop*Job call killed it)."""
+    if job.stopped.is_set():
+        return "Stopped"
+    return "Completed" if reason is None else "Failed"
 
 
 def _failure(results: dict) -> str | None:
@@ -306,7 +431,7 @@ def run_processing_job(request: dict, *, lake: Path, log: Log = print) -> dict:
         "AppSpecification": app,
         "Environment": request.get("Environment", {}),
         "RoleArn": request.get("RoleArn", ""),
-        "ProcessingJobStatus": "Completed" if reason is None else "Failed",
+        "ProcessingJobStatus": _status(job, reason),
         "CreationTime": created,
         "ProcessingStartTime": started,
         "ProcessingEndTime": ended,
@@ -350,7 +475,22 @@ def _pack(source: Path, target: Path) -> None:
     atomic_write_bytes(target, archives.folder_tar_gz(source))
 
 
-def _rule_statuses(rule_configs: list[dict], series: dict[str, list[float]]) -> list[dict]:
+def _local_profile(output_data: Path):
+    """What train.py's profiler left in the job's output data folder (None: nothing)."""
+    from include.jobs.profiler import FRAMEWORK_FILE, STEPS_FILE, SYSTEM_FILE
+    from include.pipeline.profiler_rules import profile_from_files
+
+    files = {
+        name: (output_data / name).read_bytes()
+        for name in (SYSTEM_FILE, STEPS_FILE, FRAMEWORK_FILE)
+        if (output_data / name).is_file()
+    }
+    return profile_from_files(files, str(output_data))
+
+
+def _rule_statuses(
+    rule_configs: list[dict], series: dict[str, list[float]], output_data: Path | None = None
+) -> list[dict]:
     try:
         from include.pipeline.training_rules import evaluate_rules
     except ImportError as exc:
@@ -363,7 +503,8 @@ def _rule_statuses(rule_configs: list[dict], series: dict[str, list[float]]) -> 
             }
             for r in rule_configs
         ]
-    return evaluate_rules(rule_configs, series)
+    profile = _local_profile(output_data) if output_data is not None else None
+    return evaluate_rules(rule_configs, series, profile=profile)
 
 
 def _metrics(definitions: list[dict], lines: list[str]) -> dict[str, list[float]]:
@@ -380,10 +521,13 @@ def _metrics(definitions: list[dict], lines: list[str]) -> dict[str, list[float]
     return series
 
 
-def run_training_job(request: dict, *, lake: Path, log: Log = print) -> dict:
+def run_training_job(
+    request: dict, *, lake: Path, log: Log = print, stopped: threading.Event | None = None
+) -> dict:
     """Run a CreateTrainingJob request in script mode, like the SageMaker PyTorch container, or
     a built-in algorithm's module (:data:`BUILTIN_ALGORITHMS`); returns a DescribeTrainingJob-shaped
-    dict (plus ``LocalMetricSeries``)."""
+    dict (plus ``LocalMetricSeries``). ``stopped``: the stop of the job this one runs for (a
+    tuning job's): once set, the job starts no process and ends Stopped."""
     name = validate(
         "sagemaker", "CreateTrainingJob", "TrainingJobName", request.get("TrainingJobName", "")
     )
@@ -402,7 +546,7 @@ def run_training_job(request: dict, *, lake: Path, log: Log = print) -> dict:
         )
     count = int(request.get("ResourceConfig", {}).get("InstanceCount", 1))
     hosts = [f"algo-{i + 1}" for i in range(count)]
-    job = _Job(name, hosts, lake, log)
+    job = _Job(name, hosts, lake, log, stopped)
     created = _now()
     job.reset()
     hps = {k: _decode(v) for k, v in raw_hps.items() if not k.startswith("sagemaker_")}
@@ -410,7 +554,7 @@ def run_training_job(request: dict, *, lake: Path, log: Log = print) -> dict:
     channels = request.get("InputDataConfig", [])
     checkpoint = request.get("CheckpointConfig")
     checkpoint_path = (checkpoint or {}).get("LocalPath", "/opt/ml/checkpoints")
-    archive = resolve(submit, job.lake) if builtin is None else None
+    archive = resolve(str(submit), job.lake) if builtin is None else None
     if archive is not None and not archive.is_file():
         raise ValueError(f"{name}: sagemaker_submit_directory {submit!r} not found ({archive})")
 
@@ -496,8 +640,8 @@ def run_training_job(request: dict, *, lake: Path, log: Log = print) -> dict:
         "TrainingJobName": name,
         "TrainingJobArn": f"arn:aws:sagemaker:{_region(request.get('Environment') or {})}:"
         f"{ACCOUNT}:training-job/{name.lower()}",
-        "TrainingJobStatus": "Completed" if reason is None else "Failed",
-        "SecondaryStatus": "Completed" if reason is None else "Failed",
+        "TrainingJobStatus": _status(job, reason),
+        "SecondaryStatus": _status(job, reason),
         "HyperParameters": raw_hps,
         "AlgorithmSpecification": algo,
         "RoleArn": request.get("RoleArn", ""),
@@ -539,7 +683,9 @@ def run_training_job(request: dict, *, lake: Path, log: Log = print) -> dict:
     if request.get("ProfilerRuleConfigurations"):
         describe["ProfilerRuleConfigurations"] = request["ProfilerRuleConfigurations"]
         describe["ProfilerRuleEvaluationStatuses"] = _rule_statuses(
-            request["ProfilerRuleConfigurations"], series
+            request["ProfilerRuleConfigurations"],
+            series,
+            job.local("/opt/ml/output/data", hosts[0]),
         )
     log(f"[{name}] {describe['TrainingJobStatus']}")
     return describe

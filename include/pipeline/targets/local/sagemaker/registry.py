@@ -20,6 +20,7 @@ from include.pipeline.targets.local.names import validate
 ACCOUNT = "000000000000"
 DEFAULT_REGION = "us-east-1"
 APPROVAL_STATUSES = ("Approved", "Rejected", "PendingManualApproval")
+STATE_CHANGE = "SageMaker Model Package State Change"
 _LOCK_WAIT_S = 15.0
 
 _SCHEMA = """
@@ -78,6 +79,50 @@ def db_path(lake: Path) -> Path:
     return Path(lake) / "_sagemaker" / "registry.duckdb"
 
 
+def events_folder(lake: Path) -> Path:
+    """Where the registry drops its "SageMaker Model Package State Change" events, one JSON file
+    each (what EventBridge would deliver; the local approval trigger watches the folder)."""
+    return Path(lake) / "_sagemaker" / "events" / "model-package-state"
+
+
+def state_change_event(described: dict, region: str = DEFAULT_REGION) -> dict:
+    """The EventBridge event SageMaker sends when a package version is created or its approval
+    changes: ``detail`` is the version as DescribeModelPackage describes it."""
+    import uuid
+
+    detail = {k: _iso(v) for k, v in described.items()}
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": STATE_CHANGE,
+        "source": "aws.sagemaker",
+        "account": ACCOUNT,
+        "time": _now().strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": region,
+        "resources": [described["ModelPackageArn"]],
+        "detail": detail,
+    }
+
+
+def _iso(value):
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def record_state_change(lake: Path, arn: str, region: str = DEFAULT_REGION) -> Path:
+    """Write the state change event of version ``arn`` (atomic: the watcher never reads half)."""
+    from include.pipeline.core.files import atomic_write_bytes
+
+    event = state_change_event(describe_model_package(arn, lake), region)
+    detail = event["detail"]
+    name = (
+        f"{time.time_ns()}-{detail['ModelPackageGroupName']}-{detail['ModelPackageVersion']}"
+        f"-{detail['ModelApprovalStatus']}.json"
+    )
+    path = events_folder(lake) / name
+    atomic_write_bytes(path, json.dumps(event, indent=2).encode())
+    return path
+
+
 @contextmanager
 def _connect(lake: Path) -> Iterator:
     import duckdb
@@ -111,6 +156,17 @@ def _group_arn(name: str, region: str) -> str:
 
 def _package_arn(group: str, version: int, region: str) -> str:
     return f"arn:aws:sagemaker:{region}:{ACCOUNT}:model-package/{group.lower()}/{version}"
+
+
+def package_arn(name: str, region: str = DEFAULT_REGION) -> str:
+    """A versioned package's ARN from its ARN or its ``<group>/<version>`` name (CreateModel's
+    ``ModelPackageName`` takes either)."""
+    if name.startswith("arn:"):
+        return name
+    group, _, version = name.partition("/")
+    if not version.isdigit():
+        raise RegistryError(f"model package {name!r} is not a versioned package (<group>/<n>)")
+    return _package_arn(group, int(version), region)
 
 
 def _group_name(value: str) -> str:
@@ -240,6 +296,7 @@ def create_model_package(request: dict, lake: Path, region: str = DEFAULT_REGION
             ],
         )
         con.execute("COMMIT")
+    record_state_change(lake, arn, region)
     return {"ModelPackageArn": arn}
 
 
@@ -309,10 +366,14 @@ def list_model_packages(group: str, lake: Path, approval_status: str | None = No
 
 
 def update_model_package(request: dict, lake: Path) -> dict:
-    """UpdateModelPackage: approval status and its description."""
+    """UpdateModelPackage: approval status and its description; a changed status is announced
+    as a state change event, as SageMaker announces it to EventBridge."""
     arn = request["ModelPackageArn"]
     status = _check_status(request.get("ModelApprovalStatus"), arn)
     with _connect(lake) as con:
+        before = con.execute(
+            "SELECT approval_status FROM model_packages WHERE arn = ?", [arn]
+        ).fetchone()
         found = con.execute(
             "UPDATE model_packages SET approval_status = ?, approval_description = ?, "
             "last_modified_time = ? WHERE arn = ? RETURNING arn",
@@ -322,7 +383,13 @@ def update_model_package(request: dict, lake: Path) -> dict:
         raise RegistryError(
             f"Model package {arn} does not exist in the registry at {db_path(lake)}"
         )
+    if before[0] != status:
+        record_state_change(lake, arn, _region_of(arn))
     return {"ModelPackageArn": arn}
+
+
+def _region_of(arn: str) -> str:
+    return arn.split(":")[3] or DEFAULT_REGION
 
 
 def latest_approved(group: str, lake: Path) -> dict | None:

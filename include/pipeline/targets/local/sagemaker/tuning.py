@@ -9,6 +9,10 @@ Optuna's Hyperband pruner fed the metric values as the trial logs them (a trial 
 is reported ``Stopped``, as SageMaker reports early-stopped jobs). Trials run one at a time (two
 CPU cores); ``MaxParallelTrainingJobs`` is accepted and ignored.
 
+StopHyperParameterTuningJob (:func:`include.pipeline.targets.local.sagemaker.jobs.stop_job` on
+the tuning job's name) stops the running trial's processes and starts no further trial; the job
+answers Stopping, then Stopped with the trials that ran.
+
 The study lives in a journal file under ``<lake>/_sagemaker/tuning-jobs/<name>/``, apart from
 Airflow's metadata database; a warm start seeds the new study with its parents' finished trials.
 The result has DescribeHyperParameterTuningJob's shape; the trials' summaries
@@ -23,7 +27,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from include.pipeline.targets.local.sagemaker.job_state import JobState
+from include.pipeline.targets.local.sagemaker import jobs
+from include.pipeline.targets.local.sagemaker.job_state import JobState, Progress
 from include.pipeline.targets.local.sagemaker.jobs import ACCOUNT, Log, run_training_job
 
 STATE_DIR = Path("_sagemaker") / "tuning-jobs"
@@ -52,7 +57,7 @@ def distributions(parameter_ranges: dict) -> dict:
     """``ParameterRanges`` -> Optuna distributions (categorical values stay strings)."""
     import optuna
 
-    out = {}
+    out: dict[str, optuna.distributions.BaseDistribution] = {}
     for item in parameter_ranges.get("ContinuousParameterRanges", []):
         low, high = float(item["MinValue"]), float(item["MaxValue"])
         out[item["Name"]] = optuna.distributions.FloatDistribution(
@@ -76,9 +81,12 @@ def _sampler_and_pruner(config: dict, space: dict):
     strategy = config.get("Strategy", "Bayesian")
     seed = config.get("RandomSeed")
     limit = config.get("ResourceLimits", {}).get("MaxNumberOfTrainingJobs", 1)
-    tpe = {"seed": seed, "n_startup_trials": max(1, min(10, int(limit) // 2))}
+    startup = max(1, min(10, int(limit) // 2))
     if strategy == "Bayesian":
-        return optuna.samplers.TPESampler(**tpe), optuna.pruners.NopPruner()
+        return (
+            optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup),
+            optuna.pruners.NopPruner(),
+        )
     if strategy == "Random":
         return optuna.samplers.RandomSampler(seed=seed), optuna.pruners.NopPruner()
     if strategy == "Grid":
@@ -91,7 +99,7 @@ def _sampler_and_pruner(config: dict, space: dict):
         pruner = optuna.pruners.HyperbandPruner(
             min_resource=int(hb.get("MinResource", 1)), max_resource=int(hb.get("MaxResource", 3))
         )
-        return optuna.samplers.TPESampler(**tpe), pruner
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup), pruner
     raise TuningRequestError(f"HyperParameterTuningJobConfig.Strategy {strategy!r} is unknown")
 
 
@@ -211,8 +219,8 @@ def run_tuning_job(
     definition = request.get("TrainingJobDefinition")
     if not definition:
         raise TuningRequestError(f"{name}: only a single TrainingJobDefinition is supported")
-    objective = config.get("HyperParameterTuningJobObjective") or {}
-    metric_name, direction = objective.get("MetricName"), objective.get("Type", "Maximize")
+    goal = config.get("HyperParameterTuningJobObjective") or {}
+    metric_name, direction = goal.get("MetricName"), goal.get("Type", "Maximize")
     definitions = definition.get("AlgorithmSpecification", {}).get("MetricDefinitions", [])
     regex = next((d["Regex"] for d in definitions if d["Name"] == metric_name), None)
     if regex is None:
@@ -228,9 +236,9 @@ def run_tuning_job(
     folder = _STATE.folder(lake, name)
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    storage = optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(folder / STUDY_FILE))
-    )
+    from optuna.storages.journal import JournalFileBackend
+
+    storage = optuna.storages.JournalStorage(JournalFileBackend(str(folder / STUDY_FILE)))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
         study_name=name,
@@ -240,23 +248,80 @@ def run_tuning_job(
         direction="maximize" if direction == "Maximize" else "minimize",
     )
     created = datetime.now(UTC)
-    parents = _seed_from_parents(study, request, space, lake, log)
-    static = dict(definition.get("StaticHyperParameters") or {})
+    region = (definition.get("Environment") or {}).get("AWS_REGION", "us-east-1")
+    arn = f"arn:aws:sagemaker:{region}:{ACCOUNT}:hyper-parameter-tuning-job/{name.lower()}"
     counters = dict.fromkeys(
         ("Completed", "InProgress", "RetryableError", "NonRetryableError", "Stopped"), 0
     )
     objective_counters = dict.fromkeys(("Succeeded", "Pending", "Failed"), 0)
+    progress = Progress(
+        _STATE,
+        lake,
+        name,
+        {
+            "HyperParameterTuningJobName": name,
+            "HyperParameterTuningJobArn": arn,
+            "HyperParameterTuningJobConfig": config,
+            "TrainingJobDefinition": definition,
+            "CreationTime": created,
+            "LastModifiedTime": created,
+            "TrainingJobStatusCounters": counters,
+            "ObjectiveStatusCounters": objective_counters,
+        },
+    )
+    trial_jobs: list[str] = []  # the trial running now is the last
+
+    def on_stop() -> None:
+        progress.stopping()
+        if trial_jobs:
+            jobs.stop_job(trial_jobs[-1])
+
+    stop = jobs.StopSignal(on_stop)
+    with jobs.running(name, stop):
+        return _optimize(
+            study, request, space, lake, log, regex, progress, stop, trial_jobs, on_training_job
+        )
+
+
+def _optimize(
+    study,
+    request: dict,
+    space: dict,
+    lake: Path,
+    log: Log,
+    regex: str,
+    progress: Progress,
+    stop: jobs.StopSignal,
+    trial_jobs: list[str],
+    on_training_job: Callable[[dict], None] | None,
+) -> dict:
+    """Run the trials of the tuning job (until its limit, or until it is stopped) and finish
+    its Describe* answer."""
+    import optuna
+
+    from include.pipeline.core.names import short_hash
+
+    name = request["HyperParameterTuningJobName"]
+    config = request.get("HyperParameterTuningJobConfig") or {}
+    definition = request["TrainingJobDefinition"]
+    goal = config.get("HyperParameterTuningJobObjective") or {}
+    metric_name, direction = goal.get("MetricName"), goal.get("Type", "Maximize")
+    counters = progress.describe["TrainingJobStatusCounters"]
+    objective_counters = progress.describe["ObjectiveStatusCounters"]
+    parents = _seed_from_parents(study, request, space, lake, log)
+    static = dict(definition.get("StaticHyperParameters") or {})
     summaries: list[dict] = []
-    region = (definition.get("Environment") or {}).get("AWS_REGION", "us-east-1")
-    from include.pipeline.requests.common import short_hash
 
     class TrialFailed(Exception):
         pass
 
     def objective(trial) -> float:
+        if stop.is_set():
+            raise TrialFailed("the tuning job was stopped")
         index = len(summaries) + 1
         tuned = {k: _text(v) for k, v in _suggest(trial, space).items()}
         job_name = f"{name}-{index:03d}-{short_hash(name, index)}"
+        trial_jobs.append(job_name)
         training = {
             k: v
             for k, v in definition.items()
@@ -266,7 +331,10 @@ def run_tuning_job(
         training.update({"TrainingJobName": job_name, "HyperParameters": {**static, **tuned}})
         log(f"[{name}] trial {index}: {tuned}")
         describe = run_training_job(
-            training, lake=lake, log=_metric_reporter(trial, re.compile(regex), log)
+            training,
+            lake=lake,
+            log=_metric_reporter(trial, re.compile(regex), log),
+            stopped=stop.event,
         )
         if on_training_job:
             on_training_job(describe)
@@ -283,7 +351,10 @@ def run_tuning_job(
         }
         summaries.append(summary)
         if describe["TrainingJobStatus"] != "Completed" or not values:
-            if describe["TrainingJobStatus"] != "Completed":
+            if describe["TrainingJobStatus"] == "Stopped":
+                counters["Stopped"] += 1
+                summary["FailureReason"] = describe.get("FailureReason", "")
+            elif describe["TrainingJobStatus"] != "Completed":
                 counters["NonRetryableError"] += 1
                 summary["FailureReason"] = describe.get("FailureReason", "")
             else:
@@ -306,22 +377,23 @@ def run_tuning_job(
         counters["Completed"] += 1
         return values[-1]
 
-    study.optimize(objective, n_trials=_trial_count(config, space), catch=(TrialFailed,))
+    def stop_study(study, _trial) -> None:
+        if stop.is_set():
+            study.stop()
+
+    study.optimize(
+        objective,
+        n_trials=_trial_count(config, space),
+        catch=(TrialFailed,),
+        callbacks=[stop_study],
+    )
 
     ended = datetime.now(UTC)
     describe = {
-        "HyperParameterTuningJobName": name,
-        "HyperParameterTuningJobArn": (
-            f"arn:aws:sagemaker:{region}:{ACCOUNT}:hyper-parameter-tuning-job/{name.lower()}"
-        ),
-        "HyperParameterTuningJobConfig": config,
-        "TrainingJobDefinition": definition,
+        **progress.describe,
         "HyperParameterTuningJobStatus": "Completed",
-        "CreationTime": created,
         "HyperParameterTuningEndTime": ended,
         "LastModifiedTime": ended,
-        "TrainingJobStatusCounters": counters,
-        "ObjectiveStatusCounters": objective_counters,
     }
     if request.get("WarmStartConfig"):
         describe["WarmStartConfig"] = request["WarmStartConfig"]
@@ -331,12 +403,15 @@ def run_tuning_job(
     overall = _best(summaries + parents, direction)
     if parents and overall:
         describe["OverallBestTrainingJob"] = overall
-    if not best:
+    if stop.is_set():
+        describe["HyperParameterTuningJobStatus"] = "Stopped"
+        describe["FailureReason"] = jobs.STOPPED_REASON
+    elif not best:
         describe["HyperParameterTuningJobStatus"] = "Failed"
         describe["FailureReason"] = (
             f"no training job reported {metric_name}; counters {counters}"
         )[:1024]
-    result = _STATE.finish(lake, name, describe, summaries)
+    result = progress.finish(describe, summaries)
     log(
         f"[{name}] {describe['HyperParameterTuningJobStatus']}: best {best and best['TrainingJobName']}"
     )

@@ -17,6 +17,8 @@ forked job does not run the script's ``atexit`` handlers (none of include/jobs r
 
 from __future__ import annotations
 
+import io
+import logging
 import multiprocessing
 import multiprocessing.connection
 import multiprocessing.forkserver
@@ -28,6 +30,7 @@ import sys
 import threading
 import types
 from pathlib import Path
+from typing import cast
 
 # What the fork server imports once: what the PyTorch jobs (prepare, train, evaluate, monitor)
 # import before their first line of work, and what the prepare job (pandas, boto3) and the
@@ -55,8 +58,14 @@ _server_env: dict[str, str] | None = None
 _tasks_started = 0
 
 
+# Set by scikit-learn and joblib when they are imported, in whichever process imports them first:
+# not a job's choice, and otherwise a job started before such an import starts the fork server
+# with an environment every later job differs from (all of them would then run fresh).
+SET_BY_IMPORTS = frozenset({"KMP_DUPLICATE_LIB_OK", "KMP_INIT_AT_FORK"})
+
+
 def _import_env(env: dict[str, str]) -> dict[str, str]:
-    return {k: v for k, v in env.items() if IMPORT_ENV.match(k)}
+    return {k: v for k, v in env.items() if IMPORT_ENV.match(k) and k not in SET_BY_IMPORTS}
 
 
 def enabled(env: dict[str, str] | None = None) -> bool:
@@ -101,6 +110,31 @@ def start_server() -> None:
             _server_env = _import_env(dict(os.environ))
 
 
+def stop_server() -> None:
+    """Stop this process's fork server (a later job starts a new one with the environment of
+    that moment). For a process whose import settings changed for good, and for tests, which
+    must not inherit the settings of whichever earlier test started the server. Jobs already
+    forked keep running, but their exit codes come through the server: stop it between jobs."""
+    global _server_env
+    with _lock:
+        if _server_env is not None:
+            multiprocessing.forkserver._forkserver._stop()  # type: ignore[attr-defined]
+            _server_env = None
+
+
+def differences(env: dict[str, str]) -> dict[str, tuple[str | None, str | None]]:
+    """The import settings where ``env`` differs from the fork server's (server's, job's): why a
+    job runs fresh."""
+    if _server_env is None:
+        return {}
+    mine = _import_env(env)
+    return {
+        k: (_server_env.get(k), mine.get(k))
+        for k in sorted(set(mine) | set(_server_env))
+        if _server_env.get(k) != mine.get(k)
+    }
+
+
 def _run(entry: tuple[str, str, list[str]], env: dict, cwd: str, out) -> None:
     """The job's process (forked from the fork server): the script or module as ``__main__``,
     with the ``sys.path[0]`` Python gives it (the script's folder; for ``-m`` the working
@@ -112,7 +146,9 @@ def _run(entry: tuple[str, str, list[str]], env: dict, cwd: str, out) -> None:
     out.close()
     for stream in (sys.stdout, sys.stderr):
         if stream is not None:
-            stream.reconfigure(line_buffering=True)  # what PYTHONUNBUFFERED gives a fresh one
+            cast(io.TextIOWrapper, stream).reconfigure(
+                line_buffering=True
+            )  # what PYTHONUNBUFFERED gives a fresh one
     os.environ.clear()
     os.environ.update(env)
     os.chdir(cwd)
@@ -133,6 +169,8 @@ class WarmProcess:
 
     def __init__(self, argv: list[str], env: dict[str, str], cwd: Path | str):
         entry = entry_of(argv)
+        if entry is None:
+            raise ValueError(f"not a command of this interpreter: {argv}")
         read, write = os.pipe()
         writer = multiprocessing.connection.Connection(write, readable=False)
         self.args = argv
@@ -156,7 +194,7 @@ class WarmProcess:
     def wait(self, timeout: float | None = None) -> int:
         self._process.join(timeout)
         if self._process.exitcode is None:
-            raise subprocess.TimeoutExpired(self.args, timeout)
+            raise subprocess.TimeoutExpired(self.args, timeout or 0.0)
         return self._process.exitcode
 
     def kill(self) -> None:
@@ -169,8 +207,13 @@ def popen(argv: list[str], env: dict[str, str], cwd: Path | str):
     with stderr merged, line-buffered, as before)."""
     if enabled() and enabled(env):
         start_server()  # a process's first job starts it, whatever that job is
-        if entry_of(argv) is not None and _import_env(env) == _server_env:
-            return WarmProcess(argv, env, cwd)
+        if entry_of(argv) is not None:
+            if _import_env(env) == _server_env:
+                return WarmProcess(argv, env, cwd)
+            logging.getLogger(__name__).info(
+                "The job runs in a fresh interpreter: %s differ from the warm one's",
+                ", ".join(differences(env)),  # names only: values may be tokens
+            )
     return subprocess.Popen(
         argv,
         cwd=cwd,

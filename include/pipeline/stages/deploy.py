@@ -1,0 +1,68 @@
+"""The deployment box: the approved model package behind the endpoint (blue/green or shadow), then
+the endpoint tasks every deploying DAG shares (:mod:`include.pipeline.deploy_stage`: the rollback
+alarm, the `reviews_deployed` announcement, the smoke test)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import NamedTuple
+
+from airflow.sdk import XComArg, task
+
+from include.pipeline import deploy_stage, targets
+from include.pipeline import task_ids as T
+from include.pipeline.settings import Settings
+from include.pipeline.stages import stage
+
+
+class Deployment(NamedTuple):
+    requests: XComArg  # build_deployment_requests: the approval gate's branch to the endpoint
+    smoke_test: XComArg  # smoke_test_endpoint: the last task that needs the endpoint
+
+
+@stage("deploy", "Deploy", "Endpoint deployment (announced to the monitor), smoke test")
+def deploy(
+    settings: Settings,
+    ops: SimpleNamespace,
+    leaderboard: XComArg,
+    ingested: XComArg,
+    training_set: XComArg,
+) -> Deployment:
+    """Once the endpoint serves the new model, its asset event starts the monitor, the human
+    review and the rollout DAGs."""
+
+    @task(task_id=T.BUILD_DEPLOYMENT_REQUESTS, multiple_outputs=True)
+    def build_deployment_requests(
+        board: dict, ingested: dict, training_set: dict, params: dict, run_id=None, ti=None
+    ) -> dict:
+        """The leaderboard's best, created from its approved registry version (the model
+        package: what serves is what was approved), and what its deployment will announce
+        (`reviews_deployed`)."""
+        from include.pipeline.tasks import candidates, deployment
+
+        client = targets.client(settings, "sagemaker")
+        best = candidates.best(board)
+        requests = deployment.build_deployment_requests(
+            settings,
+            params,
+            run_id=run_id,
+            model_data_url=best["model_uri"],
+            champion_model=deployment.current_model(client, params["endpoint_name"]),
+            candidate=best,
+            model_package_arn=ti.xcom_pull(task_ids=T.REGISTER),
+        )
+        requests["announcement"] = deployment.deployment_announcement(
+            settings,
+            params,
+            run_id=run_id,
+            requests=requests,
+            candidate=best,
+            ingested=ingested,
+            training_set=training_set,
+            model_package_arn=ti.xcom_pull(task_ids=T.REGISTER),
+        )
+        return requests
+
+    requests = build_deployment_requests(leaderboard, ingested, training_set)
+    endpoint = deploy_stage.endpoint_tasks(settings, requests)
+    return Deployment(requests=requests, smoke_test=endpoint["smoke_test"])
