@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -18,6 +20,8 @@ REAL_DATA = REPO.parent / "shared" / "data" / "womens_clothing_reviews_dev.csv"
 
 # Before anything imports airflow: a private home, this repo's DAGs, no examples, offline models.
 _HOME = Path(tempfile.mkdtemp(prefix="airflow-test-home-"))
+# Removed when the session ends, passed or failed: its lake and models would fill a disk by the run.
+atexit.register(shutil.rmtree, _HOME, ignore_errors=True)
 os.environ.update(
     {
         "AIRFLOW_HOME": str(_HOME),
@@ -48,6 +52,19 @@ def lake(tmp_path, monkeypatch) -> Path:
     root.mkdir()
     monkeypatch.setenv("PIPELINE_LAKE", str(root))
     return root
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _module_temp_removed(request, tmp_path_factory) -> Iterator[None]:
+    """A module's shared lakes (models, checkpoints: gigabytes per pipeline run) go when the module
+    ends, after its servers stop; a module with a failed test keeps them to be looked at."""
+    base = tmp_path_factory.getbasetemp()
+    before = set(base.iterdir())
+    failed = request.session.testsfailed
+    yield
+    if request.session.testsfailed == failed:
+        for path in set(base.iterdir()) - before:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

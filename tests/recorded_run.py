@@ -12,6 +12,7 @@ run ingests another file and stops there (its summary from the same real code).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import json
@@ -260,6 +261,7 @@ def _record_partial(lake: Path) -> None:
 @functools.cache
 def _recorded() -> Path:
     lake = Path(tempfile.mkdtemp(prefix="recorded-lake-"))
+    atexit.register(shutil.rmtree, lake, ignore_errors=True)
     _record(lake)
     _record_partial(lake)
     return lake
