@@ -44,16 +44,10 @@ from include.pipeline.dag_defaults import endpoint_dag
 from include.pipeline.params import ROLLOUT_PARAMS
 
 SETTINGS = pipeline_settings.load()
-ops = targets.operators(SETTINGS)
 DEPLOYED = deployment_events.deployed_asset(SETTINGS)
 
 with endpoint_dag(
-    "endpoint_rollout",
-    SETTINGS,
-    __doc__,
-    deployment_events.reacting_schedule(SETTINGS, SETTINGS.rollout_schedule),
-    ROLLOUT_PARAMS,
-    "rollout",
+    "endpoint_rollout", SETTINGS, __doc__, ROLLOUT_PARAMS, "rollout", SETTINGS.rollout_schedule
 ) as dag:
 
     @task.short_circuit(task_id="describe_endpoint")
@@ -157,7 +151,7 @@ with endpoint_dag(
             outcome["announcement"]
         )
 
-    settle_endpoint = ops.SageMakerEndpointOperator(
+    settle_endpoint = targets.operators(SETTINGS).SageMakerEndpointOperator(
         task_id="settle_endpoint",
         config=XComArg(decided.operator, key="settle_request"),
         operation="update",

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from airflow.sdk import chain, task
 
-from include.pipeline import deployment_events, feedback, targets
+from include.pipeline import feedback, targets
 from include.pipeline import settings as pipeline_settings
 from include.pipeline.dag_defaults import endpoint_dag
 from include.pipeline.hitl import ReviewOperator
@@ -37,12 +37,7 @@ SETTINGS = pipeline_settings.load()
 LABELED = feedback.labeled_asset(SETTINGS)
 
 with endpoint_dag(
-    "human_review",
-    SETTINGS,
-    __doc__,
-    deployment_events.reacting_schedule(SETTINGS, SETTINGS.review_schedule),
-    REVIEW_PARAMS,
-    "human-in-the-loop",
+    "human_review", SETTINGS, __doc__, REVIEW_PARAMS, "human-in-the-loop", SETTINGS.review_schedule
 ) as dag:
 
     @task(task_id="select_reviews")

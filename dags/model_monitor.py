@@ -49,12 +49,7 @@ ops = targets.operators(SETTINGS)
 DRIFT = feedback.drift_asset(SETTINGS)
 
 with endpoint_dag(
-    "model_monitor",
-    SETTINGS,
-    __doc__,
-    deployment_events.reacting_schedule(SETTINGS, SETTINGS.monitor_schedule),
-    MONITOR_PARAMS,
-    "monitoring",
+    "model_monitor", SETTINGS, __doc__, MONITOR_PARAMS, "monitoring", SETTINGS.monitor_schedule
 ) as dag:
 
     @task.branch(task_id="check_deployment")

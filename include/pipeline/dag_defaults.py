@@ -36,15 +36,18 @@ def reviews_dag(dag_id: str, settings, *, tags: list[str], **kwargs):
     )
 
 
-def endpoint_dag(dag_id: str, settings, doc: str, schedule, params: dict, tag: str):
+def endpoint_dag(dag_id: str, settings, doc: str, params: dict, tag: str, cron: str | None):
     """A DAG over the served endpoint's traffic (its ``params`` name the endpoint), one run at a
-    time so no window or decision is judged by two runs at once. The module docstring ``doc``
-    gives the description (its summary line) and ``doc_md`` (the rest)."""
+    time so no window or decision is judged by two runs at once, started by each
+    ``reviews_deployed`` event and by ``cron`` (a ``*_schedule`` setting) as the fallback. The
+    module docstring ``doc`` gives the description (its summary line) and ``doc_md`` (the rest)."""
+    from include.pipeline.deployment_events import reacting_schedule
+
     description, _, doc_md = doc.partition("\n")
     return reviews_dag(
         dag_id,
         settings,
-        schedule=schedule,
+        schedule=reacting_schedule(settings, cron),
         description=description,
         doc_md=doc_md,
         max_active_runs=1,

@@ -105,6 +105,11 @@ class Finding:
     details: str
 
 
+def _share_above(rule: str, share: float, threshold: float, counted: str) -> Finding:
+    """A rule that fires when ``share`` % of what it ``counted`` is above ``threshold`` %."""
+    return Finding(rule, share > threshold, f"{counted} ({share:.1f}%; threshold {threshold:g}%)")
+
+
 def step_outlier(profile: Profile, params: dict) -> Finding:
     """StepOutlier: steps slower than mean + ``stddev`` standard deviations; fires past
     ``n_outliers`` of them. The first step (warm-up) and the steps torch.profiler recorded
@@ -148,12 +153,12 @@ def cpu_bottleneck(profile: Profile, params: dict) -> Finding:
     if not pairs:
         return Finding("CPUBottleneck", None, f"no samples after patience {patience}")
     bottlenecks = sum(1 for c, g in pairs if c > cpu_threshold and g < gpu_threshold)
-    share = 100 * bottlenecks / len(pairs)
-    return Finding(
+    return _share_above(
         "CPUBottleneck",
-        share > threshold,
+        100 * bottlenecks / len(pairs),
+        threshold,
         f"{bottlenecks} of {len(pairs)} samples with CPU > {cpu_threshold:g}% and GPU < "
-        f"{gpu_threshold:g}% ({share:.1f}%; threshold {threshold:g}%)",
+        f"{gpu_threshold:g}%",
     )
 
 
@@ -195,12 +200,12 @@ def dataloader_wait(profile: Profile, params: dict) -> Finding:
     if timeline is None or not timeline.step_seconds:
         return Finding("DataloaderWait", None, "no timed steps")
     total, waited = sum(timeline.step_seconds), sum(timeline.wait_seconds)
-    share = 100 * waited / total if total else 0.0
-    return Finding(
+    return _share_above(
         "DataloaderWait",
-        share > threshold,
+        100 * waited / total if total else 0.0,
+        threshold,
         f"{waited:.2f} s of {total:.2f} s in {len(timeline.step_seconds)} steps waiting for "
-        f"batches ({share:.1f}%; threshold {threshold:g}%)",
+        "batches",
     )
 
 

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import NotRequired, TypedDict, cast
 
-from include.pipeline.documents.jsonl import json_lines, log_lines, write_log
+from include.pipeline.documents.jsonl import append_once, read_records
 
 KINDS = ("run_failed", "drift", "rollback", "approval_waiting")
 
@@ -46,22 +46,15 @@ def append_notification(path: Path, entry: Notification) -> bool:
         raise NotificationFormatError(f"kind {entry.get('kind')!r} is not one of {KINDS}")
     path = Path(path)
     with _locked(path):
-        existing = read_notifications(path)
-        if any(n["notification_id"] == entry["notification_id"] for n in existing):
-            return False
-        write_log(path, [*existing, entry], default=str)
-    return True
+        return append_once(path, entry, key="notification_id", existing=read_notifications(path))
 
 
 def read_notifications(path: Path) -> list[Notification]:
     """Every logged notification, oldest first; an absent log is empty."""
-    lines = log_lines(path)
-    found = []
-    for number, doc in json_lines(lines, source=str(path), error=NotificationFormatError):
-        if not isinstance(doc, dict) or not {"notification_id", "kind", "subject"} <= doc.keys():
-            raise NotificationFormatError(
-                f"{path} line {number}: not a notification (needs notification_id, kind and "
-                f"subject): {lines[number - 1][:200]}"
-            )
-        found.append(cast(Notification, doc))
-    return found
+    found = read_records(
+        path,
+        ("notification_id", "kind", "subject"),
+        what="notification",
+        error=NotificationFormatError,
+    )
+    return cast(list[Notification], found)

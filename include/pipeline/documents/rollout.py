@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, NotRequired, TypedDict, cast
 
-from include.pipeline.documents.jsonl import json_lines, log_lines, write_log
+from include.pipeline.documents.jsonl import append_once, read_records
 
 
 class DecisionFormatError(ValueError):
@@ -50,22 +50,10 @@ def append_decision(path: Path, entry: Decision) -> bool:
     for key in ("decision_id", "time"):
         if key not in entry:
             raise DecisionFormatError(f"decision needs {key!r}: {entry}")
-    existing = read_decisions(path)
-    if any(d["decision_id"] == entry["decision_id"] for d in existing):
-        return False
-    write_log(path, [*existing, entry], default=str)
-    return True
+    return append_once(path, entry, key="decision_id", existing=read_decisions(path))
 
 
 def read_decisions(path: Path) -> list[Decision]:
     """Every logged decision, in order; an absent log is empty."""
-    lines = log_lines(path)
-    decisions = []
-    for number, doc in json_lines(lines, source=str(path), error=DecisionFormatError):
-        if not isinstance(doc, dict) or "decision_id" not in doc or "time" not in doc:
-            raise DecisionFormatError(
-                f"{path} line {number}: not a decision (needs decision_id and time): "
-                f"{lines[number - 1][:200]}"
-            )
-        decisions.append(cast(Decision, doc))
-    return decisions
+    found = read_records(path, ("decision_id", "time"), what="decision", error=DecisionFormatError)
+    return cast(list[Decision], found)

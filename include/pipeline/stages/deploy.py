@@ -40,28 +40,17 @@ def deploy(
         (`reviews_deployed`)."""
         from include.pipeline.tasks import candidates, deployment
 
-        client = targets.client(settings, "sagemaker")
         best = candidates.best(board)
-        requests = deployment.build_deployment_requests(
+        return deployment.deployment_requests(
             settings,
+            targets.client(settings, "sagemaker"),
             params,
             run_id=run_id,
-            model_data_url=best["model_uri"],
-            champion_model=deployment.current_model(client, params["endpoint_name"]),
             candidate=best,
             model_package_arn=ti.xcom_pull(task_ids=T.REGISTER),
-        )
-        requests["announcement"] = deployment.deployment_announcement(
-            settings,
-            params,
-            run_id=run_id,
-            requests=requests,
-            candidate=best,
             ingested=ingested,
             training_set=training_set,
-            model_package_arn=ti.xcom_pull(task_ids=T.REGISTER),
         )
-        return requests
 
     requests = build_deployment_requests(leaderboard, ingested, training_set)
     endpoint = deploy_stage.endpoint_tasks(settings, requests)

@@ -106,25 +106,15 @@ def approved_deployment_requests(
 ) -> dict:
     """The main DAG's deployment requests (strategy, alarm, capture: the same builders and
     Params) for version ``arn``, and the ``reviews_deployed`` extra they will announce."""
-    from include.pipeline import deployment_events
     from include.pipeline.tasks import deployment
 
-    candidate = package_candidate(_describe(client, arn))
-    requests = deployment.build_deployment_requests(
+    return deployment.deployment_requests(
         settings,
+        client,
         params,
         run_id=run_id,
-        model_data_url=candidate["model_uri"],
-        champion_model=deployment.current_model(client, params["endpoint_name"]),
-        candidate=candidate,
+        candidate=package_candidate(_describe(client, arn)),
         model_package_arn=arn,
+        ingested=None,
+        training_set=None,
     )
-    requests["announcement"] = deployment_events.announcement(
-        endpoint_name=params["endpoint_name"],
-        variant=requests["variant"],
-        model_name=requests["model"]["ModelName"],
-        candidate=candidate["candidate"],
-        run_id=run_id,
-        model_package_arn=arn,
-    )
-    return requests

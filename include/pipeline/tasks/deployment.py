@@ -138,18 +138,23 @@ def deployment_announcement(
     run_id: str,
     requests: dict,
     candidate: dict,
-    ingested: dict,
-    training_set: dict,
+    ingested: dict | None,
+    training_set: dict | None,
     model_package_arn: str | None = None,
 ) -> dict:
     """The ``reviews_deployed`` extra of this deployment (``deploy_endpoint`` emits it, stamped
-    with the time, once the endpoint serves the new config). A fine-tune carries its monitoring baseline's inputs: the ingested
-    dataset less the splits it trained on; other kinds have no baseline."""
+    with the time, once the endpoint serves the new config). A fine-tune carries its monitoring
+    baseline's inputs: the ingested dataset less the splits it trained on; other kinds, and a
+    deployment without this run's data (a registry version approved later), have no baseline."""
     from include.pipeline import deployment_events
     from include.pipeline.tasks import monitoring
 
     baseline = None
-    if candidates.get(candidate["candidate"]).monitoring_baseline:
+    if (
+        ingested is not None
+        and training_set is not None
+        and candidates.get(candidate["candidate"]).monitoring_baseline
+    ):
         baseline = {
             "model_uri": candidate["model_uri"],
             "dataset_uri": Layout(settings).dataset_prefix(ingested["raw_hash"]),
@@ -164,6 +169,43 @@ def deployment_announcement(
         model_package_arn=model_package_arn,
         baseline=baseline,
     )
+
+
+def deployment_requests(
+    settings: Settings,
+    sagemaker_client,
+    params: dict,
+    *,
+    run_id: str,
+    candidate: dict,
+    model_package_arn: str | None,
+    ingested: dict | None,
+    training_set: dict | None,
+) -> dict:
+    """:func:`build_deployment_requests` for ``candidate`` (a leaderboard entry, or a registry
+    version read as one) beside the endpoint's current model, with the ``announcement`` they
+    will emit: the main DAG and ``deploy_approved_model`` deploy through this one function.
+    ``ingested`` and ``training_set``: the run's data (None for a version deployed later)."""
+    requests = build_deployment_requests(
+        settings,
+        params,
+        run_id=run_id,
+        model_data_url=candidate["model_uri"],
+        champion_model=current_model(sagemaker_client, params["endpoint_name"]),
+        candidate=candidate,
+        model_package_arn=model_package_arn,
+    )
+    requests["announcement"] = deployment_announcement(
+        settings,
+        params,
+        run_id=run_id,
+        requests=requests,
+        candidate=candidate,
+        ingested=ingested,
+        training_set=training_set,
+        model_package_arn=model_package_arn,
+    )
+    return requests
 
 
 def smoke_inference_id(run_id: str) -> str:

@@ -18,6 +18,7 @@ from airflow.providers.amazon.aws.triggers.sagemaker import SageMakerTrigger
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from include.pipeline.targets import waits
+from include.pipeline.targets.triggering import serialized
 
 
 async def stop_job(hook: SageMakerHook, job_type: str, name: str, log) -> None:
@@ -85,17 +86,15 @@ class StoppingAutoMLTrigger(BaseTrigger):
         self.verify, self.botocore_config = verify, botocore_config
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "job_name": self.job_name,
-                "poll_interval": self.poll_interval,
-                "max_attempts": self.max_attempts,
-                "aws_conn_id": self.aws_conn_id,
-                "region_name": self.region_name,
-                "verify": self.verify,
-                "botocore_config": self.botocore_config,
-            },
+        return serialized(
+            self,
+            "job_name",
+            "poll_interval",
+            "max_attempts",
+            "aws_conn_id",
+            "region_name",
+            "verify",
+            "botocore_config",
         )
 
     def hook(self) -> SageMakerHook:

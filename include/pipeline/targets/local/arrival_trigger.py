@@ -18,6 +18,8 @@ from typing import Any
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
+from include.pipeline.targets.triggering import serialized
+
 TEMP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", "~")
 
 
@@ -75,14 +77,7 @@ class LakeFolderTrigger(BaseEventTrigger):
         self.poll_interval = float(poll_interval)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "folder": self.folder,
-                "uri_prefix": self.uri_prefix,
-                "poll_interval": self.poll_interval,
-            },
-        )
+        return serialized(self, "folder", "uri_prefix", "poll_interval")
 
     def event_for(self, name: str, size: int, mtime_ns: int) -> TriggerEvent:
         return TriggerEvent(
