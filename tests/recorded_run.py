@@ -152,6 +152,7 @@ def _record(lake: Path) -> None:
     from include.pipeline import task_ids as T
     from include.pipeline.documents import bias as bias_doc
     from include.pipeline.layout import RunLayout
+    from include.pipeline.stages.summary import ENTRIES
     from include.pipeline.tasks import bias, summary
     from include.pipeline.tasks.ingest import ingest
 
@@ -224,7 +225,9 @@ def _record(lake: Path) -> None:
         "min_accuracy": 0.6,
         "endpoint_name": ENDPOINT,
     }
-    steps = summary.collect(settings, lambda t, key=None: xcoms.get((t, key)), params, RUN_ID)
+    steps = summary.collect(
+        settings, lambda t, key=None: xcoms.get((t, key)), params, RUN_ID, ENTRIES
+    )
     summary.write(
         settings,
         run_id=RUN_ID,
@@ -239,6 +242,7 @@ def _record_partial(lake: Path) -> None:
     """The older run: another file ingested, then the bias job failed; nothing else ran."""
     from include.pipeline import sample
     from include.pipeline import task_ids as T
+    from include.pipeline.stages.summary import ENTRIES
     from include.pipeline.tasks import summary
     from include.pipeline.tasks.ingest import ingest
 
@@ -247,7 +251,7 @@ def _record_partial(lake: Path) -> None:
     source.parent.mkdir(parents=True, exist_ok=True)
     source.write_bytes(sample.csv_bytes(n=200, seed=2))
     xcoms = {T.INGEST: ingest(settings, input_uri=str(source))}
-    steps = summary.collect(settings, lambda t, key=None: xcoms.get(t), {}, OLDER_RUN_ID)
+    steps = summary.collect(settings, lambda t, key=None: xcoms.get(t), {}, OLDER_RUN_ID, ENTRIES)
     summary.write(
         settings,
         run_id=OLDER_RUN_ID,

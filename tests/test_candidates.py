@@ -174,10 +174,11 @@ def test_the_recipe_runs_at_the_trials_budget_and_a_tuned_set_must_beat_it():
     assert better["train_batch_size"] == 32
     # The run summary shows both, and which was taken.
     from include.pipeline import task_ids as T
+    from include.pipeline.stages.summary import ENTRIES
     from include.pipeline.tasks import summary
 
     xcoms = {T.TUNE: tuned, T.RECIPE_TRIAL: recipe_result(0.70)}
-    steps = summary.collect(settings, lambda task, key=None: xcoms.get(task), params, RUN)
+    steps = summary.collect(settings, lambda t, key=None: xcoms.get(t), params, RUN, ENTRIES)
     assert steps["tuning"]["chosen"] == "recipe"
     assert steps["tuning"]["recipe"]["job_name"] == "recipe-abc"
     assert steps["tuning"]["tuned"]["validation_accuracy"] == 0.69

@@ -7,6 +7,7 @@ from __future__ import annotations
 from include.pipeline import settings as pipeline_settings
 from include.pipeline import targets
 from include.pipeline import task_ids as T
+from include.pipeline.stages.summary import ENTRIES
 from include.pipeline.tasks import summary
 from tests.recorded_run import register
 
@@ -14,7 +15,7 @@ PARAMS = {"model_approval": "PendingManualApproval", "deployment_strategy": "all
 
 
 def collect(settings, xcoms):
-    return summary.collect(settings, lambda t, key=None: xcoms.get(t), PARAMS, "manual__x")
+    return summary.collect(settings, lambda t, key=None: xcoms.get(t), PARAMS, "manual__x", ENTRIES)
 
 
 def test_the_status_after_approval_is_recorded(lake):

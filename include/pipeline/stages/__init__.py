@@ -2,10 +2,11 @@
 features, candidates, evaluate and select, register and approve, deploy, summary). Each exports
 an Airflow ``@task_group`` that takes the upstream stages' outputs it needs, creates its tasks
 and operators with their own dependencies, and returns what the later stages need; the DAG file
-calls them in pipeline order and draws the edges between stages. Task ids keep no group prefix
-(:mod:`include.pipeline.task_ids`): the summary, the XCom pulls and the progress lines name
-tasks by their own ids. A task's work lives in :mod:`include.pipeline.tasks`, imported inside
-the task body so that parsing the DAG stays light.
+calls them in pipeline order and draws the edges between stages. A stage with steps in the run
+summary also owns their entry (``summarize``), listed in stage order by :mod:`.summary`. Task
+ids keep no group prefix (:mod:`include.pipeline.task_ids`): the summary, the XCom pulls and the
+progress lines name tasks by their own ids. A task's work lives in
+:mod:`include.pipeline.tasks`, imported inside the task body so that parsing the DAG stays light.
 """
 
 from __future__ import annotations

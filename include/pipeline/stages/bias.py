@@ -4,7 +4,7 @@ gate, which stops the run (`fail`) or lets it go on (`warn`)."""
 from __future__ import annotations
 
 from types import SimpleNamespace
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from airflow.sdk import XComArg, chain, task
 
@@ -12,6 +12,9 @@ from include.pipeline import task_ids as T
 from include.pipeline.layout import Layout
 from include.pipeline.settings import Settings
 from include.pipeline.stages import stage
+
+if TYPE_CHECKING:
+    from include.pipeline.tasks.summary import SummaryContext
 
 
 class Bias(NamedTuple):
@@ -74,3 +77,18 @@ def bias(settings: Settings, ops: SimpleNamespace, ingested: XComArg) -> Bias:
     stopped_on_bias = stop_on_bias()
     chain(bias_request, detect_bias, gate, stopped_on_bias)
     return Bias(configs=bias_configs, request=bias_request, gate=gate, stopped=stopped_on_bias)
+
+
+def summarize(ctx: SummaryContext) -> dict[str, Any]:
+    """The summary's ``bias``: the gate's verdict, with the balanced data's report (a job of the
+    features box) when it ran."""
+    verdict = ctx.pull(T.BIAS_GATE, T.BIAS_VERDICT_KEY)
+    if not verdict:
+        return {}
+    entry = dict(verdict)
+    balanced = ctx.pull(T.BUILD_BALANCED_BIAS_REQUEST)
+    if balanced and ctx.pull(T.DETECT_BALANCED_BIAS):
+        from include.pipeline.tasks.bias import result
+
+        entry["balanced"] = result(ctx.settings, balanced, ctx.params)
+    return {"bias": entry}

@@ -6,7 +6,7 @@ skips its path when the `candidates` Param leaves it out."""
 from __future__ import annotations
 
 from types import SimpleNamespace
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from airflow.sdk import BaseOperator, XComArg, chain, task
 
@@ -16,6 +16,9 @@ from include.pipeline.candidates import AUTOPILOT, BLAZINGTEXT, FINETUNE
 from include.pipeline.requests import automl as automl_requests
 from include.pipeline.settings import Settings
 from include.pipeline.stages import stage
+
+if TYPE_CHECKING:
+    from include.pipeline.tasks.summary import SummaryContext
 
 
 class Trained(NamedTuple):
@@ -201,3 +204,54 @@ def _text_models(
         BLAZINGTEXT.name: Trained(train_blazingtext.output, last=train_blazingtext),
         AUTOPILOT.name: Trained(described_automl_job, last=score_autopilot_test_split),
     }
+
+
+def summarize(ctx: SummaryContext) -> dict[str, Any]:
+    """The summary's ``training`` (the final fine-tune, its rules and profiler report) and
+    ``tuning`` (the tuned and the recipe hyperparameters, and which was taken)."""
+    pull, steps = ctx.pull, {}
+    trained = (pull(T.TRAIN) or {}).get("Training")
+    if trained:
+        rules = [
+            *trained.get("DebugRuleEvaluationStatuses", []),
+            *trained.get("ProfilerRuleEvaluationStatuses", []),
+        ]
+        steps["training"] = {
+            "job_name": trained["TrainingJobName"],
+            "metrics": {
+                m["MetricName"]: m["Value"] for m in trained.get("FinalMetricDataList", [])
+            },
+            "rule_statuses": [
+                {
+                    k: r.get(k)
+                    for k in ("RuleConfigurationName", "RuleEvaluationStatus", "StatusDetails")
+                }
+                for r in (
+                    (pull(T.CHECK_TRAINING_RULES) or {}).get("statuses")
+                    or pull(T.WAIT_FOR_DEBUGGER_RULES)
+                    or rules
+                )
+            ],
+            "model_uri": trained.get("ModelArtifacts", {}).get("S3ModelArtifacts"),
+            "training_seconds": trained.get("TrainingTimeInSeconds"),
+            "profiler_report_uri": _profiler_report(trained, pull(T.CHECK_TRAINING_RULES)),
+        }
+
+    tuned = pull(T.TUNE)
+    if tuned:
+        from include.pipeline.tasks.candidates import choose_hyperparameters
+
+        _, steps["tuning"] = choose_hyperparameters(ctx.params, tuned, pull(T.RECIPE_TRIAL))
+    return steps
+
+
+def _profiler_report(trained: dict, checked: dict | None) -> str | None:
+    """The profiler report beside the training job: the pipeline rule evaluation's, or, in the
+    ``managed`` mode, Debugger's own ProfilerReport output (when the job asked for it)."""
+    if checked and checked.get("profiler_report_uri"):
+        return checked["profiler_report_uri"]
+    if trained.get("ProfilerRuleConfigurations") and "OutputDataConfig" in trained:
+        from include.pipeline.requests.training import profiler_report_uri
+
+        return profiler_report_uri(trained)
+    return None

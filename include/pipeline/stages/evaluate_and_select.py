@@ -5,7 +5,7 @@ gate before the registry."""
 from __future__ import annotations
 
 from types import SimpleNamespace
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from airflow.sdk import BaseOperator, XComArg, chain, task
 
@@ -15,6 +15,9 @@ from include.pipeline.documents import evaluation as evaluation_doc
 from include.pipeline.settings import Settings
 from include.pipeline.stages import stage
 from include.pipeline.stages.candidates import Trained
+
+if TYPE_CHECKING:
+    from include.pipeline.tasks.summary import SummaryContext
 
 
 class Selection(NamedTuple):
@@ -227,3 +230,38 @@ def _accuracy_gate(leaderboard: XComArg, evaluate_champion: BaseOperator) -> XCo
     skipped_registration = skip_registration(leaderboard)
     chain([leaderboard, evaluate_champion], gate_on_accuracy, skipped_registration)
     return gate_on_accuracy
+
+
+def summarize(ctx: SummaryContext) -> dict[str, Any]:
+    """The summary's ``evaluation`` (the fine-tune's report), ``leaderboard`` and ``champion``
+    (the best candidate beside the serving model on the same test split)."""
+    pull, layout, steps = ctx.pull, ctx.layout, {}
+    evaluated = pull(T.EVALUATE)
+    if evaluated and "evaluation" in evaluated.get("OutputFiles", {}):
+        report = evaluation_doc.from_job(evaluated)
+        steps["evaluation"] = {
+            "accuracy": report.accuracy,
+            "accuracy_interval": list(report.accuracy_interval),
+            "n_samples": report.n_samples,
+            "per_category": {c: v.to_dict() for c, v in (report.per_category or {}).items()},
+            "macro_f1": report.macro_f1,
+            "uri": layout.evaluation_file(),
+            "confusion_matrix_uri": layout.confusion_matrix(),
+        }
+
+    board = pull(T.RANK_CANDIDATES)
+    if board:
+        steps["leaderboard"] = {**board, "uri": layout.leaderboard()}
+        from include.pipeline.tasks import retraining
+
+        best = board.get("best")
+        champion_request = pull(T.BUILD_CHAMPION_EVALUATION)
+        steps["champion"] = retraining.comparison(
+            board,
+            pull(T.evaluate(best)) if best else None,
+            pull(T.EVALUATE_CHAMPION) if champion_request else None,
+            (pull(T.build_evaluation(best)) if best else None, champion_request),
+            pull(T.BUILD_CHAMPION_EVALUATION, T.CHAMPION_SPLIT_KEY) if champion_request else None,
+            ctx.params,
+        )
+    return steps

@@ -5,7 +5,7 @@ balanced data."""
 from __future__ import annotations
 
 from types import SimpleNamespace
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from airflow.sdk import BaseOperator, XComArg, chain, task
 
@@ -14,6 +14,9 @@ from include.pipeline.layout import RUN_KEY_TEMPLATE, Layout, RunLayout
 from include.pipeline.requests.features import SPLITS
 from include.pipeline.settings import Settings
 from include.pipeline.stages import stage
+
+if TYPE_CHECKING:
+    from include.pipeline.tasks.summary import SummaryContext
 
 
 class Features(NamedTuple):
@@ -171,3 +174,31 @@ def features(
         training_set=training_set,
         detect_balanced_bias=detect_balanced_bias,
     )
+
+
+def summarize(ctx: SummaryContext) -> dict[str, Any]:
+    """The summary's ``features``: the split files, the feature group and its offline store, and
+    the training set queried back from it."""
+    feature_group = (ctx.pull(T.CREATE_FEATURE_GROUP) or {}).get("FeatureGroup")
+    prepared = ctx.pull(T.PREPARE_FEATURES)
+    if not (feature_group and prepared):
+        return {}
+    store = feature_group["OfflineStoreConfig"]["S3StorageConfig"]
+    splits = prepared.get("OutputFiles", {}).get("prepare", {}).get("splits", {})
+    training_set = {split: ctx.pull(T.training_set_query(split)) for split in SPLITS}
+    return {
+        "features": {
+            **{split: splits.get(split) for split in SPLITS},
+            "feature_group": feature_group["FeatureGroupName"],
+            "offline_store_uri": _first(store.get("ResolvedOutputS3Uri"), store.get("S3Uri")),
+            "training_set": {
+                split: ctx.layout.training_set_file(split, qid)
+                for split, qid in training_set.items()
+                if qid
+            },
+        }
+    }
+
+
+def _first(*values):
+    return next((v for v in values if v is not None), None)

@@ -4,7 +4,7 @@ statistics over the ingested data."""
 from __future__ import annotations
 
 from types import SimpleNamespace
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from airflow.sdk import BaseOperator, XComArg, chain, task
 
@@ -14,6 +14,9 @@ from include.pipeline.layout import RUN_KEY_TEMPLATE, RunLayout
 from include.pipeline.requests import catalog
 from include.pipeline.settings import Settings
 from include.pipeline.stages import stage
+
+if TYPE_CHECKING:
+    from include.pipeline.tasks.summary import SummaryContext
 
 
 class Ingest(NamedTuple):
@@ -113,3 +116,17 @@ def ingest_and_catalog(settings: Settings, ops: SimpleNamespace) -> Ingest:
 
     trigger = check_trigger().operator
     return Ingest(trigger=trigger, checked=checked, ingested=ingested, queries=queries)
+
+
+def summarize(ctx: SummaryContext) -> dict[str, Any]:
+    """The summary's ``ingestion``: the ingested data and the Athena statistics' results."""
+    ingested = ctx.pull(T.INGEST)
+    if not ingested:
+        return {}
+    queries = {name: ctx.pull(T.query(name)) for name in catalog.QUERIES}
+    return {
+        "ingestion": {
+            **ingested,
+            "queries": {name: ctx.layout.query_result(qid) for name, qid in queries.items() if qid},
+        }
+    }

@@ -4,7 +4,7 @@ lineage, the other candidates registered pending, and the approval gate a person
 from __future__ import annotations
 
 from types import SimpleNamespace
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from airflow.sdk import BaseOperator, XComArg, chain, task
 
@@ -14,6 +14,9 @@ from include.pipeline.hitl import ModelApprovalOperator
 from include.pipeline.requests.registry import REGISTER_ARGUMENTS
 from include.pipeline.settings import Settings
 from include.pipeline.stages import stage
+
+if TYPE_CHECKING:
+    from include.pipeline.tasks.summary import SummaryContext
 
 
 class Registration(NamedTuple):
@@ -95,3 +98,21 @@ def register_and_approve(
     chain(registration, register_model_version, register_runners_up)
     chain(register_model_version, approve_model, skipped_deployment)
     return Registration(registration=registration, approval=approve_model)
+
+
+def summarize(ctx: SummaryContext) -> dict[str, Any]:
+    """The summary's ``registration``: the best's version with its approval status now and the
+    runners-up, or why nothing was registered."""
+    arn = ctx.pull(T.REGISTER)
+    if arn:
+        from include.pipeline.tasks.summary import registry_status
+
+        return {
+            "registration": {
+                "model_package_arn": arn,
+                "status": registry_status(ctx.settings, arn) or ctx.params["model_approval"],
+                "runners_up": [a for a in (ctx.pull(T.REGISTER_RUNNERS_UP) or []) if a],
+            }
+        }
+    skipped = ctx.pull(T.SKIP_REGISTRATION)
+    return {"registration": skipped} if skipped else {}

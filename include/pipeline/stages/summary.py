@@ -1,5 +1,5 @@
 """The last box: the teardowns that run whatever happened, the test endpoint's deletion and the
-run summary."""
+run summary, gathered from the stages' own summary entries."""
 
 from __future__ import annotations
 
@@ -9,7 +9,27 @@ from airflow.sdk import BaseOperator, XComArg, teardown
 
 from include.pipeline import targets
 from include.pipeline.settings import Settings
-from include.pipeline.stages import stage
+from include.pipeline.stages import (
+    bias,
+    candidates,
+    deploy,
+    evaluate_and_select,
+    features,
+    ingest_and_catalog,
+    register_and_approve,
+    stage,
+)
+
+# Each stage's summary entry, in stage order: the run summary's steps in the order they ran.
+ENTRIES = (
+    ingest_and_catalog.summarize,
+    bias.summarize,
+    features.summarize,
+    candidates.summarize,
+    evaluate_and_select.summarize,
+    register_and_approve.summarize,
+    deploy.summarize,
+)
 
 
 class Summary(NamedTuple):
@@ -37,6 +57,6 @@ def summary(settings: Settings) -> Summary:
         """Always runs (teardown), so a failed run still says how far it got."""
         from include.pipeline.tasks.summary import write_from_task
 
-        return write_from_task(settings, ti=ti, dag_run=dag_run, params=params)
+        return write_from_task(settings, ti=ti, dag_run=dag_run, params=params, entries=ENTRIES)
 
     return Summary(deleted_endpoint=delete_test_endpoint(), summary=write_run_summary().operator)
