@@ -10,7 +10,9 @@ project's local engines, over a mirror of moto's S3 (a lake folder):
   script under the container contract, the outputs go back to the request's S3 URIs, and the moto
   job moves InProgress -> Completed / Failed with the fields SageMaker fills in (ModelArtifacts,
   FinalMetricDataList, rule evaluations, FailureReason). A job's own AWS calls go to moto
-  (``AWS_ENDPOINT_URL``), its PutRecord calls to the local feature store runtime.
+  (``AWS_ENDPOINT_URL``), its PutRecord calls to the local feature store runtime. A job script
+  runs in its image's environment (``tests/image_env.py``): what the image lacks and the job
+  does not install fails to import, as on AWS.
 - Athena: the query runs on DuckDB (``targets/local/athena.py``) over moto's Glue catalog and the
   offline stores as they are in S3; the result is ``<OutputLocation>`` (``<id>.csv``) plus the
   ``.csv.metadata`` Athena writes next to it.
@@ -43,6 +45,7 @@ import time
 import traceback
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import boto3
@@ -743,6 +746,9 @@ def data_plane(url: str, root: Path, *, region: str = "us-east-1", offline_delay
     from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
     from moto.servicequotas.responses import ServiceQuotasResponse
 
+    from include.pipeline.targets.local.sagemaker import jobs
+    from tests.image_env import image_process
+
     plane = DataPlane(url, root, region=region, offline_delay_s=offline_delay_s)
     saved = {  # None: an action moto lacks, removed again afterwards
         (SageMakerResponse, n): getattr(SageMakerResponse, n, None)
@@ -953,7 +959,8 @@ def data_plane(url: str, root: Path, *, region: str = "us-east-1", offline_delay
     for (cls, name), hook in hooks.items():
         setattr(cls, name, recorded(name, hook))
     try:
-        yield plane
+        with jobs.process_setup(plane.lake, partial(image_process, log=plane.log)):
+            yield plane
     finally:
         for (cls, name), method in saved.items():
             if method is None:

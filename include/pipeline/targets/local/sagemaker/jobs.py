@@ -19,6 +19,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
@@ -150,6 +151,36 @@ def stop_job(name: str) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class Process:
+    """One host's process of a job as the runner is about to start it."""
+
+    job: str
+    kind: str  # "processing", "training"; "" for a process of no job request
+    image: str
+    host: str
+    folder: Path  # the host's folder of the job, wiped when the job starts
+    argv: list[str]
+    env: dict[str, str]
+    cwd: Path
+
+
+# lake -> how the processes of the jobs over it start (set by :func:`process_setup`).
+_SETUP: dict[Path, Callable[[Process], Process]] = {}
+
+
+@contextmanager
+def process_setup(lake: Path, setup: Callable[[Process], Process]) -> Iterator[None]:
+    """While the block runs, each process of a job over ``lake`` starts as ``setup`` returns it:
+    how a test harness runs a job in its image's environment. The local target sets none."""
+    key = Path(lake).resolve()
+    _SETUP[key] = setup
+    try:
+        yield
+    finally:
+        _SETUP.pop(key, None)
+
+
 class _Job:
     """Folders and process plumbing shared by processing and training jobs."""
 
@@ -160,8 +191,12 @@ class _Job:
         lake: Path,
         log: Log,
         stopped: threading.Event | None = None,
+        *,
+        kind: str = "",
+        image: str = "",
     ):
         self.name, self.hosts, self.lake, self.log = name, hosts, Path(lake), log
+        self.kind, self.image = kind, image
         self.root = safe_join(self.lake / "_jobs", name)
         self._lock = threading.RLock()  # reentrant: see _RUNNING_LOCK
         self.lines: list[str] = []
@@ -212,8 +247,19 @@ class _Job:
         with running(self.name, handle or self):
             return self._run(commands, timeout, procs, readers, tails)
 
+    def _set_up(self, host: str, argv: list[str], env: dict, cwd: Path) -> tuple[list, dict, Path]:
+        setup = _SETUP.get(self.lake.resolve())
+        if setup is None:
+            return argv, env, cwd
+        process = Process(
+            self.name, self.kind, self.image, host, self.host_root(host), argv, env, cwd
+        )
+        process = setup(process)
+        return process.argv, process.env, process.cwd
+
     def _run(self, commands, timeout, procs, readers, tails):
         for host, (argv, env, cwd) in commands.items():
+            argv, env, cwd = self._set_up(host, argv, env, cwd)
             self.log(f"[{self.name}] {host}: {' '.join(argv)}")
             with self._lock:  # stop() kills what was started before it, and nothing starts after
                 if self.stopped.is_set():
@@ -377,7 +423,7 @@ def run_processing_job(request: dict, *, lake: Path, log: Log = print) -> dict:
     hosts = [f"algo-{i + 1}" for i in range(count)]
     app = request.get("AppSpecification") or {}
     runtime_for(app.get("ImageUri", ""))  # fail fast on an image with no local runtime
-    job = _Job(name, hosts, lake, log)
+    job = _Job(name, hosts, lake, log, kind="processing", image=app.get("ImageUri", ""))
     created = _now()
     job.reset()
 
@@ -546,7 +592,7 @@ def run_training_job(
         )
     count = int(request.get("ResourceConfig", {}).get("InstanceCount", 1))
     hosts = [f"algo-{i + 1}" for i in range(count)]
-    job = _Job(name, hosts, lake, log, stopped)
+    job = _Job(name, hosts, lake, log, stopped, kind="training", image=image)
     created = _now()
     job.reset()
     hps = {k: _decode(v) for k, v in raw_hps.items() if not k.startswith("sagemaker_")}
