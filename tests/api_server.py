@@ -66,21 +66,37 @@ def environment(home: Path, airflow_db: Path, lake: Path, users: dict[str, tuple
 
 
 @contextlib.contextmanager
-def api_server(home: Path, env: dict, log_path: Path):
-    """The server's base URL once its health check answers; stopped afterwards."""
-    port = free_port()
+def process_group(command: list[str], env: dict, log_path: Path, stop_timeout: float = 30):
+    """``command`` run from the repo in a process group of its own, its output in ``log_path``;
+    the whole group is stopped afterwards (SIGKILL after ``stop_timeout`` s of SIGTERM), so no
+    service it started outlives the test."""
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "airflow", "api-server", "--host", "127.0.0.1"]
-            + ["--port", str(port)],
+            command,
             env=env,
             cwd=REPO,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    base = f"http://127.0.0.1:{port}"
     try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=stop_timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def api_server(home: Path, env: dict, log_path: Path):
+    """The server's base URL once its health check answers; stopped afterwards."""
+    port = free_port()
+    command = [sys.executable, "-m", "airflow", "api-server", "--host", "127.0.0.1"]
+    with process_group([*command, "--port", str(port)], env, log_path) as proc:
+        base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             assert proc.poll() is None, log_path.read_text()[-3000:]
@@ -92,13 +108,6 @@ def api_server(home: Path, env: dict, log_path: Path):
                 pass
             time.sleep(1)
         yield base
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
 
 
 @contextlib.contextmanager

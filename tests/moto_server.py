@@ -14,6 +14,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def local_client(service: str, url: str, **options):
+    """A boto3 client of a server on loopback at ``url`` (moto, or a local endpoint host), with
+    test credentials whatever the environment holds; ``options``: boto3.client's others."""
+    import boto3
+
+    return boto3.client(
+        service,
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        **options,
+    )
+
+
 @contextmanager
 def moto_server():
     """Yield (endpoint_url, env) for a moto server that lives as long as the block."""

@@ -16,6 +16,7 @@ from include.pipeline.requests import automl
 from include.pipeline.targets.local.lake import resolve
 from include.pipeline.targets.local.sagemaker import automl as engine
 from tests.aws_model import assert_valid
+from tests.provider_hooks import create_auto_ml_job_sends
 
 ROLE = "arn:aws:iam::123456789012:role/SageMakerExecutionRole"
 WORDS = {
@@ -60,21 +61,10 @@ def test_request_is_valid_and_what_the_provider_operator_sends():
     assert request["InputDataConfig"][0]["TargetAttributeName"] == "sentiment"
     assert request["AutoMLJobConfig"]["CompletionCriteria"]["MaxCandidates"] == 3
     # the provider's hook rebuilds CreateAutoMLJob from the operator's arguments: same request
-    from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
-
-    sent: dict = {}
-
-    class Conn:
-        def create_auto_ml_job(self, **kwargs):
-            sent.update(kwargs)
-
-    hook = SageMakerHook.__new__(SageMakerHook)
-    hook.__dict__["conn"] = Conn()
     arguments = automl.operator_arguments(request)
     wait = arguments.pop("wait_for_completion")
     assert tuple(arguments) == automl.OPERATOR_ARGUMENTS
-    SageMakerHook.create_auto_ml_job(hook, **arguments, wait_for_completion=wait)
-    assert sent == request
+    assert create_auto_ml_job_sends({**arguments, "wait_for_completion": wait}) == request
 
 
 @pytest.mark.parametrize(

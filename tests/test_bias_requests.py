@@ -14,25 +14,27 @@ from include.pipeline.requests.bias import (
 from tests.aws_model import assert_valid
 
 HEADERS = ["sentiment", "review_body", "product_category", "length_bucket"]
+BIAS = "s3://bucket/runs/r1/bias"  # a run's bias folder: config/, data/ and report/
 
 
-def _request(region: str = "us-east-1") -> dict:
+def bias_request(region: str = "us-east-1") -> dict:
+    """The bias job of a run whose config and data are in their places under ``BIAS``."""
     return bias_job_request(
         job_name="bias-1a2b3c4d",
         role_arn="arn:aws:iam::123456789012:role/SageMakerRole",
         region=region,
-        config_uri="s3://bucket/runs/r1/bias/config/analysis_config.json",
-        dataset_uri="s3://bucket/runs/r1/bias/data/reviews.csv",
-        output_uri="s3://bucket/runs/r1/bias/report",
+        config_uri=f"{BIAS}/config/analysis_config.json",
+        dataset_uri=f"{BIAS}/data/reviews.csv",
+        output_uri=f"{BIAS}/report",
     )
 
 
 def test_request_is_a_valid_create_processing_job():
-    assert_valid("sagemaker", "CreateProcessingJob", _request())
+    assert_valid("sagemaker", "CreateProcessingJob", bias_request())
 
 
 def test_request_maps_clarify_inputs_and_output():
-    request = _request()
+    request = bias_request()
     inputs = {i["InputName"]: i["S3Input"] for i in request["ProcessingInputs"]}
     assert inputs["analysis_config"]["LocalPath"] == CONFIG_INPUT_DIR
     assert inputs["analysis_config"]["S3Uri"].endswith("/analysis_config.json")
@@ -47,14 +49,14 @@ def test_request_maps_clarify_inputs_and_output():
 
 
 def test_image_is_the_clarify_image_of_the_region():
-    east = _request("us-east-1")["AppSpecification"]["ImageUri"]
-    west = _request("eu-west-1")["AppSpecification"]["ImageUri"]
-    china = _request("cn-north-1")["AppSpecification"]["ImageUri"]
+    east = bias_request("us-east-1")["AppSpecification"]["ImageUri"]
+    west = bias_request("eu-west-1")["AppSpecification"]["ImageUri"]
+    china = bias_request("cn-north-1")["AppSpecification"]["ImageUri"]
     assert east == "205585389593.dkr.ecr.us-east-1.amazonaws.com/sagemaker-clarify-processing:1.0"
     assert west.startswith("131013547314.dkr.ecr.eu-west-1.amazonaws.com/")
     assert ".amazonaws.com.cn/sagemaker-clarify-processing" in china
     with pytest.raises(ValueError, match="clarify"):
-        _request("xx-nowhere-9")
+        bias_request("xx-nowhere-9")
 
 
 def test_default_config_matches_the_course_setup():

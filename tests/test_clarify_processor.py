@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from include.pipeline.requests.bias import analysis_config, bias_job_request
+from include.pipeline.requests.bias import analysis_config
 from include.pipeline.targets.local.clarify.processor import ClarifyInputError, run
 from tests.conftest import run_captured
+from tests.test_bias_requests import BIAS, bias_request
 
 REPO = Path(__file__).resolve().parents[1]
-ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 REAL_DATA = REPO.parent / "shared" / "data" / "womens_clothing_reviews_dev.csv"
 HEADERS = ["sentiment", "review_body", "product_category"]
 
@@ -211,20 +211,11 @@ def test_runs_through_the_job_runner_from_the_aws_request(tmp_path):
     from include.pipeline.targets.local.sagemaker.jobs import run_processing_job
 
     lake = tmp_path / "lake"
-    bias = "s3://bucket/runs/r1/bias"
-    root = resolve(bias, lake)  # the run's bias folder in the lake
+    root = resolve(BIAS, lake)  # the run's bias folder in the lake
     _write_config(root / "config" / "analysis_config.json")
     _write_csv(root / "data" / "reviews.csv", ROWS)
-    request = bias_job_request(
-        job_name="bias-test",
-        role_arn=ROLE,
-        region="us-east-1",
-        config_uri=f"{bias}/config/analysis_config.json",
-        dataset_uri=f"{bias}/data/reviews.csv",
-        output_uri=f"{bias}/report",
-    )
     lines: list[str] = []
-    result = run_processing_job(request, lake=lake, log=lines.append)
+    result = run_processing_job(bias_request(), lake=lake, log=lines.append)
     assert result["ProcessingJobStatus"] == "Completed", result.get("FailureReason")
     analysis = json.loads((root / "report" / "analysis.json").read_text())
     facets = analysis["pre_training_bias_metrics"]["facets"]

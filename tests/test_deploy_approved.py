@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import io
 import json
 from pathlib import Path
@@ -25,6 +24,7 @@ from include.pipeline.targets.local.sagemaker import registry
 from include.pipeline.tasks import approval
 from include.pipeline.tasks import deployment as step
 from tests.aws_model import assert_valid
+from tests.dag_files import fresh_dag
 
 DEFAULTS = {name: param.value for name, param in PARAMS.items()}
 GROUP = approval.package_group()
@@ -286,15 +286,7 @@ def served_lake(tmp_path, monkeypatch):
 
 
 def load_dag():
-    """A fresh import of the DAG file, so it reads the settings of this test."""
-    from tests.conftest import REPO
-
-    spec = importlib.util.spec_from_file_location(
-        "deploy_approved_under_test", REPO / "dags" / "deploy_approved.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.dag
+    return fresh_dag("deploy_approved")
 
 
 def test_approving_a_pending_version_deploys_it(airflow_db, served_lake):

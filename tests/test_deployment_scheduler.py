@@ -18,8 +18,7 @@ from include.pipeline import deployment_events, storage
 from include.pipeline import settings as pipeline_settings
 from include.pipeline.layout import Layout
 from include.pipeline.params import DEPLOYMENT
-from tests.moto_server import free_port
-from tests.test_scheduler_postgres import Airflow, airflow_env, fresh_database
+from tests.test_scheduler_postgres import NO_SCHEDULES, airflow_on_postgres
 
 pytestmark = pytest.mark.slow
 
@@ -28,21 +27,10 @@ ENDPOINT = DEPLOYMENT["endpoint_name"].value  # model_monitor's default endpoint
 
 @pytest.fixture(scope="module")
 def monitor(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("deployment-it")
-    port = free_port()
-    with fresh_database() as sql_conn:
-        env = airflow_env(tmp, sql_conn, port) | {
-            "PIPELINE_MONITOR_SCHEDULE": "none",
-            "PIPELINE_REVIEW_SCHEDULE": "none",
-            "PIPELINE_ROLLOUT_SCHEDULE": "none",
-        }
-        af = Airflow(env, tmp / "logs", port)
-        try:
-            af.boot("model_monitor")
-            af.settings = pipeline_settings.load(env)
-            yield af
-        finally:
-            af.stop()
+    with airflow_on_postgres(tmp_path_factory.mktemp("deployment-it"), NO_SCHEDULES) as af:
+        af.boot("model_monitor")
+        af.settings = pipeline_settings.load(af.env)
+        yield af
 
 
 def _deployed_asset_id(af) -> int | None:

@@ -140,6 +140,22 @@ def run_concurrently(batcher: MicroBatcher, calls: int, started: threading.Event
     return {"threads": threads, "results": results}
 
 
+def answer_all(batcher: MicroBatcher, calls: int) -> dict[int, list]:
+    """``calls`` one-item requests submitted at once; their answers, once all are back and the
+    batcher is closed."""
+    results: dict[int, list] = {}
+    threads = [
+        threading.Thread(target=lambda i=i: results.__setitem__(i, batcher.submit([i])))
+        for i in range(calls)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    batcher.close()
+    return results
+
+
 @pytest.mark.parametrize(
     ("rate", "expected_sizes"),
     [
@@ -186,17 +202,7 @@ def test_parallel_passes_answer_every_request_once():
             running[0] -= 1
         return [item + 1 for item in items]
 
-    batcher = MicroBatcher(infer, policy=policy)
-    results: dict[int, list] = {}
-    threads = [
-        threading.Thread(target=lambda i=i: results.__setitem__(i, batcher.submit([i])))
-        for i in range(10)
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(10)
-    batcher.close()
+    results = answer_all(MicroBatcher(infer, policy=policy), 10)
     assert results == {i: [i + 1] for i in range(10)}
     assert peak[0] == 2
 
@@ -233,16 +239,6 @@ def test_a_pass_that_failed_beside_another_is_retried_alone():
             with lock:
                 running[0] -= 1
 
-    batcher = MicroBatcher(infer, policy=policy)
-    results: dict[int, list] = {}
-    threads = [
-        threading.Thread(target=lambda i=i: results.__setitem__(i, batcher.submit([i])))
-        for i in range(6)
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(10)
-    batcher.close()
+    results = answer_all(MicroBatcher(infer, policy=policy), 6)
     assert results == {i: [i + 1] for i in range(6)}
     assert attempts[0] == 2 and attempts[1] == 2

@@ -11,7 +11,6 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
-import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
@@ -20,20 +19,14 @@ from include.pipeline.targets.local.endpoint import client as endpoint_client
 from include.pipeline.targets.local.endpoint.host import start_server
 from include.pipeline.targets.local.endpoint.service import ServiceConfig
 from tests.aws_model import assert_valid
+from tests.moto_server import local_client
 from tests.test_inference import build_tiny_model, register_model, two_model_lake
 
 MAX_BODY = 64 * 1024
 
 
 def boto(service: str, url: str):
-    return boto3.client(
-        service,
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id="x",
-        aws_secret_access_key="x",
-        config=Config(retries={"max_attempts": 1}),
-    )
+    return local_client(service, url, config=Config(retries={"max_attempts": 1}))
 
 
 def run_the_demo_notice_curl(url: str, endpoint: str, candidate: str) -> list[dict]:

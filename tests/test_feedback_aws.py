@@ -152,9 +152,9 @@ def aws(airflow_db, tmp_path_factory):
             "PIPELINE_MONITOR_SCHEDULE": "none",
             "PIPELINE_REVIEW_SCHEDULE": "none",
         }
-        old = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
-        try:
+        with pytest.MonkeyPatch.context() as patch:
+            for key, value in env.items():
+                patch.setenv(key, value)
             settings = pipeline_settings.load(env)
             retire_pipeline_assets()
             s3, sm = _client("s3", url), _client("sagemaker", url)
@@ -187,12 +187,6 @@ def aws(airflow_db, tmp_path_factory):
 
             run.start, run.finish = start, finish
             yield settings, s3, sm, plane, run
-        finally:
-            for k, v in old.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
 
 
 def test_model_monitor_runs_its_job_on_aws_and_emits_drift(aws):

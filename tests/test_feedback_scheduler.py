@@ -28,9 +28,8 @@ from include.pipeline.targets.local.endpoint import client as endpoint_client
 from include.pipeline.targets.local.sagemaker.jobs import run_processing_job
 from include.pipeline.tasks import monitoring
 from include.pipeline.tasks.code import publish
-from tests.moto_server import free_port
 from tests.test_inference import build_tiny_model, register_model
-from tests.test_scheduler_postgres import Airflow, airflow_env, fresh_database
+from tests.test_scheduler_postgres import NO_SCHEDULES, airflow_on_postgres
 
 pytestmark = pytest.mark.slow
 
@@ -110,40 +109,28 @@ def _register_with_lineage(settings, tmp) -> str:
 @pytest.fixture(scope="module")
 def loop(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("feedback-it")
-    port = free_port()
-    with fresh_database() as sql_conn:
-        env = airflow_env(tmp, sql_conn, port) | {
-            "PIPELINE_BUCKET": BUCKET,
-            "PIPELINE_MONITOR_SCHEDULE": "none",
-            "PIPELINE_REVIEW_SCHEDULE": "none",
-            "PIPELINE_ROLLOUT_SCHEDULE": "none",
-        }
-        settings = pipeline_settings.load(env)
+    with airflow_on_postgres(tmp, {"PIPELINE_BUCKET": BUCKET, **NO_SCHEDULES}) as af:
+        settings = pipeline_settings.load(af.env)
         register_model(settings.lake, build_tiny_model(tmp / "tiny"), "model-a")
         served_data = _register_with_lineage(settings, tmp)
-        af = Airflow(env, tmp / "logs", port)
-        try:
-            for endpoint in ENDPOINTS:
-                _deploy(settings, endpoint)
-            split = settings.lake / BUCKET / "training-set" / "train" / "part.csv"
-            split.parent.mkdir(parents=True)
-            with split.open("w", newline="") as fh:
-                writer = csv.writer(fh)
-                writer.writerow(["review_id", "review_body", "product_category", "sentiment"])
-                for i, row in enumerate(sample.rows(300, seed=1)):
-                    writer.writerow([i, row[S.RAW_TEXT], row[S.RAW_CATEGORY], 1])
-            code_uri = publish(settings)["code_uri"]
-            for endpoint in ENDPOINTS:
-                _baseline(settings, endpoint, code_uri, settings.s3_uri("training-set", "train"))
-            af.boot(*DAGS)
-            af.settings, af.served_data = settings, served_data
-            af.runtime = endpoint_client.client(
-                "sagemaker-runtime", settings.endpoint_url, settings.region
-            )
-            yield af
-        finally:
-            af.stop()
-            endpoint_client.stop_server(settings.lake)
+        for endpoint in ENDPOINTS:
+            _deploy(settings, endpoint)
+        split = settings.lake / BUCKET / "training-set" / "train" / "part.csv"
+        split.parent.mkdir(parents=True)
+        with split.open("w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["review_id", "review_body", "product_category", "sentiment"])
+            for i, row in enumerate(sample.rows(300, seed=1)):
+                writer.writerow([i, row[S.RAW_TEXT], row[S.RAW_CATEGORY], 1])
+        code_uri = publish(settings)["code_uri"]
+        for endpoint in ENDPOINTS:
+            _baseline(settings, endpoint, code_uri, settings.s3_uri("training-set", "train"))
+        af.boot(*DAGS)
+        af.settings, af.served_data = settings, served_data
+        af.runtime = endpoint_client.client(
+            "sagemaker-runtime", settings.endpoint_url, settings.region
+        )
+        yield af
 
 
 def _send(runtime, endpoint: str, texts: list[str]) -> None:

@@ -10,9 +10,7 @@ from __future__ import annotations
 import pytest
 
 from tests import hostile_conf as H
-from tests.moto_server import free_port
-from tests.test_pipeline_local import stop_endpoint_server
-from tests.test_scheduler_postgres import BUCKET, Airflow, airflow_env, fresh_database
+from tests.test_scheduler_postgres import BUCKET, Airflow, airflow_on_postgres
 
 pytestmark = pytest.mark.slow
 RUN_TIMEOUT_S = 15 * 60
@@ -21,19 +19,13 @@ RUN_TIMEOUT_S = 15 * 60
 @pytest.fixture(scope="module")
 def airflow(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("hostile-conf")
-    port = free_port()
-    with fresh_database() as sql_conn:
-        af = Airflow(airflow_env(tmp, sql_conn, port), tmp / "logs", port)
-        try:
-            af.boot("reviews_pipeline")
-            af.lake, af.home = tmp / "lake", tmp / "home"
-            outside = tmp / "outside"
-            outside.mkdir()
-            af.cases = H.cases(af.lake, BUCKET, outside)
-            yield af
-        finally:
-            af.stop()
-            stop_endpoint_server(tmp / "lake")
+    with airflow_on_postgres(tmp) as af:
+        af.boot("reviews_pipeline")
+        af.lake, af.home = tmp / "lake", tmp / "home"
+        outside = tmp / "outside"
+        outside.mkdir()
+        af.cases = H.cases(af.lake, BUCKET, outside)
+        yield af
 
 
 def _task_log(af: Airflow, run_id: str, task_id: str) -> str:

@@ -60,6 +60,8 @@ UPDATES = {
     "canary": {"deployment_strategy": "canary", "canary_percent": CANARY_PERCENT},
     "linear": {"deployment_strategy": "linear", "linear_step_percent": LINEAR_STEP_PERCENT},
 }
+# Beside the champion: the challenger's variant, and its share of the callers' requests.
+BESIDE = {"shadow": (SHADOW_VARIANT, 0.0), "ab": (CHALLENGER_VARIANT, 0.5)}
 ROUTING = {  # the steps the host takes: the new fleet's share of the traffic at each
     "canary": [CANARY_PERCENT / 100, 1.0],
     "linear": [LINEAR_STEP_PERCENT / 100, 1.0],
@@ -192,22 +194,35 @@ def next_day(
     }
 
 
-def day_two(day_one, tmp_path_factory, strategy: str) -> dict:
-    """Day two, a new file: the model trained on the grown data replaces day one's."""
-    conf = {**UPDATES[strategy], "traffic_wait_seconds": BAKE_SECONDS}
-    folder = tmp_path_factory.mktemp(f"day-two-{strategy}")
+def after_day_one(day_one, tmp_path_factory, folder: str, conf: dict, seed: int, prepare=None):
+    """``next_day`` on a copy of day one's lake, its endpoint served again."""
     lake, summary = day_one
-    return next_day(lake, summary["deployment"]["endpoint_name"], folder, conf, seed=7)
+    endpoint = summary["deployment"]["endpoint_name"]
+    return next_day(lake, endpoint, tmp_path_factory.mktemp(folder), conf, seed, prepare)
 
 
-@pytest.fixture(scope="module")
-def canary_day(day_one, tmp_path_factory):
-    return day_two(day_one, tmp_path_factory, "canary")
+# Day two's conf and file seed by strategy. A blue/green update: the model trained on the grown
+# data replaces day one's. Shadow or A/B: the better model next to the serving one (shadow:
+# copies of the requests; ab: half of them), where the endpoint_rollout DAG later promotes or
+# rolls it back.
+DAY_TWO = {
+    **{s: ({**UPDATES[s], "traffic_wait_seconds": BAKE_SECONDS}, 7) for s in UPDATES},
+    **{s: ({"deployment_strategy": s, "ab_challenger_weight": BESIDE[s][1]}, 17) for s in BESIDE},
+}
 
 
-@pytest.fixture(scope="module")
-def linear_day(day_one, tmp_path_factory):
-    return day_two(day_one, tmp_path_factory, "linear")
+def day_two(strategy: str):
+    """The module fixture ``<strategy>_day``: day two under ``strategy``, a new file."""
+    conf, seed = DAY_TWO[strategy]
+
+    @pytest.fixture(scope="module", name=f"{strategy}_day")
+    def day(day_one, tmp_path_factory):
+        return after_day_one(day_one, tmp_path_factory, f"day-two-{strategy}", conf, seed)
+
+    return day
+
+
+canary_day, linear_day, shadow_day, ab_day = map(day_two, ("canary", "linear", "shadow", "ab"))
 
 
 @pytest.mark.parametrize("strategy", sorted(UPDATES))
@@ -256,10 +271,9 @@ def break_serving(lake: Path) -> None:
 @pytest.fixture(scope="module")
 def broken_day(day_one, tmp_path_factory):
     conf = {**UPDATES["canary"], "traffic_wait_seconds": BAKE_SECONDS}
-    folder = tmp_path_factory.mktemp("day-three-broken")
-    lake, summary = day_one
-    endpoint = summary["deployment"]["endpoint_name"]
-    return next_day(lake, endpoint, folder, conf, seed=11, prepare=break_serving)
+    return after_day_one(
+        day_one, tmp_path_factory, "day-three-broken", conf, seed=11, prepare=break_serving
+    )
 
 
 def test_day_three_a_model_that_fails_when_served_is_rolled_back_by_the_canarys_alarm(
@@ -332,29 +346,6 @@ def test_day_three_a_worse_challenger_is_not_deployed(worse_day):
         day["endpoint"], before["run_id"]
     )
     assert day["client"].failures == [] and day["client"].answered > 20
-
-
-# Beside the champion: the challenger's variant, and its share of the callers' requests.
-BESIDE = {"shadow": (SHADOW_VARIANT, 0.0), "ab": (CHALLENGER_VARIANT, 0.5)}
-
-
-def beside_day(day_one, tmp_path_factory, strategy: str) -> dict:
-    """Day two with the better model next to the serving one (shadow: copies of the requests;
-    ab: half of them), where the endpoint_rollout DAG later promotes or rolls it back."""
-    conf = {"deployment_strategy": strategy, "ab_challenger_weight": BESIDE[strategy][1]}
-    folder = tmp_path_factory.mktemp(f"day-two-{strategy}")
-    lake, summary = day_one
-    return next_day(lake, summary["deployment"]["endpoint_name"], folder, conf, seed=17)
-
-
-@pytest.fixture(scope="module")
-def shadow_day(day_one, tmp_path_factory):
-    return beside_day(day_one, tmp_path_factory, "shadow")
-
-
-@pytest.fixture(scope="module")
-def ab_day(day_one, tmp_path_factory):
-    return beside_day(day_one, tmp_path_factory, "ab")
 
 
 @pytest.mark.parametrize("strategy", sorted(BESIDE))

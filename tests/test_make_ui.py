@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import time
 from pathlib import Path
 
 import psutil
 import pytest
 
-from tests.api_server import http
-from tests.conftest import REPO, fresh_airflow_db
+from tests.api_server import http, process_group
+from tests.conftest import fresh_airflow_db
 from tests.moto_server import free_port
 
 pytestmark = pytest.mark.slow
@@ -79,18 +77,10 @@ def test_make_ui_without_venv_on_another_port(tmp_path, airflow_db):
         }
     )
     log = tmp_path / "make-ui.log"
-    with open(log, "wb") as out:
-        # -o: the shared venv counts as installed (this test installs nothing)
-        proc = subprocess.Popen(
-            ["make", "-o", ".venv/.installed", "ui", f"UI_PORT={port}"],
-            cwd=REPO,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
+    # -o: the shared venv counts as installed (this test installs nothing)
+    command = ["make", "-o", ".venv/.installed", "ui", f"UI_PORT={port}"]
+    with process_group(command, env, log, stop_timeout=60) as proc:
+        base = f"http://127.0.0.1:{port}"
 
         def healthy():
             assert proc.poll() is None, tail(log)
@@ -131,10 +121,3 @@ def test_make_ui_without_venv_on_another_port(tmp_path, airflow_db):
         assert any(p == port for _, _, p in opened), opened
         assert [entry for entry in opened if entry[1] not in LOOPBACK] == [], opened
         assert "FileNotFoundError" not in log.read_text(errors="replace")
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)

@@ -30,6 +30,7 @@ from include.pipeline.requests import (
     tuning,
 )
 from tests.aws_model import _session, assert_valid
+from tests.provider_hooks import create_auto_ml_job_sends
 
 SUBNETS = "subnet-0a1b2c3d,subnet-0e1f2a3b"
 GROUPS = "sg-0123abcd"
@@ -58,16 +59,19 @@ WATCHED = ("VpcConfig", "KmsKeyId", "VolumeKmsKeyId", "EnableNetworkIsolation")
 HOLDERS = ("NetworkConfig", "SecurityConfig")
 
 
-def _script_job(settings) -> dict:
+def _job(settings) -> dict:
+    """What every job request here is built with besides its data."""
     return {
         "job_name": "job-1",
         "role_arn": ROLE,
-        "region": "us-east-1",
         "image_uri": IMAGE,
-        "code_uri": f"{S3}/code",
         "instance_type": EBS_INSTANCE,
         "settings": settings,
     }
+
+
+def _script_job(settings) -> dict:
+    return {**_job(settings), "region": "us-east-1", "code_uri": f"{S3}/code"}
 
 
 def _training(settings, instance_type=EBS_INSTANCE) -> dict:
@@ -89,6 +93,21 @@ def _training(settings, instance_type=EBS_INSTANCE) -> dict:
     )
 
 
+def _model(settings, **overrides) -> dict:
+    """A CreateModel request for one model archive; ``overrides`` make the other kinds."""
+    return deployment.model_request(
+        **{
+            "model_name": "m",
+            "image_uri": IMAGE,
+            "model_data_url": f"{S3}/model.tar.gz",
+            "role_arn": ROLE,
+            "region": "us-east-1",
+            "settings": settings,
+        }
+        | overrides
+    )
+
+
 _CANDIDATE = {
     "InferenceContainers": [
         {
@@ -105,12 +124,8 @@ BUILDERS = {
         "CreateProcessingJob",
         "prepare",
         lambda s: features.prepare_job_request(
-            job_name="prepare-1",
-            role_arn=ROLE,
-            image_uri=IMAGE,
             input_uri=f"{S3}/raw",
             output_uri=f"{S3}/features",
-            code_uri=f"{S3}/code",
             params={
                 "train_split_percentage": 0.9,
                 "validation_split_percentage": 0.05,
@@ -120,9 +135,7 @@ BUILDERS = {
                 "pretrained_model": "roberta-base",
             },
             feature_group_name="reviews",
-            region="us-east-1",
-            instance_type=EBS_INSTANCE,
-            settings=s,
+            **_script_job(s),
         ),
     ),
     "prepare_text": (
@@ -187,14 +200,10 @@ BUILDERS = {
         "CreateTrainingJob",
         "blazingtext-training",
         lambda s: blazingtext.blazingtext_training_request(
-            job_name="bt-1",
-            role_arn=ROLE,
-            image_uri=IMAGE,
             train_uri=f"{S3}/train",
             validation_uri=f"{S3}/validation",
             output_uri=f"{S3}/bt",
-            instance_type=EBS_INSTANCE,
-            settings=s,
+            **_job(s),
         ),
     ),
     "transform": (
@@ -211,28 +220,12 @@ BUILDERS = {
     "finetune-model": (
         "CreateModel",
         "finetune-model",
-        lambda s: deployment.model_request(
-            model_name="m",
-            image_uri=IMAGE,
-            model_data_url=f"{S3}/model.tar.gz",
-            role_arn=ROLE,
-            region="us-east-1",
-            settings=s,
-        ),
+        _model,
     ),
     "blazingtext-model": (
         "CreateModel",
         "blazingtext-model",
-        lambda s: deployment.model_request(
-            model_name="m",
-            image_uri=IMAGE,
-            model_data_url=f"{S3}/model.tar.gz",
-            role_arn=ROLE,
-            region="us-east-1",
-            script_mode=False,
-            settings=s,
-            network_job="blazingtext-model",
-        ),
+        lambda s: _model(s, script_mode=False, network_job="blazingtext-model"),
     ),
     "autopilot-model": (
         "CreateModel",
@@ -244,14 +237,11 @@ BUILDERS = {
     "pipeline-model": (
         "CreateModel",
         "autopilot-model",
-        lambda s: deployment.model_request(
-            model_name="m",
+        lambda s: _model(
+            s,
             image_uri="",
             model_data_url="",
-            role_arn=ROLE,
-            region="us-east-1",
             containers=_CANDIDATE["InferenceContainers"] * 2,
-            settings=s,
             network_job="autopilot-model",
         ),
     ),
@@ -431,19 +421,8 @@ def test_ebs_instance_types_have_no_instance_storage():
 
 def test_automl_operator_arguments_keep_the_output_key():
     """SageMakerAutoMLOperator rebuilds OutputDataConfig from s3_output; the extras restore it."""
-    from airflow.providers.amazon.aws.hooks.sagemaker import SageMakerHook
-
     request = BUILDERS["automl"][2](_all_on())
-    sent: dict = {}
-
-    class Conn:
-        def create_auto_ml_job(self, **kwargs):
-            sent.update(kwargs)
-
-    hook = SageMakerHook.__new__(SageMakerHook)
-    hook.__dict__["conn"] = Conn()
-    arguments = automl.operator_arguments(request)
-    SageMakerHook.create_auto_ml_job(hook, **arguments)
+    sent = create_auto_ml_job_sends(automl.operator_arguments(request))
     assert sent == request and sent["OutputDataConfig"]["KmsKeyId"] == OUTPUT_KEY
 
 

@@ -18,7 +18,6 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 
-import boto3
 import pytest
 
 from include.pipeline import sample
@@ -30,7 +29,7 @@ from include.pipeline.tasks.candidates import automl_job_name
 from tests import aws_request_log
 from tests import iam_policies as iam
 from tests.conftest import REPO, retire_pipeline_assets
-from tests.moto_server import moto_server
+from tests.moto_server import local_client, moto_server
 from tests.sagemaker_data_plane import data_plane
 
 pytestmark = pytest.mark.slow
@@ -104,16 +103,6 @@ def finetune_job(sm) -> dict:
     return sm.describe_training_job(TrainingJobName=name)
 
 
-def client(name: str, url: str):
-    return boto3.client(
-        name,
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-
-
 @pytest.fixture(scope="module")
 def aws_run(airflow_db, tmp_path_factory):
     root = tmp_path_factory.mktemp("aws-run")
@@ -122,7 +111,7 @@ def aws_run(airflow_db, tmp_path_factory):
         moto_server() as (url, env),
         data_plane(url, root / "data-plane", offline_delay_s=OFFLINE_DELAY_S) as plane,
     ):
-        s3 = client("s3", url)
+        s3 = local_client("s3", url)
         s3.create_bucket(Bucket=BUCKET)
         s3.create_bucket(Bucket="incoming")
         s3.put_object(Bucket="incoming", Key="drops/reviews.csv", Body=sample.csv_bytes())
@@ -151,7 +140,7 @@ def aws_run(airflow_db, tmp_path_factory):
         )
         (root / "dag-run.log").write_text(proc.stdout + proc.stderr)  # the whole run, for a failure
         plane.wait()
-        clients = {n: client(n, url) for n in ("s3", "glue", "athena", "sagemaker")}
+        clients = {n: local_client(n, url) for n in ("s3", "glue", "athena", "sagemaker")}
         summary = json.loads(
             s3.get_object(Bucket=BUCKET, Key=f"runs/{run_key(RUN_ID)}/summary.json")["Body"].read()
         )

@@ -3,7 +3,6 @@ BERT variants, real invocations and data capture, then ``dag.test`` in bandit an
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
 import time
@@ -24,7 +23,8 @@ from include.pipeline.targets.local.lake import resolve
 from include.pipeline.tasks import deployment as deployment_step
 from include.pipeline.tasks import rollout as rollout_tasks
 from tests.aws_model import assert_valid
-from tests.conftest import REPO, deployed_events, retire_pipeline_assets
+from tests.conftest import deployed_events, retire_pipeline_assets
+from tests.dag_files import fresh_dag
 from tests.test_endpoint_server import boto, wait_settled
 from tests.test_inference import WORDS, build_tiny_model, register_model
 
@@ -65,13 +65,7 @@ def env(rollout_lake, server, monkeypatch) -> pipeline_settings.Settings:
 
 
 def load_dag():
-    """A fresh import of the DAG file, so it reads the settings of this test."""
-    spec = importlib.util.spec_from_file_location(
-        "endpoint_rollout_under_test", REPO / "dags" / "endpoint_rollout.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.dag
+    return fresh_dag("endpoint_rollout")
 
 
 def deploy(settings, server, endpoint: str, variants: list[tuple[str, str, float]]) -> object:

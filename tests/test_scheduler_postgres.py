@@ -21,6 +21,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
@@ -119,6 +120,14 @@ def airflow_env(tmp: Path, sql_conn: str, port: int) -> dict:
         }
     )
     return env
+
+
+# For the tests that start the monitoring, review and rollout DAGs' runs themselves.
+NO_SCHEDULES = {
+    "PIPELINE_MONITOR_SCHEDULE": "none",
+    "PIPELINE_REVIEW_SCHEDULE": "none",
+    "PIPELINE_ROLLOUT_SCHEDULE": "none",
+}
 
 
 class Airflow:
@@ -326,19 +335,27 @@ class Airflow:
                 return states
 
 
-@pytest.fixture(scope="module")
-def airflow(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("scheduler-it")
+@contextmanager
+def airflow_on_postgres(tmp: Path, extra_env: dict | None = None) -> Iterator[Airflow]:
+    """An Airflow on a fresh database, with ``airflow_env`` and ``extra_env`` (its lake under
+    ``tmp``), for the caller to boot; stopped afterwards."""
     port = free_port()
     with fresh_database() as sql_conn:
-        af = Airflow(airflow_env(tmp, sql_conn, port), tmp / "logs", port)
+        af = Airflow(airflow_env(tmp, sql_conn, port) | (extra_env or {}), tmp / "logs", port)
         try:
-            af.boot("reviews_pipeline", "reviews_arrival")
-            af.lake = tmp / "lake"
             yield af
         finally:
             af.stop()
-            stop_endpoint_server(tmp / "lake")  # the deploy task's host outlives the scheduler
+            stop_endpoint_server(tmp / "lake")  # an endpoint host for the lake outlives Airflow
+
+
+@pytest.fixture(scope="module")
+def airflow(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("scheduler-it")
+    with airflow_on_postgres(tmp) as af:
+        af.boot("reviews_pipeline", "reviews_arrival")
+        af.lake = tmp / "lake"
+        yield af
 
 
 def test_rest_triggered_run_succeeds(airflow, browser):
