@@ -82,12 +82,22 @@ def process_group(command: list[str], env: dict, log_path: Path, stop_timeout: f
     try:
         yield proc
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=stop_timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        _stop_group(proc, stop_timeout)
+
+
+def _stop_group(proc: subprocess.Popen, stop_timeout: float) -> None:
+    """SIGTERM to the group, then SIGKILL to whatever of it is left: the leader (``make``,
+    ``airflow standalone``) can exit before the schedulers and workers it started."""
+    deadline = time.monotonic() + stop_timeout
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+        while time.monotonic() < deadline:
+            proc.poll()  # reaps the leader, which would otherwise count as a member
+            os.killpg(proc.pid, 0)  # raises once no process of the group is left
+            time.sleep(0.5)
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=stop_timeout)
 
 
 @contextlib.contextmanager
