@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from include.pipeline import run_inputs
+from include.pipeline import run_inputs, targets
+from include.pipeline import settings as pipeline_settings
 from include.pipeline.params import APPROVAL_PARAMS, PARAMS, limit_problems
 from include.pipeline.requests import autoscaling as a
+from include.pipeline.tasks import autoscaling
 from tests.aws_model import assert_valid
 
 DEFAULTS = {name: param.value for name, param in PARAMS.items()}
@@ -88,3 +90,42 @@ def test_limits_and_bounds_are_checked_again_before_a_run():
     assert problem.startswith("autoscaling_max_instances: 2 is below")
     # a field refused alone is not compared again
     assert run_inputs.autoscaling_problems(inverted, {"autoscaling_min_instances"}) == []
+
+
+def _aws_client(env: dict):
+    """The aws target's client: the connection's, through the provider's AwsBaseHook."""
+    settings = pipeline_settings.load({**env, "PIPELINE_TARGET": "aws"})
+    return targets.client(settings, "application-autoscaling")
+
+
+@pytest.mark.aws
+def test_moto_accepts_the_requests_and_a_rerun_adopts_them(moto_env):
+    client = _aws_client(moto_env)
+    made = a.autoscaling_requests(
+        "ep", ["AllTraffic"], min_instances=1, max_instances=3, target_invocations=70
+    )
+    (first,) = autoscaling.register(client, made)
+    assert first["adopted"] is False and first["PolicyARN"]
+    (again,) = autoscaling.register(client, made)
+    assert again["adopted"] is True
+    (target,) = autoscaling.endpoint_targets(client, "ep")
+    assert (target["MinCapacity"], target["MaxCapacity"]) == (1, 3)
+    policies = client.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"]
+    assert [p["PolicyName"] for p in policies] == [a.policy_name("ep", "AllTraffic")]
+    assert autoscaling.endpoint_targets(client, "other") == []
+
+
+@pytest.mark.aws
+def test_before_an_update_the_endpoints_targets_are_released(moto_env):
+    client = _aws_client(moto_env)
+    for endpoint in ("ep", "other"):
+        made = a.autoscaling_requests(
+            endpoint, ["AllTraffic"], min_instances=1, max_instances=2, target_invocations=9
+        )
+        autoscaling.register(client, made)
+    assert autoscaling.release(client, "ep") == ["endpoint/ep/variant/AllTraffic"]
+    assert autoscaling.endpoint_targets(client, "ep") == []
+    assert [t["ResourceId"] for t in autoscaling.endpoint_targets(client, "other")] == [
+        "endpoint/other/variant/AllTraffic"
+    ]
+    assert autoscaling.release(client, "ep") == []  # nothing registered: nothing to do
