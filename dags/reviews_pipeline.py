@@ -98,7 +98,7 @@ with DAG(
     chain(feats.query_training_set, chosen.champion_evaluation)
     chain([chosen.gate, feats.detect_balanced_bias], registered.registration)
     chain(registered.approval, deployed.requests)  # the approval gate's branch on
-    chain(deployed.smoke_test, ended.deleted_endpoint)
+    chain([deployed.smoke_test, deployed.autoscaling], ended.deleted_endpoint)
 
     # check_trigger comes first: every other task (but the teardowns) is downstream of it.
     for root in dag.roots:

@@ -395,6 +395,23 @@ def _athena_needs(operation: str, params: dict, account: str, region: str) -> li
     return needs
 
 
+AUTOSCALING_SERVICE = "sagemaker.application-autoscaling.amazonaws.com"
+AUTOSCALING_CONTEXT = {"iam:AWSServiceName": AUTOSCALING_SERVICE}
+
+
+def _autoscaling_needs(operation: str, account: str) -> list[Need]:
+    """Scalable targets have ARNs AWS assigns, so each call is authorized on ``*``; the first
+    SageMaker target registered also creates the service's service-linked role."""
+    needs = [Need(f"application-autoscaling:{operation}", "*", {})]
+    if operation == "RegisterScalableTarget":
+        role = (
+            f"arn:aws:iam::{account}:role/aws-service-role/{AUTOSCALING_SERVICE}/"
+            "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
+        )
+        needs.append(Need("iam:CreateServiceLinkedRole", role, AUTOSCALING_CONTEXT))
+    return needs
+
+
 def _sqs_arn(url: str, account: str, region: str) -> str:
     parts = url.rstrip("/").split("/")
     owner = parts[-2] if len(parts) >= 2 and parts[-2].isdigit() else account
@@ -437,6 +454,8 @@ def resource_arns(
         if "logStreamName" in params:
             arn += f":log-stream:{params['logStreamName']}"
         return [Need(f"logs:{operation}", arn, {})]
+    if service == "application-autoscaling":
+        return _autoscaling_needs(operation, account)
     if service == "iam" and operation == "PassRole":
         return [Need("iam:PassRole", params["RoleArn"], PASSED_TO_SAGEMAKER)]
     raise KeyError(f"{service}:{operation}: no resource mapping")

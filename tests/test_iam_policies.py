@@ -366,3 +366,24 @@ def test_the_optional_vpc_kms_policy_grants_what_sagemaker_needs_in_a_vpc_with_k
         f"kms:{a}" for a in ("CreateGrant", "Decrypt", "GenerateDataKey", "Encrypt", "DescribeKey")
     }
     assert iam.missing(vpc | kms, iam.load(iam.EXECUTION_ROLE_VPC_KMS)) == set()
+
+
+def test_the_airflow_role_may_autoscale_endpoints_and_create_only_sagemakers_linked_role():
+    policy = iam.filled(iam.AIRFLOW_ROLE, VALUES)
+    calls = [
+        ("RegisterScalableTarget", {"ResourceId": "endpoint/ep/variant/AllTraffic"}),
+        ("PutScalingPolicy", {"PolicyName": "p"}),
+        ("DescribeScalableTargets", {"ServiceNamespace": "sagemaker"}),
+        ("DeregisterScalableTarget", {"ResourceId": "endpoint/ep/variant/AllTraffic"}),
+    ]
+    needed = [
+        need
+        for operation, params in calls
+        for need in iam.resource_arns("application-autoscaling", operation, params, ACCOUNT, REGION)
+    ]
+    assert "iam:CreateServiceLinkedRole" in {n.action for n in needed}
+    assert iam.denials(needed, policy, iam.AIRFLOW_ROLE) == []
+    other = f"arn:aws:iam::{ACCOUNT}:role/aws-service-role/ecs.amazonaws.com/AWSServiceRoleForECS"
+    assert not iam.allows(
+        policy, "iam:CreateServiceLinkedRole", other, {"iam:AWSServiceName": "ecs.amazonaws.com"}
+    )

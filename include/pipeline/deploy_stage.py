@@ -1,6 +1,6 @@
 """The endpoint half of a deployment, shared by every DAG that deploys: the rollback alarm,
 CreateModel, CreateEndpointConfig, CreateEndpoint / UpdateEndpoint (which emits
-``reviews_deployed`` once the endpoint serves) and the smoke test.
+``reviews_deployed`` once the endpoint serves), the variants' autoscaling and the smoke test.
 
 ``deploy`` is the output of the DAG's ``build_deployment_requests`` task
 (:func:`include.pipeline.tasks.deployment.build_deployment_requests` plus its ``announcement``);
@@ -26,7 +26,8 @@ def announce_deployment(context, result=None) -> None:
 
 def endpoint_tasks(settings, deploy) -> dict:
     """The tasks after ``deploy``, chained: ``{"rollback_alarm", "create_model",
-    "create_endpoint_config", "deploy_endpoint", "smoke_test"}``."""
+    "create_endpoint_config", "deploy_endpoint", "smoke_test"}``; beside them
+    ``"release_autoscaling"`` (just before the deployment) and ``"autoscaling"`` (after it)."""
     from airflow.sdk import chain, task
 
     ops = targets.operators(settings)
@@ -56,6 +57,30 @@ def endpoint_tasks(settings, deploy) -> dict:
         )
         return answer
 
+    @task(task_id=T.RELEASE_AUTOSCALING)
+    def release_autoscaling(params: dict) -> list[str]:
+        """AWS fails an UpdateEndpoint that changes an autoscaled variant: the endpoint's
+        scalable targets are deregistered first (their policies with them); the new config's
+        variants are registered again once it serves."""
+        from include.pipeline.tasks import autoscaling
+
+        client = targets.client(settings, "application-autoscaling")
+        return autoscaling.release(client, params["endpoint_name"])
+
+    @task(task_id=T.REGISTER_AUTOSCALING)
+    def register_autoscaling(requests: list) -> list[dict]:
+        """The serving variants' scalable targets and target-tracking policies (skipped when
+        autoscaling is off)."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from include.pipeline.tasks import autoscaling
+
+        if not requests:
+            raise AirflowSkipException(
+                "autoscaling is off (autoscaling_max_instances is 0 or the minimum)"
+            )
+        return autoscaling.register(targets.client(settings, "application-autoscaling"), requests)
+
     tasks = {
         "rollback_alarm": create_rollback_alarm(deploy["rollback_alarm"]),
         "create_model": ops.SageMakerModelOperator(task_id="create_model", config=deploy["model"]),
@@ -72,6 +97,8 @@ def endpoint_tasks(settings, deploy) -> dict:
         ),
         # Airflow passes params, run_id and dag_run from the task's context.
         "smoke_test": smoke_test_endpoint(deploy["announcement"]),  # type: ignore[call-arg,misc]
+        "release_autoscaling": release_autoscaling(),  # type: ignore[call-arg,misc]
+        "autoscaling": register_autoscaling(deploy["autoscaling"]),
     }
     chain(
         deploy,
@@ -80,5 +107,11 @@ def endpoint_tasks(settings, deploy) -> dict:
         tasks["create_endpoint_config"],
         tasks["deploy_endpoint"],
         tasks["smoke_test"],
+    )
+    chain(
+        tasks["create_endpoint_config"],
+        tasks["release_autoscaling"],
+        tasks["deploy_endpoint"],
+        tasks["autoscaling"],
     )
     return tasks

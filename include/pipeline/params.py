@@ -25,6 +25,7 @@ from include.pipeline import settings as pipeline_settings
 from include.pipeline.documents import bias as bias_gate
 from include.pipeline.documents import leaderboard as leaderboard_doc
 from include.pipeline.requests import automl as automl_requests
+from include.pipeline.requests import autoscaling as autoscaling_requests
 from include.pipeline.requests import bias as bias_requests
 from include.pipeline.requests import deployment as deployment_requests
 from include.pipeline.requests import registry as registry_requests
@@ -453,6 +454,30 @@ DEPLOYMENT = _section(
             "none (monitoring, human review and the bandit then see no traffic).",
             minimum=0,
             maximum=100,
+        ),
+        "autoscaling_min_instances": _count(
+            1,
+            "Autoscaling: fewest instances",
+            "The serving variants' instance count never goes below this (Application Auto "
+            "Scaling's MinCapacity).",
+            maximum=autoscaling_requests.MAX_INSTANCES,
+        ),
+        "autoscaling_max_instances": _count(
+            0,
+            "Autoscaling: most instances",
+            "Target tracking scales each serving variant between the fewest and this many "
+            "instances (MaxCapacity); 0 or the fewest: autoscaling off.",
+            minimum=0,
+            maximum=autoscaling_requests.MAX_INSTANCES,
+        ),
+        "autoscaling_target_invocations": _field(
+            70,
+            "number",
+            "Autoscaling: invocations per instance per minute",
+            "The load each instance is kept near (SageMakerVariantInvocationsPerInstance's "
+            "target value): more adds instances, less removes them after a cooldown.",
+            exclusiveMinimum=0,
+            maximum=autoscaling_requests.MAX_TARGET_INVOCATIONS,
         ),
         "delete_endpoint_after_run": _flag(
             False,

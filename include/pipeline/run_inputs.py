@@ -159,6 +159,7 @@ def problems(settings: Settings, params: dict) -> list[str]:
 
     found = limit_problems(params, PARAMS)
     names = {p.split(":", 1)[0] for p in found}
+    found += autoscaling_problems(params, names)
     if "input_uri" not in names:
         try:
             resolve_input(settings, params.get("input_uri"))
@@ -167,6 +168,19 @@ def problems(settings: Settings, params: dict) -> list[str]:
     if "pretrained_model" not in names:
         found += model_problems(settings, params.get("pretrained_model"))
     return found
+
+
+def autoscaling_problems(params: dict, refused: set[str]) -> list[str]:
+    """The autoscaling bounds together: a maximum below the minimum (each checked alone by the
+    form's limits first; a refused one is not looked at again)."""
+    from include.pipeline.requests import autoscaling
+
+    low, high = params.get("autoscaling_min_instances"), params.get("autoscaling_max_instances")
+    if refused & {"autoscaling_min_instances", "autoscaling_max_instances"}:
+        return []
+    if not isinstance(low, int) or not isinstance(high, int):
+        return []
+    return autoscaling.capacity_problems(low, high)
 
 
 def refuse(found: list[str], what: str) -> None:
@@ -184,7 +198,8 @@ def check_form(params: dict, form: dict, what: str) -> None:
     and its limit, never the value."""
     from include.pipeline.params import limit_problems
 
-    refuse(limit_problems(params, form), what)
+    found = limit_problems(params, form)
+    refuse(found + autoscaling_problems(params, {p.split(":", 1)[0] for p in found}), what)
 
 
 def configuration_problems(settings: Settings, target, params: dict, *, scheduled: bool):

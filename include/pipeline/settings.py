@@ -70,6 +70,8 @@ class Settings:
     # local endpoint host limits (the rollback threshold is the alarm's, not a setting)
     endpoint_max_body_bytes: int = 6 * 1024 * 1024
     endpoint_min_invocations: int = 1
+    # seconds of traffic each autoscaling evaluation of the local host looks at (CloudWatch: 60)
+    endpoint_scaling_window_seconds: float = 60.0
     # Where a run's input may come from (run parameters are untrusted: see run_inputs.py):
     # local folders, and buckets besides the pipeline's own; where pretrained models may live.
     input_roots: tuple[Path, ...] = ()
@@ -237,6 +239,9 @@ def load(env: dict | None = None) -> Settings:
             env.get("PIPELINE_ENDPOINT_MAX_BODY_BYTES", str(6 * 1024 * 1024))
         ),
         endpoint_min_invocations=int(env.get("PIPELINE_ENDPOINT_MIN_INVOCATIONS", "1")),
+        endpoint_scaling_window_seconds=float(
+            env.get("PIPELINE_ENDPOINT_SCALING_WINDOW_SECONDS", "60")
+        ),
         input_roots=_folders(env.get("PIPELINE_INPUT_ROOTS", "")),
         input_buckets=_names(env.get("PIPELINE_INPUT_BUCKETS", ",".join(PUBLIC_INPUT_BUCKETS))),
         model_roots=_folders(env.get("PIPELINE_MODEL_ROOTS", "")),

@@ -42,6 +42,8 @@ SKIP_DEPLOYMENT = "skip_deployment"
 APPROVE_MODEL = "approve_model"
 DEPLOY = "deploy_endpoint"
 SMOKE_TEST = "smoke_test_endpoint"
+RELEASE_AUTOSCALING = "release_autoscaling"
+REGISTER_AUTOSCALING = "register_autoscaling"
 DELETE_TEST_ENDPOINT = "delete_test_endpoint"
 WRITE_SUMMARY = "write_run_summary"
 

@@ -165,6 +165,8 @@ class DeploymentEntry(TypedDict):
     deleted_after_run: bool
     # an update of a live endpoint whose host records its steps (the local target's)
     traffic_steps: NotRequired[list[TrafficStep]]
+    # each autoscaled variant: ResourceId, Min/MaxCapacity, TargetValue, PolicyARN, adopted
+    autoscaling: NotRequired[list[dict]]
 
 
 class RolledBack(TypedDict):

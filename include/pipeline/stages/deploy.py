@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 class Deployment(NamedTuple):
     requests: XComArg  # build_deployment_requests: the approval gate's branch to the endpoint
     smoke_test: XComArg  # smoke_test_endpoint: the last task that needs the endpoint
+    autoscaling: XComArg  # register_autoscaling: beside the smoke test, also needs it
 
 
 @stage("deploy", "Deploy", "Endpoint deployment (announced to the monitor), smoke test")
@@ -59,7 +60,9 @@ def deploy(
 
     requests = build_deployment_requests(leaderboard, ingested, training_set)
     endpoint = deploy_stage.endpoint_tasks(settings, requests)
-    return Deployment(requests=requests, smoke_test=endpoint["smoke_test"])
+    return Deployment(
+        requests=requests, smoke_test=endpoint["smoke_test"], autoscaling=endpoint["autoscaling"]
+    )
 
 
 def summarize(ctx: SummaryContext) -> dict[str, Any]:
@@ -79,6 +82,8 @@ def summarize(ctx: SummaryContext) -> dict[str, Any]:
             "smoke_test": pull(T.SMOKE_TEST),
             "deleted_after_run": bool(pull(T.DELETE_TEST_ENDPOINT)),
         }
+        if scaled := pull(T.REGISTER_AUTOSCALING):
+            entry["autoscaling"] = scaled
         steps_taken = summary_doc.traffic_steps(deployed.get("UpdateReport"))
         if steps_taken:
             entry["traffic_steps"] = steps_taken

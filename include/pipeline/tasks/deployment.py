@@ -8,7 +8,7 @@ from datetime import datetime
 from include.pipeline import candidates
 from include.pipeline.core.names import short_hash
 from include.pipeline.layout import Layout
-from include.pipeline.requests import deployment, images
+from include.pipeline.requests import autoscaling, deployment, images
 from include.pipeline.settings import Settings
 
 # Reviews with known sentiment: the smoke test's answers become ground truth for the rewards.
@@ -45,7 +45,8 @@ def build_deployment_requests(
     traffic, which the endpoint_rollout DAG later promotes / rolls back or weighs as a bandit arm.
     ``candidate`` (a leaderboard entry) names the image and environment of a model that is not
     the fine-tune. ``rollback_alarm`` is the PutMetricAlarm on the new model's variant
-    (:func:`deployment.watched_variant`) that the update's auto-rollback watches.
+    (:func:`deployment.watched_variant`) that the update's auto-rollback watches;
+    ``autoscaling`` the scalable target and policy of each production variant.
     """
     strategy = params["deployment_strategy"]
     endpoint_name = params["endpoint_name"]
@@ -128,6 +129,14 @@ def build_deployment_requests(
         "strategy": strategy,
         "rollback_alarm": alarm,
         "variant": new_variant,
+        # empty when autoscaling is off (the Params' maximum 0 or equal to the minimum)
+        "autoscaling": autoscaling.autoscaling_requests(
+            endpoint_name,
+            [v["VariantName"] for v in variants],
+            min_instances=params["autoscaling_min_instances"],
+            max_instances=params["autoscaling_max_instances"],
+            target_invocations=params["autoscaling_target_invocations"],
+        ),
     }
 
 

@@ -38,14 +38,14 @@ class LocalTarget:
             from include.pipeline.targets.local.cloudwatch import LocalCloudWatchClient
 
             return LocalCloudWatchClient(s.lake, s.region)
-        if service == "sagemaker-runtime":
+        if service in ("sagemaker-runtime", "application-autoscaling"):
             from include.pipeline.targets.local.endpoint import client as endpoint_client
 
             url = endpoint_client.ensure_server(s.lake, url=s.endpoint_url)
             return endpoint_client.client(service, url, s.region)
         raise ValueError(
             f"the local target has no {service!r} service (sagemaker, sagemaker-runtime, "
-            "cloudwatch)"
+            "application-autoscaling, cloudwatch)"
         )
 
     def preflight(self) -> None:

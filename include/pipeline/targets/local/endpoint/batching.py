@@ -235,6 +235,17 @@ class MicroBatcher:
                 f"the model did not answer within {self._timeout:g} s (invocation timeout)"
             ) from None
 
+    def set_max_passes(self, passes: int) -> None:
+        """Run up to ``passes`` passes side by side from now on (workers are added as needed;
+        surplus ones idle): an autoscaled variant's instances."""
+        with self._cond:
+            self.policy.max_passes = max(1, passes)
+            while len(self._workers) < self.policy.max_passes:
+                worker = threading.Thread(target=self._work, name="forward-pass", daemon=True)
+                worker.start()
+                self._workers.append(worker)
+            self._cond.notify_all()
+
     def close(self) -> None:
         """Refuse new requests (BatcherClosed at once); those already queued still run."""
         with self._cond:

@@ -25,7 +25,7 @@ from pathlib import Path
 from include.pipeline.core.files import atomic_write_bytes
 from include.pipeline.requests.images import AUTOPILOT_INFERENCE_REPOSITORY, BLAZINGTEXT_REPOSITORY
 from include.pipeline.targets.local import archives
-from include.pipeline.targets.local.endpoint.batching import BatcherClosed, MicroBatcher
+from include.pipeline.targets.local.endpoint.batching import BatcherClosed, MicroBatcher, cpu_passes
 from include.pipeline.targets.local.lake import resolve
 from include.pipeline.targets.local.names import safe_join, validate
 
@@ -316,6 +316,7 @@ class InferenceHandler:
         self.module = module
         self.model = model
         self._batcher: MicroBatcher | None = None
+        self._passes: int | None = None  # an autoscaled variant's instances; None: the CPUs
         self._batcher_lock = threading.Lock()
         self._closed = False
 
@@ -368,13 +369,27 @@ class InferenceHandler:
             if self._closed:
                 raise BatcherClosed(f"model {self.model_name} was unloaded")
             if self._batcher is None:
-                self._batcher = MicroBatcher(self.infer)
+                self._batcher = MicroBatcher(self.infer, max_passes=self._passes)
             batcher = self._batcher
         try:
             predictions = batcher.submit(data)
         except TimeoutError as err:
             raise InvocationError(504, str(err), "predict_fn") from err
         return self.render(predictions, accept)
+
+    def set_passes(self, passes: int | None) -> None:
+        """Forward passes side by side: one per instance of an autoscaled variant serving this
+        model (None: as many as the CPUs allow, the default)."""
+        with self._batcher_lock:
+            self._passes = passes
+            if self._batcher is not None:
+                self._batcher.set_max_passes(passes or cpu_passes())
+
+    @property
+    def passes(self) -> int:
+        """How many forward passes may run side by side now."""
+        batcher = self._batcher
+        return batcher.policy.max_passes if batcher is not None else self._passes or cpu_passes()
 
     def serving_figures(self) -> dict:
         """Reviews per second observed per shape of forward pass (batching's policy)."""

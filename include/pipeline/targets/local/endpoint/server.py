@@ -1,7 +1,9 @@
 """The HTTP face of the local hosting service, speaking SageMaker's own wire protocols.
 
 - Control plane: SageMaker's JSON 1.1 protocol (``POST /`` with ``X-Amz-Target:
-  SageMaker.<Operation>``), so a boto3 ``sagemaker`` client with ``endpoint_url`` works.
+  SageMaker.<Operation>``), so a boto3 ``sagemaker`` client with ``endpoint_url`` works; so
+  does an ``application-autoscaling`` one (``AnyScaleFrontendService.<Operation>``: the
+  variants' scalable targets and policies, :mod:`.autoscaling`).
   Requests are checked against botocore's service model; errors are AWS JSON errors
   (``{"__type": "ValidationException", "message": ...}``, HTTP 400).
 - Data plane: ``POST /endpoints/<EndpointName>/invocations`` with the sagemaker-runtime headers
@@ -63,18 +65,31 @@ OPERATIONS = {
     "DeleteEndpoint": "delete_endpoint",
     "ListEndpoints": "list_endpoints",
 }
-_service_model = None
+# Application Auto Scaling's JSON 1.1 operations, answered by the service's autoscaler.
+AUTOSCALING_OPERATIONS = {
+    "RegisterScalableTarget": "register_scalable_target",
+    "DeregisterScalableTarget": "deregister_scalable_target",
+    "DescribeScalableTargets": "describe_scalable_targets",
+    "PutScalingPolicy": "put_scaling_policy",
+    "DescribeScalingPolicies": "describe_scaling_policies",
+    "DeleteScalingPolicy": "delete_scaling_policy",
+}
+# X-Amz-Target prefix -> (botocore service name, operations)
+_PROTOCOLS = {
+    "SageMaker": ("sagemaker", OPERATIONS),
+    "AnyScaleFrontendService": ("application-autoscaling", AUTOSCALING_OPERATIONS),
+}
+_service_models: dict = {}
 
 
-def validation_report(operation: str, params: dict) -> str | None:
+def validation_report(operation: str, params: dict, service: str = "sagemaker") -> str | None:
     """botocore's report of what is wrong with a request, or None when it is valid."""
-    global _service_model
     import botocore.session
     from botocore.validate import ParamValidator
 
-    if _service_model is None:
-        _service_model = botocore.session.get_session().get_service_model("sagemaker")
-    shape = _service_model.operation_model(operation).input_shape
+    if service not in _service_models:
+        _service_models[service] = botocore.session.get_session().get_service_model(service)
+    shape = _service_models[service].operation_model(operation).input_shape
     report = ParamValidator().validate(params, shape)
     return report.generate_report() if report.has_errors() else None
 
@@ -394,7 +409,8 @@ class RequestHandler(BaseHTTPRequestHandler):
     def _control(self, body: bytes) -> None:
         target = self.headers["X-Amz-Target"]
         prefix, _, operation = target.partition(".")
-        method = OPERATIONS.get(operation) if prefix == "SageMaker" else None
+        service_name, operations = _PROTOCOLS.get(prefix, ("", {}))
+        method = operations.get(operation)
         if method is None:
             self._control_error(
                 "UnknownOperationException", f"operation {target!r} is not served locally"
@@ -408,14 +424,16 @@ class RequestHandler(BaseHTTPRequestHandler):
         if not isinstance(request, dict):
             self._control_error("SerializationException", "the JSON body must be an object")
             return
-        report = validation_report(operation, request)
+        report = validation_report(operation, request, service_name)
         if report:
             self._control_error("ValidationException", f"{operation}: {report}")
             return
+        service = self.server.service
+        handler = service if operations is OPERATIONS else service.autoscaler
         try:
-            response = getattr(self.server.service, method)(request)
+            response = getattr(handler, method)(request)
         except SageMakerValidationError as err:
-            self._control_error("ValidationException", str(err))
+            self._control_error(getattr(err, "code", "ValidationException"), str(err))
             return
         except ValueError as err:
             self._control_error("ValidationException", f"{operation}: {err}")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from include.pipeline.targets.local.endpoint import blue_green, models
+from include.pipeline.targets.local.endpoint.autoscaling import Autoscaler
 from include.pipeline.targets.local.endpoint.batching import (
     INVOCATION_TIMEOUT_SECONDS,
     BatcherClosed,
@@ -45,12 +46,14 @@ class ServiceConfig:
     max_body_bytes: int = SAGEMAKER_MAX_BODY
     min_invocations: int = 1  # invocations of a new fleet before its alarms are evaluated
     shadow_workers: int = 2
+    scaling_window_seconds: float = 60.0  # traffic each autoscaling evaluation looks at
 
     @classmethod
     def from_settings(cls, settings) -> ServiceConfig:
         return cls(
             max_body_bytes=settings.endpoint_max_body_bytes,
             min_invocations=settings.endpoint_min_invocations,
+            scaling_window_seconds=settings.endpoint_scaling_window_seconds,
         )
 
 
@@ -73,6 +76,7 @@ class EndpointService:
         self._lock = threading.RLock()
         self._shadow_pool = ThreadPoolExecutor(self.config.shadow_workers, "shadow")
         self._shadow_backlog = threading.BoundedSemaphore(SHADOW_BACKLOG)
+        self.autoscaler = Autoscaler(self, self.config.scaling_window_seconds)
 
     # -- models and endpoint configs ---------------------------------------------------------
     def create_model(self, request: dict) -> dict:
@@ -258,6 +262,51 @@ class EndpointService:
                 log.error("listing endpoint %s: %s", endpoint, err)
         keys = ("EndpointName", "EndpointArn", "CreationTime", "LastModifiedTime", "EndpointStatus")
         return {"Endpoints": [{k: d[k] for k in keys if k in d} for d in docs if d]}
+
+    # -- instances (the autoscaler's levers) -------------------------------------------------
+    def _live_variant(self, name: str, variant_name: str) -> tuple[Traffic, Variant] | None:
+        """The live fleet's variant of an endpoint in service (None while it is created,
+        updated or gone: AWS blocks scaling then)."""
+        traffic = self.traffic.get(name)
+        doc = self.store.get_endpoint(name) if traffic is not None else None
+        if traffic is None or doc is None or doc["EndpointStatus"] != "InService":
+            return None
+        variant = traffic.live.find(variant_name)
+        return None if variant is None else (traffic, variant)
+
+    def instance_count(self, name: str, variant_name: str) -> int | None:
+        found = self._live_variant(name, variant_name)
+        return None if found is None else found[1].instance_count
+
+    def variant_load(self, name: str, variant_name: str) -> tuple[int, int] | None:
+        """(invocations so far, instances) of a variant in service."""
+        found = self._live_variant(name, variant_name)
+        return None if found is None else (found[1].invocations, found[1].instance_count)
+
+    def set_instance_count(self, name: str, variant_name: str, count: int) -> bool:
+        """Scale a live variant to ``count`` instances, each one more forward pass side by side
+        for its model; True when the count changed (DescribeEndpoint's CurrentInstanceCount)."""
+        with self._lock:
+            found = self._live_variant(name, variant_name)
+            if found is None:
+                return False
+            traffic, variant = found
+            changed = variant.instance_count != count
+            if changed:
+                with traffic.lock:
+                    variant.instance_count = count
+                doc = self.store.require_endpoint(name)
+                self._apply_fleet(doc, traffic.live)
+                self.store.put_endpoint(doc)
+        self.set_variant_passes(name, variant_name, count)
+        return changed
+
+    def set_variant_passes(self, name: str, variant_name: str, passes: int | None) -> None:
+        """The forward passes the variant's model runs side by side (None: the default)."""
+        traffic = self.traffic.get(name)
+        variant = traffic.live.find(variant_name) if traffic is not None else None
+        if variant is not None:
+            self.handlers.get(variant.model_name).set_passes(passes)
 
     # -- helpers -----------------------------------------------------------------------------
     def _set_status(self, name: str, status: str, reason: str | None) -> None:
@@ -509,4 +558,5 @@ class EndpointService:
                 )
 
     def close(self) -> None:
+        self.autoscaler.close()
         self._shadow_pool.shutdown(wait=False, cancel_futures=True)
