@@ -21,7 +21,9 @@ Runs on each `reviews_deployed` event (a model now serves: `reviews_pipeline` de
      champion alone; also whenever the rollback alarm on the challenger's variant is in ALARM),
      or wait (too few requests). A rollback reaches the notifier (`PIPELINE_NOTIFY`). **settle_endpoint** sends the new endpoint
      config with UpdateEndpoint and, once the winner serves alone, emits `reviews_deployed`
-     (decision `promote` / `rollback`).
+     (decision `promote` / `rollback`). AWS refuses that update while a variant it removes is
+     autoscaled: **release_autoscaling** deregisters the endpoint's scalable targets before it
+     and **register_autoscaling** gives the winner the same bounds and target tracking after it.
    - **derive_rewards**: joins each production variant's captured requests with the labels
      in `s3://<bucket>/ground-truth/<endpoint>/` (Model Monitor's ground-truth format, by
      inference id) into the reward store `s3://<bucket>/rewards/<endpoint>.jsonl`.
@@ -38,13 +40,17 @@ from __future__ import annotations
 
 from airflow.sdk import XComArg, chain, task
 
-from include.pipeline import deployment_events, targets
+from include.pipeline import deploy_stage, deployment_events, targets
 from include.pipeline import settings as pipeline_settings
+from include.pipeline import task_ids as T
 from include.pipeline.dag_defaults import endpoint_dag
 from include.pipeline.params import ROLLOUT_PARAMS
 
 SETTINGS = pipeline_settings.load()
 DEPLOYED = deployment_events.deployed_asset(SETTINGS)
+# what a promotion or a rollback runs: AWS refuses an UpdateEndpoint that removes an
+# autoscaled variant, so the endpoint's autoscaling is released first and registered again after
+SETTLE_TASKS = [T.RELEASE_AUTOSCALING, "settle_endpoint", T.REGISTER_AUTOSCALING]
 
 with endpoint_dag(
     "endpoint_rollout", SETTINGS, __doc__, ROLLOUT_PARAMS, "rollout", SETTINGS.rollout_schedule
@@ -77,8 +83,9 @@ with endpoint_dag(
     def decide_challenger(
         described: dict, collected: dict, params: dict, run_id=None, ti=None
     ) -> list[str]:
-        """Promote or roll back -> settle_endpoint; wait -> straight to the log."""
-        from include.pipeline.tasks import rollout
+        """Promote or roll back -> settle_endpoint (between releasing the endpoint's autoscaling
+        and registering it again on the winner); wait -> straight to the log."""
+        from include.pipeline.tasks import autoscaling, rollout
 
         alarm = rollout.challenger_alarm(targets.client(SETTINGS, "cloudwatch"), described)
         outcome = rollout.decide(SETTINGS, described, collected, params, run_id=run_id, alarm=alarm)
@@ -96,7 +103,10 @@ with endpoint_dag(
         ti.xcom_push(key="settle_request", value=outcome["request"])
         if outcome["request"] is None:
             return ["record_decision"]
-        return ["settle_endpoint", "record_decision"]
+        scaling = targets.client(SETTINGS, "application-autoscaling")
+        carried = autoscaling.carried(scaling, params["endpoint_name"], list(outcome["weights"]))
+        ti.xcom_push(key="autoscaling", value=carried)
+        return [*SETTLE_TASKS, "record_decision"]
 
     @task(task_id="derive_rewards")
     def derive_rewards(described: dict, collected: dict, dag_run=None) -> dict:
@@ -159,9 +169,13 @@ with endpoint_dag(
         post_execute=announce_settled,
     )
     recorded = record_decision()
+    release_autoscaling, register_autoscaling = deploy_stage.autoscaling_tasks(SETTINGS)
+    released = release_autoscaling()  # type: ignore[call-arg]  # params: from the context
+    registered = register_autoscaling(XComArg(decided.operator, key="autoscaling"))
 
     chain(described, collected, mode, [decided, rewarded])
     chain(rewarded, bandit)
-    chain(decided, settle_endpoint, recorded)
+    chain(decided, released, settle_endpoint, registered)
+    chain(settle_endpoint, recorded)
     chain(decided, recorded)
     chain(bandit, recorded)

@@ -129,3 +129,22 @@ def test_before_an_update_the_endpoints_targets_are_released(moto_env):
         "endpoint/other/variant/AllTraffic"
     ]
     assert autoscaling.release(client, "ep") == []  # nothing registered: nothing to do
+
+
+@pytest.mark.aws
+def test_a_settled_rollout_carries_each_variants_autoscaling_over(moto_env):
+    client = _aws_client(moto_env)
+    for variant, low, high, target in (("AllTraffic", 1, 3, 70), ("Challenger", 2, 4, 9)):
+        made = a.autoscaling_requests(
+            "ep", [variant], min_instances=low, max_instances=high, target_invocations=target
+        )
+        autoscaling.register(client, made)
+    kept, new = autoscaling.carried(client, "ep", ["Challenger", "Winner"])
+    assert kept == {
+        "target": a.scalable_target_request("ep", "Challenger", min_instances=2, max_instances=4),
+        "policy": a.scaling_policy_request("ep", "Challenger", target_invocations=9),
+    }
+    # a variant the old config lacked takes the first tracked target's (AllTraffic's)
+    assert (new["target"]["MinCapacity"], new["target"]["MaxCapacity"]) == (1, 3)
+    assert new["policy"] == a.scaling_policy_request("ep", "Winner", target_invocations=70)
+    assert autoscaling.carried(client, "other", ["AllTraffic"]) == []

@@ -14,7 +14,7 @@ from include.pipeline.targets.local.endpoint.host import start_server
 from include.pipeline.targets.local.endpoint.service import ServiceConfig
 from include.pipeline.tasks import autoscaling
 from tests.aws_model import assert_valid_response
-from tests.test_endpoint_server import boto, deploy
+from tests.test_endpoint_server import boto, deploy, wait_settled
 from tests.test_inference import two_model_lake
 
 WINDOW = 0.5  # seconds of traffic per evaluation (CloudWatch's 60 s on AWS)
@@ -131,3 +131,44 @@ def test_a_variant_the_endpoint_lacks_is_refused(served):
         scaling.register_scalable_target(
             **a.scalable_target_request("scaled", "Nope", min_instances=1, max_instances=2)
         )
+
+
+def _config(name: str, variant: str, model: str, instance_type: str = "ml.m5.large") -> dict:
+    return {
+        "EndpointConfigName": name,
+        "ProductionVariants": [
+            {
+                "VariantName": variant,
+                "ModelName": model,
+                "InitialInstanceCount": 1,
+                "InstanceType": instance_type,
+            }
+        ],
+    }
+
+
+def test_an_update_that_drops_or_retypes_an_autoscaled_variant_is_refused(served):
+    """As on AWS: deregister first; a new model on the same variant and type is allowed."""
+    running, _ = served
+    sm, scaling = boto("sagemaker", running.url), boto("application-autoscaling", running.url)
+    autoscaling.register(
+        scaling,
+        a.autoscaling_requests(
+            "scaled", ["AllTraffic"], min_instances=1, max_instances=2, target_invocations=70
+        ),
+    )
+    sm.create_endpoint_config(**_config("dropped", "Winner", "model-b"))
+    sm.create_endpoint_config(**_config("retyped", "AllTraffic", "model-a", "ml.c5.xlarge"))
+    for config in ("dropped", "retyped"):
+        with pytest.raises(sm.exceptions.ClientError, match=r"\['AllTraffic'\].*deregister") as err:
+            sm.update_endpoint(EndpointName="scaled", EndpointConfigName=config)
+        assert err.value.response["Error"]["Code"] == "ValidationException"
+    assert sm.describe_endpoint(EndpointName="scaled")["EndpointStatus"] == "InService"
+
+    sm.create_endpoint_config(**_config("new-model", "AllTraffic", "model-b"))
+    sm.update_endpoint(EndpointName="scaled", EndpointConfigName="new-model")
+    assert wait_settled(sm, "scaled")["EndpointConfigName"] == "new-model"
+
+    autoscaling.release(scaling, "scaled")
+    sm.update_endpoint(EndpointName="scaled", EndpointConfigName="dropped")
+    assert wait_settled(sm, "scaled")["EndpointConfigName"] == "dropped"

@@ -374,6 +374,7 @@ def test_the_airflow_role_may_autoscale_endpoints_and_create_only_sagemakers_lin
         ("RegisterScalableTarget", {"ResourceId": "endpoint/ep/variant/AllTraffic"}),
         ("PutScalingPolicy", {"PolicyName": "p"}),
         ("DescribeScalableTargets", {"ServiceNamespace": "sagemaker"}),
+        ("DescribeScalingPolicies", {"ResourceId": "endpoint/ep/variant/AllTraffic"}),
         ("DeregisterScalableTarget", {"ResourceId": "endpoint/ep/variant/AllTraffic"}),
     ]
     needed = [

@@ -17,9 +17,11 @@ from include.pipeline.documents import rewards
 from include.pipeline.documents import rollout as decisions_log
 from include.pipeline.layout import Layout
 from include.pipeline.params import PARAMS
+from include.pipeline.requests import autoscaling as autoscaling_requests
 from include.pipeline.requests import deployment
 from include.pipeline.targets.local.endpoint.host import start_server
 from include.pipeline.targets.local.lake import resolve
+from include.pipeline.tasks import autoscaling
 from include.pipeline.tasks import deployment as deployment_step
 from include.pipeline.tasks import rollout as rollout_tasks
 from tests.aws_model import assert_valid
@@ -87,14 +89,19 @@ def deploy(settings, server, endpoint: str, variants: list[tuple[str, str, float
     return sm
 
 
-def deploy_from_main_dag(settings, server, tiny_model: Path, endpoint: str, weight: float):
+def deploy_from_main_dag(
+    settings, server, tiny_model: Path, endpoint: str, weight: float, max_instances: int = 0
+):
     """Two runs of the main DAG's deployment step: the first model alone, then the second with
-    ``deployment_strategy=ab`` next to it. Returns the client and the two model names."""
+    ``deployment_strategy=ab`` next to it, each variant autoscaled up to ``max_instances`` (0:
+    off). Returns the client and the two model names."""
     sm = boto("sagemaker", server.url)
+    scaling = boto("application-autoscaling", server.url)
     names = []
     for run_id in ("manual__1", "manual__2"):
         params = {**MAIN_DEFAULTS, "endpoint_name": endpoint, "traffic_wait_seconds": 0}
         params |= {"deployment_strategy": "ab", "ab_challenger_weight": weight}
+        params |= {"autoscaling_max_instances": max_instances}
         built = deployment_step.build_deployment_requests(
             settings,
             params,
@@ -112,8 +119,10 @@ def deploy_from_main_dag(settings, server, tiny_model: Path, endpoint: str, weig
         if run_id == "manual__1":
             sm.create_endpoint(**built["endpoint"])
         else:
+            autoscaling.release(scaling, endpoint)  # release_autoscaling
             sm.update_endpoint(**{k: v for k, v in built["endpoint"].items() if k != "Tags"})
         assert wait_settled(sm, endpoint)["EndpointStatus"] == "InService"
+        autoscaling.register(scaling, built["autoscaling"])  # register_autoscaling
     return sm, names
 
 
@@ -188,6 +197,7 @@ def test_bandit_shifts_weight_to_the_better_arm_and_logs_it(airflow_db, env, ser
     states = run(load_dag(), endpoint_name=endpoint, mode="bandit", seed=7, weight_floor=0.05)
 
     assert states["decide_challenger"] == states["settle_endpoint"] == "skipped"
+    assert states["release_autoscaling"] == states["register_autoscaling"] == "skipped"
     after = weights(sm, endpoint)
     assert after[CHALLENGER] > 0.8 > 0.2 > after[CHAMPION]
     assert after[CHAMPION] >= 0.05  # the floor keeps the weaker arm learning
@@ -216,9 +226,14 @@ def decisions_stats_uri(settings, endpoint: str) -> str:
 
 
 def test_evaluate_promotes_an_agreeing_challenger(airflow_db, env, server, tiny_model):
-    """The challenger the main DAG's ``ab`` strategy deployed, promoted from captured traffic."""
+    """The challenger the main DAG's ``ab`` strategy deployed, autoscaled, promoted from captured
+    traffic: the winner alone keeps the variants' autoscaling."""
     endpoint = "reviews-ab"
-    sm, (champion_model, new_model) = deploy_from_main_dag(env, server, tiny_model, endpoint, 0.5)
+    sm, (champion_model, new_model) = deploy_from_main_dag(
+        env, server, tiny_model, endpoint, 0.5, max_instances=3
+    )
+    scaling = boto("application-autoscaling", server.url)
+    assert len(autoscaling.endpoint_targets(scaling, endpoint)) == 2
     texts = reviews(12)
     ids = [f"req-{i}" for i in range(len(texts))]
     # The same requests to both variants (one inference id each), so answers can be paired.
@@ -241,7 +256,17 @@ def test_evaluate_promotes_an_agreeing_challenger(airflow_db, env, server, tiny_
     states = run(load_dag(), endpoint_name=endpoint, mode="evaluate", **params)
 
     assert states["settle_endpoint"] == "success"
+    assert states["release_autoscaling"] == states["register_autoscaling"] == "success"
     assert states["update_bandit_weights"] == "skipped"
+    # released before the update (the local host, like AWS, refuses to drop an autoscaled
+    # variant) and registered again on the winner with the same bounds and target
+    (target,) = autoscaling.endpoint_targets(scaling, endpoint)
+    assert target["ResourceId"] == autoscaling_requests.resource_id(endpoint, CHAMPION)
+    assert (target["MinCapacity"], target["MaxCapacity"]) == (1, 3)
+    (policy,) = scaling.describe_scaling_policies(
+        **autoscaling_requests.target_request(target["ResourceId"])
+    )["ScalingPolicies"]
+    assert policy["TargetTrackingScalingPolicyConfiguration"]["TargetValue"] == 70
     described = sm.describe_endpoint(EndpointName=endpoint)
     assert [v["VariantName"] for v in described["ProductionVariants"]] == [CHAMPION]
     config = sm.describe_endpoint_config(EndpointConfigName=described["EndpointConfigName"])
@@ -274,6 +299,7 @@ def test_evaluate_waits_without_enough_traffic(airflow_db, env, server):
     invoke(server, endpoint, reviews(4))
     states = run(load_dag(), endpoint_name=endpoint, mode="evaluate", min_requests=50)
     assert states["settle_endpoint"] == "skipped"
+    assert states["release_autoscaling"] == states["register_autoscaling"] == "skipped"
     assert states["record_decision"] == "success"
     assert weights(sm, endpoint) == {CHAMPION: 0.5, CHALLENGER: 0.5}  # untouched
     (decision,) = decisions_log.read_decisions(

@@ -24,6 +24,39 @@ def announce_deployment(context, result=None) -> None:
     context["outlet_events"][asset].extra = deployment_events.stamped(extra)
 
 
+def autoscaling_tasks(settings) -> tuple:
+    """``release_autoscaling`` and ``register_autoscaling``, the pair around every UpdateEndpoint
+    (a deployment here, the settle step of ``endpoint_rollout``)."""
+    from airflow.sdk import task
+
+    @task(task_id=T.RELEASE_AUTOSCALING)
+    def release_autoscaling(params: dict) -> list[str]:
+        """AWS fails an UpdateEndpoint that changes an autoscaled variant: the endpoint's
+        scalable targets are deregistered first (their policies with them); the new config's
+        variants are registered again once it serves."""
+        from include.pipeline.tasks import autoscaling
+
+        client = targets.client(settings, "application-autoscaling")
+        return autoscaling.release(client, params["endpoint_name"])
+
+    @task(task_id=T.REGISTER_AUTOSCALING)
+    def register_autoscaling(requests: list) -> list[dict]:
+        """The serving variants' scalable targets and target-tracking policies (skipped when
+        there are none)."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from include.pipeline.tasks import autoscaling
+
+        if not requests:
+            raise AirflowSkipException(
+                "nothing to autoscale (autoscaling_max_instances is 0 or the minimum, or the "
+                "endpoint a rollout settled had no scalable target)"
+            )
+        return autoscaling.register(targets.client(settings, "application-autoscaling"), requests)
+
+    return release_autoscaling, register_autoscaling
+
+
 def endpoint_tasks(settings, deploy) -> dict:
     """The tasks after ``deploy``, chained: ``{"rollback_alarm", "create_model",
     "create_endpoint_config", "deploy_endpoint", "smoke_test"}``; beside them
@@ -31,6 +64,7 @@ def endpoint_tasks(settings, deploy) -> dict:
     from airflow.sdk import chain, task
 
     ops = targets.operators(settings)
+    release_autoscaling, register_autoscaling = autoscaling_tasks(settings)
 
     @task(task_id="create_rollback_alarm")
     def create_rollback_alarm(request: dict) -> str:
@@ -56,30 +90,6 @@ def endpoint_tasks(settings, deploy) -> dict:
             settings, params["endpoint_name"], inference_id=inference_id, time=dag_run.run_after
         )
         return answer
-
-    @task(task_id=T.RELEASE_AUTOSCALING)
-    def release_autoscaling(params: dict) -> list[str]:
-        """AWS fails an UpdateEndpoint that changes an autoscaled variant: the endpoint's
-        scalable targets are deregistered first (their policies with them); the new config's
-        variants are registered again once it serves."""
-        from include.pipeline.tasks import autoscaling
-
-        client = targets.client(settings, "application-autoscaling")
-        return autoscaling.release(client, params["endpoint_name"])
-
-    @task(task_id=T.REGISTER_AUTOSCALING)
-    def register_autoscaling(requests: list) -> list[dict]:
-        """The serving variants' scalable targets and target-tracking policies (skipped when
-        autoscaling is off)."""
-        from airflow.sdk.exceptions import AirflowSkipException
-
-        from include.pipeline.tasks import autoscaling
-
-        if not requests:
-            raise AirflowSkipException(
-                "autoscaling is off (autoscaling_max_instances is 0 or the minimum)"
-            )
-        return autoscaling.register(targets.client(settings, "application-autoscaling"), requests)
 
     tasks = {
         "rollback_alarm": create_rollback_alarm(deploy["rollback_alarm"]),

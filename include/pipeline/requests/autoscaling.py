@@ -137,6 +137,10 @@ def describe_targets_request() -> dict:
     return {"ServiceNamespace": NAMESPACE, "ScalableDimension": DIMENSION}
 
 
-def deregister_request(resource: str) -> dict:
-    """DeregisterScalableTarget of one variant (its policies go with it)."""
+def target_request(resource: str) -> dict:
+    """The keys naming one variant's scalable target: DeregisterScalableTarget (its policies go
+    with it) and DescribeScalingPolicies."""
     return {"ServiceNamespace": NAMESPACE, "ResourceId": resource, "ScalableDimension": DIMENSION}
+
+
+deregister_request = target_request

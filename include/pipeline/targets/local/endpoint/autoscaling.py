@@ -7,7 +7,8 @@ CloudWatch's period is 60 s) the loop measures each autoscaled variant's invocat
 over the last window and sets its instance count to what the policy's target value asks
 (``ceil(invocations per minute / target)``, within the target's bounds), as target tracking
 does: out after ``ScaleOutCooldown``, in after ``ScaleInCooldown`` since the last activity. An
-endpoint being created or updated is left alone, as AWS blocks scaling during an update.
+endpoint being created or updated is left alone, as AWS blocks scaling during an update, and an
+update that removes an autoscaled variant or changes its instance type is refused, as on AWS.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from include.pipeline.targets.local.endpoint import models
 from include.pipeline.targets.local.endpoint.models import SageMakerValidationError
 
 if TYPE_CHECKING:
+    from include.pipeline.targets.local.endpoint.routing import Fleet
     from include.pipeline.targets.local.endpoint.service import EndpointService
 
 log = logging.getLogger(__name__)
@@ -220,6 +222,27 @@ class Autoscaler:
                 raise ObjectNotFound(f"No scaling policy found for {request['PolicyName']}")
             self._save()
         return {}
+
+    # -- what the targets block ----------------------------------------------------------------
+    def check_update(self, endpoint: str, live: Fleet, new: Fleet) -> None:
+        """UpdateEndpoint fails on AWS when it would remove an autoscaled variant or change its
+        instance type (a new model alone is allowed): those variants must be deregistered
+        first."""
+        prefix = requests.endpoint_resource_prefix(endpoint)
+        with self._lock:
+            scaled = [_variant_of(r)[1] for r in self._state["targets"] if r.startswith(prefix)]
+        blocked = []
+        for name in sorted(scaled):
+            now, then = live.find(name), new.find(name)
+            if now is not None and (then is None or then.instance_type != now.instance_type):
+                blocked.append(name)
+        if blocked:
+            raise SageMakerValidationError(
+                f"The variant(s) {blocked} of endpoint {endpoint} are registered as scalable "
+                "targets with Application Auto Scaling: deregister them "
+                "(DeregisterScalableTarget) before an UpdateEndpoint removes them or changes "
+                "their instance type"
+            )
 
     # -- the scaling loop --------------------------------------------------------------------
     def _loop(self) -> None:

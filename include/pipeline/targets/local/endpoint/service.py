@@ -143,6 +143,7 @@ class EndpointService:
                     f"(status {doc['EndpointStatus']})."
                 )
             config = self.store.describe_config(config_name)
+            self.autoscaler.check_update(name, self.traffic[name].live, Fleet.from_config(config))
             deployment = request.get("DeploymentConfig") or {}
             blue_green.traffic_steps(deployment.get("BlueGreenUpdatePolicy") or {}, 1)
             doc["EndpointStatus"] = "Updating"
