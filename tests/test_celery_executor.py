@@ -1,0 +1,120 @@
+"""The pipeline under a distributed executor: CeleryExecutor with two workers, as deployed.
+
+The setup of docker-compose.yaml on one machine: Redis on 127.0.0.1:6379 as the broker (a db
+number of this module's own, flushed afterwards), PostgreSQL as metadata database and result
+backend, and two ``airflow celery worker`` processes with their own hostnames. A fast
+``reviews_pipeline`` run (auto-approved) must succeed with its tasks spread over both workers,
+which holds only if no task relies on sharing a process with another. Needs PostgreSQL (see
+tests/test_scheduler_postgres.py) and Redis (scripts/test_services.sh starts both).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from include.pipeline import task_ids
+from tests import worker_hostname
+from tests.moto_server import free_port
+from tests.test_pipeline_local import stop_endpoint_server
+from tests.test_scheduler_postgres import (
+    FAST_CONF,
+    Airflow,
+    airflow_env,
+    fresh_database,
+)
+
+pytestmark = pytest.mark.slow
+
+REDIS = {"host": "127.0.0.1", "port": 6379, "db": 13}
+WORKERS = ("worker-a", "worker-b")
+WORKER_CONCURRENCY = 2
+
+
+def _redis():
+    import redis
+
+    client = redis.Redis(socket_connect_timeout=5, **REDIS)
+    try:
+        client.ping()
+    except redis.ConnectionError as exc:
+        pytest.fail(f"Redis is not reachable at {REDIS['host']}:{REDIS['port']} ({exc})")
+    return client
+
+
+def start_workers(af: Airflow) -> None:
+    """Both workers, each with its hostname (the task instances' ``hostname``), until Celery
+    says each is ready (so neither takes the first tasks alone for want of the other)."""
+    for name in WORKERS:
+        env = af.env | {
+            "AIRFLOW__CORE__HOSTNAME_CALLABLE": worker_hostname.CALLABLE,
+            worker_hostname.ENV: name,
+        }
+        args = ["celery", "worker", "--celery-hostname", name, "--skip-serve-logs"]
+        af.spawn(
+            name,
+            [
+                *args,
+                "--concurrency",
+                str(WORKER_CONCURRENCY),
+                "--pid",
+                str(af.logs / f"{name}.pid"),
+            ],
+            env,
+        )
+    for name in WORKERS:
+        log = af.logs / f"{name}.log"
+        ready = f"@{name} ready"
+        af.wait(f"Celery worker {name}", lambda p=log, r=ready: r in _text(p), 180, 2)
+
+
+def _text(path) -> str:
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+@pytest.fixture(scope="module")
+def celery_airflow(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("celery-it")
+    port = free_port()
+    broker = _redis()
+    broker.flushdb()
+    with fresh_database() as sql_conn:
+        env = airflow_env(tmp, sql_conn, port) | {
+            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+            "AIRFLOW__CELERY__BROKER_URL": "redis://{host}:{port}/{db}".format(**REDIS),
+            "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + sql_conn.replace("+psycopg2", ""),
+        }
+        af = Airflow(env, tmp / "logs", port)
+        try:
+            af.boot("reviews_pipeline")
+            start_workers(af)
+            af.lake = tmp / "lake"
+            yield af
+        finally:
+            af.stop()
+            stop_endpoint_server(tmp / "lake")
+            broker.flushdb()
+            broker.close()
+
+
+def _trigger(af: Airflow) -> str:
+    """A fast run that needs no person: auto-approved, any accuracy registered."""
+    conf = {
+        "input_uri": "",
+        **FAST_CONF,
+        "delete_endpoint_after_run": True,
+        "min_accuracy": 0.0,
+        "model_approval": "Approved",
+    }
+    body = {"logical_date": None, "conf": conf}
+    return af.api("POST", "/api/v2/dags/reviews_pipeline/dagRuns", body)["dag_run_id"]
+
+
+def test_a_run_succeeds_with_its_tasks_on_both_workers(celery_airflow):
+    af = celery_airflow
+    run = {"dag_run_id": _trigger(af)}
+    af.wait_for_run("reviews_pipeline", run["dag_run_id"])
+    tis = af.task_instances("reviews_pipeline", run["dag_run_id"])
+    states = {t["task_id"]: t["state"] for t in tis}
+    assert states[task_ids.TRAIN] == states[task_ids.DEPLOY] == "success", states
+    ran_on = {t["task_id"]: t["hostname"] for t in tis if t["hostname"]}
+    assert set(ran_on.values()) == set(WORKERS), ran_on
