@@ -10,6 +10,11 @@ tests/test_scheduler_postgres.py) and Redis (scripts/test_services.sh starts bot
 
 from __future__ import annotations
 
+import contextlib
+import json
+from pathlib import Path
+
+import psutil
 import pytest
 
 from include.pipeline import task_ids
@@ -18,6 +23,7 @@ from tests.moto_server import free_port
 from tests.test_pipeline_local import stop_endpoint_server
 from tests.test_scheduler_postgres import (
     FAST_CONF,
+    RUN_TIMEOUT_S,
     Airflow,
     airflow_env,
     fresh_database,
@@ -28,6 +34,7 @@ pytestmark = pytest.mark.slow
 REDIS = {"host": "127.0.0.1", "port": 6379, "db": 13}
 WORKERS = ("worker-a", "worker-b")
 WORKER_CONCURRENCY = 2
+HEARTBEAT_TIMEOUT_S = 60
 
 
 def _redis():
@@ -82,6 +89,8 @@ def celery_airflow(tmp_path_factory):
             "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
             "AIRFLOW__CELERY__BROKER_URL": "redis://{host}:{port}/{db}".format(**REDIS),
             "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + sql_conn.replace("+psycopg2", ""),
+            # a killed worker's task is failed (and retried) after this, not the default 300 s
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT_S),
         }
         af = Airflow(env, tmp / "logs", port)
         try:
@@ -118,3 +127,62 @@ def test_a_run_succeeds_with_its_tasks_on_both_workers(celery_airflow):
     assert states[task_ids.TRAIN] == states[task_ids.DEPLOY] == "success", states
     ran_on = {t["task_id"]: t["hostname"] for t in tis if t["hostname"]}
     assert set(ran_on.values()) == set(WORKERS), ran_on
+
+
+def _tree(pid: int) -> list[psutil.Process]:
+    """Process ``pid`` and its descendants (a worker's task runs in a process group of its own,
+    under the worker's pool process)."""
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _runs_a_job(proc: psutil.Process, jobs: Path) -> bool:
+    """A local job's process: its working directory is below the lake's ``_jobs``."""
+    try:
+        return Path(proc.cwd()).is_relative_to(jobs)
+    except psutil.Error:
+        return False
+
+
+def test_a_lost_worker_leaves_the_training_retry_to_the_other(celery_airflow):
+    """A worker lost while its ``train_model`` runs the local training job (the worker and every
+    process under it SIGKILLed, as when its host dies): the job dies with the task (it runs in
+    the task's process tree, so no retry can adopt it); the scheduler fails the silent task
+    after the heartbeat timeout, and the retry, on the other worker, runs the job again under
+    the same name, alone: one job folder, one record, Completed."""
+    af = celery_airflow
+    run_id = _trigger(af)
+    train = f"/api/v2/dags/reviews_pipeline/dagRuns/{run_id}/taskInstances/{task_ids.TRAIN}"
+    jobs = af.lake / "_jobs"
+
+    def training():
+        ti = af.api("GET", train)
+        if ti["state"] != "running" or ti["hostname"] not in af.procs:
+            return None
+        tree = _tree(af.procs[ti["hostname"]].pid)
+        return ti["hostname"] if any(_runs_a_job(p, jobs) for p in tree) else None
+
+    victim = af.wait("train_model's job running on a worker", training, RUN_TIMEOUT_S, 1)
+    worker = af.procs.pop(victim)  # no longer one of the processes that must stay up
+    tree = _tree(worker.pid)
+    for proc in tree:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    worker.wait(timeout=30)
+    _, alive = psutil.wait_procs(tree, timeout=30)
+    assert not alive, f"outlived the SIGKILL: {alive}"
+
+    af.wait_for_run("reviews_pipeline", run_id)
+    tries = af.api("GET", f"{train}/tries")["task_instances"]
+    (survivor,) = set(WORKERS) - {victim}
+    assert [(t["try_number"], t["hostname"]) for t in tries] == [(1, victim), (2, survivor)]
+    assert tries[-1]["state"] == "success", tries
+    xcom = af.api("GET", f"{train}/xcomEntries/return_value?deserialize=true")["value"]
+    name = (xcom if isinstance(xcom, dict) else json.loads(xcom))["Training"]["TrainingJobName"]
+    assert sorted(p.name for p in jobs.iterdir() if p.name.startswith(name)) == [name]
+    records = af.lake / "_sagemaker" / "training-jobs"
+    (record,) = [p for p in records.iterdir() if p.name.startswith(name)]
+    assert json.loads(record.read_text())["TrainingJobStatus"] == "Completed"
