@@ -4,7 +4,8 @@ The setup of docker-compose.yaml on one machine: Redis on 127.0.0.1:6379 as the 
 number of this module's own, flushed afterwards), PostgreSQL as metadata database and result
 backend, and two ``airflow celery worker`` processes with their own hostnames. A fast
 ``reviews_pipeline`` run (auto-approved) must succeed with its tasks spread over both workers,
-which holds only if no task relies on sharing a process with another. Needs PostgreSQL (see
+which holds only if no task relies on sharing a process with another; and a run whose worker
+is lost while training must succeed on the other one. Needs PostgreSQL (see
 tests/test_scheduler_postgres.py) and Redis (scripts/test_services.sh starts both).
 """
 
@@ -105,7 +106,7 @@ def celery_airflow(tmp_path_factory):
             broker.close()
 
 
-def _trigger(af: Airflow) -> str:
+def _trigger(af: Airflow, **conf) -> str:
     """A fast run that needs no person: auto-approved, any accuracy registered."""
     conf = {
         "input_uri": "",
@@ -113,6 +114,7 @@ def _trigger(af: Airflow) -> str:
         "delete_endpoint_after_run": True,
         "min_accuracy": 0.0,
         "model_approval": "Approved",
+        **conf,
     }
     body = {"logical_date": None, "conf": conf}
     return af.api("POST", "/api/v2/dags/reviews_pipeline/dagRuns", body)["dag_run_id"]
@@ -154,7 +156,7 @@ def test_a_lost_worker_leaves_the_training_retry_to_the_other(celery_airflow):
     after the heartbeat timeout, and the retry, on the other worker, runs the job again under
     the same name, alone: one job folder, one record, Completed."""
     af = celery_airflow
-    run_id = _trigger(af)
+    run_id = _trigger(af, reuse_steps=False)  # the job runs, even after the same run's above
     train = f"/api/v2/dags/reviews_pipeline/dagRuns/{run_id}/taskInstances/{task_ids.TRAIN}"
     jobs = af.lake / "_jobs"
 
