@@ -152,21 +152,27 @@ class Airflow:
         )
 
     def start(self) -> None:
-        self.logs.mkdir(parents=True, exist_ok=True)
         for name in COMPONENTS:
             extra = (
                 ["--port", str(self.port), "--host", "127.0.0.1"] if name == "api-server" else []
             )
-            log = open(self.logs / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
-            self.procs[name] = subprocess.Popen(
-                [sys.executable, "-m", "airflow", name, *extra],
-                env=self.env,
-                cwd=REPO,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-            log.close()
+            self.spawn(name, [name, *extra])
+
+    def spawn(self, name: str, args: list[str], env: dict | None = None) -> subprocess.Popen:
+        """``airflow <args>`` as process ``name`` in its own process group, logging to
+        ``<name>.log``; stopped with the components."""
+        self.logs.mkdir(parents=True, exist_ok=True)
+        log = open(self.logs / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+        self.procs[name] = subprocess.Popen(
+            [sys.executable, "-m", "airflow", *args],
+            env=env or self.env,
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        return self.procs[name]
 
     def stop(self) -> None:
         for proc in self.procs.values():
@@ -322,17 +328,21 @@ class Airflow:
         self.wait("the approval gate (approve_model)", parked, timeout=RUN_TIMEOUT_S, every=5)
 
     def task_states(self, dag_id: str, run_id: str) -> dict:
-        """Every task's state in the run (the list is paged: the main DAG has more than a page)."""
-        states, seen = {}, 0
+        """Every task's state in the run."""
+        return {t["task_id"]: t["state"] for t in self.task_instances(dag_id, run_id)}
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
+        """Every task instance of the run (the list is paged: the main DAG has more than a
+        page)."""
+        found: list[dict] = []
         while True:
             page = self.api(
                 "GET",
-                f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=100&offset={seen}",
+                f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=100&offset={len(found)}",
             )
-            states |= {t["task_id"]: t["state"] for t in page["task_instances"]}
-            seen += len(page["task_instances"])
-            if not page["task_instances"] or seen >= page["total_entries"]:
-                return states
+            found += page["task_instances"]
+            if not page["task_instances"] or len(found) >= page["total_entries"]:
+                return found
 
 
 @contextmanager

@@ -160,3 +160,13 @@ def test_what_libraries_set_at_import_does_not_make_jobs_run_fresh():
     must not leave every later job unable to use the fork server."""
     env = {"KMP_INIT_AT_FORK": "FALSE", "KMP_DUPLICATE_LIB_OK": "True", "OMP_NUM_THREADS": "1"}
     assert warm._import_env(env) == {"OMP_NUM_THREADS": "1"}
+
+
+def test_a_daemonic_process_runs_its_jobs_fresh(script: Path, tmp_path: Path, monkeypatch):
+    """A task under Celery's prefork pool is forked from a daemonic pool process, and
+    multiprocessing refuses children there (no fork server): the job runs all the same."""
+    import multiprocessing
+
+    monkeypatch.setitem(multiprocessing.current_process()._config, "daemon", True)
+    kind, code, lines = _run(script, tmp_path)
+    assert (kind, code, lines[0]) == ("Popen", 0, "fresh")

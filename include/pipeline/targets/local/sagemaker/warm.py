@@ -11,7 +11,8 @@ each job from it (``gunicorn --preload`` does the same for web workers).
 A job runs as a fresh interpreter instead when its command is neither ``<this python> script.py``
 nor ``<this python> -m module`` (the local Clarify processor),
 when it sets a variable the preloaded modules read while importing (``IMPORT_ENV``) to another
-value than the fork server saw, or with ``PIPELINE_WARM_JOBS=0``. Unlike a fresh interpreter, a
+value than the fork server saw, with ``PIPELINE_WARM_JOBS=0``, or in a process that
+multiprocessing lets start no children (a task of a Celery prefork worker). Unlike a fresh interpreter, a
 forked job does not run the script's ``atexit`` handlers (none of include/jobs registers one).
 """
 
@@ -73,6 +74,13 @@ def enabled(env: dict[str, str] | None = None) -> bool:
     return value not in ("0", "false", "no", "off")
 
 
+def daemonic() -> bool:
+    """Whether this process counts as a daemonic multiprocessing child, which multiprocessing
+    lets start no process: a task under Celery's prefork pool is one (forked from a pool
+    process), so its jobs run fresh."""
+    return bool(multiprocessing.current_process().daemon)
+
+
 def entry_of(argv: list[str]) -> tuple[str, str, list[str]] | None:
     """``("script", path, arguments)`` of ``<this interpreter> script.py ...``, ``("module",
     name, arguments)`` of ``<this interpreter> -m name ...``; None for other commands."""
@@ -94,7 +102,7 @@ def task_started() -> None:
     with _lock:
         _tasks_started += 1
         second = _tasks_started == 2
-    if second and enabled():
+    if second and enabled() and not daemonic():
         start_server()
 
 
@@ -205,7 +213,12 @@ class WarmProcess:
 def popen(argv: list[str], env: dict[str, str], cwd: Path | str):
     """The job's process: forked warm where it can be, else a fresh interpreter (text stdout
     with stderr merged, line-buffered, as before)."""
-    if enabled() and enabled(env):
+    if daemonic():
+        logging.getLogger(__name__).info(
+            "The job runs in a fresh interpreter: this process is a daemonic multiprocessing "
+            "child (a Celery prefork worker's task), which may start no fork server"
+        )
+    elif enabled() and enabled(env):
         start_server()  # a process's first job starts it, whatever that job is
         if entry_of(argv) is not None:
             if _import_env(env) == _server_env:
