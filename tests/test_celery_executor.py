@@ -20,14 +20,11 @@ import pytest
 
 from include.pipeline import task_ids
 from tests import worker_hostname
-from tests.moto_server import free_port
-from tests.test_pipeline_local import stop_endpoint_server
 from tests.test_scheduler_postgres import (
     FAST_CONF,
     RUN_TIMEOUT_S,
     Airflow,
-    airflow_env,
-    fresh_database,
+    airflow_on_postgres,
 )
 
 pytestmark = pytest.mark.slow
@@ -82,28 +79,27 @@ def _text(path) -> str:
 @pytest.fixture(scope="module")
 def celery_airflow(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("celery-it")
-    port = free_port()
     broker = _redis()
     broker.flushdb()
-    with fresh_database() as sql_conn:
-        env = airflow_env(tmp, sql_conn, port) | {
-            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
-            "AIRFLOW__CELERY__BROKER_URL": "redis://{host}:{port}/{db}".format(**REDIS),
-            "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + sql_conn.replace("+psycopg2", ""),
-            # a killed worker's task is failed (and retried) after this, not the default 300 s
-            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT_S),
-        }
-        af = Airflow(env, tmp / "logs", port)
-        try:
+    celery = {
+        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+        "AIRFLOW__CELERY__BROKER_URL": "redis://{host}:{port}/{db}".format(**REDIS),
+        # a killed worker's task is failed (and retried) after this, not the default 300 s
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT_S),
+    }
+    try:
+        with airflow_on_postgres(tmp, celery) as af:
+            # the result backend is the run's own metadata database
+            af.env["AIRFLOW__CELERY__RESULT_BACKEND"] = "db+" + af.env[
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"
+            ].replace("+psycopg2", "")
             af.boot("reviews_pipeline")
             start_workers(af)
             af.lake = tmp / "lake"
             yield af
-        finally:
-            af.stop()
-            stop_endpoint_server(tmp / "lake")
-            broker.flushdb()
-            broker.close()
+    finally:
+        broker.flushdb()
+        broker.close()
 
 
 def _trigger(af: Airflow, **conf) -> str:
