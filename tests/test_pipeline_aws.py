@@ -154,13 +154,14 @@ def test_run_succeeds_with_provider_operators(aws_run):
     assert "DAG RUN STATE success" in proc.stdout, (failed, proc.stderr[-6000:])
     assert summary["target"] == "aws" and summary["state"] == "success", summary["task_states"]
     # Every task ran its own code: only the branches the gates did not take are skipped (no
-    # endpoint served before this run: no champion to evaluate).
+    # endpoint served before this run: no champion to evaluate; autoscaling is off by default).
     skipped = {t for t, state in summary["task_states"].items() if state == "skipped"}
     assert skipped == {
         "stop_on_bias",
         "skip_registration",
         "skip_deployment",
         "evaluate_champion",
+        "register_autoscaling",
     }, summary["task_states"]
     unfinished = {t for t, s in summary["task_states"].items() if s not in ("success", "skipped")}
     assert unfinished <= {"write_run_summary"}, summary  # the summary runs while it writes itself

@@ -97,6 +97,7 @@ def test_run_succeeds_and_writes_the_summary(sample_run):
         "stop_on_bias",
         "skip_registration",
         "skip_deployment",
+        "register_autoscaling",  # off by default
         *no_champion,
     }
     assert set(summary) >= {
